@@ -1,0 +1,246 @@
+//! Keys, values and names of the BPF maps.
+//!
+//! Who writes and who reads each map is said at its definition in
+//! `lb-ebpf/src/maps.rs`. The agent sizes the maps at load time
+//! (`EbpfLoader::set_max_entries`) from the config; the constants here are
+//! the defaults compiled into the object.
+//!
+//! Addresses are stored as four `u32` words exactly as they appear in the
+//! packet (network byte order in memory). An IPv4 address occupies word 0 and
+//! words 1..3 are zero; `family` tells the two apart.
+
+use core::mem::size_of;
+
+/// Names of the maps in the object, shared so that a rename is caught by the
+/// compiler on both sides.
+pub mod names {
+    pub const SERVICES: &str = "SERVICES";
+    pub const BACKENDS: &str = "BACKENDS";
+    pub const MAGLEV_RING: &str = "MAGLEV_RING";
+    pub const FLOWS: &str = "FLOWS";
+    pub const REVERSE_NAT: &str = "REVERSE_NAT";
+    pub const SERVICE_STATS: &str = "SERVICE_STATS";
+    pub const BACKEND_STATS: &str = "BACKEND_STATS";
+    pub const VERDICT_STATS: &str = "VERDICT_STATS";
+    pub const EVENT_STATS: &str = "EVENT_STATS";
+    /// The XDP entry point.
+    pub const PROGRAM: &str = "lb_xdp";
+}
+
+/// Default map sizes (overridden by the agent at load time).
+pub mod defaults {
+    pub const MAX_SERVICES: u32 = 1024;
+    pub const MAX_BACKENDS: u32 = 65536;
+    /// Slots in the shared Maglev ring array. Each service owns a range of
+    /// `maglev_table_size` slots, and a second range while it is rebuilt.
+    pub const MAGLEV_RING_SLOTS: u32 = 4 * 65537;
+    pub const FLOW_TABLE_SIZE: u32 = 1 << 20;
+    pub const MAGLEV_TABLE_SIZE: u32 = 65537;
+}
+
+pub const FAMILY_IPV4: u8 = 4;
+pub const FAMILY_IPV6: u8 = 6;
+
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// Backend id meaning "none" (e.g. a service without a sorry server).
+pub const NO_BACKEND: u32 = u32::MAX;
+
+/// An (address, port, protocol): the key of a virtual service, and the key
+/// of the reverse-NAT map for a real server.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct EndpointKey {
+    /// Network byte order words; IPv4 in word 0, other words zero.
+    pub addr: [u32; 4],
+    /// Network byte order.
+    pub port_be: u16,
+    /// `PROTO_TCP` or `PROTO_UDP`.
+    pub proto: u8,
+    /// `FAMILY_IPV4` or `FAMILY_IPV6`.
+    pub family: u8,
+}
+const _: () = assert!(size_of::<EndpointKey>() == 20);
+
+/// `Service::flags`: forwarding method.
+pub const SVC_F_NAT: u32 = 1 << 0;
+pub const SVC_F_DR: u32 = 1 << 1;
+
+/// A virtual service: `SERVICES[EndpointKey] -> Service`.
+///
+/// The agent replaces the whole value in one map update to swap a service to
+/// a freshly built Maglev range, so a packet sees either the old range or the
+/// new one, never a half-written table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Service {
+    /// Index into `SERVICE_STATS`; also recorded in flows and backends.
+    pub id: u32,
+    /// `SVC_F_*`.
+    pub flags: u32,
+    /// First slot of this service's Maglev table in `MAGLEV_RING`.
+    pub ring_offset: u32,
+    /// Number of slots (a prime); 0 = no real server can take new flows.
+    pub ring_size: u32,
+    /// Backend used while `ring_size == 0` (sorry server), or `NO_BACKEND`.
+    pub fallback_backend: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Service>() == 24);
+
+/// `Backend::flags`: the backend may carry flows (existing ones at least).
+/// Cleared when it is removed from its service or declared down, so its
+/// flows are chosen again.
+pub const BACKEND_F_ACTIVE: u8 = 1 << 0;
+
+/// A real server: `BACKENDS[id] -> Backend`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Backend {
+    /// Network byte order words; IPv4 in word 0.
+    pub addr: [u32; 4],
+    /// Network byte order. For DR it equals the service port.
+    pub port_be: u16,
+    pub family: u8,
+    /// `BACKEND_F_*`.
+    pub flags: u8,
+    /// The service this backend belongs to (`Service::id`).
+    pub service_id: u32,
+}
+const _: () = assert!(size_of::<Backend>() == 24);
+
+/// A connection as the client sent it: `FLOWS[FlowKey] -> Flow`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// Client address, network byte order words.
+    pub src: [u32; 4],
+    /// Virtual IP, network byte order words.
+    pub dst: [u32; 4],
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<FlowKey>() == 40);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Flow {
+    pub backend_id: u32,
+    /// Service the flow was scheduled in; a flow is only reused when the
+    /// backend still belongs to this service and is active.
+    pub service_id: u32,
+}
+const _: () = assert!(size_of::<Flow>() == 8);
+
+/// Reverse NAT: `REVERSE_NAT[EndpointKey of the real server] -> ReverseNat`.
+///
+/// Stateless on purpose: a (real address, port, protocol) belongs to one
+/// service, so replies can be rewritten without a flow entry, and a second
+/// balancer can take over established NAT flows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ReverseNat {
+    /// The VIP, network byte order words.
+    pub vip: [u32; 4],
+    pub vip_port_be: u16,
+    pub _pad: u16,
+    pub service_id: u32,
+    /// Backend whose `out_*` counters the reply counts into.
+    pub backend_id: u32,
+}
+const _: () = assert!(size_of::<ReverseNat>() == 28);
+
+/// Per service and per real server traffic, as `ipvsadm -Ln --stats` shows
+/// it. Per-CPU: the agent sums the CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// New flows scheduled.
+    pub conns: u64,
+    pub in_packets: u64,
+    pub in_bytes: u64,
+    /// Replies (NAT only: in DR mode replies bypass the balancer).
+    pub out_packets: u64,
+    pub out_bytes: u64,
+}
+const _: () = assert!(size_of::<Counters>() == 40);
+
+impl Counters {
+    pub fn add(&mut self, other: &Counters) {
+        self.conns += other.conns;
+        self.in_packets += other.in_packets;
+        self.in_bytes += other.in_bytes;
+        self.out_packets += other.out_packets;
+        self.out_bytes += other.out_bytes;
+    }
+}
+
+/// XDP verdicts, the index of `VERDICT_STATS` (equal to the kernel's
+/// `xdp_action` values).
+pub mod verdict {
+    pub const ABORTED: u32 = 0;
+    pub const DROP: u32 = 1;
+    pub const PASS: u32 = 2;
+    pub const TX: u32 = 3;
+    pub const REDIRECT: u32 = 4;
+    pub const COUNT: u32 = 5;
+    pub const NAMES: [&str; COUNT as usize] = ["aborted", "drop", "pass", "tx", "redirect"];
+}
+
+/// Why a packet got the verdict it got: the index of `EVENT_STATS`.
+pub mod event {
+    /// Frame too short for a header it claims to have.
+    pub const TRUNCATED: u32 = 0;
+    /// Bad IPv4 IHL / version, or an IPv6 extension header chain we do not walk.
+    pub const MALFORMED: u32 = 1;
+    /// A fragment addressed to a VIP (passed to the kernel).
+    pub const FRAGMENT: u32 = 2;
+    /// IPv4 header with options addressed to a VIP (forwarded unchanged).
+    pub const IP_OPTIONS: u32 = 3;
+    /// VIP packet dropped: no real server can take it and no sorry server.
+    pub const NO_BACKEND: u32 = 4;
+    /// Forwarding needed a neighbour entry that the kernel has not resolved.
+    pub const NEIGH_MISS: u32 = 5;
+    /// `bpf_fib_lookup` found no route / forwarding disabled.
+    pub const FIB_MISS: u32 = 6;
+    /// An ICMP error about a VIP flow (passed to the kernel).
+    pub const ICMP_VIP: u32 = 7;
+    /// NAT reply rewritten (real:port -> VIP:port).
+    pub const NAT_REPLY: u32 = 8;
+    /// Flow table hit whose backend had left the service: chosen again.
+    pub const FLOW_RESCHEDULED: u32 = 9;
+    /// Packet with TTL/hop limit <= 1 addressed to a VIP (passed to the kernel).
+    pub const TTL_EXPIRED: u32 = 10;
+    pub const COUNT: u32 = 11;
+    pub const NAMES: [&str; COUNT as usize] = [
+        "truncated",
+        "malformed",
+        "fragment",
+        "ip_options",
+        "no_backend",
+        "neigh_miss",
+        "fib_miss",
+        "icmp_vip",
+        "nat_reply",
+        "flow_rescheduled",
+        "ttl_expired",
+    ];
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers
+    // and have no implicit padding (checked by the size asserts above).
+    unsafe impl aya::Pod for EndpointKey {}
+    unsafe impl aya::Pod for Service {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for Flow {}
+    unsafe impl aya::Pod for ReverseNat {}
+    unsafe impl aya::Pod for Counters {}
+}

@@ -1,0 +1,13 @@
+//! The `lb` agent: configuration, the data plane's maps, and the commands
+//! built on them. `main.rs` is only the command line; everything else is a
+//! library so the tests and the benchmarks drive the same code.
+
+pub mod agent;
+pub mod config;
+pub mod control;
+pub mod dataplane;
+pub mod maglev;
+pub mod status;
+
+/// The XDP object, built from `lb-ebpf` by `build.rs`.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
