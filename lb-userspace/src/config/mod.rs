@@ -77,3 +77,24 @@ pub struct RealServer {
     /// 0 = drained: no new flows, existing flows stay.
     pub weight: u32,
 }
+
+/// A config that cannot be used, with where and why. `Display` is the full
+/// message a user sees (file:line:column, field, what to fix).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    pub message: String,
+}
+
+/// Read, parse and validate a config file.
+pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        message: format!("{}: cannot read config: {e}", path.display()),
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parse and validate config text; `origin` names it in messages.
+pub fn parse(_text: &str, _origin: &str) -> Result<Config, ConfigError> {
+    todo!("config parsing")
+}
