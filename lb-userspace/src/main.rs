@@ -90,10 +90,25 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { code, error }) => {
-            eprintln!("lb: {error:#}");
+            eprintln!("lb: {}", describe(&error));
             ExitCode::from(code)
         }
     }
+}
+
+/// The error and its causes on one line. Library errors already quote
+/// their cause in their message, so a cause is only appended when it adds
+/// something.
+fn describe(error: &anyhow::Error) -> String {
+    let mut out = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
 }
 
 fn dispatch(command: Command) -> Result<(), Failure> {
