@@ -1,8 +1,9 @@
 //! `lb run`: the agent's life cycle.
 //!
-//! Start-up order: privileges, load the object with maps sized from the
-//! config, fill the maps, *then* attach (the first packet already sees the
-//! whole config), then the control socket and the neighbour warm-up. On
+//! Start-up order: privileges, the control socket (a second agent stops
+//! there), load the object with maps sized from the config, fill the maps,
+//! *then* attach (the first packet already sees the whole config), then
+//! serve the socket and start the neighbour warm-up. On
 //! SIGINT/SIGTERM the program is detached from every interface and the
 //! socket removed; SIGHUP (or `lb reload`) re-reads the config file and
 //! applies only the difference.
@@ -121,6 +122,9 @@ struct Shared {
 pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError> {
     loader::check_privileges()?;
     loader::raise_memlock_limit();
+    // First, so a second agent on the same config stops here with a clear
+    // message instead of fighting over the interfaces.
+    let server = Arc::new(ControlServer::bind(&config.agent.control_socket)?);
 
     let sizes = MapSizes::for_config(&config);
     tracing::info!(
@@ -155,7 +159,6 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
     let neighbours = tokio::spawn(neighbour::keep_resolved(neigh_rx));
 
     let shared = Arc::new(Mutex::new(Shared { maps, programmer }));
-    let server = Arc::new(ControlServer::bind(&config.agent.control_socket)?);
     tracing::info!("control socket {}", server.path().display());
     let (req_tx, mut req_rx) = mpsc::channel::<Incoming>(16);
     let serving = {
