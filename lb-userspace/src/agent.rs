@@ -120,6 +120,8 @@ struct Shared {
 
 /// Run the agent in the foreground until SIGINT/SIGTERM.
 pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError> {
+    // Reloads must find the same file whatever the working directory is then.
+    let config_path = std::fs::canonicalize(&config_path).unwrap_or(config_path);
     loader::check_privileges()?;
     loader::raise_memlock_limit();
     // First, so a second agent on the same config stops here with a clear
