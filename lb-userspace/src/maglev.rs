@@ -54,7 +54,7 @@ pub fn build_table(entries: &[Entry], size: u32) -> Vec<u32> {
     }
     // Tie-breaks between servers depend on their turn order: fix it by
     // identity so the caller's order (and the ids) cannot change the table.
-    active.sort_by(|a, b| (a.addr, a.port, a.id).cmp(&(b.addr, b.port, b.id)));
+    active.sort_by_key(|e| (e.addr, e.port, e.id));
 
     // Per server: the slot it looks at next (its permutation is walked by
     // adding `skip` modulo `size`, so no multiplication or allocation per
@@ -198,13 +198,13 @@ pub fn is_prime(n: u32) -> bool {
     if n < 4 {
         return true;
     }
-    if n % 2 == 0 || n % 3 == 0 {
+    if n.is_multiple_of(2) || n.is_multiple_of(3) {
         return false;
     }
     let n64 = u64::from(n);
     let mut d: u64 = 5;
     while d * d <= n64 {
-        if n64 % d == 0 || n64 % (d + 2) == 0 {
+        if n64.is_multiple_of(d) || n64.is_multiple_of(d + 2) {
             return false;
         }
         d += 6;
@@ -253,7 +253,9 @@ mod tests {
 
     #[test]
     fn empty_or_all_drained_gives_no_backend() {
-        assert!(build_table(&[], 251).iter().all(|s| *s == lb_common::NO_BACKEND));
+        assert!(build_table(&[], 251)
+            .iter()
+            .all(|s| *s == lb_common::NO_BACKEND));
         let mut drained = servers(3);
         drained.iter_mut().for_each(|e| e.weight = 0);
         let t = build_table(&drained, 251);
@@ -270,7 +272,10 @@ mod tests {
             }
             let t = build_table(&e, size);
             assert_eq!(t.len(), size as usize);
-            assert!(t.iter().all(|s| *s != lb_common::NO_BACKEND), "n={n} size={size}");
+            assert!(
+                t.iter().all(|s| *s != lb_common::NO_BACKEND),
+                "n={n} size={size}"
+            );
             if n > 1 {
                 assert!(!t.contains(&0), "drained server got slots");
             }
@@ -305,7 +310,10 @@ mod tests {
         assert!((got[0] - 65535.0 / total).abs() < 0.01, "{got:?}");
         assert!((got[1] - 1000.0 / total).abs() < 0.005, "{got:?}");
         let ones = t_count(&build_table(&e, M), 2);
-        assert!((1..=3).contains(&ones), "the weight-1 server must keep a slot: {ones}");
+        assert!(
+            (1..=3).contains(&ones),
+            "the weight-1 server must keep a slot: {ones}"
+        );
     }
 
     /// Removing one of N servers moves about 1/N of the slots (Maglev's
@@ -328,9 +336,15 @@ mod tests {
                 / M as f64;
             let ideal = 1.0 / n as f64;
             assert!(moved >= ideal * 0.9, "n={n}: moved {moved}, ideal {ideal}");
-            assert!(moved < 1.3 * ideal + 0.01, "n={n}: moved {moved}, ideal {ideal}");
+            assert!(
+                moved < 1.3 * ideal + 0.01,
+                "n={n}: moved {moved}, ideal {ideal}"
+            );
             // Slots of servers that stay: at most a few percent change hands.
-            assert!(kept_moved < 0.3 * ideal + 0.01, "n={n}: {kept_moved} of kept slots moved");
+            assert!(
+                kept_moved < 0.3 * ideal + 0.01,
+                "n={n}: {kept_moved} of kept slots moved"
+            );
             assert!(!after.contains(&gone));
         }
     }
