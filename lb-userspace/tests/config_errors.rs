@@ -614,3 +614,42 @@ fn unreadable_file_names_the_path() {
         "{msg}"
     );
 }
+
+#[test]
+fn single_table_where_a_list_is_expected() {
+    rejected(
+        &format!("{AGENT}[virtual_server]\nname = \"web\"\n"),
+        "3:1",
+        "virtual_server",
+        &["write `[[virtual_server]]` (double brackets)"],
+    );
+    rejected(
+        &service(
+            "[virtual_server.real_server]\naddress = \"172.16.14.122\"\n",
+            "",
+        )
+        .replace(
+            "  [[virtual_server.real_server]]\n  address = \"172.16.14.121\"\n",
+            "",
+        ),
+        "10:1",
+        "virtual_server[0].real_server",
+        &["write `[[virtual_server.real_server]]`"],
+    );
+}
+
+#[test]
+fn wrong_value_types_say_what_is_expected() {
+    rejected(
+        &service("", "").replace("port = 80", "port = \"80\""),
+        "7:8",
+        "virtual_server[0].port",
+        &["invalid type: string \"80\", expected an integer"],
+    );
+    rejected(
+        "[agent]\ninterfaces = \"eth0\"\n",
+        "2:14",
+        "agent.interfaces",
+        &["expected an array `[...]`"],
+    );
+}

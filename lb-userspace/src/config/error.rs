@@ -68,11 +68,15 @@ impl Location {
     }
 
     pub(super) fn error(&self, field: &str, what: impl Display) -> ConfigError {
-        ConfigError {
-            message: format!(
+        // A Config built in code rather than parsed has no positions.
+        let message = if self.origin.is_empty() {
+            format!("field `{field}`: {what}")
+        } else {
+            format!(
                 "{}:{}:{}: field `{field}`: {what}",
                 self.origin, self.line, self.column
-            ),
-        }
+            )
+        };
+        ConfigError { message }
     }
 }

@@ -7,7 +7,21 @@
 //! one format: `origin:line:column: field `path`: what is wrong: what to do`,
 //! where `path` counts from 0 (`virtual_server[1].real_server[0].weight`).
 //!
-//! Layout: [`raw`] mirrors the file (serde, unknown keys rejected),
+//! Rules beyond the types (each with its message in `validate`):
+//! - required: `agent.interfaces` (non-empty), and per virtual server
+//!   `name` (unique), `address`, `port`, `protocol`, `forwarding`: a guessed
+//!   protocol or forwarding method would misroute silently;
+//! - one service per (address, port, protocol); a real server once per
+//!   service; a NAT real server's (address, port, protocol) in one NAT
+//!   service only (replies are translated back without per-flow state);
+//! - VIP, real servers and sorry server of a service share one family;
+//!   with DR, real servers and the sorry server use the VIP's port;
+//! - weight 0..=65535 as in ipvsadm; ports 1..=65535;
+//! - `maglev_table_size` a prime in 101..=16777213 and at least 100 slots
+//!   per configured real server (drained ones count: draining must not
+//!   make a config invalid).
+//!
+//! Layout: `raw` mirrors the file (serde, unknown keys rejected),
 //! `validate` turns it into [`Config`], [`validate_host`] checks what
 //! depends on the machine (interfaces) separately, so a config can be
 //! parsed and tested on a host that lacks its interfaces.
@@ -161,10 +175,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
     // Syntax first, on its own, so that a syntax error is reported as such
     // rather than as whatever the struct mapping tripped over.
     if let Err(e) = text.parse::<toml::Table>() {
-        return Err(src.plain_error(
-            e.span(),
-            format_args!("TOML syntax error: {}", one_line(e.message())),
-        ));
+        let what = match one_line(e.message()) {
+            m if m.is_empty() => "a value is missing or malformed here".to_owned(),
+            m => m,
+        };
+        return Err(src.plain_error(e.span(), format_args!("TOML syntax error: {what}")));
     }
     let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
         .map_err(|e| {
@@ -191,6 +206,29 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
                     inner.span().unwrap_or(0..0),
                     &field,
                     format_args!("unknown field: remove it or fix its spelling{accepted}"),
+                );
+            }
+            // `[virtual_server]` where `[[virtual_server]]` was meant.
+            let list_of_tables = field == "virtual_server" || field.ends_with(".real_server");
+            if list_of_tables && message.contains("invalid type: map") {
+                let key = field
+                    .rsplit(['.', ']'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let header = if key == "real_server" {
+                    "virtual_server.real_server"
+                } else {
+                    "virtual_server"
+                };
+                return src.field_error(
+                    inner.span().unwrap_or(0..0),
+                    &field,
+                    format_args!(
+                        "a single table where a list of tables is expected: write \
+                         `[[{header}]]` (double brackets), once per {}",
+                        key.replace('_', " ")
+                    ),
                 );
             }
             if field.is_empty() {
@@ -232,4 +270,8 @@ fn one_line(s: &str) -> String {
         .replace('\n', "; ")
         .replace("expected i64", "expected an integer")
         .replace("expected a string", "expected a string in quotes")
+        .replace("expected a sequence", "expected an array `[...]`")
+        .replace("expected struct RawAgent", "expected a table `[agent]`")
+        .replace("expected struct RawVirtualServer", "expected a table")
+        .replace("expected struct RawRealServer", "expected a table")
 }
