@@ -56,24 +56,16 @@ pub fn build_table(entries: &[Entry], size: u32) -> Vec<u32> {
     // identity so the caller's order (and the ids) cannot change the table.
     active.sort_by_key(|e| (e.addr, e.port, e.id));
 
-    // Per server: the slot it looks at next (its permutation is walked by
-    // adding `skip` modulo `size`, so no multiplication or allocation per
-    // slot), and its turn credit.
-    struct Walker {
-        id: u32,
-        next: u32,
-        skip: u32,
-        weight: u64,
-        credit: u64,
-    }
     let mut walkers: Vec<Walker> = active
         .iter()
         .map(|e| {
             let (offset, skip) = offset_skip(e, size);
             Walker {
                 id: e.id,
+                offset,
                 next: offset,
                 skip,
+                inv_skip: 0,
                 weight: u64::from(e.weight),
                 credit: 0,
             }
@@ -87,44 +79,113 @@ pub fn build_table(entries: &[Entry], size: u32) -> Vec<u32> {
         w.credit = max_weight - w.weight;
     }
 
-    // The walk probes ~size * ln(size) random slots, most of them already
-    // taken: probing a bitmap (8 KiB for 65537 slots) instead of the u32
-    // table keeps that loop in L1 cache.
-    let mut taken = vec![0u64; (size as usize).div_ceil(64)];
-    let mut filled = 0u32;
-    'fill: loop {
-        for w in walkers.iter_mut() {
+    // Whose turn it is; turns go round `walkers` in order, across phases.
+    let mut turn = 0usize;
+    let mut next_turn = |walkers: &mut [Walker]| -> usize {
+        loop {
+            let i = turn;
+            turn = if turn + 1 == walkers.len() {
+                0
+            } else {
+                turn + 1
+            };
+            let w = &mut walkers[i];
             w.credit += w.weight;
-            if w.credit < max_weight {
-                continue;
-            }
-            w.credit -= max_weight;
-            // A prime size (or a coprime skip) makes the walk visit every
-            // slot, so a free one is always found while `filled < size`.
-            while taken[(w.next >> 6) as usize] & (1 << (w.next & 63)) != 0 {
-                w.next = step(w.next, w.skip, size);
-            }
-            taken[(w.next >> 6) as usize] |= 1 << (w.next & 63);
-            table[w.next as usize] = w.id;
-            w.next = step(w.next, w.skip, size);
-            filled += 1;
-            if filled == size {
-                break 'fill;
+            if w.credit >= max_weight {
+                w.credit -= max_weight;
+                return i;
             }
         }
+    };
+
+    // Phase 1: walk the permutations. Filling slot k costs about
+    // size / (size - k) probes, ~size * ln(size) in all, most of them on
+    // taken slots: probing a bitmap (8 KiB for 65537 slots) rather than the
+    // u32 table keeps that loop in L1 cache.
+    let mut taken = vec![0u64; (size as usize).div_ceil(64)];
+    let is_taken = |taken: &[u64], s: u32| taken[(s >> 6) as usize] & (1 << (s & 63)) != 0;
+    let late = (size / 4).isqrt();
+    let mut free = size;
+    while free > late {
+        let i = next_turn(&mut walkers);
+        let w = &mut walkers[i];
+        // A prime size (or a coprime skip) makes the walk visit every
+        // slot, so a free one is always found.
+        while is_taken(&taken, w.next) {
+            w.next = step(w.next, w.skip, size);
+        }
+        taken[(w.next >> 6) as usize] |= 1 << (w.next & 63);
+        table[w.next as usize] = w.id;
+        w.next = step(w.next, w.skip, size);
+        free -= 1;
+    }
+
+    // Phase 2, the last ~sqrt(size)/2 free slots, where a walk would need
+    // ~size/free probes per slot: compute where each free slot sits in the
+    // server's permutation, (slot - offset) / skip mod size, and take the
+    // earliest. Slots earlier in its permutation than where it stands were
+    // all seen taken, so this is exactly the slot the walk would reach.
+    let mut free_slots: Vec<u32> = (0..size).filter(|s| !is_taken(&taken, *s)).collect();
+    while !free_slots.is_empty() {
+        let i = next_turn(&mut walkers);
+        let w = &mut walkers[i];
+        if w.inv_skip == 0 {
+            w.inv_skip = mod_inverse(w.skip, size);
+        }
+        let rank = |s: u32| {
+            let d = if s >= w.offset {
+                s - w.offset
+            } else {
+                s + (size - w.offset)
+            };
+            (u64::from(d) * u64::from(w.inv_skip)) % u64::from(size)
+        };
+        let (k, _) = free_slots
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| rank(**s))
+            .expect("not empty");
+        let slot = free_slots.swap_remove(k);
+        table[slot as usize] = w.id;
     }
     table
 }
 
-/// `(pos + skip) % size` without overflow: `pos < size` and `skip < size`,
-/// and sizes stay far below `u32::MAX / 2`.
+/// One server's walk through its permutation.
+struct Walker {
+    id: u32,
+    offset: u32,
+    /// The slot it looks at next: its permutation is walked by adding
+    /// `skip` modulo the size, so no multiplication per probe.
+    next: u32,
+    skip: u32,
+    /// `skip`'s inverse modulo the size, computed when first needed; 0 = not yet.
+    inv_skip: u32,
+    weight: u64,
+    credit: u64,
+}
+
+/// `x` such that `a * x = 1 (mod m)`, for `gcd(a, m) = 1`, `m >= 2`.
+fn mod_inverse(a: u32, m: u32) -> u32 {
+    let (mut r0, mut r1) = (i64::from(m), i64::from(a));
+    let (mut t0, mut t1) = (0i64, 1i64);
+    while r1 != 0 {
+        let q = r0 / r1;
+        (r0, r1) = (r1, r0 - q * r1);
+        (t0, t1) = (t1, t0 - q * t1);
+    }
+    debug_assert_eq!(r0, 1, "skip must be coprime with the size");
+    t0.rem_euclid(i64::from(m)) as u32
+}
+
+/// `(pos + skip) % size` for `pos, skip < size`, without overflow.
 #[inline(always)]
 fn step(pos: u32, skip: u32, size: u32) -> u32 {
-    let n = pos + skip;
-    if n >= size {
-        n - size
+    let back = size - skip;
+    if pos >= back {
+        pos - back
     } else {
-        n
+        pos + skip
     }
 }
 
@@ -346,6 +407,83 @@ mod tests {
                 "n={n}: {kept_moved} of kept slots moved"
             );
             assert!(!after.contains(&gone));
+        }
+    }
+
+    /// Textbook Maglev with the same turns, walking every permutation to
+    /// the end (no shortcut for the last slots).
+    fn reference(entries: &[Entry], size: u32) -> Vec<u32> {
+        let mut e: Vec<&Entry> = entries.iter().filter(|e| e.weight > 0).collect();
+        e.sort_by_key(|e| (e.addr, e.port, e.id));
+        let mut table = vec![lb_common::NO_BACKEND; size as usize];
+        if e.is_empty() {
+            return table;
+        }
+        let perm: Vec<(u64, u64)> = e
+            .iter()
+            .map(|e| {
+                let (o, s) = offset_skip(e, size);
+                (u64::from(o), u64::from(s))
+            })
+            .collect();
+        let max = e.iter().map(|e| u64::from(e.weight)).max().unwrap();
+        let mut credit: Vec<u64> = e.iter().map(|e| max - u64::from(e.weight)).collect();
+        let mut j = vec![0u64; e.len()];
+        let mut filled = 0;
+        while filled < size {
+            for i in 0..e.len() {
+                credit[i] += u64::from(e[i].weight);
+                if credit[i] < max || filled == size {
+                    continue;
+                }
+                credit[i] -= max;
+                loop {
+                    let slot = ((perm[i].0 + j[i] * perm[i].1) % u64::from(size)) as usize;
+                    j[i] += 1;
+                    if table[slot] == lb_common::NO_BACKEND {
+                        table[slot] = e[i].id;
+                        filled += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        table
+    }
+
+    #[test]
+    fn same_table_as_textbook_maglev() {
+        for (n, size, weights) in [
+            (1, 2, &[1][..]),
+            (3, 7, &[1, 1, 1]),
+            (5, 13, &[1, 2, 0, 3, 1]),
+            (10, 1009, &[1]),
+            (3, 65537, &[1, 2, 3]),
+            (100, 65537, &[1]),
+            (7, 10007, &[5, 1, 100, 7, 7, 0, 65535]),
+            (4, 1000, &[1, 3]), // not prime: skips made coprime
+        ] {
+            let mut e = servers(n);
+            for (i, x) in e.iter_mut().enumerate() {
+                x.weight = weights[i % weights.len()];
+            }
+            assert_eq!(
+                build_table(&e, size),
+                reference(&e, size),
+                "n={n} size={size}"
+            );
+        }
+    }
+
+    #[test]
+    fn mod_inverses() {
+        for m in [2u32, 7, 101, 65537, 16_777_213] {
+            for a in [1, 2, 3, m / 2, m - 1] {
+                if gcd(a, m) == 1 {
+                    let x = mod_inverse(a, m);
+                    assert_eq!(u64::from(a) * u64::from(x) % u64::from(m), 1, "a={a} m={m}");
+                }
+            }
         }
     }
 
