@@ -80,3 +80,24 @@ impl Location {
         ConfigError { message }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_count_lines_and_characters_from_one() {
+        let src = Source {
+            text: "a = 1\nnamé = \"x\"\n",
+            origin: "f",
+        };
+        assert_eq!(src.line_column(0), (1, 1));
+        assert_eq!(src.line_column(6), (2, 1));
+        // Columns are characters, not bytes: `é` is two bytes.
+        let quote = src.text.find('"').unwrap();
+        assert_eq!(src.line_column(quote), (2, 8));
+        // Past the end and inside a character: clamped, never a panic.
+        assert_eq!(src.line_column(1000), (3, 1));
+        assert_eq!(src.line_column(10), (2, 4));
+    }
+}

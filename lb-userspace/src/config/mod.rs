@@ -182,62 +182,69 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         return Err(src.plain_error(e.span(), format_args!("TOML syntax error: {what}")));
     }
     let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
-        .map_err(|e| {
-            let mut field = field_path(e.path());
-            let inner = e.into_inner();
-            let message = one_line(inner.message());
-            // serde reports an unknown key at its table; name the key.
-            if let Some(key) = message
-                .strip_prefix("unknown field `")
-                .and_then(|rest| rest.split('`').next())
-            {
-                if !(field == key || field.ends_with(&format!(".{key}"))) {
-                    if !field.is_empty() {
-                        field.push('.');
-                    }
-                    field.push_str(key);
-                }
-                let accepted = message
-                    .split_once(", expected ")
-                    .map_or(String::new(), |(_, list)| {
-                        format!(" (accepted here: {list})")
-                    });
-                return src.field_error(
-                    inner.span().unwrap_or(0..0),
-                    &field,
-                    format_args!("unknown field: remove it or fix its spelling{accepted}"),
-                );
-            }
-            // `[virtual_server]` where `[[virtual_server]]` was meant.
-            let list_of_tables = field == "virtual_server" || field.ends_with(".real_server");
-            if list_of_tables && message.contains("invalid type: map") {
-                let key = field
-                    .rsplit(['.', ']'])
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let header = if key == "real_server" {
-                    "virtual_server.real_server"
-                } else {
-                    "virtual_server"
-                };
-                return src.field_error(
-                    inner.span().unwrap_or(0..0),
-                    &field,
-                    format_args!(
-                        "a single table where a list of tables is expected: write \
-                         `[[{header}]]` (double brackets), once per {}",
-                        key.replace('_', " ")
-                    ),
-                );
-            }
-            if field.is_empty() {
-                src.plain_error(inner.span(), message)
-            } else {
-                src.field_error(inner.span().unwrap_or(0..0), &field, message)
-            }
-        })?;
+        .map_err(|e| mapping_error(&src, e))?;
     validate::validate(raw, &src)
+}
+
+/// An error of the mapping from TOML to the `raw` structs (unknown key,
+/// wrong type), in our format and with the field's full path.
+fn mapping_error(
+    src: &error::Source<'_>,
+    e: serde_path_to_error::Error<toml::de::Error>,
+) -> ConfigError {
+    let mut field = field_path(e.path());
+    let inner = e.into_inner();
+    let message = one_line(inner.message());
+    // The path may stop at the key's table; make sure it names the key.
+    if let Some(key) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        if !(field == key || field.ends_with(&format!(".{key}"))) {
+            if !field.is_empty() {
+                field.push('.');
+            }
+            field.push_str(key);
+        }
+        let accepted = message
+            .split_once(", expected ")
+            .map_or(String::new(), |(_, list)| {
+                format!(" (accepted here: {list})")
+            });
+        return src.field_error(
+            inner.span().unwrap_or(0..0),
+            &field,
+            format_args!("unknown field: remove it or fix its spelling{accepted}"),
+        );
+    }
+    // `[virtual_server]` where `[[virtual_server]]` was meant.
+    let list_of_tables = field == "virtual_server" || field.ends_with(".real_server");
+    if list_of_tables && message.contains("invalid type: map") {
+        let key = field
+            .rsplit(['.', ']'])
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let header = if key == "real_server" {
+            "virtual_server.real_server"
+        } else {
+            "virtual_server"
+        };
+        return src.field_error(
+            inner.span().unwrap_or(0..0),
+            &field,
+            format_args!(
+                "a single table where a list of tables is expected: write \
+                 `[[{header}]]` (double brackets), once per {}",
+                key.replace('_', " ")
+            ),
+        );
+    }
+    if field.is_empty() {
+        src.plain_error(inner.span(), message)
+    } else {
+        src.field_error(inner.span().unwrap_or(0..0), &field, message)
+    }
 }
 
 /// `virtual_server[1].real_server[0].weight` from serde's path, without the
