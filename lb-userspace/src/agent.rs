@@ -43,11 +43,6 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error(
-        "interface {interface} (in [agent] interfaces of {config}) does not exist in this network \
-         namespace: check the name with `ip link`"
-    )]
-    NoInterface { interface: String, config: String },
     #[error(transparent)]
     Loader(#[from] loader::LoaderError),
     #[error(transparent)]
@@ -58,19 +53,6 @@ pub enum AgentError {
     Control(#[from] control::ControlError),
     #[error("cannot install a signal handler: {0}")]
     Signal(std::io::Error),
-}
-
-/// Interfaces of the config that do not exist here.
-pub fn check_host(config: &Config, origin: &Path) -> Result<(), AgentError> {
-    for interface in &config.agent.interfaces {
-        if !loader::interface_exists(interface) {
-            return Err(AgentError::NoInterface {
-                interface: interface.clone(),
-                config: origin.display().to_string(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// One line per sysctl that keeps the configured services from being
@@ -248,7 +230,7 @@ async fn reload(
     running: &Config,
 ) -> Result<(Config, String), String> {
     let config = config::load(path).map_err(|e| e.to_string())?;
-    check_host(&config, path).map_err(|e| e.to_string())?;
+    config::validate_host(&config).map_err(|e| e.to_string())?;
     if config.agent != running.agent {
         tracing::warn!(
             "[agent] settings changed in {}: they take effect at the next `lb run` restart",

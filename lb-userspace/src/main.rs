@@ -134,10 +134,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
 
 fn load_checked(path: &Path) -> Result<config::Config, Failure> {
     let config = config::load(path).map_err(invalid_config)?;
-    agent::check_host(&config, path).map_err(|e| Failure {
-        code: 2,
-        error: e.into(),
-    })?;
+    config::validate_host(&config).map_err(invalid_config)?;
     Ok(config)
 }
 

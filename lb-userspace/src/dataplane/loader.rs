@@ -2,7 +2,7 @@
 //! it to the configured interfaces in the configured XDP mode, and the
 //! preconditions for doing so (capabilities, locked-memory limit).
 
-use std::{fs, path::Path};
+use std::fs;
 
 use aya::{
     programs::{ProgramError, Xdp, XdpMode as AyaXdpMode},
@@ -223,13 +223,6 @@ pub fn attach(
             try_mode(program, AttachedMode::Generic)
         }),
     }
-}
-
-/// Does `/sys/class/net/<interface>` exist (in this network namespace)?
-pub fn interface_exists(interface: &str) -> bool {
-    !interface.is_empty()
-        && !interface.contains('/')
-        && Path::new("/sys/class/net").join(interface).exists()
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

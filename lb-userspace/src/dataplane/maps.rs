@@ -295,6 +295,7 @@ mod tests {
 
     fn config(reals: &[(&str, u32)], table: u32) -> Config {
         Config {
+            sources: Default::default(),
             agent: AgentConfig {
                 interfaces: vec!["lo".into()],
                 xdp_mode: XdpMode::Auto,

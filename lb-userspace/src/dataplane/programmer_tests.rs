@@ -203,6 +203,7 @@ fn service(name: &str, vip: &str, fwd: Forwarding, reals: Vec<RealServer>) -> Vi
 
 fn config(services: Vec<VirtualServer>) -> Config {
     Config {
+        sources: Default::default(),
         agent: AgentConfig {
             interfaces: vec!["eth0".into()],
             xdp_mode: XdpMode::Auto,
