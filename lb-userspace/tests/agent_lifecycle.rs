@@ -181,7 +181,10 @@ fn start(ns: &Namespaces, config: &Path) -> Agent {
         .expect("spawning lb run");
     let mut agent = Agent(child);
     let socket = ns.socket();
-    wait_for("the control socket", Duration::from_secs(20), || {
+    // The socket is bound before the program is loaded (so a second agent
+    // fails early) but only served once XDP is attached: an answer to
+    // `lb status` means the agent is up.
+    wait_for("lb status to answer", Duration::from_secs(20), || {
         if let Some(status) = agent.0.try_wait().unwrap() {
             let mut err = String::new();
             use std::io::Read;
@@ -195,6 +198,12 @@ fn start(ns: &Namespaces, config: &Path) -> Agent {
             panic!("lb run exited with {status}: {err}");
         }
         socket.exists()
+            && Command::new(LB)
+                .args(["status", "--socket", socket.to_str().unwrap()])
+                .output()
+                .unwrap()
+                .status
+                .success()
     });
     agent
 }
