@@ -106,6 +106,11 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
     let config_path = std::fs::canonicalize(&config_path).unwrap_or(config_path);
     loader::check_privileges()?;
     loader::raise_memlock_limit();
+    // Installed before anything is attached: a SIGTERM during start-up then
+    // waits for the loop below instead of killing the process half-way.
+    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
     // First, so a second agent on the same config stops here with a clear
     // message instead of fighting over the interfaces.
     let server = Arc::new(ControlServer::bind(&config.agent.control_socket)?);
@@ -150,9 +155,6 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
         tokio::spawn(async move { server.serve(req_tx).await })
     };
 
-    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
     let mut running = config;
     tracing::info!(
         "lb agent running ({} virtual services)",

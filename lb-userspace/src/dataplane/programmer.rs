@@ -26,8 +26,9 @@
 //! maps sized at start-up, a real server shared by two NAT services) is
 //! checked before the first write, so a rejected apply leaves the data plane
 //! as it was. A map write the kernel refuses after that point (out of
-//! memory, or a bug) leaves the installed state unknown; the agent treats it
-//! as fatal.
+//! memory, or a bug) leaves the maps partly updated: `lb run` stops when it
+//! happens at start-up; on a reload it is logged, and restarting the agent
+//! rebuilds everything.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
