@@ -93,6 +93,10 @@ pub fn forwarding_problems(config: &Config) -> Vec<String> {
     problems
 }
 
+/// How often lingering reverse-NAT entries of removed real servers are
+/// looked at (they go after `programmer::LINGER`).
+const EXPIRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The maps and what is installed in them, shared by the main loop, the
 /// status requests and reloads.
 struct Shared {
@@ -155,6 +159,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
         tokio::spawn(async move { server.serve(req_tx).await })
     };
 
+    let mut expiry = tokio::time::interval(EXPIRY_PERIOD);
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut running = config;
     tracing::info!(
         "lb agent running ({} virtual services)",
@@ -171,6 +177,21 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
                     Err(e) => tracing::error!("reload rejected, the running config stays: {e}"),
                 }
                 let _ = neigh_tx.send(dr_neighbours(&shared));
+            }
+            _ = expiry.tick() => {
+                let shared = shared.clone();
+                let expired = tokio::task::spawn_blocking(move || {
+                    let mut s = shared.lock().expect("agent state lock");
+                    let Shared { maps, programmer } = &mut *s;
+                    programmer.expire(std::time::Instant::now(), maps)
+                })
+                .await;
+                match expired {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::debug!("{n} lingering reverse-NAT entries removed"),
+                    Ok(Err(e)) => tracing::error!("removing lingering reverse-NAT entries: {e}"),
+                    Err(e) => tracing::error!("expiry task failed: {e}"),
+                }
             }
             Some((request, reply)) = req_rx.recv() => match request {
                 Request::Status => {

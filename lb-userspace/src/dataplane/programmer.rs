@@ -17,10 +17,16 @@
 //! 2. a changed Maglev table is written into a *free* ring range, then the
 //!    service value is replaced in one update (the atomic swap);
 //! 3. only then are removed or down backends' ACTIVE flags cleared (so their
-//!    flows are chosen again from the new table) and stale reverse-NAT
-//!    entries deleted;
+//!    flows are chosen again from the new table);
 //! 4. last, old ring ranges and the ids of removed backends and services go
 //!    back to their allocators: nothing the program can read refers to them.
+//!
+//! A removed NAT real server's reverse-NAT entry lingers for [`LINGER`]
+//! (its id stays reserved meanwhile) and is deleted by [`Programmer::expire`]:
+//! a reply it already had in flight when it left (the answer to a request it
+//! had acknowledged) still reaches the client from the VIP instead of
+//! leaking out with the real server's address and leaving the client
+//! waiting.
 //!
 //! Everything that can fail for a reason the user can fix (capacity of the
 //! maps sized at start-up, a real server shared by two NAT services) is
@@ -34,6 +40,7 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     fmt,
     net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
 };
 
 use lb_common::{
@@ -50,6 +57,9 @@ use crate::{
     config::{Config, Forwarding, Protocol, Scheduler},
     maglev,
 };
+
+/// How long a removed NAT real server's replies are still rewritten.
+pub const LINGER: Duration = Duration::from_secs(30);
 
 /// Builds a Maglev table: `maglev::build_table` in the agent; tests pass a
 /// simpler one so they exercise the programmer alone.
@@ -244,6 +254,9 @@ impl fmt::Display for ApplySummary {
 pub struct Programmer {
     services: HashMap<ServiceKey, InstalledService>,
     reverse_nat: HashMap<EndpointKey, ReverseNat>,
+    /// Reverse-NAT entries of removed real servers still in the map, with
+    /// the backend id they keep reserved and when they go.
+    lingering: HashMap<EndpointKey, (u32, Instant)>,
     service_ids: IdAllocator,
     backend_ids: IdAllocator,
     ring: RingAllocator,
@@ -280,6 +293,7 @@ impl Programmer {
         Self {
             services: HashMap::new(),
             reverse_nat: HashMap::new(),
+            lingering: HashMap::new(),
             service_ids: IdAllocator::new(max_services),
             backend_ids: IdAllocator::new(max_backends),
             ring: RingAllocator::new(ring_slots),
@@ -568,6 +582,10 @@ impl Programmer {
             if self.reverse_nat.get(rkey) != Some(value) {
                 maps.set_reverse_nat(rkey, value)?;
             }
+            // Back before its linger ended: the entry now names the new id.
+            if let Some((old_id, _)) = self.lingering.remove(rkey) {
+                free_backend_ids.push(old_id);
+            }
         }
 
         // Step 2: removed services leave SERVICES first (their VIP packets
@@ -648,9 +666,13 @@ impl Programmer {
         for (bid, value) in &deactivate {
             maps.set_backend(*bid, value)?;
         }
-        for rkey in self.reverse_nat.keys() {
+        let now = Instant::now();
+        let mut reserved: HashSet<u32> = HashSet::new();
+        for (rkey, value) in &self.reverse_nat {
             if !want_reverse.contains_key(rkey) {
-                maps.remove_reverse_nat(rkey)?;
+                self.lingering
+                    .insert(*rkey, (value.backend_id, now + LINGER));
+                reserved.insert(value.backend_id);
             }
         }
 
@@ -659,7 +681,9 @@ impl Programmer {
             self.ring.free(range);
         }
         for id in free_backend_ids {
-            self.backend_ids.free(id);
+            if !reserved.contains(&id) {
+                self.backend_ids.free(id);
+            }
         }
         for id in free_service_ids {
             self.service_ids.free(id);
@@ -667,6 +691,27 @@ impl Programmer {
         self.services = next;
         self.reverse_nat = want_reverse;
         Ok(summary)
+    }
+
+    /// Delete the reverse-NAT entries whose linger ended by `now` and free
+    /// their backend ids; returns how many went. Called periodically.
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        maps: &mut dyn MapWriter,
+    ) -> Result<usize, ProgramError> {
+        let due: Vec<EndpointKey> = self
+            .lingering
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &due {
+            maps.remove_reverse_nat(key)?;
+            let (id, _) = self.lingering.remove(key).expect("collected above");
+            self.backend_ids.free(id);
+        }
+        Ok(due.len())
     }
 
     /// The installed services in config order.

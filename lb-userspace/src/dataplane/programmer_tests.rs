@@ -1,7 +1,12 @@
 //! Host tests of the reconciler against an in-memory copy of the maps that
 //! checks, after every single write, what a packet could see at that moment.
 
-use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use lb_common::{
     Backend, EndpointKey, ReverseNat, Service, BACKEND_F_ACTIVE, NO_BACKEND, SVC_F_DR, SVC_F_NAT,
@@ -360,10 +365,6 @@ fn removed_real_server_leaves_the_table_before_it_is_deactivated_and_freed() {
         swap < deact,
         "deactivated before the table without it was live: {ops:?}"
     );
-    assert!(ops.contains(&Op::RemoveReverse(endpoint_key(
-        "172.16.14.123:80".parse().unwrap(),
-        Protocol::Tcp
-    ))));
     let svc = maps.service("192.168.253.120:80", Protocol::Tcp);
     assert!(!maps.table(&svc).contains(&gone));
 
@@ -477,6 +478,8 @@ fn forwarding_change_from_nat_to_dr_drops_the_reverse_entries() {
     let mut vs = web(three());
     vs.forwarding = Forwarding::Dr;
     p.apply(&config(vec![vs]), &mut maps).unwrap();
+    assert_eq!(maps.reverse.len(), 3, "replies in flight lose their VIP");
+    p.expire(Instant::now() + LINGER, &mut maps).unwrap();
     assert!(maps.reverse.is_empty());
     assert_eq!(
         maps.service("192.168.253.120:80", Protocol::Tcp).flags,
@@ -554,4 +557,65 @@ fn real_server_moving_between_nat_services_keeps_a_reverse_entry() {
         r.service_id,
         maps.service("192.168.253.121:80", Protocol::Tcp).id
     );
+}
+
+#[test]
+fn removed_nat_real_server_keeps_its_reverse_entry_and_id_until_the_linger_ends() {
+    // Room for exactly three backends: the lingering id must stay reserved.
+    let mut p = Programmer::with_table_builder(8, 3, SLOTS, simple_table);
+    let mut maps = FakeMaps::new(SLOTS);
+    p.apply(&config(vec![web(three())]), &mut maps).unwrap();
+    let gone = backend_id(&p, "172.16.14.123:80");
+    let key = endpoint_key("172.16.14.123:80".parse().unwrap(), Protocol::Tcp);
+
+    p.apply(&config(vec![web(three()[..2].to_vec())]), &mut maps)
+        .unwrap();
+    assert_eq!(
+        maps.reverse[&key].backend_id, gone,
+        "reply rewriting stopped at once"
+    );
+    assert_eq!(maps.backends[&gone].flags & BACKEND_F_ACTIVE, 0);
+    let mut other = three()[..2].to_vec();
+    other.push(real("172.16.14.124:80", 1));
+    let err = p
+        .apply(&config(vec![web(other.clone())]), &mut maps)
+        .unwrap_err();
+    assert!(matches!(err, ProgramError::BackendCapacity { .. }), "{err}");
+
+    assert_eq!(
+        p.expire(Instant::now(), &mut maps).unwrap(),
+        0,
+        "expired early"
+    );
+    assert_eq!(
+        p.expire(Instant::now() + LINGER + Duration::from_secs(1), &mut maps)
+            .unwrap(),
+        1
+    );
+    assert!(!maps.reverse.contains_key(&key));
+    p.apply(&config(vec![web(other)]), &mut maps).unwrap();
+    assert_eq!(
+        backend_id(&p, "172.16.14.124:80"),
+        gone,
+        "id not freed by expiry"
+    );
+}
+
+#[test]
+fn real_server_back_within_the_linger_gets_a_fresh_entry_that_does_not_expire() {
+    let mut p = programmer();
+    let mut maps = FakeMaps::new(SLOTS);
+    p.apply(&config(vec![web(three())]), &mut maps).unwrap();
+    p.apply(&config(vec![web(three()[..2].to_vec())]), &mut maps)
+        .unwrap();
+    p.apply(&config(vec![web(three())]), &mut maps).unwrap();
+    let back = backend_id(&p, "172.16.14.123:80");
+    let key = endpoint_key("172.16.14.123:80".parse().unwrap(), Protocol::Tcp);
+    assert_eq!(maps.reverse[&key].backend_id, back);
+    assert_eq!(
+        p.expire(Instant::now() + LINGER + Duration::from_secs(1), &mut maps)
+            .unwrap(),
+        0
+    );
+    assert_eq!(maps.reverse[&key].backend_id, back);
 }
