@@ -39,8 +39,10 @@ pub fn handle(ctx: &XdpContext, p: &Packet) -> Verdict {
 /// `Some` when the packet is an ICMP error quoting a packet sent by a VIP.
 #[inline(always)]
 fn about_vip(ctx: &XdpContext, p: &Packet) -> Option<()> {
-    let icmp_type: *const u8 = ptr_at(ctx, p.l4_off)?;
-    if !is_error(p.family, unsafe { *icmp_type }) {
+    // Type and code together: a one-byte bounds check compiles to a compare
+    // the verifier cannot use (`end > ptr` gives no range).
+    let type_code: *const [u8; 2] = ptr_at(ctx, p.l4_off)?;
+    if !is_error(p.family, unsafe { (*type_code)[0] }) {
         return None;
     }
     let inner_off = p.l4_off + ICMP_HLEN;

@@ -97,6 +97,7 @@ pub const TCP_CHECK_OFF: usize = 16;
 pub const UDP_CHECK_OFF: usize = 6;
 
 /// A pointer to a `T` at `off` in the frame, if the frame holds all of it.
+/// `T` must be at least two bytes long (see `icmp::about_vip`).
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
     let start = ctx.data();
@@ -298,10 +299,12 @@ pub fn ipv6(ctx: &XdpContext, l2: &L2) -> Result<Packet, Verdict> {
         return Err(Verdict::pass(event::TRUNCATED));
     }
     if next == IPV6_FRAGMENT {
-        // Its first byte names the fragmented protocol.
-        let inner: *const u8 =
+        // Its first byte names the fragmented protocol (read with the
+        // reserved byte: a one-byte bounds check compiles to a compare the
+        // verifier cannot use).
+        let inner: *const [u8; 2] =
             ptr_at(ctx, l2.l3_off + IPV6_HLEN).ok_or(Verdict::pass(event::TRUNCATED))?;
-        let inner = unsafe { *inner };
+        let inner = unsafe { (*inner)[0] };
         let e = if inner == PROTO_TCP || inner == PROTO_UDP {
             event::FRAGMENT
         } else {
