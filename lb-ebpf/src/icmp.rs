@@ -81,5 +81,5 @@ fn about_vip(ctx: &XdpContext, p: &Packet) -> Option<()> {
     }
     let ports: *const PortsHdr = ptr_at(ctx, ports_off)?;
     key.port_be = u16::from_ne_bytes(unsafe { (*ports).sport });
-    SERVICES.get_ptr(&key).map(|_| ())
+    SERVICES.get_ptr(key).map(|_| ())
 }

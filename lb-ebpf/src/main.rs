@@ -60,7 +60,7 @@ fn try_lb_xdp(ctx: &XdpContext) -> Outcome {
         proto: p.proto,
         family: p.family,
     };
-    if let Some(svc) = SERVICES.get_ptr(&vip) {
+    if let Some(svc) = SERVICES.get_ptr(vip) {
         // SAFETY: a map value pointer; copied because the agent may replace
         // the value while we run, and one packet should see one version.
         let svc = unsafe { *svc };
@@ -73,7 +73,7 @@ fn try_lb_xdp(ctx: &XdpContext) -> Outcome {
         proto: p.proto,
         family: p.family,
     };
-    if let Some(rn) = REVERSE_NAT.get_ptr(&real) {
+    if let Some(rn) = REVERSE_NAT.get_ptr(real) {
         let rn = unsafe { *rn };
         return Ok(nat::reply(ctx, &p, &rn));
     }

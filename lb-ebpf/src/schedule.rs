@@ -32,7 +32,7 @@ pub fn choose(p: &Packet, svc: &Service) -> Result<Choice, Verdict> {
         family: p.family,
         _pad: [0; 2],
     };
-    if let Some(flow) = FLOWS.get_ptr(&key) {
+    if let Some(flow) = FLOWS.get_ptr(key) {
         // SAFETY: a map value pointer, valid for this program run.
         let flow = unsafe { *flow };
         if flow.service_id == svc.id {
@@ -63,8 +63,8 @@ pub fn choose(p: &Packet, svc: &Service) -> Result<Choice, Verdict> {
     // A failed insert (only possible under memory pressure: the map is LRU)
     // costs nothing now: the next packet hashes to the same slot.
     let _ = FLOWS.insert(
-        &key,
-        &Flow {
+        key,
+        Flow {
             backend_id: id,
             service_id: svc.id,
         },

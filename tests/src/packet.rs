@@ -367,8 +367,7 @@ impl Frame {
     /// Transport header + payload, checksum included.
     fn l4(&self) -> Vec<u8> {
         let mut b = Vec::new();
-        let check_at;
-        match self.transport {
+        let check_at = match self.transport {
             Transport::Tcp {
                 sport,
                 dport,
@@ -382,22 +381,22 @@ impl Frame {
                 b.extend_from_slice(&[(TCP_HLEN as u8 / 4) << 4, flags]);
                 b.extend_from_slice(&64240u16.to_be_bytes());
                 b.extend_from_slice(&[0, 0, 0, 0]);
-                check_at = Some(16);
+                Some(16)
             }
             Transport::Udp { sport, dport, .. } => {
                 b.extend_from_slice(&sport.to_be_bytes());
                 b.extend_from_slice(&dport.to_be_bytes());
                 b.extend_from_slice(&((UDP_HLEN + self.payload.len()) as u16).to_be_bytes());
                 b.extend_from_slice(&[0, 0]);
-                check_at = Some(6);
+                Some(6)
             }
             Transport::Icmp { ty, code, rest } => {
                 b.extend_from_slice(&[ty, code, 0, 0]);
                 b.extend_from_slice(&rest);
-                check_at = Some(2);
+                Some(2)
             }
-            Transport::Other { .. } => check_at = None,
-        }
+            Transport::Other { .. } => None,
+        };
         b.extend_from_slice(&self.payload);
         let Some(at) = check_at else { return b };
         let no_checksum = matches!(
