@@ -9,7 +9,7 @@
 //! ```
 //! use lb_tests::packet::Frame;
 //! let syn = Frame::tcp4("192.168.253.1:40000", "192.168.253.120:80").build();
-//! assert_eq!(syn.len(), 14 + 20 + 20);
+//! assert_eq!(syn.len(), 14 + 20 + 20 + b"hello".len()); // default payload
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
