@@ -207,9 +207,10 @@ fn transport(ctx: &XdpContext, p: &mut Packet) -> Result<(), Verdict> {
             } else {
                 size_of::<UdpHdr>()
             };
-            // Whole fixed header present (ptr_at checks one type, so check
-            // the length of the bigger one by hand).
-            if ctx.data() + p.l4_off + need > ctx.data_end() {
+            // The whole fixed header inside the IP packet (which the caller
+            // has checked to lie inside the frame): link-layer padding after
+            // a short IP packet is not a TCP header to rewrite.
+            if p.l4_off + need > p.l3_off + p.ip_len as usize {
                 return Err(Verdict::pass(event::TRUNCATED));
             }
             let ports: *const PortsHdr =

@@ -1159,6 +1159,31 @@ fn malformed_and_foreign_frames_pass_untouched() {
         ));
     }
 
+    {
+        // IP total length that ends inside the TCP header; the frame is
+        // padded to its full size, as a link layer pads short frames.
+        let mut b = vip80().build();
+        b[16..18].copy_from_slice(&30u16.to_be_bytes());
+        t.push(case(
+            "IPv4 total length ending inside the TCP header",
+            Side::Client,
+            b,
+            PASS,
+            Expect::Unchanged,
+            Some(event::TRUNCATED),
+        ));
+        let mut b = Frame::udp(&format!("[{CLIENT6}]:40000"), &format!("[{VIP6}]:53")).build();
+        b[18..20].copy_from_slice(&4u16.to_be_bytes());
+        t.push(case(
+            "IPv6 payload length ending inside the UDP header",
+            Side::Client,
+            b,
+            PASS,
+            Expect::Unchanged,
+            Some(event::TRUNCATED),
+        ));
+    }
+
     // Fragments for a VIP are not balanced (no ports in later fragments).
     t.push(case(
         "IPv4 first fragment (MF)",
