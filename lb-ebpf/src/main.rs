@@ -5,6 +5,27 @@
 //! One module per concern: `parse` (headers), `schedule` (flow table and
 //! Maglev), `nat` / `dr` (rewrites), `fib` (next hop and transmit), `icmp`,
 //! `stats` (counters), `maps` (the contract with the agent).
+//!
+//! What happens to which packet (the fixtures in
+//! `tests/tests/xdp_fixtures.rs` check every line):
+//!
+//! | packet                                   | verdict            | event             |
+//! |------------------------------------------|--------------------|-------------------|
+//! | not IPv4/IPv6 (ARP, LLDP, 2nd VLAN tag)  | PASS, untouched    | -                 |
+//! | shorter than a header it announces       | PASS, untouched    | `TRUNCATED`       |
+//! | bad version / IHL, IPv6 extension header | PASS, untouched    | `MALFORMED`       |
+//! | TCP/UDP fragment (any destination)       | PASS, untouched    | `FRAGMENT`        |
+//! | ICMP / ICMPv6                            | PASS, untouched    | `ICMP_VIP` if it is an error quoting a VIP:port packet |
+//! | TCP/UDP not for a service, not a reply   | PASS, untouched    | -                 |
+//! | NAT request/reply with TTL <= 1          | PASS, untouched    | `TTL_EXPIRED`     |
+//! | service request, no real server, no sorry server | DROP        | `NO_BACKEND`      |
+//! | NAT request/reply, next hop resolved     | TX / REDIRECT, TTL-1 | (`NAT_REPLY`)   |
+//! | NAT, neighbour unresolved / no route     | PASS, rewritten    | `NEIGH_MISS` / `FIB_MISS` |
+//! | NAT, 802.1Q tagged, egress != ingress    | PASS, rewritten    | -                 |
+//! | DR, next hop resolved                    | TX / REDIRECT, MACs only (tagged: TX) | - |
+//! | DR, neighbour unresolved / no route      | DROP               | `NEIGH_MISS` / `FIB_MISS` |
+//! | IPv4 options on a service packet         | forwarded as above | `IP_OPTIONS`      |
+//! | agent bug (unknown forwarding flag, backend of the other family) | ABORTED | - |
 #![no_std]
 #![no_main]
 
