@@ -16,6 +16,14 @@
 //! turning a host into a router is a decision for its administrator, so
 //! `lb run` logs an error naming the sysctl to set and keeps running; the
 //! `fib_miss` event counter shows the effect meanwhile.
+//!
+//! Likewise `net.ipv4.conf.<if>.accept_local`: when the balancer has no
+//! resolved neighbour entry for the client (or its gateway), the program
+//! hands an IPv4 NAT reply, already rewritten to come from the VIP, to the
+//! kernel. The VIP is a local address, so the kernel drops that packet as a
+//! martian unless `accept_local` is 1 on the interface it arrived on; with
+//! it, the kernel forwards it and resolves the neighbour. `lb run` warns
+//! for each interface where it is 0 while an IPv4 NAT service exists.
 
 use std::{
     path::{Path, PathBuf},
@@ -55,9 +63,27 @@ pub enum AgentError {
     Signal(std::io::Error),
 }
 
-/// One line per sysctl that keeps the configured services from being
-/// forwarded (see the module doc).
-pub fn forwarding_problems(config: &Config) -> Vec<String> {
+/// A sysctl that gets in the way of the configured services (see the
+/// module doc): an error stops forwarding, a warning loses packets in a
+/// corner case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    Error(String),
+    Warning(String),
+}
+
+impl Problem {
+    pub fn log(&self) {
+        match self {
+            Problem::Error(m) => tracing::error!("{m}"),
+            Problem::Warning(m) => tracing::warn!("{m}"),
+        }
+    }
+}
+
+/// One entry per sysctl that keeps the configured services from being
+/// forwarded correctly.
+pub fn forwarding_problems(config: &Config) -> Vec<Problem> {
     let read = |path: &str| {
         std::fs::read_to_string(path)
             .map(|s| s.trim() == "1")
@@ -74,21 +100,38 @@ pub fn forwarding_problems(config: &Config) -> Vec<String> {
         for interface in &config.agent.interfaces {
             let path = format!("/proc/sys/net/ipv4/conf/{interface}/forwarding");
             if !read(&path) {
-                problems.push(format!(
+                problems.push(Problem::Error(format!(
                     "IPv4 forwarding is off on {interface}: the XDP program cannot forward IPv4 \
                      virtual services (bpf_fib_lookup answers \"forwarding disabled\"); run \
                      `sysctl -w net.ipv4.ip_forward=1` (or net.ipv4.conf.{interface}.forwarding=1)"
-                ));
+                )));
+            }
+        }
+    }
+    let ipv4_nat = config
+        .virtual_servers
+        .iter()
+        .any(|vs| vs.address.is_ipv4() && vs.forwarding == config::Forwarding::Nat);
+    if ipv4_nat {
+        for interface in &config.agent.interfaces {
+            let path = format!("/proc/sys/net/ipv4/conf/{interface}/accept_local");
+            if !read(&path) {
+                problems.push(Problem::Warning(format!(
+                    "net.ipv4.conf.{interface}.accept_local is 0: a NAT reply arriving on \
+                     {interface} while the client's neighbour entry is unresolved is dropped by \
+                     the kernel (its source is the VIP, a local address); run `sysctl -w \
+                     net.ipv4.conf.{interface}.accept_local=1`"
+                )));
             }
         }
     }
     if any(true) && !read("/proc/sys/net/ipv6/conf/all/forwarding") {
-        problems.push(
+        problems.push(Problem::Error(
             "IPv6 forwarding is off: the XDP program cannot forward IPv6 virtual services \
              (bpf_fib_lookup answers \"forwarding disabled\"); run \
              `sysctl -w net.ipv6.conf.all.forwarding=1`"
                 .to_string(),
-        );
+        ));
     }
     problems
 }
@@ -145,7 +188,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
         attached.push(interface.clone());
     }
     for problem in forwarding_problems(&config) {
-        tracing::error!("{problem}");
+        problem.log();
     }
 
     let (neigh_tx, neigh_rx) = watch::channel(programmer.dr_neighbours());
@@ -271,7 +314,7 @@ async fn reload(
     .map_err(|e| format!("reload task failed: {e}"))?
     .map_err(|e| e.to_string())?;
     for problem in forwarding_problems(&config) {
-        tracing::error!("{problem}");
+        problem.log();
     }
     Ok((config, format!("config reloaded: {summary}")))
 }
