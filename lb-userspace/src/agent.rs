@@ -1,12 +1,31 @@
 //! `lb run`: the agent's life cycle.
 //!
 //! Start-up order: privileges, the control socket (a second agent stops
-//! there), load the object with maps sized from the config, fill the maps,
-//! *then* attach (the first packet already sees the whole config), then
-//! serve the socket and start the neighbour warm-up. On
-//! SIGINT/SIGTERM the program is detached from every interface and the
-//! socket removed; SIGHUP (or `lb reload`) re-reads the config file and
-//! applies only the difference.
+//! there), the pin directory (locked: one agent per data plane), load the
+//! object with its maps taken from their pins or created and pinned, fill
+//! the maps, *then* attach (the first packet already sees the whole
+//! config), then serve the socket and start the neighbour warm-up. SIGHUP
+//! (or `lb reload`) re-reads the config file and applies only the
+//! difference.
+//!
+//! Restarts keep forwarding. The maps and one bpf_link per interface are
+//! pinned under the pin directory (`lb run --pin-dir`, default
+//! /sys/fs/bpf/lb; see `dataplane::pin`), so the program stays attached
+//! and keeps forwarding while no agent runs, whether the agent crashed,
+//! was killed (`kill -9`) or stopped cleanly. SIGINT/SIGTERM stop the
+//! agent only: the socket is removed, XDP stays (what `systemctl restart`
+//! expects; `systemctl stop` plus `lb unload` takes the balancer down).
+//! A new `lb run` adopts the pinned state: it reopens the pinned maps,
+//! rebuilds its id and ring allocations from their contents
+//! (`Programmer::adopt`), applies its config as a difference (flows keep
+//! their real servers: backend ids of unchanged real servers stay), and
+//! swaps its own program into the pinned links atomically. Interfaces
+//! pinned but no longer configured are detached. A pinned set whose map
+//! layout differs from this build's is refused with a message asking for
+//! `lb unload`. `lb unload` detaches from every interface and removes the
+//! pins: the one command that removes everything. Settings fixed when the
+//! maps were created (map sizes, XDP mode of an existing link) change only
+//! after `lb unload`.
 //!
 //! Sysctls: the agent changes none. `bpf_fib_lookup`, which the program uses
 //! to forward both NAT and DR packets, answers "forwarding disabled" when
@@ -30,7 +49,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use aya::{programs::Xdp, Ebpf};
+use aya::Ebpf;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
@@ -44,6 +63,7 @@ use crate::{
         loader::{self, MapSizes},
         maps::{KernelMaps, MapOpenError},
         neighbour,
+        pin::{PinDir, PinError},
         programmer::{ProgramError, Programmer},
         stats,
     },
@@ -59,6 +79,10 @@ pub enum AgentError {
     Program(#[from] ProgramError),
     #[error(transparent)]
     Control(#[from] control::ControlError),
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    #[error("cannot adopt the pinned data plane: {0}; run `lb unload` first")]
+    Adopt(String),
     #[error("cannot install a signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -147,8 +171,9 @@ struct Shared {
     programmer: Programmer,
 }
 
-/// Run the agent in the foreground until SIGINT/SIGTERM.
-pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError> {
+/// Run the agent in the foreground until SIGINT/SIGTERM, with the data
+/// plane pinned in `pin_dir` (adopted when a previous agent left one).
+pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Result<(), AgentError> {
     // Reloads must find the same file whatever the working directory is then.
     let config_path = std::fs::canonicalize(&config_path).unwrap_or(config_path);
     loader::check_privileges()?;
@@ -162,30 +187,86 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
     // message instead of fighting over the interfaces.
     let server = Arc::new(ControlServer::bind(&config.agent.control_socket)?);
 
-    let sizes = MapSizes::for_config(&config);
-    tracing::info!(
-        "loading XDP object: {} services, {} backends, {} Maglev ring slots, {} flows",
-        sizes.services,
-        sizes.backends,
-        sizes.ring_slots,
-        sizes.flows
-    );
-    let mut ebpf = loader::load(crate::EBPF_OBJECT, &sizes)?;
+    let pins = PinDir::new(pin_dir);
+    pins.prepare()?;
+    let _pin_lock = pins.lock()?;
+    let wanted = MapSizes::for_config(&config);
+    let pinned = pins.probe()?;
+    let sizes = pinned.unwrap_or(wanted);
+    if pinned.is_some() {
+        tracing::info!(
+            "adopting the data plane pinned in {}: {} services, {} backends, {} Maglev ring \
+             slots, {} flows",
+            pins.path().display(),
+            sizes.services,
+            sizes.backends,
+            sizes.ring_slots,
+            sizes.flows
+        );
+        if wanted.flows != sizes.flows {
+            tracing::warn!(
+                "flow_table_size {} differs from the pinned flow table ({}): it takes effect \
+                 after `lb unload` and a new `lb run`",
+                wanted.flows,
+                sizes.flows
+            );
+        }
+    } else {
+        tracing::info!(
+            "loading XDP object: {} services, {} backends, {} Maglev ring slots, {} flows \
+             (pinned in {})",
+            sizes.services,
+            sizes.backends,
+            sizes.ring_slots,
+            sizes.flows,
+            pins.path().display()
+        );
+    }
+    let mut ebpf = loader::load(crate::EBPF_OBJECT, &sizes, Some(&pins))?;
     let _logger = start_ebpf_logger(&mut ebpf);
     let mut maps = KernelMaps::take(&mut ebpf)?;
-    let mut programmer = Programmer::new(sizes.services, sizes.backends, sizes.ring_slots);
+    let mut programmer = if pinned.is_some() {
+        let (services, backends, reverse) = maps.installed().map_err(ProgramError::from)?;
+        let p = Programmer::adopt(
+            sizes.services,
+            sizes.backends,
+            sizes.ring_slots,
+            &services,
+            &backends,
+            &reverse,
+        )
+        .map_err(AgentError::Adopt)?;
+        tracing::info!(
+            "adopted {} services and {} real server slots from the pinned maps",
+            services.len(),
+            backends.len()
+        );
+        p
+    } else {
+        Programmer::new(sizes.services, sizes.backends, sizes.ring_slots)
+    };
     let summary = programmer.apply(&config, &mut maps)?;
     tracing::info!("maps programmed: {summary}");
 
-    let mut attached = Vec::new();
     for interface in &config.agent.interfaces {
-        let mode = loader::attach(&mut ebpf, interface, config.agent.xdp_mode)?;
-        tracing::info!(
-            "attached {} to {interface} in {} mode",
-            lb_common::names::PROGRAM,
-            mode.name()
-        );
-        attached.push(interface.clone());
+        match loader::attach_pinned(&mut ebpf, interface, config.agent.xdp_mode, &pins)? {
+            loader::Attached::New(mode) => tracing::info!(
+                "attached {} to {interface} in {} mode",
+                lb_common::names::PROGRAM,
+                mode.name()
+            ),
+            loader::Attached::Adopted => tracing::info!(
+                "{interface}: this agent's program replaced the previous one in the pinned link"
+            ),
+        }
+    }
+    for interface in pins.linked_interfaces() {
+        if !config.agent.interfaces.contains(&interface) {
+            match pins.remove_link(&interface) {
+                Ok(()) => tracing::info!("detached from {interface} (no longer configured)"),
+                Err(e) => tracing::error!("detaching from {interface}: {e}"),
+            }
+        }
     }
     for problem in forwarding_problems(&config) {
         problem.log();
@@ -276,7 +357,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError>
     let _ = serving.await;
     drop(server);
     neighbours.abort();
-    detach_all(&mut ebpf, &attached);
+    tracing::info!(
+        "stopped; XDP stays attached and forwarding with the maps pinned in {} (the next `lb \
+         run` adopts them; `lb unload --pin-dir {}` removes everything)",
+        pins.path().display(),
+        pins.path().display()
+    );
     Ok(())
 }
 
@@ -317,25 +403,6 @@ async fn reload(
         problem.log();
     }
     Ok((config, format!("config reloaded: {summary}")))
-}
-
-fn detach_all(ebpf: &mut Ebpf, interfaces: &[String]) {
-    let Some(program) = ebpf.program_mut(lb_common::names::PROGRAM) else {
-        return;
-    };
-    let Ok(program): Result<&mut Xdp, _> = program.try_into() else {
-        return;
-    };
-    // Unloading the program detaches every link it owns; doing it here
-    // (rather than on drop) puts the result in the log.
-    match program.unload() {
-        Ok(()) => {
-            for interface in interfaces {
-                tracing::info!("detached from {interface}");
-            }
-        }
-        Err(e) => tracing::error!("detaching XDP: {e}"),
-    }
 }
 
 /// Forward the eBPF program's aya-log records to `tracing` when the object

@@ -15,6 +15,7 @@ use lb_userspace::{
     agent,
     config::{self, DEFAULT_CONTROL_SOCKET},
     control::{self, Request},
+    dataplane::pin::{PinDir, DEFAULT_PIN_DIR},
 };
 
 const DEFAULT_CONFIG: &str = "/etc/lb/lb.toml";
@@ -36,6 +37,21 @@ enum Command {
     Run {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Where the maps and XDP links are pinned (on a BPF filesystem);
+        /// an agent restarted with the same directory adopts them.
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Detach XDP from every interface and remove the pinned maps: the
+    /// balancer stops forwarding. Refused while an agent runs.
+    Unload {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Control socket of the agent that must not be running.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Validate a config file (and that its interfaces exist here).
     Check {
@@ -113,7 +129,12 @@ fn describe(error: &anyhow::Error) -> String {
 
 fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Run { config } => run(&config),
+        Command::Run { config, pin_dir } => run(&config, pin_dir),
+        Command::Unload {
+            pin_dir,
+            socket,
+            config,
+        } => unload(pin_dir, socket_path(socket, config.as_deref())?),
         Command::Check { config } => check(&config),
         Command::Status {
             json,
@@ -152,7 +173,29 @@ fn check(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run(path: &Path) -> Result<(), Failure> {
+fn unload(pin_dir: PathBuf, socket: PathBuf) -> Result<(), Failure> {
+    if control::request(&socket, &Request::Status).is_ok() {
+        return Err(anyhow::anyhow!(
+            "an agent is running on {}: stop it first (it would re-pin what unload removes)",
+            socket.display()
+        )
+        .into());
+    }
+    let pins = PinDir::new(&pin_dir);
+    if !pin_dir.exists() {
+        println!("nothing pinned in {}", pin_dir.display());
+        return Ok(());
+    }
+    let _lock = pins.lock()?;
+    let detached = pins.unload()?;
+    for interface in &detached {
+        println!("detached from {interface}");
+    }
+    println!("removed the data plane pinned in {}", pin_dir.display());
+    Ok(())
+}
+
+fn run(path: &Path, pin_dir: PathBuf) -> Result<(), Failure> {
     let config = load_checked(path)?;
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -166,7 +209,7 @@ fn run(path: &Path) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(agent::run(path.to_path_buf(), config))?;
+    runtime.block_on(agent::run(path.to_path_buf(), config, pin_dir))?;
     Ok(())
 }
 

@@ -25,6 +25,18 @@ impl IdAllocator {
         }
     }
 
+    /// An allocator where exactly the ids in `used` are taken (adopting a
+    /// previous agent's maps); the others below the highest are free.
+    pub fn with_used(capacity: u32, used: &std::collections::BTreeSet<u32>) -> Self {
+        let next_fresh = used.last().map_or(0, |m| m + 1).min(capacity);
+        let freed = (0..next_fresh).filter(|i| !used.contains(i)).collect();
+        Self {
+            capacity,
+            next_fresh,
+            freed,
+        }
+    }
+
     pub fn capacity(&self) -> u32 {
         self.capacity
     }
@@ -55,6 +67,16 @@ impl IdAllocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_used_never_hands_out_a_used_id() {
+        let used = [1, 4].into_iter().collect();
+        let mut ids = IdAllocator::with_used(6, &used);
+        assert_eq!(ids.available(), 4);
+        let got: Vec<_> = std::iter::from_fn(|| ids.allocate()).collect();
+        assert_eq!(got.len(), 4);
+        assert!(!got.contains(&1) && !got.contains(&4), "{got:?}");
+    }
 
     #[test]
     fn hands_out_every_id_once_then_reports_exhaustion() {

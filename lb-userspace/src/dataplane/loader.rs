@@ -5,11 +5,16 @@
 use std::fs;
 
 use aya::{
-    programs::{ProgramError, Xdp, XdpMode as AyaXdpMode},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        ProgramError, Xdp, XdpMode as AyaXdpMode,
+    },
     Ebpf, EbpfError, EbpfLoader,
 };
 use lb_common::{defaults, names};
 
+use super::pin::PinDir;
 use crate::config::{Config, XdpMode};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +35,12 @@ pub enum LoaderError {
         name: &'static str,
         #[source]
         source: ProgramError,
+    },
+    #[error("cannot pin the XDP link of {interface} at {path}: {detail}")]
+    PinLink {
+        interface: String,
+        path: String,
+        detail: String,
     },
     #[error("attaching XDP to interface {interface} in {mode} mode failed: {source}")]
     Attach {
@@ -136,9 +147,17 @@ pub fn raise_memlock_limit() {
 }
 
 /// Load `object` with the maps sized by `sizes` and the program verified;
-/// nothing is attached yet.
-pub fn load(object: &[u8], sizes: &MapSizes) -> Result<Ebpf, LoaderError> {
-    let mut ebpf = EbpfLoader::new()
+/// nothing is attached yet. With `pins`, every contract map is taken from
+/// its pin when one exists (adoption: `sizes` must then be the pinned
+/// sizes, see `PinDir::probe`) and created and pinned there otherwise.
+pub fn load(object: &[u8], sizes: &MapSizes, pins: Option<&PinDir>) -> Result<Ebpf, LoaderError> {
+    let mut loader = EbpfLoader::new();
+    if let Some(pins) = pins {
+        for name in super::pin::map_names() {
+            loader.map_pin_path(name, pins.map(name));
+        }
+    }
+    let mut ebpf = loader
         .map_max_entries(names::SERVICES, sizes.services)
         .map_max_entries(names::SERVICE_STATS, sizes.services)
         .map_max_entries(names::BACKENDS, sizes.backends)
@@ -186,7 +205,92 @@ impl AttachedMode {
     }
 }
 
-/// Attach the program to `interface`. `auto` tries native (driver) mode and
+/// How the program came to run on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// A new link, in this mode.
+    New(AttachedMode),
+    /// The pinned link of a previous agent, now running this program (its
+    /// mode is the one it was created with).
+    Adopted,
+}
+
+/// Attach the program to `interface` through a link pinned in `pins`, so it
+/// stays attached when the agent exits. When a previous agent's link is
+/// pinned there, this program replaces the old one in it atomically
+/// (`bpf_link_update`): no packet meets an interface without XDP.
+pub fn attach_pinned(
+    ebpf: &mut Ebpf,
+    interface: &str,
+    mode: XdpMode,
+    pins: &PinDir,
+) -> Result<Attached, LoaderError> {
+    let path = pins.link(interface);
+    let pin_err = |detail: String| LoaderError::PinLink {
+        interface: interface.to_string(),
+        path: path.display().to_string(),
+        detail,
+    };
+    if path.exists() {
+        match PinnedLink::from_pin(&path) {
+            Ok(pinned) => {
+                let program = xdp_program(ebpf)?;
+                let fd_link: FdLink = pinned.into();
+                let updated = XdpLink::try_from(fd_link)
+                    .map_err(|e| pin_err(e.to_string()))
+                    .and_then(|link| {
+                        program
+                            .attach_to_link(link)
+                            .map_err(|e| pin_err(e.to_string()))
+                    });
+                match updated {
+                    Ok(id) => {
+                        // Our copy of the link fd closes; the pin keeps it.
+                        let link = program.take_link(id).map_err(|e| pin_err(e.to_string()))?;
+                        let _: FdLink = link.try_into().map_err(|e| pin_err(format!("{e}")))?;
+                        return Ok(Attached::Adopted);
+                    }
+                    Err(e) => {
+                        // A link whose interface went away cannot be
+                        // updated: start a new one.
+                        tracing::warn!("{e}; attaching anew");
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "{} is not a usable link ({e}); attaching anew",
+                    path.display()
+                );
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    let (id, m) = attach_link(ebpf, interface, mode)?;
+    let program = xdp_program(ebpf)?;
+    let link = program.take_link(id).map_err(|e| pin_err(e.to_string()))?;
+    let fd_link: FdLink = link.try_into().map_err(|e| {
+        pin_err(format!(
+            "the kernel attached XDP through netlink, not a bpf_link ({e}); restarts will detach"
+        ))
+    })?;
+    fd_link.pin(&path).map_err(|e| pin_err(e.to_string()))?;
+    Ok(Attached::New(m))
+}
+
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
+    ebpf.program_mut(names::PROGRAM)
+        .ok_or(LoaderError::NoProgram(names::PROGRAM))?
+        .try_into()
+        .map_err(|source| LoaderError::Verify {
+            name: names::PROGRAM,
+            source,
+        })
+}
+
+/// Attach the program to `interface`, the link owned by the program (it
+/// goes when the program is dropped). `auto` tries native (driver) mode and
 /// falls back to generic with a log line: some NIC drivers (the Pi 4's) have
 /// no native XDP. `native` and `generic` are strict.
 pub fn attach(
@@ -194,6 +298,14 @@ pub fn attach(
     interface: &str,
     mode: XdpMode,
 ) -> Result<AttachedMode, LoaderError> {
+    attach_link(ebpf, interface, mode).map(|(_, m)| m)
+}
+
+fn attach_link(
+    ebpf: &mut Ebpf,
+    interface: &str,
+    mode: XdpMode,
+) -> Result<(aya::programs::xdp::XdpLinkId, AttachedMode), LoaderError> {
     let program: &mut Xdp = ebpf
         .program_mut(names::PROGRAM)
         .ok_or(LoaderError::NoProgram(names::PROGRAM))?
@@ -205,7 +317,7 @@ pub fn attach(
     let try_mode = |program: &mut Xdp, m: AttachedMode| {
         program
             .attach(interface, m.aya())
-            .map(|_| m)
+            .map(|id| (id, m))
             .map_err(|source| LoaderError::Attach {
                 interface: interface.to_string(),
                 mode: m.name(),

@@ -175,6 +175,40 @@ impl KernelMaps {
         sum_u64(&self.event_stats, index, names::EVENT_STATS)
     }
 
+    /// What a previous agent left in the maps, for adoption: every
+    /// service, every backend slot that was ever written (family set), and
+    /// every reverse-NAT entry.
+    #[allow(clippy::type_complexity)]
+    pub fn installed(
+        &self,
+    ) -> Result<
+        (
+            Vec<(EndpointKey, Service)>,
+            Vec<(u32, Backend)>,
+            Vec<(EndpointKey, ReverseNat)>,
+        ),
+        MapWriteError,
+    > {
+        let services = self
+            .services
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err(names::SERVICES, "read"))?;
+        let mut backends = Vec::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            let b = b.map_err(err(names::BACKENDS, "read"))?;
+            if b.family != 0 {
+                backends.push((i as u32, b));
+            }
+        }
+        let reverse = self
+            .reverse_nat
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err(names::REVERSE_NAT, "read"))?;
+        Ok((services, backends, reverse))
+    }
+
     /// Every entry of the flow table. Entries that vanish while the table is
     /// walked (the LRU evicts under load) are skipped.
     pub fn flows(&self) -> impl Iterator<Item = (FlowKey, Flow)> + '_ {

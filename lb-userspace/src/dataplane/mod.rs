@@ -9,6 +9,7 @@ pub mod keys;
 pub mod loader;
 pub mod maps;
 pub mod neighbour;
+pub mod pin;
 pub mod programmer;
 pub mod ring;
 pub mod stats;

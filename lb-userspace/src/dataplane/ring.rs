@@ -42,6 +42,34 @@ impl RingAllocator {
         Self { slots, free }
     }
 
+    /// An allocator where exactly `used` is taken (adopting a previous
+    /// agent's maps); `None` when a range overlaps another or the end.
+    pub fn with_used(slots: u32, used: &[RingRange]) -> Option<Self> {
+        let mut used = used.to_vec();
+        used.sort_by_key(|r| r.offset);
+        let mut free = Vec::new();
+        let mut at = 0u32;
+        for r in used {
+            if r.offset < at || r.end() > slots {
+                return None;
+            }
+            if r.offset > at {
+                free.push(RingRange {
+                    offset: at,
+                    len: r.offset - at,
+                });
+            }
+            at = r.end();
+        }
+        if at < slots {
+            free.push(RingRange {
+                offset: at,
+                len: slots - at,
+            });
+        }
+        Some(Self { slots, free })
+    }
+
     pub fn slots(&self) -> u32 {
         self.slots
     }
@@ -156,6 +184,23 @@ mod tests {
             current[s] = new;
         }
         assert_eq!(ring.free_slots(), 2 * size);
+    }
+
+    #[test]
+    fn with_used_leaves_exactly_the_gaps_free() {
+        let used = [
+            RingRange { offset: 10, len: 5 },
+            RingRange { offset: 0, len: 3 },
+        ];
+        let mut ring = RingAllocator::with_used(20, &used).unwrap();
+        assert_eq!(ring.free_slots(), 12);
+        assert_eq!(ring.allocate(7), Some(RingRange { offset: 3, len: 7 }));
+        assert_eq!(ring.allocate(5), Some(RingRange { offset: 15, len: 5 }));
+        let overlapping = [
+            RingRange { offset: 0, len: 5 },
+            RingRange { offset: 4, len: 2 },
+        ];
+        assert!(RingAllocator::with_used(20, &overlapping).is_none());
     }
 
     #[test]

@@ -1,0 +1,372 @@
+//! The data plane's life beyond one agent process: where its maps and XDP
+//! links are pinned on a BPF filesystem, the check that a pinned set can
+//! be adopted by this build, and `lb unload`.
+//!
+//! Layout of the pin directory (default [`DEFAULT_PIN_DIR`]):
+//! - one file per contract map, named as in `lb_common::names`
+//!   (`SERVICES`, `FLOWS`, ...);
+//! - `link_<interface>`: the bpf_link attaching the program to that
+//!   interface. The link holds the program, so the program needs no pin of
+//!   its own; a new agent swaps its own program into the same link
+//!   (`bpf_link_update`), which is atomic for packets.
+//!
+//! Pins live as long as the BPF filesystem they are on. The one mounted at
+//! /sys/fs/bpf in the host's mount namespace lives until reboot. `ip netns
+//! exec` gives its command a private mount namespace with a fresh /sys, so
+//! an agent started that way mounts a private bpffs, and its pins (and
+//! therefore its XDP links) go away when its last process exits: that is
+//! a plain unload, not a restart that keeps forwarding.
+
+use std::{
+    ffi::CString,
+    io,
+    os::unix::ffi::OsStrExt as _,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::{MapData, MapType},
+    programs::links::PinnedLink,
+};
+use lb_common::{names, Backend, Counters, EndpointKey, Flow, FlowKey, ReverseNat, Service};
+
+use super::loader::MapSizes;
+
+/// Where `lb run` pins the data plane unless told otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/lb";
+
+/// BPF_FS_MAGIC from linux/magic.h.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error("{path} is not on a BPF filesystem (mount one with `mount -t bpf bpf {path}`)")]
+    NotBpffs { path: PathBuf },
+    #[error("cannot mount a BPF filesystem on {path}: {source}")]
+    Mount { path: PathBuf, source: io::Error },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "the data plane pinned in {dir} was left by an lb build with another map layout \
+         ({detail}); it cannot be adopted: run `lb unload --pin-dir {dir}` (this detaches XDP \
+         and drops the flow table), then `lb run` again"
+    )]
+    Layout { dir: PathBuf, detail: String },
+    #[error(
+        "another lb agent is running on the data plane pinned in {dir} (give each agent its own \
+         --pin-dir)"
+    )]
+    Busy { dir: PathBuf },
+    #[error(
+        "the data plane pinned in {dir} is incomplete ({missing} missing): run `lb unload \
+         --pin-dir {dir}`, then `lb run` again"
+    )]
+    Incomplete { dir: PathBuf, missing: String },
+}
+
+/// The contract maps: name, kernel type, key size and value size.
+fn expected_layout() -> Vec<(&'static str, MapType, usize, usize)> {
+    use std::mem::size_of;
+    vec![
+        (
+            names::SERVICES,
+            MapType::Hash,
+            size_of::<EndpointKey>(),
+            size_of::<Service>(),
+        ),
+        (
+            names::BACKENDS,
+            MapType::Array,
+            size_of::<u32>(),
+            size_of::<Backend>(),
+        ),
+        (
+            names::MAGLEV_RING,
+            MapType::Array,
+            size_of::<u32>(),
+            size_of::<u32>(),
+        ),
+        (
+            names::FLOWS,
+            MapType::LruHash,
+            size_of::<FlowKey>(),
+            size_of::<Flow>(),
+        ),
+        (
+            names::REVERSE_NAT,
+            MapType::Hash,
+            size_of::<EndpointKey>(),
+            size_of::<ReverseNat>(),
+        ),
+        (
+            names::SERVICE_STATS,
+            MapType::PerCpuArray,
+            size_of::<u32>(),
+            size_of::<Counters>(),
+        ),
+        (
+            names::BACKEND_STATS,
+            MapType::PerCpuArray,
+            size_of::<u32>(),
+            size_of::<Counters>(),
+        ),
+        (
+            names::VERDICT_STATS,
+            MapType::PerCpuArray,
+            size_of::<u32>(),
+            size_of::<u64>(),
+        ),
+        (
+            names::EVENT_STATS,
+            MapType::PerCpuArray,
+            size_of::<u32>(),
+            size_of::<u64>(),
+        ),
+    ]
+}
+
+/// Names of every map the agent pins.
+pub fn map_names() -> Vec<&'static str> {
+    expected_layout().into_iter().map(|(n, ..)| n).collect()
+}
+
+/// A pin directory.
+#[derive(Clone, Debug)]
+pub struct PinDir {
+    dir: PathBuf,
+}
+
+impl PinDir {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn link(&self, interface: &str) -> PathBuf {
+        self.dir.join(format!("link_{interface}"))
+    }
+
+    /// Make sure the directory exists on a BPF filesystem. When its parent
+    /// is /sys/fs/bpf and nothing is mounted there (a minimal system, or a
+    /// private mount namespace), a bpffs is mounted first.
+    pub fn prepare(&self) -> Result<(), PinError> {
+        let parent = self.dir.parent().unwrap_or(Path::new("/"));
+        if !is_bpffs(parent) {
+            if parent != Path::new("/sys/fs/bpf") {
+                return Err(PinError::NotBpffs {
+                    path: parent.to_path_buf(),
+                });
+            }
+            mount_bpffs(parent)?;
+            tracing::warn!(
+                "no BPF filesystem was mounted on {}: mounted one (in a private mount \
+                 namespace such as `ip netns exec` gives, the pins end with the agent)",
+                parent.display()
+            );
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|source| PinError::Io {
+            what: "creating",
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
+    /// Hold the directory for this process (released when the returned
+    /// file closes, so also by `kill -9`): two agents adopting the same
+    /// maps would undo each other's writes.
+    pub fn lock(&self) -> Result<std::fs::File, PinError> {
+        use std::os::fd::AsRawFd as _;
+        let file = std::fs::File::open(&self.dir).map_err(|source| PinError::Io {
+            what: "opening",
+            path: self.dir.clone(),
+            source,
+        })?;
+        // SAFETY: flock on a descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(PinError::Busy {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(file)
+    }
+
+    /// The sizes of the pinned maps when a data plane is pinned here and
+    /// this build can adopt it; `None` when nothing is pinned.
+    pub fn probe(&self) -> Result<Option<MapSizes>, PinError> {
+        let layout = expected_layout();
+        let present: Vec<bool> = layout.iter().map(|(n, ..)| self.map(n).exists()).collect();
+        if present.iter().all(|p| !p) {
+            return Ok(None);
+        }
+        if let Some(i) = present.iter().position(|p| !p) {
+            return Err(PinError::Incomplete {
+                dir: self.dir.clone(),
+                missing: layout[i].0.to_string(),
+            });
+        }
+        let mut sizes = MapSizes {
+            services: 0,
+            backends: 0,
+            ring_slots: 0,
+            flows: 0,
+        };
+        for (name, kind, key, value) in layout {
+            let layout_err = |detail: String| PinError::Layout {
+                dir: self.dir.clone(),
+                detail,
+            };
+            let data = MapData::from_pin(self.map(name))
+                .map_err(|e| layout_err(format!("{name}: {e}")))?;
+            let info = data
+                .info()
+                .map_err(|e| layout_err(format!("{name}: {e}")))?;
+            let got_kind = info
+                .map_type()
+                .map_err(|e| layout_err(format!("{name}: {e}")))?;
+            if got_kind != kind
+                || info.key_size() as usize != key
+                || info.value_size() as usize != value
+            {
+                return Err(layout_err(format!(
+                    "{name} is a {got_kind:?} with {}-byte keys and {}-byte values, this build \
+                     expects a {kind:?} with {key}-byte keys and {value}-byte values",
+                    info.key_size(),
+                    info.value_size()
+                )));
+            }
+            let n = info.max_entries();
+            match name {
+                names::SERVICES => sizes.services = n,
+                names::BACKENDS => sizes.backends = n,
+                names::MAGLEV_RING => sizes.ring_slots = n,
+                names::FLOWS => sizes.flows = n,
+                names::VERDICT_STATS if n != lb_common::verdict::COUNT => {
+                    return Err(layout_err(format!("{name} has {n} verdicts")))
+                }
+                names::EVENT_STATS if n != lb_common::event::COUNT => {
+                    return Err(layout_err(format!("{name} has {n} events")))
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(sizes))
+    }
+
+    /// Interfaces with a pinned link.
+    pub fn linked_interfaces(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut list: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("link_"))
+                    .map(str::to_string)
+            })
+            .collect();
+        list.sort();
+        list
+    }
+
+    /// Detach from one interface: the link goes when its pin and our fd do.
+    pub fn remove_link(&self, interface: &str) -> Result<(), PinError> {
+        let path = self.link(interface);
+        match PinnedLink::from_pin(&path) {
+            Ok(link) => {
+                let fd = link.unpin().map_err(|source| PinError::Io {
+                    what: "removing",
+                    path: path.clone(),
+                    source,
+                })?;
+                drop(fd);
+                Ok(())
+            }
+            // Not a link (or unreadable): removing the file is all there is.
+            Err(_) => remove_file(&path),
+        }
+    }
+
+    /// `lb unload`: detach from every interface, remove every pin and the
+    /// directory. Returns the interfaces detached.
+    pub fn unload(&self) -> Result<Vec<String>, PinError> {
+        let interfaces = self.linked_interfaces();
+        for interface in &interfaces {
+            self.remove_link(interface)?;
+        }
+        for name in map_names() {
+            remove_file(&self.map(name))?;
+        }
+        match std::fs::remove_dir(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(PinError::Io {
+                    what: "removing",
+                    path: self.dir.clone(),
+                    source,
+                })
+            }
+        }
+        Ok(interfaces)
+    }
+}
+
+fn remove_file(path: &Path) -> Result<(), PinError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(PinError::Io {
+            what: "removing",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes only into the struct we pass.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
+}
+
+fn mount_bpffs(path: &Path) -> Result<(), PinError> {
+    let err = |source| PinError::Mount {
+        path: path.to_path_buf(),
+        source,
+    };
+    let target = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| err(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    let fstype = c"bpf";
+    // SAFETY: every pointer is a valid NUL-terminated string for the call.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    Ok(())
+}
