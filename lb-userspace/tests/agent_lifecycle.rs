@@ -1,8 +1,12 @@
 //! The agent's life cycle on a real kernel, in network namespaces this test
 //! creates: `lb run` attaches XDP and answers on its control socket, `lb
 //! status --json` reports the configured services, a second agent is
-//! refused, SIGTERM detaches and removes the socket, and an unprivileged
-//! `lb run` stops with one clear line.
+//! refused, SIGTERM removes the socket, and an unprivileged `lb run` stops
+//! with one clear line. SIGTERM keeps XDP attached through links pinned on
+//! the agent's bpffs; here the agent runs under `ip netns exec`, whose
+//! private mount namespace (and the bpffs the agent mounted in it) ends
+//! with the agent, so the links go too and XDP is gone afterwards
+//! (`agent_restart.rs` tests restarts that keep forwarding).
 //!
 //! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for namespaces), as
 //! `cargo xtask test` runs it; without them it fails saying so.

@@ -1,0 +1,479 @@
+//! Agent restart without dropping traffic (issue 3), on a real kernel in
+//! network namespaces this test creates: a client, the balancer and three
+//! nginx real servers behind NAT.
+//!
+//! `kill -9` of `lb run` under `ab` load through the VIP, then a new `lb
+//! run` (with one more real server in its config): 0 failed requests,
+//! keep-alive connections opened before the kill still reach the same real
+//! server afterwards (a NAT flow moved to another server would be reset),
+//! and the new real server gets new flows. Then `lb unload` leaves no XDP
+//! on the interfaces and no pins.
+//!
+//! The agents run in one mount namespace held open by a `sleep` process
+//! (entered with `nsenter`), the way a container or a host would keep its
+//! /sys/fs/bpf: each `ip netns exec` has a private /sys, so pins made in
+//! one would vanish with it.
+//!
+//! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); without it the test
+//! fails saying so.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    os::fd::AsRawFd,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+const LB: &str = env!("CARGO_BIN_EXE_lb");
+const VIP: &str = "10.91.0.100";
+
+fn sh(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    assert!(
+        caps & (1 << 21) != 0 && caps & (1 << 12) != 0,
+        "this test creates network namespaces and loads XDP: run it as root \
+         (cargo xtask test does)"
+    );
+    for tool in ["nginx", "ab", "nsenter"] {
+        assert!(
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .unwrap()
+                .status
+                .success(),
+            "{tool} is not installed (cargo xtask test installs it)"
+        );
+    }
+}
+
+/// A child killed and reaped on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Topology {
+    tag: String,
+    dir: PathBuf,
+    namespaces: Vec<String>,
+    /// Holds the balancer's mount namespace (and its bpffs) open.
+    holder: Option<Guard>,
+    nginx: Vec<Guard>,
+}
+
+impl Topology {
+    fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.tag)
+    }
+
+    fn new() -> Self {
+        let tag = format!("lbrs{}", std::process::id());
+        let dir = std::env::temp_dir().join(&tag);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut t = Topology {
+            tag,
+            dir,
+            namespaces: Vec::new(),
+            holder: None,
+            nginx: Vec::new(),
+        };
+        for role in ["c", "lb", "r1", "r2", "r3"] {
+            let ns = t.ns(role);
+            sh(&["ip", "netns", "add", &ns]);
+            t.namespaces.push(ns);
+        }
+        let (c, lb) = (t.ns("c"), t.ns("lb"));
+        let ip = |ns: &str, args: &str| {
+            let mut v = vec!["ip", "-n", ns];
+            v.extend(args.split_whitespace());
+            sh(&v);
+        };
+        sh(&[
+            "ip", "link", "add", "eth0", "netns", &lb, "type", "veth", "peer", "name", "c0",
+            "netns", &c,
+        ]);
+        ip(&lb, "addr add 10.91.0.1/24 dev eth0");
+        ip(&lb, &format!("addr add {VIP}/32 dev eth0"));
+        ip(&c, "addr add 10.91.0.2/24 dev c0");
+        ip(&lb, "link set eth0 up");
+        ip(&c, "link set c0 up");
+        ip(&c, "link set lo up");
+        for i in 1..=3 {
+            let r = t.ns(&format!("r{i}"));
+            let eth = format!("eth{i}");
+            sh(&[
+                "ip", "link", "add", &eth, "netns", &lb, "type", "veth", "peer", "name", "r0",
+                "netns", &r,
+            ]);
+            ip(&lb, &format!("addr add 10.91.{i}.1/24 dev {eth}"));
+            ip(&r, &format!("addr add 10.91.{i}.2/24 dev r0"));
+            ip(&lb, &format!("link set {eth} up"));
+            ip(&r, "link set r0 up");
+            ip(&r, "link set lo up");
+            ip(&r, &format!("route add default via 10.91.{i}.1"));
+        }
+        for key in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.accept_local=1",
+            "net.ipv4.conf.eth0.accept_local=1",
+        ] {
+            sh(&["ip", "netns", "exec", &lb, "sysctl", "-qw", key]);
+        }
+        for i in 1..=3 {
+            t.start_nginx(i);
+        }
+        let holder = Command::new("ip")
+            .args(["netns", "exec", &lb, "sleep", "3600"])
+            .spawn()
+            .expect("spawning the mount namespace holder");
+        t.holder = Some(Guard(holder));
+        // `ip netns exec` sets up the namespace before exec'ing sleep.
+        std::thread::sleep(Duration::from_millis(300));
+        t
+    }
+
+    fn start_nginx(&mut self, i: u32) {
+        let d = self.dir.join(format!("r{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let dd = d.display();
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\nuser root;\npid {dd}/nginx.pid;\n\
+             error_log {dd}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
+             http {{\n access_log off;\n keepalive_timeout 300;\n keepalive_requests 1000000;\n\
+             server {{\n listen 80 backlog=4096;\n\
+             location = / {{ default_type text/plain; return 200 \"r{i}\\n\"; }}\n }}\n}}\n"
+        );
+        std::fs::write(d.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(&format!("r{i}")), "nginx", "-e"])
+            .arg(d.join("error.log"))
+            .arg("-p")
+            .arg(&d)
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawning nginx");
+        self.nginx.push(Guard(child));
+    }
+
+    /// A command run in the balancer's network and mount namespaces.
+    fn in_lb(&self, program: &str) -> Command {
+        let pid = self.holder.as_ref().unwrap().0.id().to_string();
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &pid, "-m", "-n", "--", program]);
+        cmd
+    }
+
+    fn config(&self, name: &str, reals: u32) -> PathBuf {
+        let mut text = format!(
+            "[agent]\ninterfaces = [\"eth0\", \"eth1\", \"eth2\", \"eth3\"]\n\
+             xdp_mode = \"generic\"\nflow_table_size = 65536\ncontrol_socket = \"{}\"\n\n\
+             [[virtual_server]]\nname = \"web\"\naddress = \"{VIP}\"\nport = 80\n\
+             protocol = \"tcp\"\nforwarding = \"nat\"\n",
+            self.socket().display()
+        );
+        for i in 1..=reals {
+            text.push_str(&format!(
+                "  [[virtual_server.real_server]]\n  address = \"10.91.{i}.2\"\n"
+            ));
+        }
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("lb.sock")
+    }
+
+    fn xdp_interfaces(&self) -> Vec<String> {
+        let out = sh(&["ip", "-n", &self.ns("lb"), "-o", "link", "show"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(" xdp"))
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap().to_string())
+            .collect()
+    }
+
+    fn start_agent(&self, config: &PathBuf, log: &str) -> Guard {
+        let log = std::fs::File::create(self.dir.join(log)).unwrap();
+        let child = self
+            .in_lb(LB)
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning lb run");
+        let mut agent = Guard(child);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = agent.0.try_wait().unwrap() {
+                panic!("lb run exited with {status}:\n{}", self.log_text());
+            }
+            let ok = Command::new(LB)
+                .args(["status", "--socket"])
+                .arg(self.socket())
+                .output()
+                .unwrap()
+                .status
+                .success();
+            if ok {
+                return agent;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "lb status does not answer 30 s after lb run started:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        ["agent-a.log", "agent-b.log"]
+            .iter()
+            .map(|f| {
+                format!(
+                    "--- {f}\n{}",
+                    std::fs::read_to_string(self.dir.join(f)).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    /// Open `n` TCP connections to the VIP from the client's namespace.
+    fn connect(&self, n: usize) -> Vec<TcpStream> {
+        let path = format!("/run/netns/{}", self.ns("c"));
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).unwrap();
+            // SAFETY: setns on this thread only, with an fd we own.
+            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            (0..n)
+                .map(|_| {
+                    let s = TcpStream::connect_timeout(
+                        &format!("{VIP}:80").parse().unwrap(),
+                        Duration::from_secs(5),
+                    )
+                    .expect("connecting to the VIP");
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    s
+                })
+                .collect()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.nginx.clear();
+        self.holder = None;
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One HTTP/1.1 request on a kept-alive connection; the body (the real
+/// server's name).
+fn get(s: &mut TcpStream) -> std::io::Result<String> {
+    s.write_all(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::other("connection closed"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("no Content-Length");
+            if buf.len() >= end + 4 + len {
+                return Ok(text[end + 4..end + 4 + len].trim().to_string());
+            }
+        }
+    }
+}
+
+fn ab_field(out: &str, field: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field:?} in ab's output:\n{out}"))
+}
+
+#[test]
+fn kill_9_under_load_then_restart_adopts_flows_and_unload_removes_everything() {
+    require_root();
+    let t = Topology::new();
+    let two = t.config("two.toml", 2);
+    let three = t.config("three.toml", 3);
+    let mut a = t.start_agent(&two, "agent-a.log");
+
+    // Keep-alive connections, and the real server each one reached.
+    let mut conns = t.connect(24);
+    let before: Vec<String> = conns
+        .iter_mut()
+        .map(|s| get(s).expect("request before the kill"))
+        .collect();
+    assert!(
+        before.iter().any(|n| n == "r1") && before.iter().any(|n| n == "r2"),
+        "both real servers should have connections: {before:?}"
+    );
+
+    let ab = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.ns("c"),
+            "ab",
+            "-t",
+            "6",
+            "-n",
+            "100000000",
+        ])
+        .args(["-c", "10", "-s", "10", "-r"])
+        .arg(format!("http://{VIP}/"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning ab");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // SAFETY: kill(2) on our own child (through nsenter, which execs lb).
+    assert_eq!(unsafe { libc::kill(a.0.id() as i32, libc::SIGKILL) }, 0);
+    a.0.wait().unwrap();
+    drop(a);
+    assert_eq!(
+        t.xdp_interfaces(),
+        ["eth0", "eth1", "eth2", "eth3"],
+        "XDP must stay attached after kill -9"
+    );
+    // Traffic flows on with no agent at all.
+    std::thread::sleep(Duration::from_millis(1000));
+    let _ = std::fs::remove_file(t.socket());
+    let b = t.start_agent(&three, "agent-b.log");
+    let out = ab.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "ab failed:\n{text}");
+    let complete = ab_field(&text, "Complete requests:");
+    let failed = ab_field(&text, "Failed requests:");
+    assert!(complete > 500, "too few requests went through:\n{text}");
+    assert_eq!(failed, 0, "requests failed across the restart:\n{text}");
+    assert!(!text.contains("Non-2xx"), "non-2xx answers:\n{text}");
+    eprintln!("ab across kill -9 and restart: {complete} requests, {failed} failed");
+    let log = t.log_text();
+    eprintln!("{log}");
+    assert!(
+        log.contains("adopting the data plane pinned"),
+        "the second agent did not adopt the pinned maps:\n{log}"
+    );
+
+    // Every connection made before the kill still reaches the same server,
+    // although a third server joined the Maglev table.
+    for (i, s) in conns.iter_mut().enumerate() {
+        let now = get(s).unwrap_or_else(|e| {
+            panic!(
+                "connection {i} (to {}) broke across the restart: {e}",
+                before[i]
+            )
+        });
+        assert_eq!(
+            now, before[i],
+            "connection {i} moved to another real server"
+        );
+    }
+    let mut fresh = t.connect(60);
+    let names: Vec<String> = fresh.iter_mut().map(|s| get(s).unwrap()).collect();
+    eprintln!("before: {before:?}\nnew connections: {names:?}");
+    assert!(
+        names.iter().any(|n| n == "r3"),
+        "the restarted agent's config (with r3) is not in force: {names:?}"
+    );
+    drop(conns);
+    drop(fresh);
+
+    // Refused while an agent runs; after a clean stop it removes everything.
+    let refused = t
+        .in_lb(LB)
+        .args(["unload", "--socket"])
+        .arg(t.socket())
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "lb unload ran beside a live agent"
+    );
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(b.0.id() as i32, libc::SIGTERM) }, 0);
+    let mut b = b;
+    let status = b.0.wait().unwrap();
+    assert!(status.success(), "lb run exited with {status} on SIGTERM");
+    assert_eq!(
+        t.xdp_interfaces().len(),
+        4,
+        "a clean stop keeps forwarding (XDP stays attached)"
+    );
+    let unload = t
+        .in_lb(LB)
+        .args(["unload", "--socket"])
+        .arg(t.socket())
+        .output()
+        .unwrap();
+    assert!(
+        unload.status.success(),
+        "lb unload failed: {}",
+        String::from_utf8_lossy(&unload.stderr)
+    );
+    assert_eq!(
+        t.xdp_interfaces(),
+        Vec::<String>::new(),
+        "XDP still attached after lb unload"
+    );
+    let listing = t.in_lb("ls").arg("/sys/fs/bpf").output().unwrap();
+    let left = String::from_utf8_lossy(&listing.stdout).to_string();
+    assert!(
+        !left.split_whitespace().any(|n| n == "lb"),
+        "pins left after lb unload: {left}"
+    );
+}
