@@ -28,12 +28,16 @@ pub async fn check(addr: SocketAddr, cfg: &LdapCheck) -> Result<(), String> {
     tokio::pin!(driver);
     let session = session(&mut ldap, cfg);
     tokio::pin!(session);
+    // The driver also ends cleanly right after our own unbind closes the
+    // connection, possibly in the same poll that completed the session:
+    // a clean end hands over to the session, which then knows its result
+    // (or fails on the closed channel).
     tokio::select! {
         biased;
         r = &mut session => r,
         r = &mut driver => match r {
             Err(e) => Err(format!("ldap connection failed: {e}")),
-            Ok(()) => Err("ldap connection closed by the server".to_owned()),
+            Ok(()) => session.await,
         },
     }
 }
