@@ -17,7 +17,8 @@
 //!   `kind` with kind = "none" are errors, not ignored;
 //! - `timeout` < `interval`: one check ends before the next is due, so
 //!   checks of one real server never overlap or pile up;
-//! - durations are strings with a unit: "500ms", "2s", "1.5s", "1m".
+//! - durations are strings with a unit: "500ms", "2s", "1.5s", "1m", "1h"
+//!   (whole milliseconds).
 
 use std::{fmt, ops::Range, time::Duration};
 
@@ -655,17 +656,19 @@ fn duration(f: &Field<'_, String>, key: &str, src: &Source<'_>) -> Result<Durati
             f.span(),
             &f.name(key),
             format!(
-                "`{}` is not a duration: write a number with a unit, e.g. \"500ms\", \"2s\" or \"1m\"",
+                "`{}` is not a duration: write a number with a unit (ms, s, m, h), e.g. \"500ms\" or \"2s\"",
                 f.value.get_ref()
             ),
         )
     })
 }
 
-/// "500ms", "2s", "1.5s", "1m".
+/// "500ms", "2s", "1.5s", "1m", "1h".
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let (number, unit_secs) = if let Some(n) = text.strip_suffix("ms") {
+    let (number, unit_secs) = if let Some(n) = text.strip_suffix('h') {
+        (n, 3600.0)
+    } else if let Some(n) = text.strip_suffix("ms") {
         (n, 0.001)
     } else if let Some(n) = text.strip_suffix('s') {
         (n, 1.0)
@@ -674,7 +677,6 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     } else {
         return None;
     };
-    let number = number.trim_end();
     if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return None;
     }
@@ -687,7 +689,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 /// A duration the way a user writes it.
 pub fn show(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 60_000 == 0 && ms > 0 {
+    if ms % 3_600_000 == 0 && ms > 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 && ms > 0 {
         format!("{}m", ms / 60_000)
     } else if ms % 1000 == 0 && ms > 0 {
         format!("{}s", ms / 1000)
@@ -712,6 +716,8 @@ mod tests {
         assert_eq!(show(Duration::from_millis(1500)), "1500ms");
         assert_eq!(show(Duration::from_secs(2)), "2s");
         assert_eq!(show(Duration::from_secs(120)), "2m");
+        assert_eq!(show(Duration::from_secs(3600)), "1h");
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
     }
 
     #[test]
