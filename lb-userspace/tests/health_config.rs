@@ -390,3 +390,36 @@ fn unknown_key_in_health_check() {
         &["unknown field"],
     );
 }
+
+fn example(name: &str) -> Config {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name);
+    config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn examples_check_their_real_servers() {
+    let nat = example("seed001-nat.toml");
+    for rs in &nat.virtual_servers[0].real_servers {
+        assert_eq!(rs.health_check.kind_name(), "http");
+        assert_eq!(rs.health_check_port(), 80);
+    }
+    let dr = example("seed000-dr-ldap.toml");
+    let CheckKind::Ldap(l) = &dr.virtual_servers[0].real_servers[0].health_check.kind else {
+        panic!("seed 000 checks LDAP")
+    };
+    assert_eq!(l.base, "dc=example,dc=org");
+    assert!(l.bind.is_some());
+
+    let full = example("full.toml");
+    let web = &full.virtual_servers[0];
+    assert_eq!(web.real_servers[0].health_check, web.health_check);
+    assert_eq!(web.real_servers[1].health_check.kind_name(), "exec");
+    assert_eq!(web.real_servers[1].health_check_port(), 8080);
+    assert_eq!(
+        full.virtual_servers[1].real_servers[0].health_check,
+        HealthCheck::none(),
+        "a service without health_check: always up"
+    );
+}
