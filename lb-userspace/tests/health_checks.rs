@@ -198,6 +198,9 @@ async fn http_check_outcomes() {
     );
 }
 
+/// A check as the observer saw it: target, when it ended, outcome, latency.
+type Seen = (TargetKey, Instant, Result<(), String>, Duration);
+
 /// A server that accepts and never answers is withdrawn by the timeout,
 /// while a healthy server's checks keep their cadence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,8 +210,7 @@ async fn hanging_server_times_out_without_delaying_others() {
     let interval = ms(200);
     let timeout = ms(100);
 
-    let checks: Arc<Mutex<Vec<(TargetKey, Instant, Result<(), String>, Duration)>>> =
-        Arc::default();
+    let checks: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let (mut mon, mut rx) = Monitor::new();
     let log = checks.clone();
     mon.set_observer(Arc::new(move |k, r| {

@@ -631,9 +631,7 @@ fn unknown_placeholder(arg: &str) -> Option<&str> {
     while let Some(open) = rest.find('{') {
         let start = offset + open;
         let after = &arg[start + 1..];
-        let Some(close) = after.find('}') else {
-            return None;
-        };
+        let close = after.find('}')?;
         let word = &after[..close];
         let candidate = &arg[start..start + close + 2];
         let dollar = start > 0 && arg.as_bytes()[start - 1] == b'$';
@@ -689,11 +687,13 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 /// A duration the way a user writes it.
 pub fn show(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 3_600_000 == 0 && ms > 0 {
+    if ms == 0 {
+        "0ms".to_owned()
+    } else if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
