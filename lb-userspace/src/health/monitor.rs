@@ -23,7 +23,16 @@ use crate::config::CheckKind;
 /// Runs on the check's task: keep it short and non-blocking.
 pub type CheckObserver = Arc<dyn Fn(&TargetKey, &CheckResult) + Send + Sync>;
 
-type Table = Arc<Mutex<HashMap<TargetKey, TargetStatus>>>;
+type Table = Arc<Mutex<HashMap<TargetKey, Entry>>>;
+
+/// A target's status and which task may write it: a task started for an
+/// older check of the same key (aborted by `update`, but possibly
+/// finishing a check on another thread) finds a newer generation and
+/// neither writes nor reports.
+struct Entry {
+    status: TargetStatus,
+    generation: u64,
+}
 
 /// Runs the health checks of a set of targets.
 ///
@@ -34,20 +43,26 @@ type Table = Arc<Mutex<HashMap<TargetKey, TargetStatus>>>;
 ///   one per `min(rise, fall)` checks), so a slow consumer never stalls a
 ///   check.
 /// - [`Monitor::update`] sets the targets (at start and on every reload);
-///   targets whose key stays keep their state, their counters and, when
-///   their check is unchanged, their schedule. New targets start
-///   [`Health::Unknown`] (serving); removed ones vanish without a
-///   transition (the agent drops them from its tables anyway).
-/// - A real server takes new flows while [`Health::serves`] is true for
-///   its state: after `update`, read [`Monitor::snapshot`] (or
-///   [`StatusReader::get`]) for the state to build the tables with, then
-///   apply each transition as it arrives.
+///   targets whose key stays keep their state and counters and, when
+///   their check is unchanged, their schedule; a changed check restarts
+///   from the state reached. New targets start [`Health::Unknown`], which
+///   serves; kind `none` targets are `Up` and never checked. Removed ones
+///   vanish without a transition (the agent drops them anyway).
+/// - A real server may take new flows while [`Monitor::serves`] (or
+///   [`StatusReader::serves`]) is true for its key. Build the tables from
+///   that right after `update`, then on each transition set the target's
+///   state to `transition.to` (not a toggle: a transition received after a
+///   snapshot that already includes it is then harmless) and rebuild its
+///   service's table when `serves()` changed.
+/// - [`Monitor::snapshot`] / [`StatusReader`] give `lb status` and metrics
+///   state, since, last result and latency of every target.
 /// - Dropping the monitor stops every check.
 pub struct Monitor {
     table: Table,
     running: HashMap<TargetKey, Running>,
     tx: UnboundedSender<Transition>,
     observer: Option<CheckObserver>,
+    generation: u64,
 }
 
 struct Running {
@@ -73,17 +88,28 @@ impl StatusReader {
     /// Every target's status, sorted by key.
     pub fn snapshot(&self) -> Vec<(TargetKey, TargetStatus)> {
         let table = lock(&self.0);
-        let mut all: Vec<_> = table.iter().map(|(k, s)| (k.clone(), s.clone())).collect();
+        let mut all: Vec<_> = table
+            .iter()
+            .map(|(k, e)| (k.clone(), e.status.clone()))
+            .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
 
     pub fn get(&self, key: &TargetKey) -> Option<TargetStatus> {
-        lock(&self.0).get(key).cloned()
+        lock(&self.0).get(key).map(|e| e.status.clone())
+    }
+
+    /// May this target take new flows? True unless it is known to be
+    /// down; a key the monitor does not track serves (it is not checked).
+    pub fn serves(&self, key: &TargetKey) -> bool {
+        lock(&self.0)
+            .get(key)
+            .is_none_or(|e| e.status.state.serves())
     }
 }
 
-fn lock(t: &Table) -> MutexGuard<'_, HashMap<TargetKey, TargetStatus>> {
+fn lock(t: &Table) -> MutexGuard<'_, HashMap<TargetKey, Entry>> {
     // A panic while holding the lock cannot leave a status half-written
     // in a way that matters more than losing every status.
     t.lock().unwrap_or_else(|p| p.into_inner())
@@ -98,6 +124,7 @@ impl Monitor {
                 running: HashMap::new(),
                 tx,
                 observer: None,
+                generation: 0,
             },
             rx,
         )
@@ -122,6 +149,11 @@ impl Monitor {
         self.reader().get(key)
     }
 
+    /// See [`StatusReader::serves`].
+    pub fn serves(&self, key: &TargetKey) -> bool {
+        self.reader().serves(key)
+    }
+
     /// Replaces the set of targets. Must run inside a tokio runtime.
     /// A key listed twice keeps its last entry.
     pub fn update(&mut self, targets: impl IntoIterator<Item = Target>) {
@@ -136,43 +168,45 @@ impl Monitor {
                 continue;
             }
             // New, or its check changed: (re)start it from its current
-            // state. Dropping the old `Running` stops the old task.
+            // state. Dropping the old `Running` aborts the old task, and
+            // the new generation silences it should it be mid-check.
             self.running.remove(&key);
+            self.generation += 1;
+            let generation = self.generation;
             let now = (SystemTime::now(), Instant::now());
             let kind = target.check.kind_name();
+            let none = matches!(target.check.kind, CheckKind::None);
             let mut table = lock(&self.table);
-            let prior = table.get(&key).map(|s| s.state);
-            if matches!(target.check.kind, CheckKind::None) {
-                let status = table
-                    .entry(key.clone())
-                    .or_insert_with(|| fresh(Health::Up, kind, now));
-                status.kind = kind;
+            let entry = table.entry(key.clone()).or_insert_with(|| Entry {
+                status: fresh(if none { Health::Up } else { Health::Unknown }, kind, now),
+                generation,
+            });
+            entry.generation = generation;
+            let status = &mut entry.status;
+            status.kind = kind;
+            let state = status.state;
+            if none {
                 status.last = None;
-                if status.state != Health::Up {
-                    let from = status.state;
+                if state != Health::Up {
                     enter(status, Health::Up, now);
                     self.send(
                         &key,
-                        from,
+                        state,
                         Health::Up,
                         now.0,
-                        "check removed (kind none)".into(),
+                        "no longer checked (kind none)".into(),
                     );
                 }
                 drop(table);
                 self.running.insert(key, Running { target, task: None });
                 continue;
             }
-            let state = prior.unwrap_or(Health::Unknown);
-            let status = table
-                .entry(key.clone())
-                .or_insert_with(|| fresh(state, kind, now));
-            status.kind = kind;
             drop(table);
 
             let tracker = Tracker::starting_in(state, target.check.rise, target.check.fall);
             let task = tokio::spawn(run(
                 target.clone(),
+                generation,
                 tracker,
                 self.table.clone(),
                 self.tx.clone(),
@@ -232,6 +266,7 @@ fn log_transition(key: &TargetKey, from: Health, to: Health, reason: &str) {
 /// One target's check loop; runs until aborted.
 async fn run(
     target: Target,
+    generation: u64,
     mut tracker: Tracker,
     table: Table,
     tx: UnboundedSender<Transition>,
@@ -250,32 +285,38 @@ async fn run(
         }
         let from = tracker.state();
         let changed = tracker.record(result.outcome.is_ok());
-        let reason = match &result.outcome {
-            Ok(()) => "ok".to_owned(),
-            Err(e) => e.clone(),
-        };
         {
             let mut t = lock(&table);
-            if let Some(s) = t.get_mut(&target.key) {
-                s.checks += 1;
-                if result.outcome.is_err() {
-                    s.failed_checks += 1;
-                }
-                if let Some(to) = changed {
-                    enter(s, to, (result.at, Instant::now()));
-                }
-                s.last = Some(result.clone());
+            let Some(entry) = t
+                .get_mut(&target.key)
+                .filter(|e| e.generation == generation)
+            else {
+                // Replaced or removed by `update` while this check ran.
+                return;
+            };
+            let s = &mut entry.status;
+            s.checks += 1;
+            if result.outcome.is_err() {
+                s.failed_checks += 1;
             }
-        }
-        if let Some(to) = changed {
-            log_transition(&target.key, from, to, &reason);
-            let _ = tx.send(Transition {
-                key: target.key.clone(),
-                from,
-                to,
-                at: result.at,
-                reason,
-            });
+            if let Some(to) = changed {
+                enter(s, to, (result.at, Instant::now()));
+                let reason = match &result.outcome {
+                    Ok(()) => "ok".to_owned(),
+                    Err(e) => e.clone(),
+                };
+                log_transition(&target.key, from, to, &reason);
+                // Sent under the lock, so transitions of one key leave in
+                // the order the table saw them, across generations too.
+                let _ = tx.send(Transition {
+                    key: target.key.clone(),
+                    from,
+                    to,
+                    at: result.at,
+                    reason,
+                });
+            }
+            s.last = Some(result);
         }
         // Measured from this check's start, so the cadence does not drift
         // by the checks' own latency; never earlier than now.
