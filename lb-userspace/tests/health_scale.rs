@@ -18,13 +18,13 @@ use lb_userspace::{
     health::{Health, Monitor, Target, TargetKey},
 };
 
-/// utime + stime of this process, in clock ticks.
-fn cpu_ticks() -> u64 {
+/// (utime, stime) of this process, in clock ticks.
+fn cpu_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
     // Fields after the command name (which may hold spaces) end with ')'.
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = rest.split(' ').collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    (f[11].parse().unwrap(), f[12].parse().unwrap())
 }
 
 fn rss_kib() -> u64 {
@@ -39,14 +39,26 @@ fn rss_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: run with --release --ignored --nocapture"]
 async fn thousand_http_targets_every_second() {
+    thousand_targets_every_second(CheckKind::Http(HttpCheck {
+        host: Some("good.example".into()),
+        ..HttpCheck::default()
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: run with --release --ignored --nocapture"]
+async fn thousand_tcp_targets_every_second() {
+    thousand_targets_every_second(CheckKind::Tcp).await;
+}
+
+async fn thousand_targets_every_second(kind: CheckKind) {
     const TARGETS: usize = 1000;
     const SECONDS: u64 = 10;
     let nginx = tokio::task::block_in_place(Nginx::start);
+    let name = kind.name();
     let check = HealthCheck {
-        kind: CheckKind::Http(HttpCheck {
-            host: Some("good.example".into()),
-            ..HttpCheck::default()
-        }),
+        kind,
         interval: Duration::from_secs(1),
         timeout: Duration::from_millis(500),
         rise: 2,
@@ -72,18 +84,31 @@ async fn thousand_http_targets_every_second() {
     let (t0, c0) = (Instant::now(), cpu_ticks());
     let checks0: u64 = mon.snapshot().iter().map(|(_, s)| s.checks).sum();
     tokio::time::sleep(Duration::from_secs(SECONDS)).await;
-    let (wall, cpu) = (t0.elapsed(), cpu_ticks() - c0);
+    let (wall, c1) = (t0.elapsed(), cpu_ticks());
+    let (user, sys) = (c1.0 - c0.0, c1.1 - c0.1);
     let snap = mon.snapshot();
     let checks: u64 = snap.iter().map(|(_, s)| s.checks).sum::<u64>() - checks0;
     let ticks_per_s = 100.0; // USER_HZ on Linux
-    let share = cpu as f64 / ticks_per_s / wall.as_secs_f64();
+    let share = |ticks: u64| 100.0 * ticks as f64 / ticks_per_s / wall.as_secs_f64();
     println!(
-        "{TARGETS} http targets at 1s: {checks} checks in {wall:.1?}, agent CPU {:.1}% of one core, RSS {} MiB",
-        share * 100.0,
+        "{TARGETS} {name} targets at 1s: {checks} checks in {wall:.1?}, agent CPU {:.1}% of one core \
+         ({:.1}% user, {:.1}% system), RSS {} MiB",
+        share(user + sys),
+        share(user),
+        share(sys),
         rss_kib() / 1024
     );
-    let down = snap.iter().filter(|(_, s)| s.state == Health::Down).count();
-    assert_eq!(down, 0, "healthy targets went down under load");
+    let down: Vec<String> = snap
+        .iter()
+        .filter(|(_, s)| s.state == Health::Down)
+        .map(|(k, s)| format!("{k}: {:?}", s.last.as_ref().map(|l| &l.outcome)))
+        .collect();
+    assert!(
+        down.is_empty(),
+        "{} healthy targets went down under load, e.g. {:?}",
+        down.len(),
+        &down[..down.len().min(3)]
+    );
     let expected = TARGETS as u64 * SECONDS;
     assert!(
         checks >= expected * 9 / 10,
