@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use health_support::{Nginx, Silent, Slapd, TempDir, LDAP_SUFFIX, ROOT_DN, ROOT_PASSWORD};
+use health_support::{Nginx, Silent, Slapd, LDAP_SUFFIX, ROOT_DN, ROOT_PASSWORD};
 use lb_userspace::{
     config::{CheckKind, ExecCheck, HealthCheck, HttpCheck, LdapBind, LdapCheck, Secret},
     health::{check_once, Health, Monitor, Target, TargetKey, Transition},
@@ -23,8 +23,10 @@ use lb_userspace::{
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-/// Slack for scheduling on a busy machine, on top of the 5% jitter.
-const MARGIN: Duration = Duration::from_millis(120);
+/// Slack for scheduling on a busy machine (2 cores shared with other
+/// builds and tests: stalls of 100-300 ms were seen), on top of the 5%
+/// jitter.
+const MARGIN: Duration = Duration::from_millis(250);
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -85,11 +87,14 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_check_follows_nginx_down_and_up() {
     let mut nginx = blocking(Nginx::start);
-    let (interval, rise, fall) = (150, 2, 3);
+    // Timeouts close to the interval: on a loaded machine a healthy
+    // answer may take tens of milliseconds; a refused connection fails at
+    // once whatever the timeout.
+    let (interval, rise, fall) = (200, 2, 3);
     let t = target(
         "web",
         nginx.addr,
-        check(CheckKind::Http(http_good()), interval, 100, rise, fall),
+        check(CheckKind::Http(http_good()), interval, 190, rise, fall),
     );
     let key = t.key.clone();
     let (mut mon, mut rx) = Monitor::new();
@@ -97,24 +102,31 @@ async fn http_check_follows_nginx_down_and_up() {
     // Before its first result the server serves (start-up rule).
     assert!(mon.status(&key).unwrap().state.serves());
 
-    let up = next_transition(&mut rx, &key, ms(1000)).await;
+    let up = next_transition(&mut rx, &key, ms(3000)).await;
     assert_eq!((up.from, up.to), (Health::Unknown, Health::Up));
     let st = mon.status(&key).unwrap();
     let last = st.last.expect("a check has run");
     assert_eq!(last.outcome, Ok(()));
-    assert!(last.latency < ms(100), "latency {:?}", last.latency);
+    assert!(
+        last.latency < ms(190),
+        "a success within the timeout: {:?}",
+        last.latency
+    );
 
     // Stopped: withdrawn after `fall` failed checks, not sooner.
-    let stopped = Instant::now();
+    // The port closes somewhere between these two instants.
+    let stopping = Instant::now();
     blocking(|| nginx.stop());
+    let closed = Instant::now();
     let down = next_transition(&mut rx, &key, ms(3000)).await;
-    let took = stopped.elapsed();
     assert_eq!((down.from, down.to), (Health::Up, Health::Down));
     assert!(down.reason.contains("refused"), "reason: {}", down.reason);
     let i = ms(interval);
+    let (earliest, latest) = (stopping.elapsed(), closed.elapsed());
     assert!(
-        took >= (i * (fall - 1)).mul_f64(0.95) && took <= (i * fall).mul_f64(1.05) + MARGIN,
-        "down {took:?} after the stop; fall {fall} x interval {i:?}"
+        earliest >= (i * (fall - 1)).mul_f64(0.95) && latest <= (i * fall).mul_f64(1.05) + MARGIN,
+        "down {latest:?} after nginx stopped ({earliest:?} after the stop began); \
+         fall {fall} x interval {i:?}"
     );
     let st = mon.status(&key).unwrap();
     assert_eq!(st.state, Health::Down);
@@ -141,7 +153,7 @@ async fn http_check_outcomes() {
         let t = target(
             "web",
             nginx.addr,
-            check(CheckKind::Http(c), 1000, 500, 1, 1),
+            check(CheckKind::Http(c), 3000, 2000, 1, 1),
         );
         async move { check_once(&t).await.outcome }
     };
@@ -177,7 +189,7 @@ async fn http_check_outcomes() {
     assert!(body.contains("does not contain \"welcome\""), "{body}");
 
     // `port` checks another port than the real server's own.
-    let mut c = check(CheckKind::Tcp, 1000, 500, 1, 1);
+    let mut c = check(CheckKind::Tcp, 3000, 2000, 1, 1);
     c.port = Some(nginx.addr.port());
     let other_port = SocketAddr::new(LOCALHOST, 1);
     assert_eq!(
@@ -187,7 +199,7 @@ async fn http_check_outcomes() {
     let refused = check_once(&target(
         "web",
         other_port,
-        check(CheckKind::Tcp, 1000, 500, 1, 1),
+        check(CheckKind::Tcp, 3000, 2000, 1, 1),
     ))
     .await
     .outcome
@@ -228,10 +240,12 @@ async fn hanging_server_times_out_without_delaying_others() {
             )
         })
         .collect();
+    // Its own timeout is generous: under load a healthy answer may be
+    // slow, and that is not what this test is about.
     let healthy = target(
         "healthy",
         nginx.addr,
-        check(CheckKind::Http(http_good()), 200, 100, 2, 2),
+        check(CheckKind::Http(http_good()), 200, 190, 2, 2),
     );
     let healthy_key = healthy.key.clone();
     targets.push(healthy);
@@ -242,7 +256,7 @@ async fn hanging_server_times_out_without_delaying_others() {
         address: silent.addr.ip(),
         port: silent.addr.port(),
     };
-    let down = next_transition(&mut rx, &hung_key, ms(1000)).await;
+    let down = next_transition(&mut rx, &hung_key, ms(3000)).await;
     assert_eq!(down.to, Health::Down);
     assert_eq!(down.reason, "http check timed out after 100ms");
     tokio::time::sleep(ms(2000)).await;
@@ -256,24 +270,34 @@ async fn hanging_server_times_out_without_delaying_others() {
             "{k}: a timed-out check took {latency:?}"
         );
     }
-    let healthy_at: Vec<Instant> = log
-        .iter()
-        .filter(|c| c.0 == healthy_key)
-        .inspect(|c| assert_eq!(c.2, Ok(()), "healthy server failed"))
-        .map(|c| c.1)
-        .collect();
+    let healthy: Vec<&Seen> = log.iter().filter(|c| c.0 == healthy_key).collect();
+    let failed: Vec<_> = healthy.iter().filter_map(|c| c.2.as_ref().err()).collect();
     assert!(
-        healthy_at.len() >= 10,
+        failed.len() * 5 <= healthy.len(),
+        "the healthy server failed {failed:?}"
+    );
+    let healthy_at: Vec<Instant> = healthy.iter().map(|c| c.1).collect();
+    assert!(
+        healthy_at.len() >= 9,
         "{} checks of the healthy server in about 2.2 s at {interval:?}",
         healthy_at.len()
     );
-    for w in healthy_at.windows(2) {
-        let gap = w[1] - w[0];
-        assert!(
-            gap >= interval.mul_f64(0.95) - ms(30) && gap <= interval.mul_f64(1.05) + ms(30),
-            "healthy server's checks {gap:?} apart, interval {interval:?}"
-        );
-    }
+    // Were the healthy server's checks queued behind the hung ones, every
+    // gap would lag by a timeout (100 ms) or more, ten hung targets deep.
+    // The median and the mean gap are the interval (a machine stalling the
+    // whole process now and then moves single gaps, not these).
+    let mut gaps: Vec<Duration> = healthy_at.windows(2).map(|w| w[1] - w[0]).collect();
+    let mean = gaps.iter().sum::<Duration>() / gaps.len() as u32;
+    gaps.sort();
+    let median = gaps[gaps.len() / 2];
+    assert!(
+        median >= interval.mul_f64(0.9) && median <= interval.mul_f64(1.1),
+        "healthy server's median gap {median:?}, interval {interval:?}: {gaps:?}"
+    );
+    assert!(
+        mean >= interval.mul_f64(0.9) && mean <= interval.mul_f64(1.15),
+        "healthy server checked every {mean:?} on average, interval {interval:?}: {gaps:?}"
+    );
 }
 
 fn ldap(bind: Option<(&str, &str)>, base: &str, filter: &str) -> CheckKind {
@@ -291,7 +315,7 @@ fn ldap(bind: Option<(&str, &str)>, base: &str, filter: &str) -> CheckKind {
 async fn ldap_check_binds_and_searches_slapd() {
     let mut slapd = blocking(Slapd::start);
     let once = |kind: CheckKind| {
-        let t = target("ldap", slapd.addr, check(kind, 1000, 500, 1, 1));
+        let t = target("ldap", slapd.addr, check(kind, 3000, 2000, 1, 1));
         async move { check_once(&t).await.outcome }
     };
     // Defaults: anonymous bind, root DSE.
@@ -328,23 +352,23 @@ async fn ldap_check_binds_and_searches_slapd() {
 
     // Through the monitor: bind + search keeps it up, a wrong password
     // takes it down with the reason, stopping slapd takes it down.
-    let (interval, fall) = (150, 2);
-    let t_good = target("ldap", slapd.addr, check(good, interval, 100, 2, fall));
+    let (interval, fall) = (300, 2);
+    let t_good = target("ldap", slapd.addr, check(good, interval, 290, 2, fall));
     let t_wrong = target(
         "ldap-wrong",
         slapd.addr,
-        check(wrong, interval, 100, 2, fall),
+        check(wrong, interval, 290, 2, fall),
     );
     let (good_key, wrong_key) = (t_good.key.clone(), t_wrong.key.clone());
     let (mut mon, mut rx) = Monitor::new();
     mon.update([t_good, t_wrong]);
-    let up = next_transition(&mut rx, &good_key, ms(1000)).await;
+    let up = next_transition(&mut rx, &good_key, ms(3000)).await;
     assert_eq!(up.to, Health::Up);
     let st = mon.status(&wrong_key).unwrap();
     let st = if st.state == Health::Down {
         st
     } else {
-        next_transition(&mut rx, &wrong_key, ms(1000)).await;
+        next_transition(&mut rx, &wrong_key, ms(3000)).await;
         mon.status(&wrong_key).unwrap()
     };
     assert_eq!(st.state, Health::Down);
@@ -385,15 +409,15 @@ fn processes_with(needle: &str) -> Vec<String> {
 async fn exec_check_runs_commands_with_a_timeout() {
     let addr = SocketAddr::new(LOCALHOST, 4242);
     let once = |kind: CheckKind, timeout: u64| {
-        let t = target("misc", addr, check(kind, 1000, timeout, 1, 1));
+        let t = target("misc", addr, check(kind, 3000, timeout, 1, 1));
         async move { check_once(&t).await }
     };
-    assert_eq!(once(exec(&["true"]), 500).await.outcome, Ok(()));
-    let e = once(exec(&["false"]), 500).await.outcome.unwrap_err();
+    assert_eq!(once(exec(&["true"]), 2000).await.outcome, Ok(()));
+    let e = once(exec(&["false"]), 2000).await.outcome.unwrap_err();
     assert_eq!(e, "exec \"false\": exit status: 1");
     let e = once(
         exec(&["sh", "-c", "echo 'db is read-only' >&2; exit 3"]),
-        500,
+        2000,
     )
     .await
     .outcome
@@ -407,85 +431,156 @@ async fn exec_check_runs_commands_with_a_timeout() {
         "{address}",
         "{port}",
     ]);
-    assert_eq!(once(placeholders, 500).await.outcome, Ok(()));
-    let e = once(exec(&["/nonexistent/check"]), 500)
+    assert_eq!(once(placeholders, 2000).await.outcome, Ok(()));
+    let e = once(exec(&["/nonexistent/check"]), 2000)
         .await
         .outcome
         .unwrap_err();
     assert!(e.contains("failed to start"), "{e}");
 
     // A hanging command is cut at the timeout and killed with its
-    // children (the shell's `sleep` too).
-    let r = once(exec(&["sh", "-c", "sleep 7.5309; true"]), 200).await;
+    // children (the shell's `sleep` too). The sleep's length is unique to
+    // this process, to find it among other processes.
+    let needle = format!("sleep 7.{}", std::process::id());
+    let sleeper = format!("{needle}; true");
+    let r = once(exec(&["sh", "-c", &sleeper]), 200).await;
     assert_eq!(r.outcome, Err("exec check timed out after 200ms".into()));
     assert!(r.latency < ms(200) + MARGIN, "took {:?}", r.latency);
     tokio::time::sleep(ms(100)).await;
-    assert_eq!(processes_with("sleep 7.5309"), Vec::<String>::new());
+    assert_eq!(processes_with(&needle), Vec::<String>::new());
 }
 
-/// A server alternating between success and failure never moves with
-/// rise = fall = 2; reload keeps the state of targets that stay.
+/// An HTTP server on loopback answering 200 and 503 in turn.
+async fn flapping_server() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for n in 0u64.. {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let status = if n % 2 == 0 {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => req.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let resp =
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = conn.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A server alternating between success and failure moves no more often
+/// than rise/fall allow: with rise = fall = 3, not at all after its first
+/// result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flapping_and_reload() {
-    let dir = TempDir::new("flap");
-    let counter = dir.path().join("n");
-    // Succeeds on even runs, fails on odd ones.
-    let flap_script = format!(
-        "n=$(cat {0} 2>/dev/null || echo 0); echo $((n + 1)) > {0}; [ $((n % 2)) -eq 0 ]",
-        counter.display()
+async fn flapping_server_does_not_flap_the_service() {
+    let addr = flapping_server().await;
+    let (rise, fall) = (3, 3);
+    let flap = target(
+        "flap",
+        addr,
+        check(CheckKind::Http(HttpCheck::default()), 100, 90, rise, fall),
     );
+    let key = flap.key.clone();
+    let seen: Arc<Mutex<Vec<bool>>> = Arc::default();
+    let (mut mon, mut rx) = Monitor::new();
+    let log = seen.clone();
+    mon.set_observer(Arc::new(move |_, r| {
+        log.lock().unwrap().push(r.outcome.is_ok())
+    }));
+    let reader = mon.reader();
+    mon.update([flap]);
+    tokio::time::sleep(ms(2000)).await;
+    drop(mon);
+    tokio::time::sleep(ms(50)).await;
+
+    let results = seen.lock().unwrap().clone();
+    let st = reader.get(&key).unwrap();
+    assert!(results.len() >= 15, "only {} checks", results.len());
+    let alternations = results.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(
+        alternations * 10 >= (results.len() - 1) * 8,
+        "the server should flap: {results:?}"
+    );
+    let mut transitions = Vec::new();
+    while let Ok(t) = rx.try_recv() {
+        transitions.push((t.from, t.to));
+    }
+    // What rise/fall allow for exactly these results (a check slowed past
+    // its timeout by a loaded machine is a failure too).
+    let mut model = lb_userspace::health::state::Tracker::new(rise, fall);
+    let allowed = results
+        .iter()
+        .filter(|ok| model.record(**ok).is_some())
+        .count();
+    assert_eq!(
+        transitions.len(),
+        allowed,
+        "{transitions:?} for {results:?}"
+    );
+    assert_eq!(st.transitions as usize, allowed);
+    assert!(allowed <= 1 + (results.len() - 1) / 3);
+    if alternations == results.len() - 1 {
+        assert_eq!(transitions, [(Health::Unknown, Health::Up)]);
+    }
+}
+
+/// Reload keeps the state of targets that stay, starts new ones, drops
+/// removed ones; a changed check keeps the state reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_state() {
     let a = SocketAddr::new(LOCALHOST, 1001);
     let b = SocketAddr::new(LOCALHOST, 1002);
     let c = SocketAddr::new(LOCALHOST, 1003);
-    let flap = target(
-        "flap",
-        a,
-        check(exec(&["sh", "-c", &flap_script]), 100, 80, 2, 2),
-    );
-    let flap_key = flap.key.clone();
+    let stays = target("svc", a, check(exec(&["true"]), 200, 190, 2, 2));
+    let stays_key = stays.key.clone();
     let (mut mon, mut rx) = Monitor::new();
-    mon.update([flap.clone()]);
-    tokio::time::sleep(ms(1600)).await;
-    let st = mon.status(&flap_key).unwrap();
-    assert!(st.checks >= 12, "only {} checks", st.checks);
-    assert!(st.failed_checks >= st.checks / 2 - 1);
-    assert_eq!(
-        (st.state, st.transitions),
-        (Health::Up, 1),
-        "only Unknown -> Up"
-    );
-    let first = rx.try_recv().unwrap();
-    assert_eq!((first.from, first.to), (Health::Unknown, Health::Up));
-    assert!(rx.try_recv().is_err(), "no more transitions");
+    mon.update([stays.clone()]);
+    let t = next_transition(&mut rx, &stays_key, ms(3000)).await;
+    assert_eq!((t.from, t.to), (Health::Unknown, Health::Up));
 
-    // Reload: the flapping target stays (same key and check), a failing
-    // one and a kind-none one arrive.
-    let ok = target("svc", b, check(exec(&["false"]), 100, 80, 2, 2));
+    // Reload: that target stays (same key and check), a failing one and
+    // a kind-none one arrive.
+    let ok = target("svc", b, check(exec(&["false"]), 200, 190, 2, 2));
     let none = target("svc", c, HealthCheck::none());
-    mon.update([flap.clone(), ok.clone(), none.clone()]);
-    let st = mon.status(&flap_key).unwrap();
+    mon.update([stays.clone(), ok.clone(), none.clone()]);
+    let st = mon.status(&stays_key).unwrap();
     assert_eq!((st.state, st.transitions), (Health::Up, 1), "state kept");
     assert_eq!(mon.status(&none.key).unwrap().state, Health::Up);
-    let t = next_transition(&mut rx, &ok.key, ms(1000)).await;
+    let t = next_transition(&mut rx, &ok.key, ms(3000)).await;
     assert_eq!((t.from, t.to), (Health::Unknown, Health::Down));
 
-    // The flapping target's check changes to one that fails: its state
-    // is kept (Up) and it falls after `fall` failures.
-    let mut failing = flap.clone();
+    // Its check changes to one that fails: its state is kept (Up) and it
+    // falls after `fall` failures.
+    let mut failing = stays.clone();
     failing.check.kind = exec(&["false"]);
     let changed = Instant::now();
     mon.update([failing, none.clone()]);
-    assert_eq!(mon.status(&flap_key).unwrap().state, Health::Up);
+    assert_eq!(mon.status(&stays_key).unwrap().state, Health::Up);
     assert!(mon.status(&ok.key).is_none(), "removed target is gone");
-    let t = next_transition(&mut rx, &flap_key, ms(1000)).await;
+    let t = next_transition(&mut rx, &stays_key, ms(3000)).await;
     assert_eq!((t.from, t.to), (Health::Up, Health::Down));
-    assert!(changed.elapsed() >= ms(95), "fall 2 needs two checks");
+    assert!(changed.elapsed() >= ms(190), "fall 2 needs two checks");
     assert_eq!(mon.status(&none.key).unwrap().transitions, 0);
     assert!(
         mon.snapshot()
             .iter()
             .map(|(k, _)| k)
-            .eq([&flap_key, &none.key]),
+            .eq([&stays_key, &none.key]),
         "snapshot lists the current targets"
     );
 }
