@@ -284,19 +284,25 @@ async fn hanging_server_times_out_without_delaying_others() {
     );
     // Were the healthy server's checks queued behind the hung ones, every
     // gap would lag by a timeout (100 ms) or more, ten hung targets deep.
-    // The median and the mean gap are the interval (a machine stalling the
-    // whole process now and then moves single gaps, not these).
+    // Most gaps are the interval (within the jitter), and so is the
+    // median: a machine stalling the whole process now and then moves
+    // single gaps, not these.
     let mut gaps: Vec<Duration> = healthy_at.windows(2).map(|w| w[1] - w[0]).collect();
-    let mean = gaps.iter().sum::<Duration>() / gaps.len() as u32;
     gaps.sort();
+    let on_time = gaps
+        .iter()
+        .filter(|g| {
+            **g >= interval.mul_f64(0.95) - ms(30) && **g <= interval.mul_f64(1.05) + ms(30)
+        })
+        .count();
+    assert!(
+        on_time * 10 >= gaps.len() * 7,
+        "healthy server's checks late: {gaps:?}, interval {interval:?}"
+    );
     let median = gaps[gaps.len() / 2];
     assert!(
         median >= interval.mul_f64(0.9) && median <= interval.mul_f64(1.1),
         "healthy server's median gap {median:?}, interval {interval:?}: {gaps:?}"
-    );
-    assert!(
-        mean >= interval.mul_f64(0.9) && mean <= interval.mul_f64(1.15),
-        "healthy server checked every {mean:?} on average, interval {interval:?}: {gaps:?}"
     );
 }
 
