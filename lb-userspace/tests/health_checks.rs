@@ -98,6 +98,14 @@ async fn http_check_follows_nginx_down_and_up() {
     );
     let key = t.key.clone();
     let (mut mon, mut rx) = Monitor::new();
+    // Every check's end and outcome, to explain a failed time bound.
+    let seen: Arc<Mutex<Vec<(Instant, Result<(), String>, Duration)>>> = Arc::default();
+    let log = seen.clone();
+    mon.set_observer(Arc::new(move |_, r| {
+        log.lock()
+            .unwrap()
+            .push((Instant::now(), r.outcome.clone(), r.latency))
+    }));
     mon.update([t]);
     // Before its first result the server serves (start-up rule).
     assert!(mon.status(&key).unwrap().state.serves());
@@ -123,10 +131,20 @@ async fn http_check_follows_nginx_down_and_up() {
     assert!(down.reason.contains("refused"), "reason: {}", down.reason);
     let i = ms(interval);
     let (earliest, latest) = (stopping.elapsed(), closed.elapsed());
+    let around_stop: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.0 >= stopping - i)
+        .map(|c| {
+            let at = c.0.saturating_duration_since(stopping).as_millis();
+            format!("+{at}ms {:?} in {:?}", c.1, c.2)
+        })
+        .collect();
     assert!(
         earliest >= (i * (fall - 1)).mul_f64(0.95) && latest <= (i * fall).mul_f64(1.05) + MARGIN,
         "down {latest:?} after nginx stopped ({earliest:?} after the stop began); \
-         fall {fall} x interval {i:?}"
+         fall {fall} x interval {i:?}; checks since the stop began: {around_stop:#?}"
     );
     let st = mon.status(&key).unwrap();
     assert_eq!(st.state, Health::Down);
