@@ -99,12 +99,12 @@ async fn http_check_follows_nginx_down_and_up() {
     let key = t.key.clone();
     let (mut mon, mut rx) = Monitor::new();
     // Every check's end and outcome, to explain a failed time bound.
-    let seen: Arc<Mutex<Vec<(Instant, Result<(), String>, Duration)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let log = seen.clone();
-    mon.set_observer(Arc::new(move |_, r| {
+    mon.set_observer(Arc::new(move |k, r| {
         log.lock()
             .unwrap()
-            .push((Instant::now(), r.outcome.clone(), r.latency))
+            .push((k.clone(), Instant::now(), r.outcome.clone(), r.latency))
     }));
     mon.update([t]);
     // Before its first result the server serves (start-up rule).
@@ -135,10 +135,10 @@ async fn http_check_follows_nginx_down_and_up() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|c| c.0 >= stopping - i)
+        .filter(|c| c.1 >= stopping - i)
         .map(|c| {
-            let at = c.0.saturating_duration_since(stopping).as_millis();
-            format!("+{at}ms {:?} in {:?}", c.1, c.2)
+            let at = c.1.saturating_duration_since(stopping).as_millis();
+            format!("+{at}ms {:?} in {:?}", c.2, c.3)
         })
         .collect();
     assert!(
