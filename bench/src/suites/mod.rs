@@ -1,0 +1,3 @@
+//! One module per suite; each returns a [`crate::report::Report`].
+
+pub mod packet;
