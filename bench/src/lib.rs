@@ -5,8 +5,10 @@
 //! Modules: [`suites`] (one per suite), [`report`] (tables, JSON, markdown),
 //! [`plot`] (SVG), [`netns`] (namespaces and their cleanup), [`xdp`] (the
 //! real object and the baselines, maps filled by hand), [`packet`] (test
-//! frames), [`machine`].
+//! frames), [`tools`] (ab, wrk, trafgen output and /proc/stat), [`stats`],
+//! [`machine`].
 
+pub mod gen;
 pub mod machine;
 pub mod netns;
 pub mod packet;
@@ -14,6 +16,7 @@ pub mod plot;
 pub mod report;
 pub mod stats;
 pub mod suites;
+pub mod tools;
 pub mod xdp;
 
 /// What every suite gets.

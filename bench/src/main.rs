@@ -9,7 +9,7 @@ use lb_bench::{machine::Machine, netns, suites, Ctx};
 
 /// Suites in the order `all` runs them. `ipvs` boots a VM and is run only
 /// when named.
-const SUITES: [&str; 1] = ["packet"];
+const SUITES: [&str; 3] = ["packet", "control", "rate"];
 
 #[derive(Parser)]
 #[command(about = "Benchmark suites of lb: ratios against baselines measured in the same run")]
@@ -52,6 +52,8 @@ fn main() -> anyhow::Result<()> {
         let t = std::time::Instant::now();
         let mut report = match name.as_str() {
             "packet" => suites::packet::run(&ctx),
+            "control" => suites::control::run(&ctx),
+            "rate" => suites::rate::run(&ctx),
             other => anyhow::bail!("suite {other} is not written yet"),
         }
         .with_context(|| format!("suite {name}"))?;

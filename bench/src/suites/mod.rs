@@ -1,3 +1,5 @@
 //! One module per suite; each returns a [`crate::report::Report`].
 
+pub mod control;
 pub mod packet;
+pub mod rate;
