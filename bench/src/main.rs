@@ -9,7 +9,7 @@ use lb_bench::{machine::Machine, netns, suites, Ctx};
 
 /// Suites in the order `all` runs them. `ipvs` boots a VM and is run only
 /// when named.
-const SUITES: [&str; 3] = ["packet", "control", "rate"];
+const SUITES: [&str; 4] = ["packet", "control", "rate", "http"];
 
 #[derive(Parser)]
 #[command(about = "Benchmark suites of lb: ratios against baselines measured in the same run")]
@@ -54,6 +54,7 @@ fn main() -> anyhow::Result<()> {
             "packet" => suites::packet::run(&ctx),
             "control" => suites::control::run(&ctx),
             "rate" => suites::rate::run(&ctx),
+            "http" => suites::http::run(&ctx),
             other => anyhow::bail!("suite {other} is not written yet"),
         }
         .with_context(|| format!("suite {name}"))?;

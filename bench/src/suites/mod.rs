@@ -1,5 +1,6 @@
 //! One module per suite; each returns a [`crate::report::Report`].
 
 pub mod control;
+pub mod http;
 pub mod packet;
 pub mod rate;
