@@ -179,6 +179,7 @@ fn wait_http(t: &Topo, url: &str) -> anyhow::Result<String> {
 }
 
 struct Load {
+    rounds: u32,
     ab_n: u32,
     conc: u32,
     wrk_secs: u32,
@@ -243,12 +244,14 @@ fn load_lb(t: &Topo, flags: u32) -> anyhow::Result<Lb> {
 pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let l = if ctx.quick {
         Load {
+            rounds: 1,
             ab_n: 200,
             conc: 10,
             wrk_secs: 1,
         }
     } else {
         Load {
+            rounds: 3,
             ab_n: 5000,
             conc: 30,
             wrk_secs: 5,
@@ -259,7 +262,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let _nginx = nginx(&t)?;
     let vip_url = format!("http://{VIP}/");
     let mut results: Vec<(String, anyhow::Result<(Http, Http)>)> = Vec::new();
-    let mut go = |label: &str, url: &str| {
+    let go = |label: &str, url: &str| {
         eprintln!(
             "  [http] {label}: ab -n {} -c {}, wrk {} s",
             l.ab_n, l.conc, l.wrk_secs
@@ -273,42 +276,53 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             ),
             Err(e) => eprintln!("  [http] {label}: FAILED: {e:#}"),
         }
-        results.push((label.to_string(), r));
+        (label.to_string(), r)
     };
 
-    go("direct to one real server", "http://172.16.14.121/");
-    for (label, flags) in [
-        ("lb NAT (maps by lb-bench)", SVC_F_NAT),
-        ("lb DR (maps by lb-bench)", SVC_F_DR),
-    ] {
-        let lb = load_lb(&t, flags)?;
-        go(label, &vip_url);
-        drop(lb);
-    }
-    {
-        let rules = format!(
-            "table ip lbbench {{\n  chain pre {{\n    type nat hook prerouting priority dstnat;\n    ip daddr {VIP} tcp dport 80 dnat to jhash ip saddr . tcp sport mod 3 map {{ 0 : {}, 1 : {}, 2 : {} }}\n  }}\n}}\n",
-            REALS[0], REALS[1], REALS[2]
-        );
-        let path = t.dir.join("nft.conf");
-        std::fs::write(&path, rules)?;
-        t.bal
-            .exec("nft", &["-f", &path.to_string_lossy()])
-            .context("nftables (apt-get install nftables)")?;
-        go("nftables DNAT (jhash)", &vip_url);
-        t.bal.exec("nft", &["flush", "ruleset"])?;
-    }
-    {
-        // HAProxy terminates TCP on the VIP: the balancer owns it meanwhile.
-        t.bal.ip(&format!("addr add {VIP}/32 dev lo"))?;
-        let hap = haproxy(&t);
-        match hap {
-            Ok(_h) => go("HAProxy (mode tcp)", &vip_url),
-            Err(e) => results.push(("HAProxy (mode tcp)".into(), Err(e))),
+    // Rounds in turn, so a burst of other work on the machine hits one
+    // round of every variant rather than all rounds of one.
+    for round in 1..=l.rounds {
+        eprintln!("  [http] round {round} of {}", l.rounds);
+        results.push(go("direct to one real server", "http://172.16.14.121/"));
+        for (label, flags) in [
+            ("lb NAT (maps by lb-bench)", SVC_F_NAT),
+            ("lb DR (maps by lb-bench)", SVC_F_DR),
+        ] {
+            let lb = load_lb(&t, flags)?;
+            results.push(go(label, &vip_url));
+            drop(lb);
         }
-        t.bal.ip(&format!("addr del {VIP}/32 dev lo"))?;
+        {
+            let rules = format!(
+                "table ip lbbench {{\n  chain pre {{\n    type nat hook prerouting priority dstnat;\n    ip daddr {VIP} tcp dport 80 dnat to jhash ip saddr . tcp sport mod 3 map {{ 0 : {}, 1 : {}, 2 : {} }}\n  }}\n}}\n",
+                REALS[0], REALS[1], REALS[2]
+            );
+            let path = t.dir.join("nft.conf");
+            std::fs::write(&path, rules)?;
+            t.bal
+                .exec("nft", &["-f", &path.to_string_lossy()])
+                .context("nftables (apt-get install nftables)")?;
+            results.push(go("nftables DNAT (jhash)", &vip_url));
+            t.bal.exec("nft", &["flush", "ruleset"])?;
+        }
+        {
+            // HAProxy terminates TCP on the VIP: the balancer owns it meanwhile.
+            t.bal.ip(&format!("addr add {VIP}/32 dev lo"))?;
+            let hap = haproxy(&t);
+            match hap {
+                Ok(_h) => results.push(go("HAProxy (mode tcp)", &vip_url)),
+                Err(e) => results.push(("HAProxy (mode tcp)".into(), Err(e))),
+            }
+            t.bal.ip(&format!("addr del {VIP}/32 dev lo"))?;
+        }
     }
 
+    let mut labels: Vec<String> = Vec::new();
+    for (x, _) in &results {
+        if !labels.contains(x) {
+            labels.push(x.clone());
+        }
+    }
     let mut ab_t = Table::new(
         "ab",
         "HTTP without keep-alive (ab)",
@@ -316,7 +330,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "direct to one real server",
         "requests per second relative to direct, higher is better",
     )
-    .columns(&["p50 ms", "p99 ms", "failed"]);
+    .columns(&["range", "p50 ms", "p99 ms", "failed", "runs ok"]);
     let mut wrk_t = Table::new(
         "wrk",
         "HTTP with keep-alive (wrk)",
@@ -324,26 +338,45 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "direct to one real server",
         "requests per second relative to direct, higher is better",
     )
-    .columns(&["p50 ms", "p99 ms", "errors"]);
-    for (label, r) in &results {
-        match r {
-            Ok((ab, wrk)) => {
-                for (table, h) in [(&mut ab_t, ab), (&mut wrk_t, wrk)] {
-                    table.push(Row::new(
-                        label.as_str(),
-                        h.rps,
-                        vec![
-                            fmt_value(h.p50_ms),
-                            fmt_value(h.p99_ms),
-                            h.failed.to_string(),
-                        ],
-                    ));
-                }
-            }
-            Err(e) => {
-                ab_t.push(Row::skipped(label.as_str(), format!("failed: {e:#}")));
-                wrk_t.push(Row::skipped(label.as_str(), format!("failed: {e:#}")));
-            }
+    .columns(&["range", "p50 ms", "p99 ms", "errors", "runs ok"]);
+    for label in &labels {
+        let runs: Vec<&anyhow::Result<(Http, Http)>> = results
+            .iter()
+            .filter(|(x, _)| x == label)
+            .map(|(_, r)| r)
+            .collect();
+        let ok: Vec<&(Http, Http)> = runs.iter().filter_map(|r| r.as_ref().ok()).collect();
+        if ok.is_empty() {
+            let why = runs
+                .iter()
+                .find_map(|r| r.as_ref().err())
+                .map(|e| format!("failed: {e:#}"))
+                .unwrap_or_default();
+            ab_t.push(Row::skipped(label.as_str(), why.clone()));
+            wrk_t.push(Row::skipped(label.as_str(), why));
+            continue;
+        }
+        let ab: Vec<Http> = ok.iter().map(|x| x.0.clone()).collect();
+        let wrk: Vec<Http> = ok.iter().map(|x| x.1.clone()).collect();
+        for (table, mut hs) in [(&mut ab_t, ab), (&mut wrk_t, wrk)] {
+            // The run with the median rate, with its own latencies.
+            hs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+            let h = &hs[hs.len() / 2];
+            table.push(Row::new(
+                label.as_str(),
+                h.rps,
+                vec![
+                    format!(
+                        "{}-{}",
+                        fmt_value(hs[0].rps),
+                        fmt_value(hs[hs.len() - 1].rps)
+                    ),
+                    fmt_value(h.p50_ms),
+                    fmt_value(h.p99_ms),
+                    hs.iter().map(|x| x.failed).sum::<u64>().to_string(),
+                    format!("{}/{}", ok.len(), runs.len()),
+                ],
+            ));
         }
     }
     let agent = "the agent (`lb run`) is not on main yet";
@@ -362,7 +395,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     );
     report.method = vec![
         "Seed 001 topology in namespaces: client, balancer (client side, server side), one real-server namespace with 172.16.14.121-123 on one veth and one nginx (`return 200`, a 30-byte body) answering on all of them.".into(),
-        format!("ab -n {} -c {} (a new TCP connection per request), then wrk -t 2 -c {} -d {}s --latency (keep-alive); the same URL for every variant except direct (http://172.16.14.121/).", l.ab_n, l.conc, l.conc, l.wrk_secs),
+        format!("{} rounds over all variants in turn; per variant the run with the median rate is shown with its latencies (range: all rounds; failed: summed). Each run: ab -n {} -c {} (a new TCP connection per request), then wrk -t 2 -c {} -d {}s --latency (keep-alive); the same URL for every variant except direct (http://172.16.14.121/).", l.rounds, l.ab_n, l.conc, l.conc, l.wrk_secs),
         "lb: the real lb_xdp attached natively to both balancer interfaces, Maglev over the 3 real servers, maps filled by lb-bench; the agent's rows stay skipped until `lb run` exists. nftables: prerouting DNAT with jhash. HAProxy: mode tcp, roundrobin, VIP bound on the balancer.".into(),
     ];
     report.notes = vec![

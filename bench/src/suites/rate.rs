@@ -195,7 +195,7 @@ fn nft_flush(t: &Topo) -> anyhow::Result<()> {
 }
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
-    let secs = if ctx.quick { 0.5 } else { 5.0 };
+    let (secs, rounds) = if ctx.quick { (0.5, 1) } else { (4.0, 3) };
     eprintln!("  [rate] building the namespaces (gen -> bal -> srv)");
     let t = topology()?;
     // The sink counts at the real servers for every variant.
@@ -222,6 +222,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "rate relative to plain XDP redirect on the same path, higher is better",
     )
     .columns(&[
+        "range",
         "x nft jhash",
         "x kernel fwd",
         "sent Mpps",
@@ -242,55 +243,79 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         Ok(())
     };
 
-    go("kernel forwarding", &mut samples)?;
-    nft(&t, "jhash ip saddr . udp sport mod 3")?;
-    go("nftables DNAT (jhash)", &mut samples)?;
-    nft_flush(&t)?;
-    conntrack_flush(&t)?;
-    nft(&t, "numgen inc mod 3")?;
-    go("nftables DNAT (numgen)", &mut samples)?;
-    nft_flush(&t)?;
-    conntrack_flush(&t)?;
-    {
-        let mut base = xdp::load_baseline()?;
-        let b1 = t.bal.ifindex("b1")?;
-        xdp::set_baseline_fwd(
-            &mut base,
-            BaselineFwd {
-                ifindex: b1,
-                smac: t.b1,
-                dmac: t.s0,
-            },
-        )?;
+    // Rounds in turn, so a burst of other work on the machine hits one
+    // round of every variant rather than all rounds of one.
+    for round in 1..=rounds {
+        eprintln!("  [rate] round {round} of {rounds}");
+        go("kernel forwarding", &mut samples)?;
+        nft(&t, "jhash ip saddr . udp sport mod 3")?;
+        go("nftables DNAT (jhash)", &mut samples)?;
+        nft_flush(&t)?;
+        conntrack_flush(&t)?;
+        nft(&t, "numgen inc mod 3")?;
+        go("nftables DNAT (numgen)", &mut samples)?;
+        nft_flush(&t)?;
+        conntrack_flush(&t)?;
         {
-            let _in = t.bal.enter()?;
-            xdp::xdp_mut(&mut base, xdp::BASELINE_REDIRECT)?
-                .attach("b0", XdpMode::Driver)
-                .context("attaching xdp_baseline_redirect to b0")?;
+            let mut base = xdp::load_baseline()?;
+            let b1 = t.bal.ifindex("b1")?;
+            xdp::set_baseline_fwd(
+                &mut base,
+                BaselineFwd {
+                    ifindex: b1,
+                    smac: t.b1,
+                    dmac: t.s0,
+                },
+            )?;
+            {
+                let _in = t.bal.enter()?;
+                xdp::xdp_mut(&mut base, xdp::BASELINE_REDIRECT)?
+                    .attach("b0", XdpMode::Driver)
+                    .context("attaching xdp_baseline_redirect to b0")?;
+            }
+            go("XDP redirect (limit)", &mut samples)?;
         }
-        go("XDP redirect (limit)", &mut samples)?;
-    }
-    for (label, flags) in [("lb NAT", SVC_F_NAT), ("lb DR", SVC_F_DR)] {
-        let lb = load_lb(&t, flags)?;
-        go(label, &mut samples)?;
-        let v = lb.verdicts()?;
-        ensure!(
-            v[lb_common::verdict::REDIRECT as usize] > 0,
-            "{label}: lb_xdp redirected nothing (verdicts {v:?})"
-        );
-        drop(lb);
+        for (label, flags) in [("lb NAT", SVC_F_NAT), ("lb DR", SVC_F_DR)] {
+            let lb = load_lb(&t, flags)?;
+            go(label, &mut samples)?;
+            let v = lb.verdicts()?;
+            ensure!(
+                v[lb_common::verdict::REDIRECT as usize] > 0,
+                "{label}: lb_xdp redirected nothing (verdicts {v:?})"
+            );
+            drop(lb);
+        }
     }
 
-    let rate = |label: &str| {
-        samples
+    // Per variant, the round with the median delivered rate.
+    let mut labels: Vec<String> = Vec::new();
+    for (l, _) in &samples {
+        if !labels.contains(l) {
+            labels.push(l.clone());
+        }
+    }
+    let mpps_of = |s: &Sample| s.delivered as f64 / s.secs / 1e6;
+    let mut chosen: Vec<(String, &Sample, f64, f64)> = Vec::new();
+    for l in &labels {
+        let mut v: Vec<&Sample> = samples
             .iter()
-            .find(|(l, _)| l == label)
-            .map(|(_, s)| s.delivered as f64 / s.secs / 1e6)
+            .filter(|(x, _)| x == l)
+            .map(|(_, s)| s)
+            .collect();
+        v.sort_by(|a, b| mpps_of(a).total_cmp(&mpps_of(b)));
+        let (lo, hi) = (mpps_of(v[0]), mpps_of(v[v.len() - 1]));
+        chosen.push((l.clone(), v[v.len() / 2], lo, hi));
+    }
+    let rate = |label: &str| {
+        chosen
+            .iter()
+            .find(|(l, ..)| l == label)
+            .map(|(_, s, ..)| mpps_of(s))
     };
     let nft_rate = rate("nftables DNAT (jhash)");
     let fwd_rate = rate("kernel forwarding");
-    for (label, s) in &samples {
-        let mpps = s.delivered as f64 / s.secs / 1e6;
+    for (label, s, lo, hi) in &chosen {
+        let mpps = mpps_of(s);
         let vs = |b: Option<f64>| {
             b.and_then(|b| crate::report::ratio(mpps, b))
                 .map(|q| format!("{q:.2}"))
@@ -301,6 +326,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             label.as_str(),
             mpps,
             vec![
+                format!("{}-{}", fmt_value(*lo), fmt_value(*hi)),
                 vs(nft_rate),
                 vs(fwd_rate),
                 fmt_value(s.sent as f64 / s.secs / 1e6),
@@ -318,7 +344,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     );
     report.method = vec![
         "gen -> bal -> srv namespaces joined by veth pairs; an AF_PACKET sendmmsg generator (one thread per CPU; trafgen exits on the EAGAIN a veth gives once its peer runs XDP) sends 60-byte (64 on the wire) UDP frames to 192.168.253.120:9 from 256 source ports, UDP checksum 0.".into(),
-        format!("Each variant: 0.5 s warm-up, then {secs} s counted: frames delivered to the real server side (xdp_count_drop on s0), frames sent (g0 tx_packets), and /proc/stat of the whole machine."),
+        format!("{rounds} rounds over all variants in turn; the median round per variant is shown (range: all rounds). Each run: 0.5 s warm-up, then {secs} s counted: frames delivered to the real server side (xdp_count_drop on s0), frames sent (g0 tx_packets), and /proc/stat of the whole machine."),
         "lb NAT / DR: the real lb_xdp attached to b0 in native mode, one UDP service with 3 real servers (172.16.14.121-123 behind b1), maps filled directly (no agent). nftables: prerouting DNAT with jhash (per flow) or numgen (per connection); conntrack keeps the choice per flow. Kernel forwarding: VIP/32 routed via a real server. XDP redirect: xdp_baseline_redirect, fixed MACs, redirect to b1, no parsing, no lookup.".into(),
     ];
     report.notes = vec![
