@@ -1,9 +1,9 @@
 //! The machine a run happened on, recorded with every result: numbers from
 //! different machines (this 2-core VM, a Pi) are only compared as ratios.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Machine {
     /// `uname -r`.
     pub kernel: String,

@@ -55,7 +55,8 @@ fn main() -> anyhow::Result<()> {
             "control" => suites::control::run(&ctx),
             "rate" => suites::rate::run(&ctx),
             "http" => suites::http::run(&ctx),
-            other => anyhow::bail!("suite {other} is not written yet"),
+            "ipvs" => suites::ipvs::run(&ctx),
+            other => anyhow::bail!("unknown suite {other}"),
         }
         .with_context(|| format!("suite {name}"))?;
         let md = report.write(&out)?;

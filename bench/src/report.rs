@@ -8,13 +8,13 @@ use std::{
 };
 
 use anyhow::Context as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::machine::Machine;
 
 /// One measured case. `value` is `None` when the case was skipped, and then
 /// `skipped` says why (a missing tool, the agent not built yet...).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     pub label: String,
     pub value: Option<f64>,
@@ -47,7 +47,7 @@ impl Row {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Table {
     /// File-name friendly identifier (plots are named after it).
     pub id: String,
@@ -164,7 +164,7 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub suite: String,
     pub title: String,

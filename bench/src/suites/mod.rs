@@ -2,5 +2,6 @@
 
 pub mod control;
 pub mod http;
+pub mod ipvs;
 pub mod packet;
 pub mod rate;
