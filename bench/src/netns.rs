@@ -57,9 +57,13 @@ impl Netns {
         run("ip", &v)
     }
 
+    /// Writes /proc/sys/KEY (dots as in `sysctl`) inside the namespace,
+    /// without needing the sysctl binary (a minimal VM has none).
     pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
-        self.exec("sysctl", &["-qw", &format!("{key}={value}")])
-            .map(|_| ())
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        // /proc/sys/net belongs to the namespace of the thread that opens it.
+        let _in = self.enter()?;
+        std::fs::write(&path, value).with_context(|| format!("writing {path} in {}", self.name))
     }
 
     /// Moves the calling thread into the namespace until the guard drops.

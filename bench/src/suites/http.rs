@@ -294,7 +294,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     eprintln!("  [http] building the namespaces (cli -> bal -> srv) and nginx");
     let t = topology()?;
     let _nginx = nginx(&t)?;
-    let vip_url = format!("http://{VIP}/");
+    // An explicit port: wrk resolves a service name ("http") through
+    // /etc/services, which a minimal system (the ipvs VM) does not have.
+    let vip_url = format!("http://{VIP}:80/");
     let mut results: Vec<(String, anyhow::Result<(Http, Http)>)> = Vec::new();
     let has_ipvs = ipvs_available(&t);
     eprintln!(
@@ -326,7 +328,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     // round of every variant rather than all rounds of one.
     for round in 1..=l.rounds {
         eprintln!("  [http] round {round} of {}", l.rounds);
-        results.push(go("direct to one real server", "http://172.16.14.121/"));
+        results.push(go("direct to one real server", "http://172.16.14.121:80/"));
         for (label, flags) in [
             ("lb NAT (maps by lb-bench)", SVC_F_NAT),
             ("lb DR (maps by lb-bench)", SVC_F_DR),

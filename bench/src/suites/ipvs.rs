@@ -23,7 +23,7 @@ use anyhow::{bail, ensure, Context as _};
 
 use crate::{netns::run as run_cmd, report::Report, Ctx};
 
-const PACKAGES: &str = "linux-image-amd64,ipvsadm,nginx-light,apache2-utils,wrk,iproute2,ethtool,curl,kmod,nftables,haproxy";
+const PACKAGES: &str = "linux-image-amd64,netbase,ipvsadm,nginx-light,apache2-utils,wrk,iproute2,ethtool,curl,kmod,nftables,haproxy";
 
 const INIT: &str = r#"#!/bin/sh
 # PID 1 of the benchmark VM: mount what lb-bench needs, run it from the
@@ -49,27 +49,19 @@ fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/vm")
 }
 
-/// Kernel and initrd of the rootfs (`boot/vmlinuz-6.1*`).
+/// Kernel and initrd of the rootfs (`boot/vmlinuz-<version>` and the
+/// initrd of that same version, not a `.dpkg-bak` left by a rebuild).
 fn boot_files(rootfs: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let mut kernel = None;
-    let mut initrd = None;
-    for e in std::fs::read_dir(rootfs.join("boot"))? {
-        let p = e?.path();
-        let n = p
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        if n.starts_with("vmlinuz-") {
-            kernel = Some(p.clone());
-        } else if n.starts_with("initrd.img-") {
-            initrd = Some(p.clone());
+    let boot = rootfs.join("boot");
+    for e in std::fs::read_dir(&boot)? {
+        let n = e?.file_name().to_string_lossy().to_string();
+        if let Some(version) = n.strip_prefix("vmlinuz-") {
+            let initrd = boot.join(format!("initrd.img-{version}"));
+            ensure!(initrd.exists(), "no {}", initrd.display());
+            return Ok((boot.join(&n), initrd));
         }
     }
-    Ok((
-        kernel.context("no vmlinuz in the rootfs")?,
-        initrd.context("no initrd in the rootfs")?,
-    ))
+    bail!("no vmlinuz in {}", boot.display())
 }
 
 /// Builds `rootfs/` and `disk.img` unless they are there.
