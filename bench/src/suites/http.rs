@@ -6,12 +6,13 @@
 //!
 //! Variants: direct to one real server (routed by the balancer's kernel:
 //! the baseline), lb NAT and DR with the real `lb_xdp` and maps filled by
-//! this suite, lb NAT and DR through the agent (`lb run`, skipped until it
-//! exists), nftables DNAT, HAProxy in mode tcp. IPVS: see suite `ipvs`.
+//! this suite, lb NAT and DR through the agent (`lb run` with a TOML config;
+//! skipped when the `lb` binary is not built), nftables DNAT, HAProxy in mode
+//! tcp, and IPVS NAT and DR wherever the kernel has ip_vs (suite `ipvs`: a VM).
 
 use std::{
     net::SocketAddrV4,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Stdio},
     time::Duration,
 };
@@ -216,6 +217,56 @@ fn measure(t: &Topo, url: &str, l: &Load) -> anyhow::Result<(Http, Http)> {
     Ok((ab, wrk))
 }
 
+/// The agent binary: `$LB_BIN`, or `lb` next to this program (cargo puts
+/// both in the same target directory: `cargo build -p lb-userspace --bin lb`
+/// with the same profile).
+fn lb_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("LB_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let p = std::env::current_exe().ok()?.parent()?.join("lb");
+    p.exists().then_some(p)
+}
+
+/// `lb run` in the balancer namespace with one service over the 3 real
+/// servers, as a user would configure it.
+fn agent(t: &Topo, bin: &Path, forwarding: &str) -> anyhow::Result<Proc> {
+    let conf = t.dir.join(format!("lb-{forwarding}.toml"));
+    let reals: String = REALS
+        .iter()
+        .map(|r| format!("  [[virtual_server.real_server]]\n  address = \"{r}\"\n  port = 80\n"))
+        .collect();
+    std::fs::write(
+        &conf,
+        format!(
+            "[agent]\ninterfaces = [\"b0\", \"b1\"]\nxdp_mode = \"native\"\nflow_table_size = 65536\ncontrol_socket = \"{}\"\n\n[[virtual_server]]\nname = \"web\"\naddress = \"{VIP}\"\nport = 80\nprotocol = \"tcp\"\nforwarding = \"{forwarding}\"\n\n{reals}",
+            t.dir.join(format!("lb-{forwarding}.sock")).display()
+        ),
+    )?;
+    let log = std::fs::File::create(t.dir.join(format!("logs/lb-{forwarding}.log")))?;
+    let child = t
+        .bal
+        .cmd(&bin.to_string_lossy())
+        .args(["run", "--config", &conf.to_string_lossy()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    Ok(Proc(child))
+}
+
+/// SIGTERM (the agent detaches on it), then wait.
+fn stop_agent(mut p: Proc) {
+    // SAFETY: signalling the child we started, by its pid.
+    unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
+    for _ in 0..50 {
+        if let Ok(Some(_)) = p.0.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// ip_vs is there (built in, or a module `modprobe` can load).
 fn ipvs_available(t: &Topo) -> bool {
     let _ = crate::netns::run("modprobe", &["ip_vs"]);
@@ -299,6 +350,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let vip_url = format!("http://{VIP}:80/");
     let mut results: Vec<(String, anyhow::Result<(Http, Http)>)> = Vec::new();
     let has_ipvs = ipvs_available(&t);
+    let lb_bin = lb_binary();
+    eprintln!(
+        "  [http] agent: {}",
+        match &lb_bin {
+            Some(p) => format!("{} (lb run)", p.display()),
+            None => "no lb binary next to lb-bench and no LB_BIN: skipped".into(),
+        }
+    );
     eprintln!(
         "  [http] IPVS: {}",
         if has_ipvs {
@@ -336,6 +395,24 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             let lb = load_lb(&t, flags)?;
             results.push(go(label, &vip_url));
             drop(lb);
+        }
+        if let Some(bin) = &lb_bin {
+            for (label, fw) in [("lb NAT (agent)", "nat"), ("lb DR (agent)", "dr")] {
+                match agent(&t, bin, fw) {
+                    Ok(p) => {
+                        let mut r = go(label, &vip_url);
+                        if let Err(e) = &mut r.1 {
+                            let log =
+                                std::fs::read_to_string(t.dir.join(format!("logs/lb-{fw}.log")))
+                                    .unwrap_or_default();
+                            *e = anyhow::anyhow!("{e:#}; lb log: {}", log.trim());
+                        }
+                        results.push(r);
+                        stop_agent(p);
+                    }
+                    Err(e) => results.push((label.into(), Err(e))),
+                }
+            }
         }
         {
             let rules = format!(
@@ -431,11 +508,13 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             ));
         }
     }
-    let agent = "the agent (`lb run`) is not on main yet";
+    let agent = "no `lb` binary next to lb-bench (cargo build --release -p lb-userspace --bin lb) and no LB_BIN";
     let ipvs = "no ip_vs in this kernel; see suite ipvs (VM)";
     for t in [&mut ab_t, &mut wrk_t] {
-        t.push(Row::skipped("lb NAT (agent)", agent));
-        t.push(Row::skipped("lb DR (agent)", agent));
+        if lb_bin.is_none() {
+            t.push(Row::skipped("lb NAT (agent)", agent));
+            t.push(Row::skipped("lb DR (agent)", agent));
+        }
         if !has_ipvs {
             t.push(Row::skipped("IPVS NAT / DR", ipvs));
         }
@@ -450,7 +529,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     report.method = vec![
         "Seed 001 topology in namespaces: client, balancer (client side, server side), one real-server namespace with 172.16.14.121-123 on one veth and one nginx (`return 200`, a 30-byte body) answering on all of them.".into(),
         format!("{} rounds over all variants in turn; per variant the run with the median rate is shown with its latencies (range: all rounds; failed: summed). Each run: ab -n {} -c {} (a new TCP connection per request), then wrk -t 2 -c {} -d {}s --latency (keep-alive); the same URL for every variant except direct (http://172.16.14.121/).", l.rounds, l.ab_n, l.conc, l.conc, l.wrk_secs),
-        "lb: the real lb_xdp attached natively to both balancer interfaces, Maglev over the 3 real servers, maps filled by lb-bench; the agent's rows stay skipped until `lb run` exists. nftables: prerouting DNAT with jhash. HAProxy: mode tcp, roundrobin, VIP bound on the balancer.".into(),
+        "lb: the real lb_xdp attached natively to both balancer interfaces, Maglev over the 3 real servers, maps filled by lb-bench; rows marked (agent) run `lb run` with a TOML config of the same service (xdp_mode native, both interfaces). nftables: prerouting DNAT with jhash. HAProxy: mode tcp, roundrobin, VIP bound on the balancer.".into(),
     ];
     report.notes = vec![
         format!("Client, balancer, nginx and the load tools share the machine's {} cores: the balancer's cost shows as a lower rate for everyone.", ctx.machine.cores),
