@@ -173,15 +173,36 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
 
     let mut agent = Table::new(
         "agent",
-        "Agent resources",
+        "Agent (lb run) resident memory and CPU when idle",
         "MiB RSS",
-        "idle",
-        "relative to the idle agent",
-    );
-    agent.push(Row::skipped(
-        "idle",
-        "the agent (`lb run`) is not on main yet; nothing to measure",
-    ));
+        "1 service",
+        "memory relative to the agent with 1 service",
+    )
+    .columns(&["CPU % idle", "s to first status", "services", "flow table"]);
+    match crate::suites::http::lb_binary() {
+        None => agent.push(Row::skipped(
+            "1 service",
+            "no `lb` binary next to lb-bench (cargo build --release -p lb-userspace --bin lb) and no LB_BIN",
+        )),
+        Some(bin) => {
+            let secs = if ctx.quick { 1.0 } else { 5.0 };
+            for n in [1u32, 100] {
+                eprintln!("  [control] agent idle with {n} service(s), {secs} s");
+                let (rss, cpu, startup) = agent_idle(&bin, n, secs)?;
+                let label = if n == 1 { "1 service".to_string() } else { format!("{n} services") };
+                agent.push(Row::new(
+                    label,
+                    rss,
+                    vec![
+                        format!("{cpu:.2}"),
+                        fmt_value(startup),
+                        n.to_string(),
+                        "1048576".into(),
+                    ],
+                ));
+            }
+        }
+    }
 
     report.method = vec![
         "Maglev: `lb_userspace::maglev::build_table`, equal weights, median wall time of repeated builds on one thread.".into(),
@@ -198,13 +219,129 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     report.notes.push(
         "Goal (issue 4): Maglev build for 65537 entries and 100 real servers at most 2 ms.".into(),
     );
-    report.notes.push("Not measured yet: time to apply 1 to 10,000 services, agent RSS/CPU idle and under health checks (both need the agent).".into());
+    report.notes.push("Not measured yet: time to apply 1 to 10,000 services, agent resources under health checks.".into());
     report.tables = vec![by_n, by_size, mem, agent];
     Ok(report)
 }
 
+/// Starts `lb run` in a namespace of its own with `services` NAT services
+/// (3 real servers each, default flow table), lets it settle, then reads its
+/// RSS (MiB) and CPU use (% of one CPU) over `secs`.
+fn agent_idle(bin: &std::path::Path, services: u32, secs: f64) -> anyhow::Result<(f64, f64, f64)> {
+    let ns = crate::netns::Netns::new("agent")?;
+    let peer = crate::netns::Netns::new("apeer")?;
+    crate::netns::veth(&ns, "e0", &peer, "p0", None)?;
+    crate::netns::veth(&ns, "e1", &peer, "p1", None)?;
+    ns.ip("addr add 192.168.253.254/24 dev e0")?;
+    ns.ip("addr add 172.16.14.120/24 dev e1")?;
+    let dir = std::env::temp_dir().join(format!("lbb{}-agent", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut conf = format!(
+        "[agent]\ninterfaces = [\"e0\", \"e1\"]\nxdp_mode = \"native\"\ncontrol_socket = \"{}\"\n",
+        dir.join("lb.sock").display()
+    );
+    for i in 0..services {
+        conf.push_str(&format!(
+            "\n[[virtual_server]]\nname = \"s{i}\"\naddress = \"192.168.253.120\"\nport = {}\nprotocol = \"tcp\"\nforwarding = \"nat\"\n",
+            1000 + i
+        ));
+        for r in 121..124 {
+            conf.push_str(&format!(
+                "  [[virtual_server.real_server]]\n  address = \"172.16.14.{r}\"\n"
+            ));
+        }
+    }
+    let path = dir.join("lb.toml");
+    std::fs::write(&path, conf)?;
+    let mut child = ns
+        .cmd(&bin.to_string_lossy())
+        .args(["run", "--config", &path.to_string_lossy()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("lb.log"))?)
+        .spawn()
+        .context("starting lb run")?;
+    let pid = child.id();
+    // Idle means after start-up: the maps are programmed (100 services are
+    // 6.5 million Maglev slots) once the control socket answers `lb status`.
+    let t = std::time::Instant::now();
+    loop {
+        let ok = std::process::Command::new(bin)
+            .args(["status", "--config", &path.to_string_lossy()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            break;
+        }
+        if t.elapsed().as_secs() > 120 {
+            let _ = child.kill();
+            anyhow::bail!("lb status did not answer within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let startup = t.elapsed().as_secs_f64();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let stat = |pid: u32| -> anyhow::Result<(u64, f64)> {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| {
+            let log = std::fs::read_to_string(dir.join("lb.log")).unwrap_or_default();
+            format!("the agent exited: {}", log.trim())
+        })?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        Ok((
+            cpu_ticks(&st).context("unreadable /proc/PID/stat")?,
+            vm_rss_mib(&status).context("no VmRSS")?,
+        ))
+    };
+    let (t0, _) = stat(pid)?;
+    let start = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+    let (t1, rss) = stat(pid)?;
+    let el = start.elapsed().as_secs_f64();
+    // SAFETY: signalling the child we started, by its pid.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((
+        rss,
+        (t1 - t0) as f64 / crate::tools::USER_HZ / el * 100.0,
+        startup,
+    ))
+}
+
+/// utime + stime (fields 14 and 15) of /proc/PID/stat, in clock ticks.
+pub fn cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may contain spaces: count after its ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// `VmRSS:` of /proc/PID/status in MiB.
+pub fn vm_rss_mib(status: &str) -> Option<f64> {
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn proc_pid_stat_and_status() {
+        let stat =
+            "1234 (lb run) S 1 1234 1234 0 -1 4194560 500 0 0 0 17 4 0 0 20 0 5 0 100 1000 300";
+        assert_eq!(cpu_ticks(stat), Some(21));
+        assert_eq!(cpu_ticks("garbage"), None);
+        let status = "Name:\tlb\nVmRSS:\t   20480 kB\nThreads:\t5\n";
+        assert_eq!(vm_rss_mib(status), Some(20.0));
+    }
+
     use super::*;
 
     #[test]

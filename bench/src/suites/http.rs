@@ -220,7 +220,7 @@ fn measure(t: &Topo, url: &str, l: &Load) -> anyhow::Result<(Http, Http)> {
 /// The agent binary: `$LB_BIN`, or `lb` next to this program (cargo puts
 /// both in the same target directory: `cargo build -p lb-userspace --bin lb`
 /// with the same profile).
-fn lb_binary() -> Option<PathBuf> {
+pub fn lb_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("LB_BIN") {
         return Some(PathBuf::from(p));
     }

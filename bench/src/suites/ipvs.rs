@@ -119,7 +119,13 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let share = dir.join(format!("share-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&share);
     std::fs::create_dir_all(share.join("results"))?;
-    std::fs::copy(std::env::current_exe()?, share.join("lb-bench"))?;
+    let exe = std::env::current_exe()?;
+    std::fs::copy(&exe, share.join("lb-bench"))?;
+    // The agent, when built next to us: the http suite inside finds it
+    // next to itself and adds the `lb run` rows.
+    if let Some(lb) = exe.parent().map(|d| d.join("lb")).filter(|p| p.exists()) {
+        std::fs::copy(lb, share.join("lb"))?;
+    }
     // TCG is slow: the VM always runs the smoke counts unless told
     // otherwise; the ratios of one VM run are the result either way.
     let args = if ctx.quick || std::env::var_os("LB_BENCH_VM_FULL").is_none() {
