@@ -5,7 +5,7 @@
 //! Modules: [`suites`] (one per suite), [`report`] (tables, JSON, markdown),
 //! [`plot`] (SVG), [`netns`] (namespaces and their cleanup), [`xdp`] (the
 //! real object and the baselines, maps filled by hand), [`packet`] (test
-//! frames), [`tools`] (ab, wrk, trafgen output and /proc/stat), [`stats`],
+//! frames), [`tools`] (ab and wrk output, /proc/stat), [`gen`] (packet generator), [`stats`],
 //! [`machine`].
 
 pub mod gen;

@@ -1,26 +1,6 @@
-//! Output of the tools the suites run, parsed: `trafgen`'s summary, `ab`
-//! and `wrk` results, and the CPU time accounting of /proc/stat.
-
-/// What `trafgen` printed when it stopped.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Trafgen {
-    pub packets: u64,
-    pub bytes: u64,
-}
-
-/// Parses the "N packets outgoing" / "N bytes outgoing" summary.
-pub fn parse_trafgen(out: &str) -> Option<Trafgen> {
-    let num = |suffix: &str| {
-        out.lines()
-            .find(|l| l.trim_end().ends_with(suffix))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-    };
-    Some(Trafgen {
-        packets: num("packets outgoing")?,
-        bytes: num("bytes outgoing")?,
-    })
-}
+//! Output of the tools the suites run, parsed: `ab` and `wrk` results, and
+//! the CPU time accounting of /proc/stat. (The rate suite generates its own
+//! packets, see `crate::gen`, so there is no trafgen output to read.)
 
 /// One HTTP load run: requests per second and latency percentiles (ms).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -161,19 +141,6 @@ pub fn cpu_s_per_mpkt(before: u64, after: u64, packets: u64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn trafgen_summary() {
-        let out = "     1 packets to schedule\n    60 bytes in total\nRunning! Hang up with ^C!\n\n\n      776192 packets outgoing\n    46571520 bytes outgoing\n           1 sec, 980703 usec on CPU0 (776192 packets)\n";
-        assert_eq!(
-            parse_trafgen(out),
-            Some(Trafgen {
-                packets: 776_192,
-                bytes: 46_571_520
-            })
-        );
-        assert_eq!(parse_trafgen("Syntax error at line 1"), None);
-    }
 
     const AB: &str = "Server Software:        nginx/1.22.1
 Concurrency Level:      30
