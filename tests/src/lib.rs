@@ -1,1 +1,13 @@
+//! Test harness for `lb`: network namespaces and the seeds' topologies,
+//! guards for the processes run inside them (nginx, socat, `lb run`), and
+//! the clients (curl, ab, wrk, UDP). Shared by the end-to-end tests,
+//! `cargo xtask demo` and `cargo xtask bench`.
 
+pub mod agent;
+pub mod client;
+pub mod netns;
+pub mod nginx;
+pub mod process;
+pub mod tempdir;
+pub mod topology;
+pub mod udp;
