@@ -192,22 +192,22 @@ impl Agent {
         let mut exited = None;
         let up = wait_until(Duration::from_secs(20), || {
             exited = agent.process.try_wait();
-            exited.is_some()
-                || agent
-                    .status_output()
-                    .map(|o| o.status.success())
-                    .unwrap_or(false)
+            exited.is_some() || agent.status_json().is_ok()
         });
+        // An agent that answered and then died is no better.
+        let exited = exited.or_else(|| agent.process.try_wait());
         if let Some(status) = exited {
             bail!(
-                "lb run exited ({status}) before answering:\n{}",
+                "lb run exited ({status}) instead of staying in the foreground:\n{}",
                 agent.log()
             );
         }
         if !up {
+            let why = agent.status_json().err().map(|e| format!("{e:#}"));
             bail!(
-                "lb status --socket {} gets no answer 20 s after lb run started:\n{}",
+                "lb status --json --socket {} gives no JSON 20 s after lb run started ({}):\n{}",
                 agent.socket.display(),
+                why.unwrap_or_default(),
                 agent.log()
             );
         }

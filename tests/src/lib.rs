@@ -8,6 +8,7 @@ pub mod client;
 pub mod netns;
 pub mod nginx;
 pub mod process;
+pub mod scenario;
 pub mod tempdir;
 pub mod topology;
 pub mod udp;
