@@ -27,7 +27,7 @@ pub fn replace4(check: u16, old: u32, new: u32) -> u16 {
         + (!(old as u16) as u32)
         + (!((old >> 16) as u16) as u32)
         + ((new as u16) as u32)
-        + ((new >> 16) as u32);
+        + (new >> 16);
     !fold(sum)
 }
 

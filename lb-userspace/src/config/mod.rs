@@ -3,20 +3,93 @@
 //! `load`/`parse` return a fully validated [`Config`]: every later stage may
 //! rely on its invariants (addresses of one family per service, DR real
 //! servers on the VIP's port, Maglev table size prime, unique services...).
-//! Errors name the file, line, column and field and say what to fix.
+//! Errors name the file, line, column and field and say what to fix, in
+//! one format: `origin:line:column: field `path`: what is wrong: what to do`,
+//! where `path` counts from 0 (`virtual_server[1].real_server[0].weight`).
+//!
+//! Rules beyond the types (each with its message in `validate`):
+//! - required: `agent.interfaces` (non-empty), and per virtual server
+//!   `name` (unique), `address`, `port`, `protocol`, `forwarding`: a guessed
+//!   protocol or forwarding method would misroute silently;
+//! - one service per (address, port, protocol); a real server once per
+//!   service; a NAT real server's (address, port, protocol) in one NAT
+//!   service only (replies are translated back without per-flow state);
+//! - VIP, real servers and sorry server of a service share one family;
+//!   with DR, real servers and the sorry server use the VIP's port;
+//! - weight 0..=65535 as in ipvsadm; ports 1..=65535;
+//! - `maglev_table_size` a prime in 101..=16777213 and at least 100 slots
+//!   per configured real server (drained ones count: draining must not
+//!   make a config invalid).
+//!
+//! Layout: `raw` mirrors the file (serde, unknown keys rejected),
+//! `validate` turns it into [`Config`], [`validate_host`] checks what
+//! depends on the machine (interfaces) separately, so a config can be
+//! parsed and tested on a host that lacks its interfaces.
+
+mod error;
+mod host;
+mod raw;
+mod validate;
 
 use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
 };
 
+pub use error::Location;
+pub use host::validate_host;
+
+// Defaults, written once. A user's file that leaves a key out gets these.
+
+/// Try native (driver) XDP, fall back to generic with a log line.
+pub const DEFAULT_XDP_MODE: XdpMode = XdpMode::Auto;
+/// Flow table entries (LRU): 2^20 concurrent flows.
+pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1 << 20;
 /// Default path of the agent's control socket (root-only).
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/lb/lb.sock";
+pub const DEFAULT_SCHEDULER: Scheduler = Scheduler::Maglev;
+/// The Maglev paper's own table size: prime, and 100 slots each for up to
+/// 655 real servers.
+pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 65537;
+/// A real server's weight when not given (its port defaults to the VIP's).
+pub const DEFAULT_WEIGHT: u32 = 1;
+
+// Bounds.
+
+/// Largest weight: ipvsadm's range (0..=65535), so IPVS configs port as is.
+pub const MAX_WEIGHT: u32 = 65535;
+/// The LRU flow map is sized by a u32; larger than RAM is the kernel's call.
+pub const MAX_FLOW_TABLE_SIZE: u32 = u32::MAX;
+/// Smallest Maglev table accepted: below this a few servers' shares are
+/// visibly uneven (one slot is already 1% of the traffic).
+pub const MIN_MAGLEV_TABLE_SIZE: u32 = 101;
+/// Largest Maglev table accepted: the largest prime below 2^24 (64 MiB of
+/// ring per service); larger tables only cost memory and build time.
+pub const MAX_MAGLEV_TABLE_SIZE: u32 = 16_777_213;
+/// Maglev's guidance: a table at least 100 times the number of servers
+/// keeps each server's share within about 1% of its weight.
+pub const MAGLEV_SLOTS_PER_REAL_SERVER: u32 = 100;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub agent: AgentConfig,
     pub virtual_servers: Vec<VirtualServer>,
+    /// Where things were written, for [`validate_host`]'s messages.
+    pub sources: SourceMap,
+}
+
+/// Positions of values checked after parsing. Not part of the config's
+/// meaning: two configs that differ only in layout compare equal.
+#[derive(Clone, Debug, Default)]
+pub struct SourceMap {
+    /// One per `agent.interfaces` entry, in order.
+    pub interfaces: Vec<Location>,
+}
+
+impl PartialEq for SourceMap {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -95,6 +168,117 @@ pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
 }
 
 /// Parse and validate config text; `origin` names it in messages.
-pub fn parse(_text: &str, _origin: &str) -> Result<Config, ConfigError> {
-    todo!("config parsing")
+///
+/// Does not look at the host: see [`validate_host`].
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let src = error::Source { text, origin };
+    // Syntax first, on its own, so that a syntax error is reported as such
+    // rather than as whatever the struct mapping tripped over.
+    if let Err(e) = text.parse::<toml::Table>() {
+        let what = match one_line(e.message()) {
+            m if m.is_empty() => "a value is missing or malformed here".to_owned(),
+            m => m,
+        };
+        return Err(src.plain_error(e.span(), format_args!("TOML syntax error: {what}")));
+    }
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+        .map_err(|e| mapping_error(&src, e))?;
+    validate::validate(raw, &src)
+}
+
+/// An error of the mapping from TOML to the `raw` structs (unknown key,
+/// wrong type), in our format and with the field's full path.
+fn mapping_error(
+    src: &error::Source<'_>,
+    e: serde_path_to_error::Error<toml::de::Error>,
+) -> ConfigError {
+    let mut field = field_path(e.path());
+    let inner = e.into_inner();
+    let message = one_line(inner.message());
+    // The path may stop at the key's table; make sure it names the key.
+    if let Some(key) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        if !(field == key || field.ends_with(&format!(".{key}"))) {
+            if !field.is_empty() {
+                field.push('.');
+            }
+            field.push_str(key);
+        }
+        let accepted = message
+            .split_once(", expected ")
+            .map_or(String::new(), |(_, list)| {
+                format!(" (accepted here: {list})")
+            });
+        return src.field_error(
+            inner.span().unwrap_or(0..0),
+            &field,
+            format_args!("unknown field: remove it or fix its spelling{accepted}"),
+        );
+    }
+    // `[virtual_server]` where `[[virtual_server]]` was meant.
+    let list_of_tables = field == "virtual_server" || field.ends_with(".real_server");
+    if list_of_tables && message.contains("invalid type: map") {
+        let key = field
+            .rsplit(['.', ']'])
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let header = if key == "real_server" {
+            "virtual_server.real_server"
+        } else {
+            "virtual_server"
+        };
+        return src.field_error(
+            inner.span().unwrap_or(0..0),
+            &field,
+            format_args!(
+                "a single table where a list of tables is expected: write \
+                 `[[{header}]]` (double brackets), once per {}",
+                key.replace('_', " ")
+            ),
+        );
+    }
+    if field.is_empty() {
+        src.plain_error(inner.span(), message)
+    } else {
+        src.field_error(inner.span().unwrap_or(0..0), &field, message)
+    }
+}
+
+/// `virtual_server[1].real_server[0].weight` from serde's path, without the
+/// internal keys `toml::Spanned` deserializes through.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if key.starts_with("$__serde_spanned_private") {
+                    continue;
+                }
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// serde's words, made one line and readable to someone who writes TOML
+/// rather than Rust.
+fn one_line(s: &str) -> String {
+    s.trim()
+        .replace('\n', "; ")
+        .replace("expected i64", "expected an integer")
+        .replace("expected a string", "expected a string in quotes")
+        .replace("expected a sequence", "expected an array `[...]`")
+        .replace("expected struct RawAgent", "expected a table `[agent]`")
+        .replace("expected struct RawVirtualServer", "expected a table")
+        .replace("expected struct RawRealServer", "expected a table")
 }

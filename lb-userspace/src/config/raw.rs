@@ -1,0 +1,55 @@
+//! The file as written: serde structs that mirror the TOML keys one to one.
+//!
+//! Every key is optional here and every value keeps its position
+//! (`Spanned`), so that `validate` can report a missing or wrong value at
+//! the place the user has to edit, in words of our own rather than serde's.
+//! Unknown keys are rejected here (`deny_unknown_fields`): a misspelt key
+//! silently ignored would leave a default in force that the user thinks
+//! they changed.
+//!
+//! Adding a key (issue 3: `health_check`) means adding an optional field
+//! here and its check in `validate`; existing files keep parsing.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub agent: Option<Spanned<RawAgent>>,
+    #[serde(default)]
+    pub virtual_server: Vec<Spanned<RawVirtualServer>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgent {
+    pub interfaces: Option<Spanned<Vec<Spanned<String>>>>,
+    pub xdp_mode: Option<Spanned<String>>,
+    pub flow_table_size: Option<Spanned<i64>>,
+    pub control_socket: Option<Spanned<String>>,
+    pub metrics_listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVirtualServer {
+    pub name: Option<Spanned<String>>,
+    pub address: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub protocol: Option<Spanned<String>>,
+    pub forwarding: Option<Spanned<String>>,
+    pub scheduler: Option<Spanned<String>>,
+    pub maglev_table_size: Option<Spanned<i64>>,
+    pub sorry_server: Option<Spanned<String>>,
+    #[serde(default)]
+    pub real_server: Vec<Spanned<RawRealServer>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRealServer {
+    pub address: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub weight: Option<Spanned<i64>>,
+}

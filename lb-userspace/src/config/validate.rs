@@ -1,0 +1,664 @@
+//! From the file as written ([`raw`](super::raw)) to a [`Config`] every
+//! later stage can trust: defaults filled in, every value range-checked,
+//! cross-field rules enforced. The first problem found is reported, at the
+//! position of the value to edit.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    ops::Range,
+    path::PathBuf,
+};
+
+use toml::Spanned;
+
+use super::{
+    error::{Location, Source},
+    raw::{RawAgent, RawConfig, RawRealServer, RawVirtualServer},
+    AgentConfig, Config, ConfigError, Forwarding, Protocol, RealServer, Scheduler, SourceMap,
+    VirtualServer, XdpMode, DEFAULT_CONTROL_SOCKET, DEFAULT_FLOW_TABLE_SIZE,
+    DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_SCHEDULER, DEFAULT_WEIGHT, DEFAULT_XDP_MODE,
+    MAGLEV_SLOTS_PER_REAL_SERVER, MAX_FLOW_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT,
+    MIN_MAGLEV_TABLE_SIZE,
+};
+use crate::maglev::is_prime;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Linux's IFNAMSIZ less the terminating NUL.
+const MAX_IFNAME_LEN: usize = 15;
+
+pub(super) fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config> {
+    let (agent, sources) = agent(raw.agent, src)?;
+
+    let mut virtual_servers = Vec::with_capacity(raw.virtual_server.len());
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut endpoints: HashMap<(IpAddr, u16, Protocol), usize> = HashMap::new();
+    // NAT replies are matched on the real server's (address, port,
+    // protocol) alone, without per-flow state: one such endpoint can
+    // belong to one NAT service only.
+    let mut nat_reals: HashMap<(IpAddr, u16, Protocol), (usize, String)> = HashMap::new();
+
+    for (i, vs) in raw.virtual_server.into_iter().enumerate() {
+        let path = format!("virtual_server[{i}]");
+        let span = vs.span();
+        let (vs, at) = virtual_server(vs.into_inner(), span.clone(), &path, src)?;
+
+        if let Some(first) = names.insert(vs.name.clone(), i) {
+            return Err(src.field_error(
+                at.name,
+                &format!("{path}.name"),
+                format!(
+                    "name `{}` is already used by virtual_server[{first}]; \
+                     give every virtual server its own name",
+                    vs.name
+                ),
+            ));
+        }
+        if let Some(first) = endpoints.insert((vs.address, vs.port, vs.protocol), i) {
+            return Err(src.field_error(
+                at.address.clone(),
+                &format!("{path}.address"),
+                format!(
+                    "duplicate service: {} port {} {} is already virtual_server[{first}]; \
+                     one address, port and protocol can be one service only",
+                    vs.address,
+                    vs.port,
+                    proto_name(vs.protocol)
+                ),
+            ));
+        }
+        if vs.forwarding == Forwarding::Nat {
+            for (j, rs) in vs.real_servers.iter().enumerate() {
+                let key = (rs.address, rs.port, vs.protocol);
+                if let Some((other, other_name)) = nat_reals.get(&key) {
+                    return Err(src.field_error(
+                        at.real_servers[j].clone(),
+                        &format!("{path}.real_server[{j}]"),
+                        format!(
+                            "real server {} is already in NAT virtual_server[{other}] \
+                             (`{other_name}`): replies from it could not be told apart; \
+                             use another port on the real server for this service",
+                            endpoint(rs.address, rs.port, vs.protocol)
+                        ),
+                    ));
+                }
+                nat_reals.insert(key, (i, vs.name.clone()));
+            }
+        }
+        virtual_servers.push(vs);
+    }
+
+    Ok(Config {
+        agent,
+        virtual_servers,
+        sources,
+    })
+}
+
+fn agent(raw: Option<Spanned<RawAgent>>, src: &Source<'_>) -> Result<(AgentConfig, SourceMap)> {
+    let Some(raw) = raw else {
+        return Err(src.field_error(
+            0..0,
+            "agent.interfaces",
+            "no [agent] table: add `[agent]` with `interfaces = [\"eth0\"]` \
+             naming the interfaces XDP attaches to",
+        ));
+    };
+    let table_span = raw.span();
+    let raw = raw.into_inner();
+
+    let Some(list) = raw.interfaces else {
+        return Err(src.field_error(
+            table_span,
+            "agent.interfaces",
+            "missing: list the interfaces XDP attaches to, client side first, \
+             e.g. `interfaces = [\"eth0\", \"eth1\"]`",
+        ));
+    };
+    let list_span = list.span();
+    let list = list.into_inner();
+    if list.is_empty() {
+        return Err(src.field_error(
+            list_span,
+            "agent.interfaces",
+            "no interfaces: name at least one interface XDP attaches to, \
+             e.g. `interfaces = [\"eth0\"]`",
+        ));
+    }
+    let mut interfaces = Vec::with_capacity(list.len());
+    let mut interface_locations = Vec::with_capacity(list.len());
+    for (i, name) in list.into_iter().enumerate() {
+        let field = format!("agent.interfaces[{i}]");
+        let span = name.span();
+        let name = name.into_inner();
+        if let Some(why) = bad_ifname(&name) {
+            return Err(src.field_error(span, &field, format!("`{name}` {why}")));
+        }
+        if interfaces.contains(&name) {
+            return Err(src.field_error(
+                span,
+                &field,
+                format!("interface `{name}` is listed twice; list each interface once"),
+            ));
+        }
+        interfaces.push(name);
+        interface_locations.push(Location::new(src, &span));
+    }
+
+    let xdp_mode = match raw.xdp_mode {
+        None => DEFAULT_XDP_MODE,
+        Some(v) => match v.get_ref().as_str() {
+            "auto" => XdpMode::Auto,
+            "native" => XdpMode::Native,
+            "generic" => XdpMode::Generic,
+            other => {
+                return Err(src.field_error(
+                    v.span(),
+                    "agent.xdp_mode",
+                    format!(
+                        "`{other}` is not an XDP mode: use \"auto\" (native, falling back \
+                         to generic), \"native\" (driver) or \"generic\" (skb)"
+                    ),
+                ))
+            }
+        },
+    };
+
+    let flow_table_size = match raw.flow_table_size {
+        None => DEFAULT_FLOW_TABLE_SIZE,
+        Some(v) => {
+            let n = *v.get_ref();
+            if !(1..=i64::from(MAX_FLOW_TABLE_SIZE)).contains(&n) {
+                return Err(src.field_error(
+                    v.span(),
+                    "agent.flow_table_size",
+                    format!(
+                        "{n} is out of range: the flow table holds 1 to {MAX_FLOW_TABLE_SIZE} \
+                         flows (default {DEFAULT_FLOW_TABLE_SIZE})"
+                    ),
+                ));
+            }
+            n as u32
+        }
+    };
+
+    let control_socket = match raw.control_socket {
+        None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        Some(v) => {
+            let p = PathBuf::from(v.get_ref());
+            if !p.is_absolute() || v.get_ref().ends_with('/') {
+                return Err(src.field_error(
+                    v.span(),
+                    "agent.control_socket",
+                    format!(
+                        "`{}` is not an absolute file path: use a path such as \"{DEFAULT_CONTROL_SOCKET}\"",
+                        v.get_ref()
+                    ),
+                ));
+            }
+            p
+        }
+    };
+
+    let metrics_listen = match raw.metrics_listen {
+        None => None,
+        Some(v) => {
+            let addr = parse_socket_addr(v.get_ref()).map_err(|why| {
+                src.field_error(
+                    v.span(),
+                    "agent.metrics_listen",
+                    format!("{why}, e.g. \"127.0.0.1:9469\""),
+                )
+            })?;
+            Some(addr)
+        }
+    };
+
+    Ok((
+        AgentConfig {
+            interfaces,
+            xdp_mode,
+            flow_table_size,
+            control_socket,
+            metrics_listen,
+        },
+        SourceMap {
+            interfaces: interface_locations,
+        },
+    ))
+}
+
+/// Why `name` cannot be a Linux interface name, if it cannot.
+fn bad_ifname(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("is empty: name an interface such as \"eth0\"".into());
+    }
+    if name.len() > MAX_IFNAME_LEN {
+        return Some(format!(
+            "is too long for an interface name (at most {MAX_IFNAME_LEN} bytes)"
+        ));
+    }
+    if name == "."
+        || name == ".."
+        || name.contains(['/', ':'])
+        || name.chars().any(char::is_whitespace)
+    {
+        return Some("is not a valid interface name (no '/', ':' or spaces)".into());
+    }
+    None
+}
+
+/// Where a virtual server's parts are, for the checks across services.
+struct Spans {
+    name: Range<usize>,
+    address: Range<usize>,
+    real_servers: Vec<Range<usize>>,
+}
+
+fn virtual_server(
+    raw: RawVirtualServer,
+    table: Range<usize>,
+    path: &str,
+    src: &Source<'_>,
+) -> Result<(VirtualServer, Spans)> {
+    let missing = |key: &str, example: &str| {
+        src.field_error(
+            table.clone(),
+            &format!("{path}.{key}"),
+            format!("missing: every virtual server needs `{key}`, e.g. `{key} = {example}`"),
+        )
+    };
+
+    let name = raw.name.ok_or_else(|| missing("name", "\"web\""))?;
+    if name.get_ref().trim().is_empty() {
+        return Err(src.field_error(
+            name.span(),
+            &format!("{path}.name"),
+            "empty name: give the virtual server a name, used in `lb status` and metrics",
+        ));
+    }
+    if name.get_ref().chars().any(char::is_control) {
+        return Err(src.field_error(
+            name.span(),
+            &format!("{path}.name"),
+            "the name contains control characters: use printable text",
+        ));
+    }
+    let name_span = name.span();
+    let name = name.into_inner();
+
+    let address = raw
+        .address
+        .ok_or_else(|| missing("address", "\"192.168.253.120\""))?;
+    let address_span = address.span();
+    let address = ip_addr(&address, &format!("{path}.address"), "VIP", src)?;
+
+    let port = raw.port.ok_or_else(|| missing("port", "80"))?;
+    let port = port_number(&port, &format!("{path}.port"), src)?;
+
+    let protocol = raw.protocol.ok_or_else(|| missing("protocol", "\"tcp\""))?;
+    let protocol = match protocol.get_ref().as_str() {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        other => {
+            return Err(src.field_error(
+                protocol.span(),
+                &format!("{path}.protocol"),
+                format!("`{other}` is not a supported protocol: use \"tcp\" or \"udp\""),
+            ))
+        }
+    };
+
+    let forwarding = raw
+        .forwarding
+        .ok_or_else(|| missing("forwarding", "\"nat\""))?;
+    let forwarding = match forwarding.get_ref().as_str() {
+        "nat" => Forwarding::Nat,
+        "dr" => Forwarding::Dr,
+        other => {
+            let tunnel = if matches!(other, "tun" | "tunnel" | "ipip" | "gre") {
+                " (tunnel mode is not supported)"
+            } else {
+                ""
+            };
+            return Err(src.field_error(
+                forwarding.span(),
+                &format!("{path}.forwarding"),
+                format!(
+                    "`{other}` is not a forwarding method{tunnel}: use \"nat\" \
+                     (ipvsadm -m, masquerading) or \"dr\" (ipvsadm -g, direct routing)"
+                ),
+            ));
+        }
+    };
+
+    let scheduler = match raw.scheduler {
+        None => DEFAULT_SCHEDULER,
+        Some(v) => match v.get_ref().as_str() {
+            "maglev" => Scheduler::Maglev,
+            other => {
+                return Err(src.field_error(
+                    v.span(),
+                    &format!("{path}.scheduler"),
+                    format!(
+                        "`{other}` is not a scheduler lb has: use \"maglev\" (consistent \
+                         hashing that honours weights, like IPVS `mh`)"
+                    ),
+                ))
+            }
+        },
+    };
+
+    let table_size = raw.maglev_table_size;
+    // Without the key there is nothing closer to point at than the table.
+    let table_size_span = table_size.as_ref().map_or(table.clone(), |v| v.span());
+    let mut real_server_spans = Vec::with_capacity(raw.real_server.len());
+
+    let mut real_servers = Vec::with_capacity(raw.real_server.len());
+    for (j, rs) in raw.real_server.into_iter().enumerate() {
+        let rs_path = format!("{path}.real_server[{j}]");
+        let rs_span = rs.span();
+        let rs = real_server(
+            rs.into_inner(),
+            rs_span.clone(),
+            &rs_path,
+            (address, port, forwarding),
+            src,
+        )?;
+        if let Some(k) = real_servers
+            .iter()
+            .position(|o: &RealServer| o.address == rs.address && o.port == rs.port)
+        {
+            return Err(src.field_error(
+                rs_span,
+                &rs_path,
+                format!(
+                    "real server {} is already {path}.real_server[{k}]: list each real \
+                     server once (use `weight` to give it a bigger share)",
+                    SocketAddr::new(rs.address, rs.port)
+                ),
+            ));
+        }
+        real_servers.push(rs);
+        real_server_spans.push(rs_span);
+    }
+
+    let maglev_table_size = match table_size {
+        None => DEFAULT_MAGLEV_TABLE_SIZE,
+        Some(v) => maglev_size(&v, &format!("{path}.maglev_table_size"), src)?,
+    };
+    let needed = (real_servers.len() as u64) * u64::from(MAGLEV_SLOTS_PER_REAL_SERVER);
+    if u64::from(maglev_table_size) < needed {
+        let fix = if needed <= u64::from(MAX_MAGLEV_TABLE_SIZE) {
+            format!(
+                "set `maglev_table_size` to a prime of at least {needed}, e.g. {}",
+                next_prime(needed as u32)
+            )
+        } else {
+            "split the real servers over several services".to_owned()
+        };
+        return Err(src.field_error(
+            table_size_span,
+            &format!("{path}.maglev_table_size"),
+            format!(
+                "a Maglev table of {maglev_table_size} slots is too small for {} real \
+                 servers (needs at least {MAGLEV_SLOTS_PER_REAL_SERVER} slots each to \
+                 keep shares even): {fix}",
+                real_servers.len()
+            ),
+        ));
+    }
+
+    let sorry_server = match raw.sorry_server {
+        None => None,
+        Some(v) => {
+            let field = format!("{path}.sorry_server");
+            let addr = parse_socket_addr(v.get_ref()).map_err(|why| {
+                src.field_error(v.span(), &field, format!("{why}, e.g. \"172.16.14.99:80\""))
+            })?;
+            if let Some(why) = unusable_host(addr.ip()) {
+                return Err(src.field_error(v.span(), &field, format!("{} {why}", addr.ip())));
+            }
+            if addr.is_ipv4() != address.is_ipv4() {
+                return Err(src.field_error(
+                    v.span(),
+                    &field,
+                    family_mismatch("sorry server", addr.ip(), address),
+                ));
+            }
+            if forwarding == Forwarding::Dr && addr.port() != port {
+                return Err(src.field_error(
+                    v.span(),
+                    &field,
+                    format!(
+                        "forwarding = \"dr\" delivers packets unchanged, so the sorry server \
+                         must listen on the VIP's port {port}: use \"{}\"",
+                        SocketAddr::new(addr.ip(), port)
+                    ),
+                ));
+            }
+            Some(addr)
+        }
+    };
+    Ok((
+        VirtualServer {
+            name,
+            address,
+            port,
+            protocol,
+            forwarding,
+            scheduler,
+            maglev_table_size,
+            sorry_server,
+            real_servers,
+        },
+        Spans {
+            name: name_span,
+            address: address_span,
+            real_servers: real_server_spans,
+        },
+    ))
+}
+
+fn real_server(
+    raw: RawRealServer,
+    table: Range<usize>,
+    path: &str,
+    (vip, vip_port, forwarding): (IpAddr, u16, Forwarding),
+    src: &Source<'_>,
+) -> Result<RealServer> {
+    let Some(address) = raw.address else {
+        return Err(src.field_error(
+            table,
+            &format!("{path}.address"),
+            "missing: every real server needs `address`, e.g. `address = \"172.16.14.121\"`",
+        ));
+    };
+    let field = format!("{path}.address");
+    let addr = ip_addr(&address, &field, "real server", src)?;
+    if addr.is_ipv4() != vip.is_ipv4() {
+        return Err(src.field_error(
+            address.span(),
+            &field,
+            family_mismatch("real server", addr, vip),
+        ));
+    }
+    if addr == vip {
+        return Err(src.field_error(
+            address.span(),
+            &field,
+            "the real server's address is the VIP itself: name the real server's own address",
+        ));
+    }
+
+    let port = match raw.port {
+        // DR cannot change the port, NAT defaults to the VIP's (ipvsadm
+        // does the same when -r has no port).
+        None => vip_port,
+        Some(p) => {
+            let n = port_number(&p, &format!("{path}.port"), src)?;
+            if forwarding == Forwarding::Dr && n != vip_port {
+                return Err(src.field_error(
+                    p.span(),
+                    &format!("{path}.port"),
+                    format!(
+                        "port {n} differs from the VIP's port {vip_port}, but forwarding = \"dr\" \
+                         delivers packets unchanged: remove `port` or set it to {vip_port} \
+                         (use forwarding = \"nat\" to map to another port)"
+                    ),
+                ));
+            }
+            n
+        }
+    };
+
+    let weight = match raw.weight {
+        None => DEFAULT_WEIGHT,
+        Some(w) => {
+            let n = *w.get_ref();
+            if !(0..=i64::from(MAX_WEIGHT)).contains(&n) {
+                return Err(src.field_error(
+                    w.span(),
+                    &format!("{path}.weight"),
+                    format!(
+                        "weight {n} is out of range: use 0 to {MAX_WEIGHT} (0 = drained: \
+                         no new flows, existing ones stay)"
+                    ),
+                ));
+            }
+            n as u32
+        }
+    };
+
+    Ok(RealServer {
+        address: addr,
+        port,
+        weight,
+    })
+}
+
+fn ip_addr(v: &Spanned<String>, field: &str, what: &str, src: &Source<'_>) -> Result<IpAddr> {
+    let text = v.get_ref();
+    let addr: IpAddr = text.trim().parse().map_err(|_| {
+        let hint = if text.contains(':') && text.contains('.') || text.contains('/') {
+            " (give the address alone: the port and prefix length are separate keys)"
+        } else {
+            ""
+        };
+        src.field_error(
+            v.span(),
+            field,
+            format!("`{text}` is not an IPv4 or IPv6 address{hint}: write the {what} address, e.g. \"192.168.253.120\" or \"2001:db8::1\""),
+        )
+    })?;
+    if let Some(why) = unusable_host(addr) {
+        return Err(src.field_error(v.span(), field, format!("{addr} {why}")));
+    }
+    Ok(addr)
+}
+
+/// Why `addr` cannot be a service or server address, if it cannot.
+fn unusable_host(addr: IpAddr) -> Option<&'static str> {
+    if addr.is_unspecified() {
+        Some("is the unspecified address: name a real host address")
+    } else if addr.is_multicast() {
+        Some("is a multicast address: name a unicast host address")
+    } else if addr == IpAddr::from([255, 255, 255, 255]) {
+        Some("is the broadcast address: name a unicast host address")
+    } else {
+        None
+    }
+}
+
+fn parse_socket_addr(text: &str) -> std::result::Result<SocketAddr, String> {
+    let addr: SocketAddr = text.trim().parse().map_err(|_| {
+        format!("`{text}` is not an address with a port (\"IPv4:port\" or \"[IPv6]:port\")")
+    })?;
+    if addr.port() == 0 {
+        return Err(format!("`{text}` has port 0: name a port from 1 to 65535"));
+    }
+    Ok(addr)
+}
+
+fn port_number(v: &Spanned<i64>, field: &str, src: &Source<'_>) -> Result<u16> {
+    let n = *v.get_ref();
+    if !(1..=65535).contains(&n) {
+        return Err(src.field_error(
+            v.span(),
+            field,
+            format!("port {n} is out of range: use 1 to 65535"),
+        ));
+    }
+    Ok(n as u16)
+}
+
+fn maglev_size(v: &Spanned<i64>, field: &str, src: &Source<'_>) -> Result<u32> {
+    let n = *v.get_ref();
+    if !(i64::from(MIN_MAGLEV_TABLE_SIZE)..=i64::from(MAX_MAGLEV_TABLE_SIZE)).contains(&n) {
+        return Err(src.field_error(
+            v.span(),
+            field,
+            format!(
+                "{n} is out of range: use a prime from {MIN_MAGLEV_TABLE_SIZE} to \
+                 {MAX_MAGLEV_TABLE_SIZE} (default {DEFAULT_MAGLEV_TABLE_SIZE})"
+            ),
+        ));
+    }
+    let n = n as u32;
+    if !is_prime(n) {
+        let below = prev_prime(n).filter(|p| *p >= MIN_MAGLEV_TABLE_SIZE);
+        let above = next_prime(n);
+        let choice = match below {
+            Some(b) => format!("{b} or {above}"),
+            None => above.to_string(),
+        };
+        return Err(src.field_error(
+            v.span(),
+            field,
+            format!(
+                "{n} is not prime: Maglev needs a prime table size so every server's \
+                 permutation reaches every slot; the nearest primes are {choice}"
+            ),
+        ));
+    }
+    Ok(n)
+}
+
+fn next_prime(mut n: u32) -> u32 {
+    while !is_prime(n) {
+        n += 1;
+    }
+    n
+}
+
+fn prev_prime(mut n: u32) -> Option<u32> {
+    while n >= 2 {
+        if is_prime(n) {
+            return Some(n);
+        }
+        n -= 1;
+    }
+    None
+}
+
+fn family_mismatch(what: &str, addr: IpAddr, vip: IpAddr) -> String {
+    let fam = |a: IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+    format!(
+        "{what} {addr} is {} but the VIP {vip} is {}: a virtual server and its servers \
+         must use one address family (define a separate virtual server per family)",
+        fam(addr),
+        fam(vip)
+    )
+}
+
+fn proto_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    }
+}
+
+fn endpoint(addr: IpAddr, port: u16, p: Protocol) -> String {
+    format!("{}/{}", SocketAddr::new(addr, port), proto_name(p))
+}
