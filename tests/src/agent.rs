@@ -243,6 +243,17 @@ impl Agent {
             .arg(&self.socket))
     }
 
+    /// Writes `config` over the running agent's file and sends SIGHUP,
+    /// the conventional "re-read your config" signal (keepalived, nginx).
+    pub fn reload(&self, config: &LbConfig) -> Result<()> {
+        std::fs::write(&self.config_path, config.to_toml())?;
+        // SAFETY: kill(2) on the pid of our own running child.
+        if unsafe { libc::kill(self.process.pid() as i32, libc::SIGHUP) } != 0 {
+            bail!("SIGHUP to lb run: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Everything `lb run` printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

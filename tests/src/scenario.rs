@@ -14,6 +14,8 @@ use crate::topology::{Forwarding, Topology};
 /// Fields drop in order: the agent detaches first, the namespaces go last.
 pub struct Web {
     pub agent: Agent,
+    /// What the agent was started with (change it and `agent.reload`).
+    pub config: LbConfig,
     pub nginx: Vec<Nginx>,
     pub dir: TempDir,
     pub topo: Topology,
@@ -47,6 +49,7 @@ impl Web {
             .unwrap_or_else(|e| panic!("{e:#}\nconfig:\n{}", config.to_toml()));
         Web {
             agent,
+            config,
             nginx,
             dir,
             topo,
@@ -82,6 +85,7 @@ impl Web {
     pub fn finish(self) {
         let Web {
             agent,
+            config: _,
             nginx,
             dir,
             topo,

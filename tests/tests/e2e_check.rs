@@ -7,7 +7,7 @@ use lb_tests::tempdir::TempDir;
 
 const GOOD: &str = r#"
 [agent]
-interfaces = ["eth0", "eth1"]
+interfaces = ["lo"]
 
 [[virtual_server]]
 name = "web"
