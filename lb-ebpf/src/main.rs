@@ -1,11 +1,138 @@
+//! The XDP program `lb_xdp`: parses a frame, and forwards packets of
+//! configured virtual services (DR or NAT) and NAT replies; everything else
+//! goes to the kernel untouched.
+//!
+//! One module per concern: `parse` (headers), `schedule` (flow table and
+//! Maglev), `nat` / `dr` (rewrites), `fib` (next hop and transmit), `icmp`,
+//! `stats` (counters), `maps` (the contract with the agent).
+//!
+//! What happens to which packet (the fixtures in
+//! `tests/tests/xdp_fixtures.rs` check every line):
+//!
+//! | packet                                   | verdict            | event             |
+//! |------------------------------------------|--------------------|-------------------|
+//! | not IPv4/IPv6 (ARP, LLDP, 2nd VLAN tag)  | PASS, untouched    | -                 |
+//! | shorter than a header it announces       | PASS, untouched    | `TRUNCATED`       |
+//! | bad version / IHL, IPv6 extension header | PASS, untouched    | `MALFORMED`       |
+//! | TCP/UDP fragment (any destination)       | PASS, untouched    | `FRAGMENT`        |
+//! | ICMP / ICMPv6                            | PASS, untouched    | `ICMP_VIP` if it is an error quoting a VIP:port packet |
+//! | TCP/UDP not for a service, not a reply   | PASS, untouched    | -                 |
+//! | NAT request/reply with TTL <= 1          | PASS, untouched    | `TTL_EXPIRED`     |
+//! | service request, no real server, no sorry server | DROP        | `NO_BACKEND`      |
+//! | NAT request/reply, next hop resolved     | TX / REDIRECT, TTL-1 | (`NAT_REPLY`)   |
+//! | NAT, neighbour unresolved / no route     | PASS, rewritten    | `NEIGH_MISS` / `FIB_MISS` |
+//! | NAT, 802.1Q tagged, egress != ingress    | PASS, rewritten    | -                 |
+//! | DR, next hop resolved                    | TX / REDIRECT, MACs only (tagged: TX) | - |
+//! | DR, neighbour unresolved / no route      | DROP               | `NEIGH_MISS` / `FIB_MISS` |
+//! | IPv4 options on a service packet         | forwarded as above | `IP_OPTIONS`      |
+//! | agent bug (unknown forwarding flag, backend of the other family) | ABORTED | - |
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+mod dr;
+mod fib;
+mod icmp;
+mod maps;
+mod nat;
+mod parse;
+mod schedule;
+mod stats;
+mod verdict;
+
+use aya_ebpf::{macros::xdp, programs::XdpContext};
+use lb_common::{event, EndpointKey, Service, SVC_F_DR, SVC_F_NAT};
+
+use crate::{
+    maps::{REVERSE_NAT, SERVICES},
+    parse::{Packet, L4},
+    verdict::{Outcome, Verdict, NONE},
+};
 
 #[xdp]
-pub fn lb_xdp(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
+pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    let v = match try_lb_xdp(&ctx) {
+        Ok(v) | Err(v) => v,
+    };
+    if v.event != NONE {
+        stats::event(v.event);
+    }
+    stats::verdict(v.action);
+    v.action
+}
+
+#[inline(always)]
+fn try_lb_xdp(ctx: &XdpContext) -> Outcome {
+    let l2 = parse::ethernet(ctx)?;
+    let p = match l2.ethertype {
+        parse::ETH_P_IP => parse::ipv4(ctx, &l2)?,
+        parse::ETH_P_IPV6 => parse::ipv6(ctx, &l2)?,
+        // ARP, LLDP, a second VLAN tag...: the host's business.
+        _ => return Ok(Verdict::pass(NONE)),
+    };
+    match p.l4 {
+        L4::Ports => {}
+        L4::Icmp => return Ok(icmp::handle(ctx, &p)),
+        L4::Other => return Ok(Verdict::pass(NONE)),
+    }
+
+    let vip = EndpointKey {
+        addr: p.dst,
+        port_be: p.dport_be,
+        proto: p.proto,
+        family: p.family,
+    };
+    if let Some(svc) = SERVICES.get_ptr(vip) {
+        // SAFETY: a map value pointer; copied because the agent may replace
+        // the value while we run, and one packet should see one version.
+        let svc = unsafe { *svc };
+        return service(ctx, &p, &svc);
+    }
+
+    let real = EndpointKey {
+        addr: p.src,
+        port_be: p.sport_be,
+        proto: p.proto,
+        family: p.family,
+    };
+    if let Some(rn) = REVERSE_NAT.get_ptr(real) {
+        let rn = unsafe { *rn };
+        return Ok(nat::reply(ctx, &p, &rn));
+    }
+    Ok(Verdict::pass(NONE))
+}
+
+/// A packet for a virtual service.
+#[inline(always)]
+fn service(ctx: &XdpContext, p: &Packet, svc: &Service) -> Outcome {
+    let nat = svc.flags & SVC_F_NAT != 0;
+    if !nat && svc.flags & SVC_F_DR == 0 {
+        return Err(Verdict::aborted());
+    }
+    // Routed (NAT) packets hop like through a router: one that would expire
+    // here goes to the kernel unchanged, which answers "time exceeded".
+    if nat && p.ttl <= 1 {
+        return Err(Verdict::pass(event::TTL_EXPIRED));
+    }
+    if p.ip_options {
+        // Forwarded with the options intact: the rewrite honours the header
+        // length and touches neither them nor their checksum coverage.
+        stats::event(event::IP_OPTIONS);
+    }
+    let choice = schedule::choose(p, svc)?;
+    if choice.backend.family != p.family {
+        return Err(Verdict::aborted());
+    }
+    stats::request(
+        svc.id,
+        choice.id,
+        parse::frame_len(ctx) as u64,
+        choice.new_flow,
+    );
+    Ok(if nat {
+        nat::request(ctx, p, &choice.backend)
+    } else {
+        dr::forward(ctx, p, &choice.backend)
+    })
 }
 
 #[cfg(not(test))]

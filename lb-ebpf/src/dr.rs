@@ -1,0 +1,38 @@
+//! Direct routing: the IP packet is left exactly as the client sent it (the
+//! real server owns the VIP on `lo`); only the Ethernet header changes, to
+//! the real server's MAC as the kernel's neighbour table knows it.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{event, Backend};
+
+use crate::{
+    fib::{self, Fib},
+    parse::Packet,
+    verdict::{Verdict, NONE},
+};
+
+#[inline(always)]
+pub fn forward(ctx: &XdpContext, p: &Packet, backend: &Backend) -> Verdict {
+    match fib::lookup(ctx, p, &p.src, &backend.addr, p.sport_be, p.dport_be) {
+        Fib::Forward {
+            ifindex,
+            smac,
+            dmac,
+        } => {
+            // A tagged frame keeps its tag, which is only right on the link it
+            // came from: DR real servers share the client's VLAN.
+            let out = if p.vlan {
+                ctx.ingress_ifindex() as u32
+            } else {
+                ifindex
+            };
+            match fib::send(ctx, out, &smac, &dmac) {
+                Some(action) => Verdict::new(action, NONE),
+                None => Verdict::aborted(),
+            }
+        }
+        // Passing would deliver the VIP packet to the balancer itself.
+        Fib::NoNeigh => Verdict::drop(event::NEIGH_MISS),
+        Fib::Miss => Verdict::drop(event::FIB_MISS),
+    }
+}

@@ -1,0 +1,67 @@
+//! The maps of the data plane: the contract with the agent.
+//!
+//! Types and names come from `lb_common`; the sizes compiled in here are the
+//! defaults, and the agent overrides them at load time from the config
+//! (`EbpfLoader::set_max_entries`), so memory follows the configuration.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use lb_common::{
+    defaults, event, verdict, Backend, Counters, EndpointKey, Flow, FlowKey, ReverseNat, Service,
+};
+
+/// Virtual services by (VIP, port, protocol, family).
+/// Written by the agent, one whole-value update per change (that is how a
+/// service switches atomically to a new Maglev range); read by XDP.
+#[map]
+pub static SERVICES: HashMap<EndpointKey, Service> =
+    HashMap::with_max_entries(defaults::MAX_SERVICES, 0);
+
+/// Real servers by backend id. Written by the agent; read by XDP. An array
+/// so the per-packet lookup is an index, not a hash.
+#[map]
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(defaults::MAX_BACKENDS, 0);
+
+/// Maglev lookup tables of all services, back to back: backend ids.
+/// Written by the agent (a new table goes to a free range before the service
+/// is switched to it); read by XDP for new flows only.
+#[map]
+pub static MAGLEV_RING: Array<u32> = Array::with_max_entries(defaults::MAGLEV_RING_SLOTS, 0);
+
+/// Established flows: which backend a client's 5-tuple was given.
+/// Written by XDP (new or rescheduled flows); read by the agent for status.
+/// LRU, so a full table evicts idle flows instead of refusing new ones.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, Flow> =
+    LruHashMap::with_max_entries(defaults::FLOW_TABLE_SIZE, 0);
+
+/// NAT replies: (real address, real port, protocol, family) -> VIP:port.
+/// Written by the agent for NAT services; read by XDP. Stateless on purpose,
+/// so another balancer can rewrite replies of flows it never saw.
+#[map]
+pub static REVERSE_NAT: HashMap<EndpointKey, ReverseNat> =
+    HashMap::with_max_entries(defaults::MAX_BACKENDS, 0);
+
+/// Traffic per service, indexed by `Service::id`. Written by XDP; read by
+/// the agent (summed over CPUs).
+#[map]
+pub static SERVICE_STATS: PerCpuArray<Counters> =
+    PerCpuArray::with_max_entries(defaults::MAX_SERVICES, 0);
+
+/// Traffic per real server, indexed by backend id. Written by XDP; read by
+/// the agent.
+#[map]
+pub static BACKEND_STATS: PerCpuArray<Counters> =
+    PerCpuArray::with_max_entries(defaults::MAX_BACKENDS, 0);
+
+/// Packets per XDP action (`lb_common::verdict`). Written by XDP for every
+/// packet; read by the agent.
+#[map]
+pub static VERDICT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(verdict::COUNT, 0);
+
+/// Why packets got their verdict (`lb_common::event`). Written by XDP; read
+/// by the agent.
+#[map]
+pub static EVENT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(event::COUNT, 0);

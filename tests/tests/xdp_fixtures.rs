@@ -1,0 +1,1641 @@
+//! BPF_PROG_TEST_RUN fixtures of the real XDP object (`lb_userspace::EBPF_OBJECT`).
+//!
+//! Each test loads the object, fills its maps with `lb_common` types as the
+//! agent would, and runs frames through the program: tables of (what, input
+//! frame, expected verdict, expected output frame, expected event), in the
+//! manner of Katran's tests. Expected frames are built from scratch by
+//! `lb_tests::packet`, so the program's incremental checksum updates are
+//! compared with full recomputations.
+//!
+//! `bpf_fib_lookup` inside a test run answers from the network namespace of
+//! the ingress device named in the run's context (`xdp_md.ingress_ifindex`,
+//! passed through `ctx_in`). Each test therefore moves its thread into a
+//! private namespace with the seed 001 balancer's two interfaces (veth),
+//! addresses, permanent neighbour entries and forwarding on; the kernel's
+//! real routing decides where a packet goes. Needs root (CAP_SYS_ADMIN,
+//! CAP_BPF, CAP_NET_ADMIN) and `ip` (iproute2).
+
+use std::{
+    collections::HashMap as StdHashMap,
+    ffi::CString,
+    fs::File,
+    net::{IpAddr, SocketAddr},
+    os::fd::AsRawFd,
+    process::Command,
+};
+
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuArray},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp},
+    Ebpf, EbpfLoader,
+};
+use lb_common::{
+    event,
+    hash::{flow_hash, MAGLEV_SEED},
+    names, verdict, Backend, EndpointKey, Flow, FlowKey, ReverseNat, Service, BACKEND_F_ACTIVE,
+    FAMILY_IPV4, FAMILY_IPV6, NO_BACKEND, PROTO_TCP, PROTO_UDP, SVC_F_DR, SVC_F_NAT,
+};
+use lb_tests::packet::{verify_checksums, Frame, Mac, BALANCER_MAC, CLIENT_MAC, ETH_P_8021Q};
+
+// ---------------------------------------------------------------------------
+// The balancer's namespace (seed 001 layout, plus a DR segment on eth0).
+
+/// eth0: client side. Its MAC is the builder's default destination.
+const ETH0_MAC: Mac = BALANCER_MAC;
+/// eth1: real server side (NAT).
+const ETH1_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0xfe];
+
+/// MAC of host `n` on the server side: 172.16.14.n / 2001:db8:14::n.
+fn server_mac(n: u8) -> Mac {
+    [0x02, 0, 0, 0, 0x01, n]
+}
+
+/// MAC of DR real server `n` on the client side: 192.168.253.n.
+fn dr_mac(n: u8) -> Mac {
+    [0x02, 0, 0, 0, 0x02, n]
+}
+
+/// A private network namespace for the current thread; `Drop` moves the
+/// thread back, and the namespace disappears with its last user.
+struct NetNs {
+    orig: File,
+}
+
+impl NetNs {
+    fn enter() -> Self {
+        let orig = File::open("/proc/thread-self/ns/net")
+            .unwrap_or_else(|e| panic!("open /proc/thread-self/ns/net: {e}"));
+        // SAFETY: plain syscall; affects only this thread.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            panic!(
+                "unshare(CLONE_NEWNET): {} -- the XDP fixtures must run as root (CAP_SYS_ADMIN)",
+                std::io::Error::last_os_error()
+            );
+        }
+        NetNs { orig }
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // SAFETY: plain syscall on a namespace fd we hold.
+        unsafe { libc::setns(self.orig.as_raw_fd(), libc::CLONE_NEWNET) };
+    }
+}
+
+/// Runs `ip ARGS` in this thread's namespace (a child inherits it).
+fn ip(args: &str) {
+    let status = Command::new("ip")
+        .args(args.split_whitespace())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run `ip` (install iproute2): {e}"));
+    assert!(status.success(), "`ip {args}` failed: {status}");
+}
+
+fn mac_str(m: Mac) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn sysctl(path: &str, value: &str) {
+    // /proc/sys/net belongs to the namespace of the thread that opens it.
+    std::fs::write(format!("/proc/sys/{path}"), value)
+        .unwrap_or_else(|e| panic!("write /proc/sys/{path}: {e}"));
+}
+
+fn ifindex(name: &str) -> u32 {
+    let c = CString::new(name).unwrap();
+    // SAFETY: valid C string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    assert!(i != 0, "no interface {name} in the test namespace");
+    i
+}
+
+struct Net {
+    _ns: NetNs,
+    eth0: u32,
+    eth1: u32,
+}
+
+fn network() -> Net {
+    let ns = NetNs::enter();
+    ip(&format!(
+        "link add eth0 address {} type veth peer name eth0p",
+        mac_str(ETH0_MAC)
+    ));
+    ip(&format!(
+        "link add eth1 address {} type veth peer name eth1p",
+        mac_str(ETH1_MAC)
+    ));
+    for dev in ["lo", "eth0", "eth0p", "eth1", "eth1p"] {
+        ip(&format!("link set {dev} up"));
+    }
+    ip("addr add 192.168.253.254/24 dev eth0");
+    ip("addr add 2001:db8:253::254/64 dev eth0 nodad");
+    ip("addr add 172.16.14.120/24 dev eth1");
+    ip("addr add 2001:db8:14::120/64 dev eth1 nodad");
+    let neigh = |addr: &str, mac: Mac, dev: &str| {
+        ip(&format!(
+            "neigh add {addr} lladdr {} dev {dev} nud permanent",
+            mac_str(mac)
+        ))
+    };
+    neigh("192.168.253.1", CLIENT_MAC, "eth0");
+    neigh("2001:db8:253::1", CLIENT_MAC, "eth0");
+    for n in [16, 17] {
+        neigh(&format!("192.168.253.{n}"), dr_mac(n), "eth0");
+    }
+    neigh("2001:db8:253::10", dr_mac(10), "eth0");
+    for n in [121, 122, 123] {
+        neigh(&format!("172.16.14.{n}"), server_mac(n), "eth1");
+        neigh(&format!("2001:db8:14::{n}"), server_mac(n), "eth1");
+    }
+    // 172.16.14.124 and 192.168.253.12 deliberately have no neighbour entry.
+    sysctl("net/ipv4/ip_forward", "1");
+    sysctl("net/ipv6/conf/all/forwarding", "1");
+    Net {
+        eth0: ifindex("eth0"),
+        eth1: ifindex("eth1"),
+        _ns: ns,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The loaded program and its maps.
+
+fn addr_words(ip: IpAddr) -> ([u32; 4], u8) {
+    match ip {
+        IpAddr::V4(a) => ([u32::from_ne_bytes(a.octets()), 0, 0, 0], FAMILY_IPV4),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            (
+                core::array::from_fn(|i| {
+                    u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+                }),
+                FAMILY_IPV6,
+            )
+        }
+    }
+}
+
+fn sock(s: &str) -> SocketAddr {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+fn endpoint(s: &str, proto: u8) -> EndpointKey {
+    let a = sock(s);
+    let (addr, family) = addr_words(a.ip());
+    EndpointKey {
+        addr,
+        port_be: a.port().to_be(),
+        proto,
+        family,
+    }
+}
+
+fn flow_key(src: &str, dst: &str, proto: u8) -> FlowKey {
+    let (s, d) = (sock(src), sock(dst));
+    let (src, family) = addr_words(s.ip());
+    let (dst, _) = addr_words(d.ip());
+    FlowKey {
+        src,
+        dst,
+        src_port_be: s.port().to_be(),
+        dst_port_be: d.port().to_be(),
+        proto,
+        family,
+        _pad: [0; 2],
+    }
+}
+
+struct Lb {
+    net: Net,
+    ebpf: Ebpf,
+    /// Host copy of each service's ring, to predict backends.
+    rings: StdHashMap<u32, Vec<u32>>,
+    backends: StdHashMap<u32, SocketAddr>,
+    next_ring_offset: u32,
+}
+
+impl Lb {
+    fn new() -> Self {
+        let net = network();
+        let mut ebpf = EbpfLoader::new()
+            // Small tables: the fixtures need a few entries, not the defaults.
+            .map_max_entries(names::FLOWS, 4096)
+            .map_max_entries(names::MAGLEV_RING, 4096)
+            .map_max_entries(names::BACKENDS, 256)
+            .map_max_entries(names::REVERSE_NAT, 256)
+            .map_max_entries(names::SERVICES, 64)
+            .map_max_entries(names::SERVICE_STATS, 64)
+            .map_max_entries(names::BACKEND_STATS, 256)
+            .load(lb_userspace::EBPF_OBJECT)
+            .unwrap_or_else(|e| panic!("loading the eBPF object: {e}"));
+        let prog: &mut Xdp = ebpf
+            .program_mut(names::PROGRAM)
+            .expect("program lb_xdp in the object")
+            .try_into()
+            .expect("lb_xdp is an XDP program");
+        if let Err(e) = prog.load() {
+            match e {
+                ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => panic!("the verifier rejected lb_xdp: {io_error}\n{verifier_log}"),
+                e => panic!("loading lb_xdp: {e}"),
+            }
+        }
+        Lb {
+            net,
+            ebpf,
+            rings: StdHashMap::new(),
+            backends: StdHashMap::new(),
+            next_ring_offset: 0,
+        }
+    }
+
+    fn backend(&mut self, id: u32, service_id: u32, addr: &str, active: bool) {
+        let a = sock(addr);
+        let (words, family) = addr_words(a.ip());
+        let b = Backend {
+            addr: words,
+            port_be: a.port().to_be(),
+            family,
+            flags: if active { BACKEND_F_ACTIVE } else { 0 },
+            service_id,
+        };
+        let mut m: Array<&mut MapData, Backend> =
+            Array::try_from(self.ebpf.map_mut(names::BACKENDS).unwrap()).unwrap();
+        m.set(id, b, 0).unwrap();
+        self.backends.insert(id, a);
+    }
+
+    /// Writes `ring` into a fresh range and (re)points the service at it,
+    /// as the agent swaps tables.
+    fn service(&mut self, id: u32, vip: &str, proto: u8, flags: u32, ring: &[u32], fallback: u32) {
+        let offset = self.next_ring_offset;
+        self.next_ring_offset += ring.len() as u32;
+        {
+            let mut m: Array<&mut MapData, u32> =
+                Array::try_from(self.ebpf.map_mut(names::MAGLEV_RING).unwrap()).unwrap();
+            for (i, b) in ring.iter().enumerate() {
+                m.set(offset + i as u32, *b, 0).unwrap();
+            }
+        }
+        let svc = Service {
+            id,
+            flags,
+            ring_offset: offset,
+            ring_size: ring.len() as u32,
+            fallback_backend: fallback,
+            _pad: 0,
+        };
+        let mut m: HashMap<&mut MapData, EndpointKey, Service> =
+            HashMap::try_from(self.ebpf.map_mut(names::SERVICES).unwrap()).unwrap();
+        m.insert(endpoint(vip, proto), svc, 0).unwrap();
+        self.rings.insert(id, ring.to_vec());
+    }
+
+    fn reverse_nat(&mut self, backend_id: u32, service_id: u32, vip: &str, proto: u8) {
+        let real = self.backends[&backend_id];
+        let v = endpoint(vip, proto);
+        let rn = ReverseNat {
+            vip: v.addr,
+            vip_port_be: v.port_be,
+            _pad: 0,
+            service_id,
+            backend_id,
+        };
+        let mut m: HashMap<&mut MapData, EndpointKey, ReverseNat> =
+            HashMap::try_from(self.ebpf.map_mut(names::REVERSE_NAT).unwrap()).unwrap();
+        m.insert(endpoint(&real.to_string(), proto), rn, 0).unwrap();
+    }
+
+    /// The backend the host predicts for a new flow: flow_hash over the
+    /// 5-tuple, modulo the ring size, as the contract says.
+    fn predict(&self, service_id: u32, key: &FlowKey) -> u32 {
+        let ring = &self.rings[&service_id];
+        ring[(flow_hash(key, MAGLEV_SEED) % ring.len() as u32) as usize]
+    }
+
+    fn flow(&self, key: &FlowKey) -> Option<Flow> {
+        let m: HashMap<&MapData, FlowKey, Flow> =
+            HashMap::try_from(self.ebpf.map(names::FLOWS).unwrap()).unwrap();
+        m.get(key, 0).ok()
+    }
+
+    fn per_cpu_sum(&self, map: &str, index: u32) -> u64 {
+        let m: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.ebpf.map(map).unwrap()).unwrap();
+        m.get(&index, 0).unwrap().iter().sum()
+    }
+
+    fn events(&self) -> Vec<u64> {
+        (0..event::COUNT)
+            .map(|e| self.per_cpu_sum(names::EVENT_STATS, e))
+            .collect()
+    }
+
+    fn verdicts(&self) -> Vec<u64> {
+        (0..verdict::COUNT)
+            .map(|v| self.per_cpu_sum(names::VERDICT_STATS, v))
+            .collect()
+    }
+
+    fn counters(&self, map: &str, index: u32) -> lb_common::Counters {
+        let m: PerCpuArray<&MapData, lb_common::Counters> =
+            PerCpuArray::try_from(self.ebpf.map(map).unwrap()).unwrap();
+        let mut total = lb_common::Counters::default();
+        for c in m.get(&index, 0).unwrap().iter() {
+            total.add(c);
+        }
+        total
+    }
+
+    /// One BPF_PROG_TEST_RUN: the frame arrives on `ingress`.
+    fn run(&self, ingress: u32, frame: &[u8]) -> (u32, Vec<u8>) {
+        let prog: &Xdp = self
+            .ebpf
+            .program(names::PROGRAM)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex. data_end must equal the frame size.
+        let md: [u32; 6] = [0, frame.len() as u32, 0, ingress, 0, 0];
+        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fixture tables.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Client,
+    Server,
+}
+
+enum Expect {
+    /// Output equals input (the rule for every PASS of a frame that is not
+    /// a rewritten NAT packet).
+    Unchanged,
+    Frame(Vec<u8>),
+}
+
+struct Case {
+    what: String,
+    ingress: Side,
+    input: Vec<u8>,
+    verdict: u32,
+    output: Expect,
+    /// An event this packet must count (exactly once).
+    event: Option<u32>,
+}
+
+fn case(
+    what: impl Into<String>,
+    ingress: Side,
+    input: Vec<u8>,
+    verdict: u32,
+    output: Expect,
+    event: Option<u32>,
+) -> Case {
+    Case {
+        what: what.into(),
+        ingress,
+        input,
+        verdict,
+        output,
+        event,
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.chunks(16)
+        .map(|c| {
+            c.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n    ")
+}
+
+/// Runs a table; reports every failing row, then fails.
+fn run_table(lb: &Lb, cases: &[Case]) {
+    let mut failures = Vec::new();
+    for c in cases {
+        let ifindex = match c.ingress {
+            Side::Client => lb.net.eth0,
+            Side::Server => lb.net.eth1,
+        };
+        let before = lb.events();
+        let verdicts_before = lb.verdicts();
+        let (action, out) = lb.run(ifindex, &c.input);
+        let after = lb.events();
+        let mut why = Vec::new();
+        if action != c.verdict {
+            why.push(format!(
+                "verdict {} (expected {})",
+                verdict_name(action),
+                verdict_name(c.verdict)
+            ));
+        }
+        if lb.verdicts()[action.min(verdict::COUNT - 1) as usize]
+            != verdicts_before[action.min(verdict::COUNT - 1) as usize] + 1
+        {
+            why.push("VERDICT_STATS did not count the verdict".into());
+        }
+        let expected = match &c.output {
+            Expect::Unchanged => &c.input,
+            Expect::Frame(f) => f,
+        };
+        if &out != expected {
+            why.push(format!(
+                "output differs\n  got:\n    {}\n  expected:\n    {}",
+                hex(&out),
+                hex(expected)
+            ));
+        }
+        if let Expect::Frame(f) = &c.output {
+            if let Err(e) = verify_checksums(&out) {
+                why.push(format!("output checksum wrong: {e}"));
+            }
+            debug_assert!(verify_checksums(f).is_ok());
+        }
+        if let Some(e) = c.event {
+            let d = after[e as usize] - before[e as usize];
+            if d != 1 {
+                why.push(format!(
+                    "event {} counted {d} times (expected 1)",
+                    event::NAMES[e as usize]
+                ));
+            }
+        }
+        if !why.is_empty() {
+            failures.push(format!("- {}: {}", c.what, why.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+fn verdict_name(v: u32) -> &'static str {
+    verdict::NAMES.get(v as usize).copied().unwrap_or("?")
+}
+
+// Services of the fixture world.
+const VIP: &str = "192.168.253.120";
+const VIP6: &str = "2001:db8:253::120";
+const CLIENT: &str = "192.168.253.1";
+const CLIENT6: &str = "2001:db8:253::1";
+
+const WEB: u32 = 0; // NAT TCP 192.168.253.120:80 -> 172.16.14.121:80, .122:8080, .123:80
+const DNS: u32 = 1; // NAT UDP :53 -> .121:5353, .122:5353
+const WEB6: u32 = 2; // NAT TCP [2001:db8:253::120]:80 -> [..14::121]:80, [..14::122]:8080
+const LDAP: u32 = 3; // DR TCP 192.168.253.130:389 -> 192.168.253.16, .17
+const EMPTY: u32 = 4; // NAT :81, no real server, no sorry server
+const SORRY: u32 = 5; // NAT :82, only a sorry server .123:80
+const UNRESOLVED: u32 = 6; // NAT :83 -> 172.16.14.124 (no neighbour entry)
+const LDAP_UNRESOLVED: u32 = 7; // DR 192.168.253.131:389 -> 192.168.253.12 (no neighbour)
+const UNROUTED: u32 = 8; // NAT :84 -> 10.99.0.1 (no route)
+const LDAP6: u32 = 9; // DR [2001:db8:253::130]:389 -> [2001:db8:253::10]
+const DNS6: u32 = 10; // NAT UDP [..::120]:53 -> [..14::121]:5353
+
+/// Loads the program and configures the fixture services.
+fn world() -> Lb {
+    let mut lb = Lb::new();
+    let nat = SVC_F_NAT;
+    lb.backend(1, WEB, "172.16.14.121:80", true);
+    lb.backend(2, WEB, "172.16.14.122:8080", true);
+    lb.backend(3, WEB, "172.16.14.123:80", true);
+    lb.service(
+        WEB,
+        "192.168.253.120:80",
+        PROTO_TCP,
+        nat,
+        &[1, 2, 3, 1, 2, 3, 1],
+        NO_BACKEND,
+    );
+    for b in [1, 2, 3] {
+        lb.reverse_nat(b, WEB, "192.168.253.120:80", PROTO_TCP);
+    }
+    lb.backend(4, DNS, "172.16.14.121:5353", true);
+    lb.backend(5, DNS, "172.16.14.122:5353", true);
+    lb.service(
+        DNS,
+        "192.168.253.120:53",
+        PROTO_UDP,
+        nat,
+        &[4, 5, 4, 5, 4],
+        NO_BACKEND,
+    );
+    for b in [4, 5] {
+        lb.reverse_nat(b, DNS, "192.168.253.120:53", PROTO_UDP);
+    }
+    lb.backend(6, WEB6, "[2001:db8:14::121]:80", true);
+    lb.backend(7, WEB6, "[2001:db8:14::122]:8080", true);
+    lb.service(
+        WEB6,
+        "[2001:db8:253::120]:80",
+        PROTO_TCP,
+        nat,
+        &[6, 7, 6, 7, 6, 7, 7],
+        NO_BACKEND,
+    );
+    for b in [6, 7] {
+        lb.reverse_nat(b, WEB6, "[2001:db8:253::120]:80", PROTO_TCP);
+    }
+    lb.backend(8, LDAP, "192.168.253.16:389", true);
+    lb.backend(9, LDAP, "192.168.253.17:389", true);
+    lb.service(
+        LDAP,
+        "192.168.253.130:389",
+        PROTO_TCP,
+        SVC_F_DR,
+        &[8, 9, 8, 9, 9],
+        NO_BACKEND,
+    );
+    lb.service(EMPTY, "192.168.253.120:81", PROTO_TCP, nat, &[], NO_BACKEND);
+    lb.backend(10, SORRY, "172.16.14.123:80", true);
+    lb.service(SORRY, "192.168.253.120:82", PROTO_TCP, nat, &[], 10);
+    lb.backend(11, UNRESOLVED, "172.16.14.124:80", true);
+    lb.service(
+        UNRESOLVED,
+        "192.168.253.120:83",
+        PROTO_TCP,
+        nat,
+        &[11],
+        NO_BACKEND,
+    );
+    lb.backend(12, LDAP_UNRESOLVED, "192.168.253.12:389", true);
+    lb.service(
+        LDAP_UNRESOLVED,
+        "192.168.253.131:389",
+        PROTO_TCP,
+        SVC_F_DR,
+        &[12],
+        NO_BACKEND,
+    );
+    lb.backend(13, UNROUTED, "10.99.0.1:80", true);
+    lb.service(
+        UNROUTED,
+        "192.168.253.120:84",
+        PROTO_TCP,
+        nat,
+        &[13],
+        NO_BACKEND,
+    );
+    lb.backend(14, LDAP6, "[2001:db8:253::10]:389", true);
+    lb.service(
+        LDAP6,
+        "[2001:db8:253::130]:389",
+        PROTO_TCP,
+        SVC_F_DR,
+        &[14],
+        NO_BACKEND,
+    );
+    lb.backend(15, DNS6, "[2001:db8:14::121]:5353", true);
+    lb.service(
+        DNS6,
+        "[2001:db8:253::120]:53",
+        PROTO_UDP,
+        nat,
+        &[15],
+        NO_BACKEND,
+    );
+    lb.reverse_nat(15, DNS6, "[2001:db8:253::120]:53", PROTO_UDP);
+    lb
+}
+
+/// MAC of the host behind a fixture address, from the neighbour table the
+/// namespace was given. Hosts are numbered by their last address group,
+/// read in decimal for IPv6 too (2001:db8:14::121 is host 121).
+fn neighbour_mac(a: IpAddr) -> Mac {
+    let s = a.to_string();
+    if s == CLIENT || s == CLIENT6 {
+        return CLIENT_MAC;
+    }
+    let n: u8 = s
+        .rsplit(['.', ':'])
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no host number in {s}"));
+    if s.starts_with("172.16.14.") || s.starts_with("2001:db8:14:") {
+        server_mac(n)
+    } else {
+        dr_mac(n)
+    }
+}
+
+/// The frame a NAT request should leave as: destination = the backend,
+/// one hop less, MACs of the server-side link.
+fn nat_out(input: &Frame, backend: SocketAddr) -> Vec<u8> {
+    input
+        .clone()
+        .dst(&backend.to_string())
+        .ttl(input.ttl_value() - 1)
+        .macs(ETH1_MAC, neighbour_mac(backend.ip()))
+        .build()
+}
+
+#[test]
+fn forwarding_fixtures() {
+    let lb = world();
+    let mut t = Vec::new();
+    use verdict::{DROP, PASS, REDIRECT, TX};
+
+    // NAT requests: which backend is predicted from the ring and the flow
+    // hash; the output is built from scratch.
+    for sport in [40000u16, 40001, 40002, 51515] {
+        let f = Frame::tcp(&format!("{CLIENT}:{sport}"), &format!("{VIP}:80"));
+        let key = flow_key(
+            &format!("{CLIENT}:{sport}"),
+            &format!("{VIP}:80"),
+            PROTO_TCP,
+        );
+        let b = lb.backends[&lb.predict(WEB, &key)];
+        t.push(case(
+            format!("NAT IPv4 TCP from port {sport} -> {b}"),
+            Side::Client,
+            f.build(),
+            REDIRECT,
+            Expect::Frame(nat_out(&f, b)),
+            None,
+        ));
+    }
+    let syn = Frame::tcp(&format!("{CLIENT}:40100"), &format!("{VIP}:80")).tcp_flags(0x02);
+    let key = flow_key(&format!("{CLIENT}:40100"), &format!("{VIP}:80"), PROTO_TCP);
+    t.push(case(
+        "NAT IPv4 TCP SYN",
+        Side::Client,
+        syn.build(),
+        REDIRECT,
+        Expect::Frame(nat_out(&syn, lb.backends[&lb.predict(WEB, &key)])),
+        None,
+    ));
+    for (sport, payload) in [(33000u16, &b"query"[..]), (33001, b"odd"), (33002, b"")] {
+        let f = Frame::udp(&format!("{CLIENT}:{sport}"), &format!("{VIP}:53")).payload(payload);
+        let key = flow_key(
+            &format!("{CLIENT}:{sport}"),
+            &format!("{VIP}:53"),
+            PROTO_UDP,
+        );
+        let b = lb.backends[&lb.predict(DNS, &key)];
+        t.push(case(
+            format!("NAT IPv4 UDP {} byte payload -> {b}", payload.len()),
+            Side::Client,
+            f.build(),
+            REDIRECT,
+            Expect::Frame(nat_out(&f, b)),
+            None,
+        ));
+    }
+    {
+        let f = Frame::udp(&format!("{CLIENT}:33010"), &format!("{VIP}:53")).udp_no_checksum();
+        let key = flow_key(&format!("{CLIENT}:33010"), &format!("{VIP}:53"), PROTO_UDP);
+        let b = lb.backends[&lb.predict(DNS, &key)];
+        t.push(case(
+            "NAT IPv4 UDP without checksum keeps checksum 0",
+            Side::Client,
+            f.build(),
+            REDIRECT,
+            Expect::Frame(nat_out(&f, b)),
+            None,
+        ));
+    }
+    for sport in [40000u16, 40007] {
+        let c = format!("[{CLIENT6}]:{sport}");
+        let v = format!("[{VIP6}]:80");
+        let f = Frame::tcp(&c, &v);
+        let b = lb.backends[&lb.predict(WEB6, &flow_key(&c, &v, PROTO_TCP))];
+        t.push(case(
+            format!("NAT IPv6 TCP from port {sport} -> {b}"),
+            Side::Client,
+            f.build(),
+            REDIRECT,
+            Expect::Frame(nat_out(&f, b)),
+            None,
+        ));
+    }
+    {
+        let f = Frame::udp(&format!("[{CLIENT6}]:33000"), &format!("[{VIP6}]:53"));
+        t.push(case(
+            "NAT IPv6 UDP",
+            Side::Client,
+            f.build(),
+            REDIRECT,
+            Expect::Frame(nat_out(&f, sock("[2001:db8:14::121]:5353"))),
+            None,
+        ));
+    }
+
+    // NAT replies: source real:port -> VIP:port, routed to the client.
+    let reply = |from: &str, to: &str, vip: &str, tcp: bool| {
+        let f = if tcp {
+            Frame::tcp(from, to)
+        } else {
+            Frame::udp(from, to)
+        };
+        let f = f.macs(server_mac(122), ETH1_MAC);
+        let out = f
+            .clone()
+            .src(vip)
+            .ttl(63)
+            .macs(ETH0_MAC, CLIENT_MAC)
+            .build();
+        (f.build(), out)
+    };
+    let (i, o) = reply(
+        "172.16.14.122:8080",
+        "192.168.253.1:40000",
+        "192.168.253.120:80",
+        true,
+    );
+    t.push(case(
+        "NAT reply IPv4 TCP (port 8080 -> 80)",
+        Side::Server,
+        i,
+        REDIRECT,
+        Expect::Frame(o),
+        Some(event::NAT_REPLY),
+    ));
+    let (i, o) = reply(
+        "172.16.14.121:80",
+        "192.168.253.1:40001",
+        "192.168.253.120:80",
+        true,
+    );
+    t.push(case(
+        "NAT reply IPv4 TCP (same port)",
+        Side::Server,
+        i,
+        REDIRECT,
+        Expect::Frame(o),
+        Some(event::NAT_REPLY),
+    ));
+    let (i, o) = reply(
+        "172.16.14.121:5353",
+        "192.168.253.1:33000",
+        "192.168.253.120:53",
+        false,
+    );
+    t.push(case(
+        "NAT reply IPv4 UDP",
+        Side::Server,
+        i,
+        REDIRECT,
+        Expect::Frame(o),
+        Some(event::NAT_REPLY),
+    ));
+    let (i, o) = reply(
+        "[2001:db8:14::122]:8080",
+        "[2001:db8:253::1]:40000",
+        "[2001:db8:253::120]:80",
+        true,
+    );
+    t.push(case(
+        "NAT reply IPv6 TCP",
+        Side::Server,
+        i,
+        REDIRECT,
+        Expect::Frame(o),
+        Some(event::NAT_REPLY),
+    ));
+    let (i, o) = reply(
+        "[2001:db8:14::121]:5353",
+        "[2001:db8:253::1]:33000",
+        "[2001:db8:253::120]:53",
+        false,
+    );
+    t.push(case(
+        "NAT reply IPv6 UDP",
+        Side::Server,
+        i,
+        REDIRECT,
+        Expect::Frame(o),
+        Some(event::NAT_REPLY),
+    ));
+    {
+        let f = Frame::tcp("172.16.14.122:8080", "192.168.253.1:40000").ttl(1);
+        t.push(case(
+            "NAT reply with TTL 1: to the kernel unchanged",
+            Side::Server,
+            f.build(),
+            PASS,
+            Expect::Unchanged,
+            Some(event::TTL_EXPIRED),
+        ));
+        let f = Frame::tcp("172.16.14.122:9999", "192.168.253.1:40000");
+        t.push(case(
+            "packet from a real server's other port: not a reply",
+            Side::Server,
+            f.build(),
+            PASS,
+            Expect::Unchanged,
+            None,
+        ));
+    }
+
+    // DR: MACs rewritten, IP packet untouched, back out of eth0 (XDP_TX).
+    for sport in [50000u16, 50001, 50002] {
+        let c = format!("{CLIENT}:{sport}");
+        let v = "192.168.253.130:389";
+        let f = Frame::tcp(&c, v);
+        let b = lb.backends[&lb.predict(LDAP, &flow_key(&c, v, PROTO_TCP))];
+        let out = f.clone().macs(ETH0_MAC, neighbour_mac(b.ip())).build();
+        t.push(case(
+            format!("DR IPv4 -> {b}"),
+            Side::Client,
+            f.build(),
+            TX,
+            Expect::Frame(out),
+            None,
+        ));
+    }
+    {
+        let f = Frame::tcp(&format!("[{CLIENT6}]:50000"), "[2001:db8:253::130]:389");
+        let out = f.clone().macs(ETH0_MAC, dr_mac(10)).build();
+        t.push(case(
+            "DR IPv6",
+            Side::Client,
+            f.build(),
+            TX,
+            Expect::Frame(out),
+            None,
+        ));
+        let f = Frame::tcp(&format!("{CLIENT}:50010"), "192.168.253.130:389").ttl(1);
+        let b = lb.backends[&lb.predict(
+            LDAP,
+            &flow_key(&format!("{CLIENT}:50010"), "192.168.253.130:389", PROTO_TCP),
+        )];
+        let out = f.clone().macs(ETH0_MAC, neighbour_mac(b.ip())).build();
+        t.push(case(
+            "DR with TTL 1: IP untouched, forwarded",
+            Side::Client,
+            f.build(),
+            TX,
+            Expect::Frame(out),
+            None,
+        ));
+        let f = Frame::tcp(&format!("{CLIENT}:50000"), "192.168.253.131:389");
+        t.push(case(
+            "DR real server without neighbour entry: dropped",
+            Side::Client,
+            f.build(),
+            DROP,
+            Expect::Unchanged,
+            Some(event::NEIGH_MISS),
+        ));
+    }
+
+    // Options, VLAN, TTL, no backend, sorry server, unresolved next hop.
+    {
+        let c = format!("{CLIENT}:40200");
+        let f = Frame::tcp(&c, &format!("{VIP}:80")).ipv4_options(&[0x94, 0x04, 0, 0]); // router alert
+        let b = lb.backends[&lb.predict(WEB, &flow_key(&c, &format!("{VIP}:80"), PROTO_TCP))];
+        t.push(case(
+            "NAT IPv4 with options: forwarded, options kept",
+            Side::Client,
+            f.build(),
+            REDIRECT,
+            Expect::Frame(nat_out(&f, b)),
+            Some(event::IP_OPTIONS),
+        ));
+        let f = Frame::tcp(&c, &format!("{VIP}:80")).ipv4_options(&[1; 40]); // IHL 15
+        t.push(case(
+            "NAT IPv4 with 40 bytes of options (IHL 15)",
+            Side::Client,
+            f.build(),
+            REDIRECT,
+            Expect::Frame(nat_out(&f, b)),
+            Some(event::IP_OPTIONS),
+        ));
+    }
+    {
+        let c = format!("{CLIENT}:40300");
+        let f = Frame::tcp(&c, &format!("{VIP}:80")).vlan(100);
+        let b = lb.backends[&lb.predict(WEB, &flow_key(&c, &format!("{VIP}:80"), PROTO_TCP))];
+        let rewritten = f.clone().dst(&b.to_string()).build();
+        t.push(case(
+            "VLAN-tagged NAT request routed to another device: rewritten, to the kernel (its VLAN devices tag the egress)",
+            Side::Client,
+            f.build(),
+            PASS,
+            Expect::Frame(rewritten),
+            None,
+        ));
+        let c = format!("{CLIENT}:50100");
+        let f = Frame::tcp(&c, "192.168.253.130:389").vlan(100);
+        let b = lb.backends[&lb.predict(LDAP, &flow_key(&c, "192.168.253.130:389", PROTO_TCP))];
+        let out = f.clone().macs(ETH0_MAC, neighbour_mac(b.ip())).build();
+        t.push(case(
+            "VLAN-tagged DR request: tag kept, sent back on the same link",
+            Side::Client,
+            f.build(),
+            TX,
+            Expect::Frame(out),
+            None,
+        ));
+    }
+    {
+        let f = Frame::tcp(&format!("{CLIENT}:40400"), &format!("{VIP}:80")).ttl(1);
+        t.push(case(
+            "NAT request with TTL 1: to the kernel unchanged (time exceeded)",
+            Side::Client,
+            f.build(),
+            PASS,
+            Expect::Unchanged,
+            Some(event::TTL_EXPIRED),
+        ));
+        let f = Frame::tcp(&format!("[{CLIENT6}]:40400"), &format!("[{VIP6}]:80")).ttl(1);
+        t.push(case(
+            "NAT IPv6 request with hop limit 1",
+            Side::Client,
+            f.build(),
+            PASS,
+            Expect::Unchanged,
+            Some(event::TTL_EXPIRED),
+        ));
+        let f = Frame::tcp(&format!("{CLIENT}:40401"), &format!("{VIP}:80")).ttl(2);
+        let b = lb.backends[&lb.predict(
+            WEB,
+            &flow_key(&format!("{CLIENT}:40401"), &format!("{VIP}:80"), PROTO_TCP),
+        )];
+        t.push(case(
+            "NAT request with TTL 2: forwarded with TTL 1",
+            Side::Client,
+            f.build(),
+            REDIRECT,
+            Expect::Frame(nat_out(&f, b)),
+            None,
+        ));
+    }
+    {
+        let f = Frame::tcp(&format!("{CLIENT}:40500"), &format!("{VIP}:81"));
+        t.push(case(
+            "service without real servers: dropped",
+            Side::Client,
+            f.build(),
+            DROP,
+            Expect::Unchanged,
+            Some(event::NO_BACKEND),
+        ));
+        let f = Frame::tcp(&format!("{CLIENT}:40500"), &format!("{VIP}:82"));
+        t.push(case(
+            "service without real servers: sorry server",
+            Side::Client,
+            f.build(),
+            REDIRECT,
+            Expect::Frame(nat_out(&f, sock("172.16.14.123:80"))),
+            None,
+        ));
+        let f = Frame::tcp(&format!("{CLIENT}:40500"), &format!("{VIP}:83"));
+        let rewritten = f.clone().dst("172.16.14.124:80").build();
+        t.push(case(
+            "NAT next hop without neighbour entry: rewritten, to the kernel",
+            Side::Client,
+            f.build(),
+            PASS,
+            Expect::Frame(rewritten),
+            Some(event::NEIGH_MISS),
+        ));
+        let f = Frame::tcp(&format!("{CLIENT}:40500"), &format!("{VIP}:84"));
+        let rewritten = f.clone().dst("10.99.0.1:80").build();
+        t.push(case(
+            "NAT backend without a route: rewritten, to the kernel",
+            Side::Client,
+            f.build(),
+            PASS,
+            Expect::Frame(rewritten),
+            Some(event::FIB_MISS),
+        ));
+    }
+
+    run_table(&lb, &t);
+
+    // Counters of the requests above: every forwarded request packet counts
+    // in_packets on its service, a new flow counts conns.
+    let web = lb.counters(names::SERVICE_STATS, WEB);
+    assert!(
+        web.conns >= 8 && web.in_packets >= web.conns,
+        "WEB counters {web:?}"
+    );
+    let sorry = lb.counters(names::BACKEND_STATS, 10);
+    assert_eq!(
+        (sorry.conns, sorry.in_packets),
+        (1, 1),
+        "sorry server counters"
+    );
+    let b2 = lb.counters(names::BACKEND_STATS, 2);
+    assert_eq!(b2.out_packets, 1, "replies counted on backend 2: {b2:?}");
+    assert!(b2.out_bytes > 0);
+    assert_eq!(lb.counters(names::SERVICE_STATS, EMPTY).in_packets, 0);
+}
+
+#[test]
+fn malformed_and_foreign_frames_pass_untouched() {
+    let lb = world();
+    let mut t = Vec::new();
+    use verdict::PASS;
+
+    // Truncated at every length from the Ethernet header to one byte short
+    // (BPF_PROG_TEST_RUN refuses frames under 14 bytes).
+    let full = [
+        (
+            "IPv4 TCP",
+            Frame::tcp(&format!("{CLIENT}:40000"), &format!("{VIP}:80")),
+        ),
+        (
+            "IPv4 UDP",
+            Frame::udp(&format!("{CLIENT}:40000"), &format!("{VIP}:53")),
+        ),
+        (
+            "VLAN IPv4 TCP",
+            Frame::tcp(&format!("{CLIENT}:40000"), &format!("{VIP}:80")).vlan(5),
+        ),
+        (
+            "IPv4 TCP with options",
+            Frame::tcp(&format!("{CLIENT}:40000"), &format!("{VIP}:80"))
+                .ipv4_options(&[1, 1, 1, 1]),
+        ),
+        (
+            "IPv6 TCP",
+            Frame::tcp(&format!("[{CLIENT6}]:40000"), &format!("[{VIP6}]:80")),
+        ),
+        (
+            "NAT reply",
+            Frame::tcp("172.16.14.121:80", &format!("{CLIENT}:40000")),
+        ),
+    ];
+    for (what, f) in &full {
+        let bytes = f.build();
+        for len in 14..bytes.len() {
+            let ingress = if what.starts_with("NAT reply") {
+                Side::Server
+            } else {
+                Side::Client
+            };
+            t.push(case(
+                format!("{what} truncated to {len} of {} bytes", bytes.len()),
+                ingress,
+                bytes[..len].to_vec(),
+                PASS,
+                Expect::Unchanged,
+                Some(event::TRUNCATED),
+            ));
+        }
+    }
+
+    let vip80 = || Frame::tcp(&format!("{CLIENT}:40000"), &format!("{VIP}:80"));
+    for ihl in [0u8, 3, 4] {
+        t.push(case(
+            format!("IHL {ihl}"),
+            Side::Client,
+            vip80().ihl(ihl).build(),
+            PASS,
+            Expect::Unchanged,
+            Some(event::MALFORMED),
+        ));
+    }
+    t.push(case(
+        "IHL 15 beyond the packet's total length",
+        Side::Client,
+        vip80().ihl(15).build(),
+        PASS,
+        Expect::Unchanged,
+        Some(event::MALFORMED),
+    ));
+    {
+        let mut b = vip80().build();
+        b[14] = (b[14] & 0x0f) | 0x50;
+        t.push(case(
+            "IP version 5 under EtherType IPv4",
+            Side::Client,
+            b,
+            PASS,
+            Expect::Unchanged,
+            Some(event::MALFORMED),
+        ));
+        let mut b = Frame::tcp(&format!("[{CLIENT6}]:40000"), &format!("[{VIP6}]:80")).build();
+        b[14] = 0x40;
+        t.push(case(
+            "IP version 4 under EtherType IPv6",
+            Side::Client,
+            b,
+            PASS,
+            Expect::Unchanged,
+            Some(event::MALFORMED),
+        ));
+        let mut b = vip80().build();
+        b[16..18].copy_from_slice(&1000u16.to_be_bytes());
+        t.push(case(
+            "IPv4 total length beyond the frame",
+            Side::Client,
+            b,
+            PASS,
+            Expect::Unchanged,
+            Some(event::TRUNCATED),
+        ));
+    }
+
+    {
+        // IP total length that ends inside the TCP header; the frame is
+        // padded to its full size, as a link layer pads short frames.
+        let mut b = vip80().build();
+        b[16..18].copy_from_slice(&30u16.to_be_bytes());
+        t.push(case(
+            "IPv4 total length ending inside the TCP header",
+            Side::Client,
+            b,
+            PASS,
+            Expect::Unchanged,
+            Some(event::TRUNCATED),
+        ));
+        let mut b = Frame::udp(&format!("[{CLIENT6}]:40000"), &format!("[{VIP6}]:53")).build();
+        b[18..20].copy_from_slice(&4u16.to_be_bytes());
+        t.push(case(
+            "IPv6 payload length ending inside the UDP header",
+            Side::Client,
+            b,
+            PASS,
+            Expect::Unchanged,
+            Some(event::TRUNCATED),
+        ));
+    }
+
+    // Fragments for a VIP are not balanced (no ports in later fragments).
+    t.push(case(
+        "IPv4 first fragment (MF)",
+        Side::Client,
+        vip80().ipv4_fragment(true, 0).build(),
+        PASS,
+        Expect::Unchanged,
+        Some(event::FRAGMENT),
+    ));
+    t.push(case(
+        "IPv4 middle fragment",
+        Side::Client,
+        vip80().ipv4_fragment(true, 185).build(),
+        PASS,
+        Expect::Unchanged,
+        Some(event::FRAGMENT),
+    ));
+    t.push(case(
+        "IPv4 last fragment",
+        Side::Client,
+        vip80().ipv4_fragment(false, 370).build(),
+        PASS,
+        Expect::Unchanged,
+        Some(event::FRAGMENT),
+    ));
+    t.push(case(
+        "IPv4 UDP fragment",
+        Side::Client,
+        Frame::udp(&format!("{CLIENT}:40000"), &format!("{VIP}:53"))
+            .ipv4_fragment(true, 0)
+            .build(),
+        PASS,
+        Expect::Unchanged,
+        Some(event::FRAGMENT),
+    ));
+    t.push(case(
+        "IPv6 fragment",
+        Side::Client,
+        Frame::tcp(&format!("[{CLIENT6}]:40000"), &format!("[{VIP6}]:80"))
+            .ipv6_fragment(true, 0)
+            .build(),
+        PASS,
+        Expect::Unchanged,
+        Some(event::FRAGMENT),
+    ));
+    t.push(case(
+        "IPv6 hop-by-hop header before TCP to a VIP",
+        Side::Client,
+        Frame::tcp(&format!("[{CLIENT6}]:40000"), &format!("[{VIP6}]:80"))
+            .ipv6_ext(0, &[1, 4, 0, 0, 0, 0])
+            .build(),
+        PASS,
+        Expect::Unchanged,
+        Some(event::MALFORMED),
+    ));
+
+    // Not IP, or not for a service.
+    t.push(case(
+        "ARP request for the VIP",
+        Side::Client,
+        Frame::arp_request(CLIENT.parse().unwrap(), VIP.parse().unwrap()).build(),
+        PASS,
+        Expect::Unchanged,
+        None,
+    ));
+    t.push(case(
+        "LLDP (unknown EtherType)",
+        Side::Client,
+        Frame::raw(0x88cc, &[0; 40]).build(),
+        PASS,
+        Expect::Unchanged,
+        None,
+    ));
+    t.push(case(
+        "802.1ad outer tag (not parsed)",
+        Side::Client,
+        Frame::raw(0x88a8, &[0; 46]).build(),
+        PASS,
+        Expect::Unchanged,
+        None,
+    ));
+    {
+        let mut qinq = vip80().vlan(5).build();
+        // Second 802.1Q tag: only one is parsed.
+        qinq.splice(
+            16..16,
+            ETH_P_8021Q.to_be_bytes().iter().chain(&[0, 6]).copied(),
+        );
+        t.push(case(
+            "two 802.1Q tags",
+            Side::Client,
+            qinq,
+            PASS,
+            Expect::Unchanged,
+            None,
+        ));
+    }
+    t.push(case(
+        "VLAN-tagged ARP",
+        Side::Client,
+        Frame::arp_request(CLIENT.parse().unwrap(), VIP.parse().unwrap())
+            .vlan(7)
+            .build(),
+        PASS,
+        Expect::Unchanged,
+        None,
+    ));
+    t.push(case(
+        "TCP to the balancer's own address (ssh)",
+        Side::Client,
+        Frame::tcp(&format!("{CLIENT}:40000"), "192.168.253.254:22").build(),
+        PASS,
+        Expect::Unchanged,
+        None,
+    ));
+    t.push(case(
+        "TCP to the VIP on a port without service",
+        Side::Client,
+        Frame::tcp(&format!("{CLIENT}:40000"), &format!("{VIP}:443")).build(),
+        PASS,
+        Expect::Unchanged,
+        None,
+    ));
+    t.push(case(
+        "UDP to a TCP service's port",
+        Side::Client,
+        Frame::udp(&format!("{CLIENT}:40000"), &format!("{VIP}:80")).build(),
+        PASS,
+        Expect::Unchanged,
+        None,
+    ));
+    t.push(case(
+        "IPv6 TCP to the balancer",
+        Side::Client,
+        Frame::tcp(&format!("[{CLIENT6}]:40000"), "[2001:db8:253::254]:22").build(),
+        PASS,
+        Expect::Unchanged,
+        None,
+    ));
+    t.push(case(
+        "GRE to the VIP",
+        Side::Client,
+        {
+            let mut f = vip80();
+            f.transport = lb_tests::packet::Transport::Other { proto: 47 };
+            f.build()
+        },
+        PASS,
+        Expect::Unchanged,
+        None,
+    ));
+
+    // ICMP: always the kernel's; errors about a VIP flow are counted.
+    t.push(case(
+        "ping to the VIP",
+        Side::Client,
+        Frame::icmp(&format!("{CLIENT}:0"), &format!("{VIP}:0"), 8, 0).build(),
+        PASS,
+        Expect::Unchanged,
+        None,
+    ));
+    t.push(case(
+        "ICMPv6 echo to the VIP",
+        Side::Client,
+        Frame::icmp(&format!("[{CLIENT6}]:0"), &format!("[{VIP6}]:0"), 128, 0).build(),
+        PASS,
+        Expect::Unchanged,
+        None,
+    ));
+    {
+        // The client's "port unreachable" about a reply VIP:80 -> client.
+        let quoted = Frame::tcp(&format!("{VIP}:80"), &format!("{CLIENT}:40000")).build();
+        let f = Frame::icmp(&format!("{CLIENT}:0"), &format!("{VIP}:0"), 3, 3)
+            .payload(&quoted[14..14 + 28]);
+        t.push(case(
+            "ICMP unreachable quoting a VIP:80 reply",
+            Side::Client,
+            f.build(),
+            PASS,
+            Expect::Unchanged,
+            Some(event::ICMP_VIP),
+        ));
+        let quoted = Frame::tcp(&format!("[{VIP6}]:80"), &format!("[{CLIENT6}]:40000")).build();
+        let f = Frame::icmp(&format!("[{CLIENT6}]:0"), &format!("[{VIP6}]:0"), 2, 0)
+            .payload(&quoted[14..14 + 48]);
+        t.push(case(
+            "ICMPv6 packet too big quoting a VIP:80 reply",
+            Side::Client,
+            f.build(),
+            PASS,
+            Expect::Unchanged,
+            Some(event::ICMP_VIP),
+        ));
+        let quoted = Frame::tcp("192.168.253.254:22", &format!("{CLIENT}:40000")).build();
+        let f = Frame::icmp(&format!("{CLIENT}:0"), "192.168.253.254:0", 3, 3)
+            .payload(&quoted[14..14 + 28]);
+        t.push(case(
+            "ICMP unreachable about the host's own ssh",
+            Side::Client,
+            f.build(),
+            PASS,
+            Expect::Unchanged,
+            None,
+        ));
+        let f = Frame::icmp(&format!("{CLIENT}:0"), &format!("{VIP}:0"), 3, 3)
+            .payload(&quoted[14..14 + 10]);
+        t.push(case(
+            "ICMP error with a truncated quote",
+            Side::Client,
+            f.build(),
+            PASS,
+            Expect::Unchanged,
+            None,
+        ));
+        let mut f = Frame::icmp(&format!("{CLIENT}:0"), &format!("{VIP}:0"), 3, 3)
+            .payload(&quoted[14..14 + 28])
+            .build();
+        f.truncate(14 + 20 + 4);
+        // IPv4 total length now exceeds the frame: truncated.
+        t.push(case(
+            "ICMP header cut short",
+            Side::Client,
+            f,
+            PASS,
+            Expect::Unchanged,
+            Some(event::TRUNCATED),
+        ));
+    }
+
+    run_table(&lb, &t);
+    // None of this created flows or counted traffic on a service.
+    for s in [WEB, DNS, WEB6] {
+        let c = lb.counters(names::SERVICE_STATS, s);
+        assert_eq!(
+            c,
+            lb_common::Counters::default(),
+            "service {s} counted {c:?}"
+        );
+    }
+}
+
+/// The 5-tuple's backend as the kernel chose it: the destination of the
+/// rewritten frame, mapped back to the backend id.
+fn kernel_choice(lb: &Lb, sport: u16, vip_port: u16, candidates: &[u32]) -> u32 {
+    let f = Frame::tcp(&format!("{CLIENT}:{sport}"), &format!("{VIP}:{vip_port}")).build();
+    let (action, out) = lb.run(lb.net.eth0, &f);
+    assert_eq!(
+        action,
+        verdict::REDIRECT,
+        "port {sport}: {}",
+        verdict_name(action)
+    );
+    let l3 = 14;
+    let dst = std::net::Ipv4Addr::new(out[l3 + 16], out[l3 + 17], out[l3 + 18], out[l3 + 19]);
+    let dport = u16::from_be_bytes([out[l3 + 22], out[l3 + 23]]);
+    let got = SocketAddr::new(IpAddr::V4(dst), dport);
+    let ids: Vec<u32> = lb
+        .backends
+        .iter()
+        .filter(|(id, a)| **a == got && candidates.contains(id))
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "port {sport} went to {got}, not to one of the backends {candidates:?}"
+    );
+    ids[0]
+}
+
+#[test]
+fn kernel_flow_hash_equals_host_flow_hash() {
+    let mut lb = world();
+    // A 13-slot ring with 13 distinct backends: every slot is observable.
+    for i in 0..13u32 {
+        lb.backend(
+            100 + i,
+            20,
+            &format!("172.16.14.{}:{}", 121 + (i % 3), 9000 + i),
+            true,
+        );
+    }
+    let ring: Vec<u32> = (100..113).collect();
+    lb.service(
+        20,
+        &format!("{VIP}:90"),
+        PROTO_TCP,
+        SVC_F_NAT,
+        &ring,
+        NO_BACKEND,
+    );
+    let mut slots_seen = std::collections::HashSet::new();
+    for sport in 20000..20300u16 {
+        let key = flow_key(
+            &format!("{CLIENT}:{sport}"),
+            &format!("{VIP}:90"),
+            PROTO_TCP,
+        );
+        let predicted = lb.predict(20, &key);
+        let got = kernel_choice(&lb, sport, 90, &ring);
+        assert_eq!(
+            got, predicted,
+            "source port {sport}: kernel chose {got}, host predicts {predicted}"
+        );
+        let flow = lb
+            .flow(&key)
+            .unwrap_or_else(|| panic!("no FLOWS entry for port {sport}"));
+        assert_eq!(
+            flow,
+            Flow {
+                backend_id: got,
+                service_id: 20
+            }
+        );
+        slots_seen.insert(got);
+    }
+    assert_eq!(slots_seen.len(), 13, "300 flows should reach all 13 slots");
+    let c = lb.counters(names::SERVICE_STATS, 20);
+    assert_eq!(
+        (c.conns, c.in_packets),
+        (300, 300),
+        "service counters {c:?}"
+    );
+}
+
+#[test]
+fn flows_stick_to_their_backend_until_it_leaves() {
+    let mut lb = world();
+    let svc = 30;
+    let port = 91;
+    let ids = [40, 41, 42];
+    lb.backend(40, svc, "172.16.14.121:8080", true);
+    lb.backend(41, svc, "172.16.14.122:8080", true);
+    lb.backend(42, svc, "172.16.14.123:8080", true);
+    lb.service(
+        svc,
+        &format!("{VIP}:{port}"),
+        PROTO_TCP,
+        SVC_F_NAT,
+        &[40, 41, 42, 40, 41, 42, 40],
+        NO_BACKEND,
+    );
+
+    // Open flows until each backend has at least one.
+    let mut flows: StdHashMap<u32, Vec<u16>> = StdHashMap::new();
+    for sport in 30000..30100u16 {
+        let b = kernel_choice(&lb, sport, port, &ids);
+        flows.entry(b).or_default().push(sport);
+    }
+    assert_eq!(flows.len(), 3, "100 flows over 3 backends: {flows:?}");
+    let conns = lb.counters(names::SERVICE_STATS, svc).conns;
+    assert_eq!(conns, 100);
+
+    // Weight 0 for 41 (drained): the new ring has no 41, 41 stays active.
+    // Established flows stay where they are; new ones avoid 41.
+    lb.service(
+        svc,
+        &format!("{VIP}:{port}"),
+        PROTO_TCP,
+        SVC_F_NAT,
+        &[40, 42, 40, 42, 40],
+        NO_BACKEND,
+    );
+    for (b, ports) in &flows {
+        for p in ports {
+            assert_eq!(
+                kernel_choice(&lb, *p, port, &ids),
+                *b,
+                "flow from port {p} left backend {b} after a ring change"
+            );
+        }
+    }
+    assert_eq!(
+        lb.counters(names::SERVICE_STATS, svc).conns,
+        100,
+        "sticky packets are not new flows"
+    );
+    for sport in 31000..31050u16 {
+        assert_ne!(
+            kernel_choice(&lb, sport, port, &ids),
+            41,
+            "new flow from {sport} went to the drained backend"
+        );
+    }
+
+    // 42 removed from the service (inactive): its flows are chosen again,
+    // by the current ring, and count as new connections.
+    let events_before = lb.events()[event::FLOW_RESCHEDULED as usize];
+    let conns_before = lb.counters(names::SERVICE_STATS, svc).conns;
+    lb.service(
+        svc,
+        &format!("{VIP}:{port}"),
+        PROTO_TCP,
+        SVC_F_NAT,
+        &[40, 40, 40],
+        NO_BACKEND,
+    );
+    lb.backend(42, svc, "172.16.14.123:8080", false);
+    let moved = &flows[&42];
+    for p in moved {
+        assert_eq!(
+            kernel_choice(&lb, *p, port, &ids),
+            40,
+            "flow from {p} not rescheduled off inactive 42"
+        );
+        let key = flow_key(
+            &format!("{CLIENT}:{p}"),
+            &format!("{VIP}:{port}"),
+            PROTO_TCP,
+        );
+        assert_eq!(
+            lb.flow(&key).map(|f| f.backend_id),
+            Some(40),
+            "FLOWS not updated for {p}"
+        );
+    }
+    assert_eq!(
+        lb.events()[event::FLOW_RESCHEDULED as usize] - events_before,
+        moved.len() as u64
+    );
+    assert_eq!(
+        lb.counters(names::SERVICE_STATS, svc).conns - conns_before,
+        moved.len() as u64
+    );
+    // The drained 41 still holds its flows.
+    for p in &flows[&41] {
+        assert_eq!(kernel_choice(&lb, *p, port, &ids), 41);
+    }
+
+    // A backend id reused by another service: flows recorded for it here
+    // are chosen again rather than crossing services.
+    lb.backend(41, 99, "172.16.14.122:8080", true);
+    for p in &flows[&41] {
+        assert_eq!(
+            kernel_choice(&lb, *p, port, &ids),
+            40,
+            "flow from {p} followed backend 41 into another service"
+        );
+    }
+
+    // No backend left at all: new and existing flows are dropped.
+    lb.backend(40, svc, "172.16.14.121:8080", false);
+    lb.service(
+        svc,
+        &format!("{VIP}:{port}"),
+        PROTO_TCP,
+        SVC_F_NAT,
+        &[],
+        NO_BACKEND,
+    );
+    let f = Frame::tcp(&format!("{CLIENT}:30000"), &format!("{VIP}:{port}")).build();
+    let (action, out) = lb.run(lb.net.eth0, &f);
+    assert_eq!(action, verdict::DROP);
+    assert_eq!(out, f);
+}
