@@ -14,3 +14,4 @@ pub mod scenario;
 pub mod tempdir;
 pub mod topology;
 pub mod udp;
+pub mod xdp_pass;

@@ -18,9 +18,12 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use std::os::fd::OwnedFd;
+
 use anyhow::Result;
 
 use crate::netns::{unique_prefix, veth, Netns};
+use crate::xdp_pass;
 
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 253, 1);
 pub const BALANCER: Ipv4Addr = Ipv4Addr::new(192, 168, 253, 254);
@@ -91,6 +94,9 @@ pub struct Topology {
     pub interfaces: Vec<String>,
     /// Kept for its `Drop`: the segment the real servers hang off.
     pub switch: Netns,
+    /// XDP_PASS links on the peers of the balancer's interfaces (see
+    /// `xdp_pass`); detached when dropped.
+    _napi: Vec<OwnedFd>,
 }
 
 fn real_addr(forwarding: Forwarding, i: usize) -> Ipv4Addr {
@@ -196,6 +202,10 @@ impl Topology {
             });
         }
 
+        let napi = vec![
+            xdp_pass::attach(&client, "eth0")?,
+            xdp_pass::attach(&switch, "lb")?,
+        ];
         Ok(Topology {
             forwarding: Forwarding::Nat,
             client: Host {
@@ -214,6 +224,7 @@ impl Topology {
             vip: VIP,
             vip6: Some(VIP6),
             interfaces: vec!["eth0".into(), "eth1".into()],
+            _napi: napi,
             switch,
         })
     }
@@ -238,6 +249,10 @@ impl Topology {
         attach(&balancer, "lb")?;
         addr4(&balancer, "eth0", BALANCER, 24)?;
         addr4(&balancer, "eth0", VIP, 24)?;
+        // bpf_fib_lookup, which lb's DR path uses to find the real server's
+        // MAC, answers "forwarding disabled" on an interface that does not
+        // forward: a DR balancer needs ip_forward=1 like a NAT one.
+        balancer.sysctl("net.ipv4.ip_forward", "1")?;
 
         let mut hosts = Vec::new();
         for i in 0..reals {
@@ -261,6 +276,7 @@ impl Topology {
             });
         }
 
+        let napi = vec![xdp_pass::attach(&switch, "lb")?];
         Ok(Topology {
             forwarding: Forwarding::Dr,
             client: Host {
@@ -279,6 +295,7 @@ impl Topology {
             vip: VIP,
             vip6: None,
             interfaces: vec!["eth0".into()],
+            _napi: napi,
             switch,
         })
     }
