@@ -1,5 +1,6 @@
 //! nginx as a real server: answers `/` with its own name, serves files from
-//! its own directory (a large one for slow downloads), and logs every
+//! its own directory, throttled under `/slow/` (a large one for slow
+//! downloads), and logs every
 //! request so tests count each server's share from the server side.
 
 use std::path::PathBuf;
@@ -14,6 +15,10 @@ use crate::tempdir::TempDir;
 /// Size of `/big.bin`: large enough that a rate-limited download outlives a
 /// configuration change.
 pub const BIG_FILE_BYTES: usize = 4 << 20;
+
+/// Rate nginx sends anything under `/slow/` at (the server throttles:
+/// curl's `--limit-rate` lets bursts through): `/slow/big.bin` takes 16 s.
+pub const SLOW_BYTES_PER_SEC: usize = 256 << 10;
 
 /// A running nginx inside a namespace; stopped on drop.
 #[derive(Debug)]
@@ -51,6 +56,7 @@ impl Nginx {
                  listen [::]:{port} ipv6only=on reuseport backlog=4096;\n\
                  location = / {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n\
                  location / {{ root {d}/www; }}\n\
+                 location /slow/ {{ alias {d}/www/; limit_rate {SLOW_BYTES_PER_SEC}; }}\n\
                }}\n\
              }}\n"
         );
@@ -93,6 +99,16 @@ impl Nginx {
     pub fn requests(&self) -> usize {
         std::fs::read_to_string(self.access_log())
             .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Logged requests for exactly `path` (`GET /`, not `GET /big.bin`).
+    /// A download is logged when it ends, so counting `/` keeps a long
+    /// download out of a share measured meanwhile.
+    pub fn requests_for(&self, path: &str) -> usize {
+        let needle = format!("\"GET {path} HTTP/");
+        std::fs::read_to_string(self.access_log())
+            .map(|s| s.lines().filter(|l| l.contains(&needle)).count())
             .unwrap_or(0)
     }
 
