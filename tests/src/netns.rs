@@ -7,6 +7,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
@@ -22,13 +23,37 @@ pub fn unique_prefix() -> String {
     )
 }
 
+/// Pids of commands `run` is waiting for, so an interrupt handler can end
+/// a long ab/wrk at once instead of waiting for it (see `stop_running`).
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
 /// Runs a command and fails with its stderr when it exits non-zero.
 pub fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
+    let child = cmd
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("cannot start {cmd:?}"))?;
-    check(cmd, out)
+    let pid = child.id();
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+    let out = child.wait_with_output();
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|&p| p != pid);
+    check(cmd, out.with_context(|| format!("waiting for {cmd:?}"))?)
+}
+
+/// Sends SIGTERM to every command `run` is waiting for (all children of
+/// this process); they then fail, and the caller unwinds through its
+/// guards. For signal handlers.
+pub fn stop_running() {
+    for &pid in RUNNING.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        // SAFETY: kill(2) on a child this process spawned; it leaves the
+        // list right after being reaped, so the pid is not yet reused.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
 }
 
 fn check(cmd: &Command, out: Output) -> Result<String> {

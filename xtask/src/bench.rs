@@ -21,6 +21,9 @@ use crate::cmd::{cargo, check_interrupt, interrupt_flag, workspace_root};
 
 #[derive(clap::Args)]
 pub struct Options {
+    /// Use this lb binary instead of building one (e.g. another branch's).
+    #[arg(long, value_name = "PATH")]
+    lb_bin: Option<std::path::PathBuf>,
     /// Tiny counts, results in a temporary directory, BENCHMARKS.md left
     /// alone: the smoke run of `cargo xtask test`.
     #[arg(long)]
@@ -251,7 +254,10 @@ fn update_benchmarks_md(table: &str) -> Result<()> {
 
 pub fn bench(o: Options) -> Result<()> {
     let interrupted = interrupt_flag()?;
-    let lb = crate::build::build_lb()?;
+    let lb = match &o.lb_bin {
+        Some(p) => p.clone(),
+        None => crate::build::build_lb()?,
+    };
     lb_tests::netns::remove_stale();
     let load = if o.quick {
         Load {

@@ -50,6 +50,9 @@ pub fn interrupt_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     ctrlc::set_handler(move || {
+        // End a running ab/wrk/curl now; its failure unwinds the demo or
+        // bench through the guards that remove namespaces and stop lb.
+        lb_tests::netns::stop_running();
         if f.swap(true, Ordering::SeqCst) {
             eprintln!("interrupted again: cleaning up, please wait");
         } else {

@@ -18,6 +18,9 @@ use crate::cmd::{check_interrupt, interrupt_flag};
 
 #[derive(clap::Args)]
 pub struct Options {
+    /// Use this lb binary instead of building one (e.g. another branch's).
+    #[arg(long, value_name = "PATH")]
+    lb_bin: Option<std::path::PathBuf>,
     /// nat (seed 001) or dr (seed 000).
     #[arg(long, default_value = "nat")]
     mode: Forwarding,
@@ -34,7 +37,10 @@ pub struct Options {
 
 pub fn demo(o: Options) -> Result<()> {
     let interrupted = interrupt_flag()?;
-    let lb = crate::build::build_lb()?;
+    let lb = match &o.lb_bin {
+        Some(p) => p.clone(),
+        None => crate::build::build_lb()?,
+    };
     lb_tests::netns::remove_stale();
     check_interrupt(&interrupted)?;
 
