@@ -60,6 +60,10 @@ struct HttpRow {
 struct Results {
     date: String,
     machine: String,
+    /// /proc/loadavg before and after: other work on the machine skews
+    /// every number, and this says how much there was.
+    load_before: String,
+    load_after: String,
     quick: bool,
     commands: Vec<String>,
     http: Vec<HttpRow>,
@@ -184,6 +188,14 @@ fn sh(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// The 1-minute load average.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -203,7 +215,11 @@ fn machine() -> String {
 
 fn markdown(r: &Results) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Run {} on {}.\n", r.date, r.machine);
+    let _ = writeln!(
+        s,
+        "Run {} on {}; load average {} before, {} after.\n",
+        r.date, r.machine, r.load_before, r.load_after
+    );
     let _ = writeln!(
         s,
         "| forwarding | tool | direct req/s | VIP req/s | VIP / direct | direct p99 ms | VIP p99 ms | errors (direct / VIP) |"
@@ -276,6 +292,7 @@ pub fn bench(o: Options) -> Result<()> {
             reps: 3,
         }
     };
+    let load_before = loadavg();
     let mut rows = Vec::new();
     for mode in [Forwarding::Nat, Forwarding::Dr] {
         check_interrupt(&interrupted)?;
@@ -285,6 +302,8 @@ pub fn bench(o: Options) -> Result<()> {
     let results = Results {
         date: sh("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
         machine: machine(),
+        load_before,
+        load_after: loadavg(),
         quick: o.quick,
         commands: vec![
             format!(
