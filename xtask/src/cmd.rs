@@ -24,6 +24,14 @@ pub fn cargo() -> Command {
     cmd
 }
 
+/// `cargo +nightly` through rustup's proxy (`$CARGO` is the stable
+/// toolchain's own binary, which does not understand `+toolchain`).
+pub fn cargo_nightly() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg("+nightly").current_dir(workspace_root());
+    cmd
+}
+
 /// Prints the command, runs it with inherited stdio, fails on non-zero exit.
 pub fn status(cmd: &mut Command) -> Result<()> {
     eprintln!("+ {}", display(cmd));

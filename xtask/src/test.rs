@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use crate::cmd::{cargo, status};
+use crate::cmd::{cargo, cargo_nightly, status};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -65,8 +65,7 @@ pub fn test(o: Options) -> Result<()> {
         ]))
     });
     step(&mut steps, "clippy (eBPF crate)", || {
-        status(cargo().args([
-            "+nightly",
+        status(cargo_nightly().args([
             "clippy",
             "-p",
             "lb-ebpf",
