@@ -85,7 +85,14 @@ pub fn test(o: Options) -> Result<()> {
         Ok(())
     });
     step(&mut steps, "unit tests", || {
-        status(cargo().args(["test", "--workspace", "--exclude", "lb-tests"]))
+        status(cargo().args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "lb-ebpf",
+            "--exclude",
+            "lb-tests",
+        ]))
     });
     // The lb-tests crate holds the BPF_PROG_TEST_RUN fixtures and the
     // end-to-end tests: they share the machine's namespaces and cores, so
