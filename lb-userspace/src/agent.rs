@@ -1,1 +1,371 @@
-//! TODO
+//! `lb run`: the agent's life cycle.
+//!
+//! Start-up order: privileges, the control socket (a second agent stops
+//! there), load the object with maps sized from the config, fill the maps,
+//! *then* attach (the first packet already sees the whole config), then
+//! serve the socket and start the neighbour warm-up. On
+//! SIGINT/SIGTERM the program is detached from every interface and the
+//! socket removed; SIGHUP (or `lb reload`) re-reads the config file and
+//! applies only the difference.
+//!
+//! Sysctls: the agent changes none. `bpf_fib_lookup`, which the program uses
+//! to forward both NAT and DR packets, answers "forwarding disabled" when
+//! IPv4 forwarding is off on the receiving interface
+//! (`net.ipv4.conf.<if>.forwarding`, set for all by `net.ipv4.ip_forward`)
+//! or IPv6 forwarding is off (`net.ipv6.conf.all.forwarding`). Silently
+//! turning a host into a router is a decision for its administrator, so
+//! `lb run` logs an error naming the sysctl to set and keeps running; the
+//! `fib_miss` event counter shows the effect meanwhile.
+//!
+//! Likewise `net.ipv4.conf.<if>.accept_local`: when the balancer has no
+//! resolved neighbour entry for the client (or its gateway), the program
+//! hands an IPv4 NAT reply, already rewritten to come from the VIP, to the
+//! kernel. The VIP is a local address, so the kernel drops that packet as a
+//! martian unless `accept_local` is 1 on the interface it arrived on; with
+//! it, the kernel forwards it and resolves the neighbour. `lb run` warns
+//! for each interface where it is 0 while an IPv4 NAT service exists.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use aya::{programs::Xdp, Ebpf};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+    sync::{mpsc, watch},
+};
+
+use crate::{
+    config::{self, Config},
+    control::{self, ControlServer, Incoming, Request, Response},
+    dataplane::{
+        loader::{self, MapSizes},
+        maps::{KernelMaps, MapOpenError},
+        neighbour,
+        programmer::{ProgramError, Programmer},
+        stats,
+    },
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Loader(#[from] loader::LoaderError),
+    #[error(transparent)]
+    Maps(#[from] MapOpenError),
+    #[error("cannot program the data plane: {0}")]
+    Program(#[from] ProgramError),
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
+    #[error("cannot install a signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// A sysctl that gets in the way of the configured services (see the
+/// module doc): an error stops forwarding, a warning loses packets in a
+/// corner case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    Error(String),
+    Warning(String),
+}
+
+impl Problem {
+    pub fn log(&self) {
+        match self {
+            Problem::Error(m) => tracing::error!("{m}"),
+            Problem::Warning(m) => tracing::warn!("{m}"),
+        }
+    }
+}
+
+/// One entry per sysctl that keeps the configured services from being
+/// forwarded correctly.
+pub fn forwarding_problems(config: &Config) -> Vec<Problem> {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim() == "1")
+            .unwrap_or(false)
+    };
+    let mut problems = Vec::new();
+    let any = |v6: bool| {
+        config
+            .virtual_servers
+            .iter()
+            .any(|vs| vs.address.is_ipv6() == v6)
+    };
+    if any(false) {
+        for interface in &config.agent.interfaces {
+            let path = format!("/proc/sys/net/ipv4/conf/{interface}/forwarding");
+            if !read(&path) {
+                problems.push(Problem::Error(format!(
+                    "IPv4 forwarding is off on {interface}: the XDP program cannot forward IPv4 \
+                     virtual services (bpf_fib_lookup answers \"forwarding disabled\"); run \
+                     `sysctl -w net.ipv4.ip_forward=1` (or net.ipv4.conf.{interface}.forwarding=1)"
+                )));
+            }
+        }
+    }
+    let ipv4_nat = config
+        .virtual_servers
+        .iter()
+        .any(|vs| vs.address.is_ipv4() && vs.forwarding == config::Forwarding::Nat);
+    if ipv4_nat {
+        for interface in &config.agent.interfaces {
+            let path = format!("/proc/sys/net/ipv4/conf/{interface}/accept_local");
+            if !read(&path) {
+                problems.push(Problem::Warning(format!(
+                    "net.ipv4.conf.{interface}.accept_local is 0: a NAT reply arriving on \
+                     {interface} while the client's neighbour entry is unresolved is dropped by \
+                     the kernel (its source is the VIP, a local address); run `sysctl -w \
+                     net.ipv4.conf.{interface}.accept_local=1`"
+                )));
+            }
+        }
+    }
+    if any(true) && !read("/proc/sys/net/ipv6/conf/all/forwarding") {
+        problems.push(Problem::Error(
+            "IPv6 forwarding is off: the XDP program cannot forward IPv6 virtual services \
+             (bpf_fib_lookup answers \"forwarding disabled\"); run \
+             `sysctl -w net.ipv6.conf.all.forwarding=1`"
+                .to_string(),
+        ));
+    }
+    problems
+}
+
+/// How often lingering reverse-NAT entries of removed real servers are
+/// looked at (they go after `programmer::LINGER`).
+const EXPIRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The maps and what is installed in them, shared by the main loop, the
+/// status requests and reloads.
+struct Shared {
+    maps: KernelMaps,
+    programmer: Programmer,
+}
+
+/// Run the agent in the foreground until SIGINT/SIGTERM.
+pub async fn run(config_path: PathBuf, config: Config) -> Result<(), AgentError> {
+    // Reloads must find the same file whatever the working directory is then.
+    let config_path = std::fs::canonicalize(&config_path).unwrap_or(config_path);
+    loader::check_privileges()?;
+    loader::raise_memlock_limit();
+    // Installed before anything is attached: a SIGTERM during start-up then
+    // waits for the loop below instead of killing the process half-way.
+    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
+    // First, so a second agent on the same config stops here with a clear
+    // message instead of fighting over the interfaces.
+    let server = Arc::new(ControlServer::bind(&config.agent.control_socket)?);
+
+    let sizes = MapSizes::for_config(&config);
+    tracing::info!(
+        "loading XDP object: {} services, {} backends, {} Maglev ring slots, {} flows",
+        sizes.services,
+        sizes.backends,
+        sizes.ring_slots,
+        sizes.flows
+    );
+    let mut ebpf = loader::load(crate::EBPF_OBJECT, &sizes)?;
+    let _logger = start_ebpf_logger(&mut ebpf);
+    let mut maps = KernelMaps::take(&mut ebpf)?;
+    let mut programmer = Programmer::new(sizes.services, sizes.backends, sizes.ring_slots);
+    let summary = programmer.apply(&config, &mut maps)?;
+    tracing::info!("maps programmed: {summary}");
+
+    let mut attached = Vec::new();
+    for interface in &config.agent.interfaces {
+        let mode = loader::attach(&mut ebpf, interface, config.agent.xdp_mode)?;
+        tracing::info!(
+            "attached {} to {interface} in {} mode",
+            lb_common::names::PROGRAM,
+            mode.name()
+        );
+        attached.push(interface.clone());
+    }
+    for problem in forwarding_problems(&config) {
+        problem.log();
+    }
+
+    let (neigh_tx, neigh_rx) = watch::channel(programmer.dr_neighbours());
+    let neighbours = tokio::spawn(neighbour::keep_resolved(neigh_rx));
+
+    let shared = Arc::new(Mutex::new(Shared { maps, programmer }));
+    tracing::info!("control socket {}", server.path().display());
+    let (req_tx, mut req_rx) = mpsc::channel::<Incoming>(16);
+    let serving = {
+        let server = server.clone();
+        tokio::spawn(async move { server.serve(req_tx).await })
+    };
+
+    let mut expiry = tokio::time::interval(EXPIRY_PERIOD);
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut running = config;
+    tracing::info!(
+        "lb agent running ({} virtual services)",
+        running.virtual_servers.len()
+    );
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = sighup.recv() => {
+                tracing::info!("SIGHUP: reloading {}", config_path.display());
+                match reload(&shared, &config_path, &running).await {
+                    Ok((cfg, msg)) => { tracing::info!("{msg}"); running = cfg; }
+                    Err(e) => tracing::error!("reload rejected, the running config stays: {e}"),
+                }
+                let _ = neigh_tx.send(dr_neighbours(&shared));
+            }
+            _ = expiry.tick() => {
+                let shared = shared.clone();
+                let expired = tokio::task::spawn_blocking(move || {
+                    let mut s = shared.lock().expect("agent state lock");
+                    let Shared { maps, programmer } = &mut *s;
+                    programmer.expire(std::time::Instant::now(), maps)
+                })
+                .await;
+                match expired {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::debug!("{n} lingering reverse-NAT entries removed"),
+                    Ok(Err(e)) => tracing::error!("removing lingering reverse-NAT entries: {e}"),
+                    Err(e) => tracing::error!("expiry task failed: {e}"),
+                }
+            }
+            Some((request, reply)) = req_rx.recv() => match request {
+                Request::Status => {
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        let answer = tokio::task::spawn_blocking(move || {
+                            let s = shared.lock().expect("agent state lock");
+                            stats::snapshot(&s.maps, &s.programmer)
+                        })
+                        .await;
+                        let _ = reply.send(match answer {
+                            Ok(Ok(status)) => Response::status(status),
+                            Ok(Err(e)) => Response::error(format!("reading counters: {e}")),
+                            Err(e) => Response::error(format!("status task failed: {e}")),
+                        });
+                    });
+                }
+                Request::Reload => {
+                    tracing::info!("reload requested on the control socket");
+                    let answer = match reload(&shared, &config_path, &running).await {
+                        Ok((cfg, msg)) => {
+                            tracing::info!("{msg}");
+                            running = cfg;
+                            Response::message(msg)
+                        }
+                        Err(e) => {
+                            tracing::error!("reload rejected, the running config stays: {e}");
+                            Response::error(format!("reload rejected, the running config stays: {e}"))
+                        }
+                    };
+                    let _ = neigh_tx.send(dr_neighbours(&shared));
+                    let _ = reply.send(answer);
+                }
+            },
+        }
+    }
+
+    serving.abort();
+    let _ = serving.await;
+    drop(server);
+    neighbours.abort();
+    detach_all(&mut ebpf, &attached);
+    Ok(())
+}
+
+fn dr_neighbours(shared: &Mutex<Shared>) -> Vec<std::net::IpAddr> {
+    shared
+        .lock()
+        .expect("agent state lock")
+        .programmer
+        .dr_neighbours()
+}
+
+/// Re-read the config and apply the difference. Settings fixed at load
+/// time (interfaces, XDP mode, map sizes, socket) keep their running value.
+async fn reload(
+    shared: &Arc<Mutex<Shared>>,
+    path: &Path,
+    running: &Config,
+) -> Result<(Config, String), String> {
+    let config = config::load(path).map_err(|e| e.to_string())?;
+    config::validate_host(&config).map_err(|e| e.to_string())?;
+    if config.agent != running.agent {
+        tracing::warn!(
+            "[agent] settings changed in {}: they take effect at the next `lb run` restart",
+            path.display()
+        );
+    }
+    let shared = shared.clone();
+    let cfg = config.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        let mut s = shared.lock().expect("agent state lock");
+        let Shared { maps, programmer } = &mut *s;
+        programmer.apply(&cfg, maps)
+    })
+    .await
+    .map_err(|e| format!("reload task failed: {e}"))?
+    .map_err(|e| e.to_string())?;
+    for problem in forwarding_problems(&config) {
+        problem.log();
+    }
+    Ok((config, format!("config reloaded: {summary}")))
+}
+
+fn detach_all(ebpf: &mut Ebpf, interfaces: &[String]) {
+    let Some(program) = ebpf.program_mut(lb_common::names::PROGRAM) else {
+        return;
+    };
+    let Ok(program): Result<&mut Xdp, _> = program.try_into() else {
+        return;
+    };
+    // Unloading the program detaches every link it owns; doing it here
+    // (rather than on drop) puts the result in the log.
+    match program.unload() {
+        Ok(()) => {
+            for interface in interfaces {
+                tracing::info!("detached from {interface}");
+            }
+        }
+        Err(e) => tracing::error!("detaching XDP: {e}"),
+    }
+}
+
+/// Forward the eBPF program's aya-log records to `tracing` when the object
+/// has a log map; `None` when it does not log.
+fn start_ebpf_logger(ebpf: &mut Ebpf) -> Option<tokio::task::JoinHandle<()>> {
+    let logger = match aya_log::EbpfLogger::init(ebpf) {
+        Ok(logger) => logger,
+        Err(e) => {
+            tracing::debug!("no eBPF log forwarding: {e}");
+            return None;
+        }
+    };
+    // SAFETY: the logger owns its ring-buffer fd and is moved into the
+    // AsyncFd, so the fd stays open exactly as long as it is registered.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) };
+    let mut fd = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!("cannot poll the eBPF log map: {}", e.into_parts().1);
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    }))
+}

@@ -1,1 +1,254 @@
-//! TODO
+//! What `lb status` shows: the report the agent sends over the control
+//! socket (JSON, shape documented on [`Status`]) and its rendering as text,
+//! modelled on `ipvsadm -Ln --stats`.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole report. JSON shape (stable; tests and scripts read it):
+///
+/// ```json
+/// {"services":[{"name":"web","address":"192.168.253.120","port":80,
+///   "protocol":"tcp","forwarding":"nat","scheduler":"maglev",
+///   "stats":{"conns":0,"in_packets":0,"in_bytes":0,"out_packets":0,"out_bytes":0},
+///   "real_servers":[{"address":"172.16.14.121","port":80,"weight":1,"flows":0,
+///     "active":true,"sorry":false,"stats":{...}}]}],
+///  "verdicts":{"pass":0,"tx":0,"redirect":0,"drop":0,"aborted":0},
+///  "events":{"truncated":0,...}}
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub services: Vec<ServiceStatus>,
+    /// Packets per XDP verdict, named as in `lb_common::verdict::NAMES`.
+    pub verdicts: BTreeMap<String, u64>,
+    /// Packets per event, named as in `lb_common::event::NAMES`.
+    pub events: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    /// "tcp" | "udp"
+    pub protocol: String,
+    /// "nat" | "dr"
+    pub forwarding: String,
+    pub scheduler: String,
+    pub stats: Stats,
+    pub real_servers: Vec<RealServerStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealServerStatus {
+    pub address: String,
+    pub port: u16,
+    pub weight: u32,
+    /// Entries of the flow table pointing at this real server. The table is
+    /// an LRU that is not aged, so this counts recent flows (closed ones
+    /// included until evicted), not only open connections.
+    pub flows: u64,
+    /// May carry flows (false while removed or down).
+    pub active: bool,
+    /// This entry is the service's sorry server.
+    #[serde(default)]
+    pub sorry: bool,
+    pub stats: Stats,
+}
+
+/// Counters summed over the CPUs (`lb_common::Counters`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub conns: u64,
+    pub in_packets: u64,
+    pub in_bytes: u64,
+    pub out_packets: u64,
+    pub out_bytes: u64,
+}
+
+impl From<lb_common::Counters> for Stats {
+    fn from(c: lb_common::Counters) -> Self {
+        Self {
+            conns: c.conns,
+            in_packets: c.in_packets,
+            in_bytes: c.in_bytes,
+            out_packets: c.out_packets,
+            out_bytes: c.out_bytes,
+        }
+    }
+}
+
+fn endpoint(address: &str, port: u16) -> String {
+    if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    }
+}
+
+fn counters(s: &Stats) -> String {
+    format!(
+        "{:>8} {:>9} {:>11} {:>9} {:>11}",
+        s.conns, s.in_packets, s.in_bytes, s.out_packets, s.out_bytes
+    )
+}
+
+impl Status {
+    /// The text `lb status` prints.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "lb {} (XDP)", env!("CARGO_PKG_VERSION"));
+        let _ = writeln!(
+            out,
+            "{:<52} {:>8} {:>9} {:>11} {:>9} {:>11}",
+            "Prot LocalAddress:Port Scheduler (Forwarding) Name",
+            "Conns",
+            "InPkts",
+            "InBytes",
+            "OutPkts",
+            "OutBytes"
+        );
+        let _ = writeln!(out, "  -> RemoteAddress:Port        Forward Weight  Flows");
+        for s in &self.services {
+            let head = format!(
+                "{:<4} {} {} ({}) {}",
+                s.protocol.to_uppercase(),
+                endpoint(&s.address, s.port),
+                s.scheduler,
+                s.forwarding,
+                s.name
+            );
+            let _ = writeln!(out, "{head:<52} {}", counters(&s.stats));
+            let forward = if s.forwarding == "dr" {
+                "Route"
+            } else {
+                "Masq"
+            };
+            for r in &s.real_servers {
+                let mut addr = endpoint(&r.address, r.port);
+                if r.sorry {
+                    addr.push_str(" (sorry)");
+                } else if !r.active {
+                    addr.push_str(" (inactive)");
+                }
+                let line = format!(
+                    "  -> {addr:<26} {forward:<7} {:>6} {:>6}",
+                    r.weight, r.flows
+                );
+                let _ = writeln!(out, "{line:<52} {}", counters(&r.stats));
+            }
+        }
+        let named = |names: &[&str], values: &BTreeMap<String, u64>| {
+            names
+                .iter()
+                .map(|n| format!("{n} {}", values.get(*n).copied().unwrap_or(0)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "\nVerdicts: {}",
+            named(&lb_common::verdict::NAMES, &self.verdicts)
+        );
+        let _ = writeln!(
+            out,
+            "Events:   {}",
+            named(&lb_common::event::NAMES, &self.events)
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Status {
+        let stats = Stats {
+            conns: 5,
+            in_packets: 30,
+            in_bytes: 1890,
+            out_packets: 25,
+            out_bytes: 40000,
+        };
+        Status {
+            services: vec![ServiceStatus {
+                name: "web".into(),
+                address: "192.168.253.120".into(),
+                port: 80,
+                protocol: "tcp".into(),
+                forwarding: "nat".into(),
+                scheduler: "maglev".into(),
+                stats,
+                real_servers: vec![RealServerStatus {
+                    address: "fd00::121".into(),
+                    port: 80,
+                    weight: 2,
+                    flows: 3,
+                    active: true,
+                    sorry: false,
+                    stats,
+                }],
+            }],
+            verdicts: [("pass".to_string(), 7u64), ("redirect".to_string(), 30)]
+                .into_iter()
+                .collect(),
+            events: [("nat_reply".to_string(), 25u64)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn text_reads_like_ipvsadm() {
+        let text = sample().render();
+        assert!(
+            text.contains("TCP  192.168.253.120:80 maglev (nat) web"),
+            "{text}"
+        );
+        let real = text
+            .lines()
+            .find(|l| l.contains("-> [fd00::121]:80"))
+            .unwrap();
+        let fields: Vec<&str> = real.split_whitespace().collect();
+        assert_eq!(
+            &fields[2..],
+            &["Masq", "2", "3", "5", "30", "1890", "25", "40000"]
+        );
+        assert!(text.contains("pass 7"), "{text}");
+        assert!(text.contains("redirect 30"), "{text}");
+        assert!(text.contains("nat_reply 25"), "{text}");
+    }
+
+    #[test]
+    fn json_has_the_documented_shape() {
+        let v = serde_json::to_value(sample()).unwrap();
+        let s = &v["services"][0];
+        for field in [
+            "name",
+            "address",
+            "port",
+            "protocol",
+            "forwarding",
+            "scheduler",
+        ] {
+            assert!(!s[field].is_null(), "service.{field} missing");
+        }
+        for field in [
+            "conns",
+            "in_packets",
+            "in_bytes",
+            "out_packets",
+            "out_bytes",
+        ] {
+            assert!(s["stats"][field].is_u64(), "stats.{field} missing");
+        }
+        let r = &s["real_servers"][0];
+        for field in ["address", "port", "weight", "flows", "stats"] {
+            assert!(!r[field].is_null(), "real_server.{field} missing");
+        }
+        assert_eq!(v["verdicts"]["pass"], 7);
+        assert_eq!(v["events"]["nat_reply"], 25);
+        let back: Status = serde_json::from_value(v).unwrap();
+        assert_eq!(back, sample());
+    }
+}

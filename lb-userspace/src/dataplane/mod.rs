@@ -1,1 +1,14 @@
-//! TODO
+//! The data plane as the agent sees it: loading and attaching the XDP
+//! object ([`loader`]), the maps ([`maps`]), turning a config into map
+//! contents ([`programmer`], with [`ids`] and [`ring`] allocation), reading
+//! counters back ([`stats`]), and keeping DR real servers' neighbour entries
+//! resolved ([`neighbour`]).
+
+pub mod ids;
+pub mod keys;
+pub mod loader;
+pub mod maps;
+pub mod neighbour;
+pub mod programmer;
+pub mod ring;
+pub mod stats;

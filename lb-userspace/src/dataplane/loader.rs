@@ -1,0 +1,264 @@
+//! Loading the XDP object with map sizes taken from the config, attaching
+//! it to the configured interfaces in the configured XDP mode, and the
+//! preconditions for doing so (capabilities, locked-memory limit).
+
+use std::fs;
+
+use aya::{
+    programs::{ProgramError, Xdp, XdpMode as AyaXdpMode},
+    Ebpf, EbpfError, EbpfLoader,
+};
+use lb_common::{defaults, names};
+
+use crate::config::{Config, XdpMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error(
+        "lb run needs root: the process lacks {missing} (run it as root, or give the binary \
+         CAP_BPF and CAP_NET_ADMIN)"
+    )]
+    Privileges { missing: String },
+    #[error("cannot read the process capabilities from /proc/self/status: {0}")]
+    Capabilities(String),
+    #[error("loading the XDP object into the kernel failed: {0}")]
+    Load(#[source] EbpfError),
+    #[error("the XDP object has no program named {0}")]
+    NoProgram(&'static str),
+    #[error("the kernel rejected the XDP program {name}: {source}")]
+    Verify {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("attaching XDP to interface {interface} in {mode} mode failed: {source}")]
+    Attach {
+        interface: String,
+        mode: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+}
+
+/// How many entries each map gets, decided once at load time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    pub services: u32,
+    pub backends: u32,
+    pub ring_slots: u32,
+    pub flows: u32,
+}
+
+impl MapSizes {
+    /// Room for the config twice over (a reload may add as much again) and
+    /// never below the compiled-in defaults; the ring holds every table
+    /// twice (each rebuild writes a new range before freeing the old one)
+    /// plus two of the largest tables for services added by a reload.
+    pub fn for_config(config: &Config) -> Self {
+        let services = config.virtual_servers.len() as u32;
+        let backends: u32 = config
+            .virtual_servers
+            .iter()
+            .map(|vs| vs.real_servers.len() as u32 + u32::from(vs.sorry_server.is_some()))
+            .sum();
+        let tables: u64 = config
+            .virtual_servers
+            .iter()
+            .map(|vs| u64::from(vs.maglev_table_size))
+            .sum();
+        let largest = config
+            .virtual_servers
+            .iter()
+            .map(|vs| vs.maglev_table_size)
+            .max()
+            .unwrap_or(defaults::MAGLEV_TABLE_SIZE)
+            .max(defaults::MAGLEV_TABLE_SIZE);
+        let ring = (2 * tables + 2 * u64::from(largest)).min(u64::from(u32::MAX / 2)) as u32;
+        Self {
+            services: defaults::MAX_SERVICES.max(services.saturating_mul(2)),
+            backends: defaults::MAX_BACKENDS.max(backends.saturating_mul(2)),
+            ring_slots: defaults::MAGLEV_RING_SLOTS.max(ring),
+            flows: config.agent.flow_table_size,
+        }
+    }
+}
+
+/// Linux capability numbers (linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_BPF: u32 = 39;
+
+/// Loading XDP needs CAP_BPF (or, before 5.8, CAP_SYS_ADMIN) and attaching
+/// needs CAP_NET_ADMIN. Checked up front from the effective set so the user
+/// gets one line instead of an EPERM from deep inside the loader.
+pub fn check_privileges() -> Result<(), LoaderError> {
+    let status = fs::read_to_string("/proc/self/status")
+        .map_err(|e| LoaderError::Capabilities(e.to_string()))?;
+    let caps =
+        parse_cap_eff(&status).ok_or_else(|| LoaderError::Capabilities("no CapEff line".into()))?;
+    missing_capabilities(caps).map_or(Ok(()), |missing| Err(LoaderError::Privileges { missing }))
+}
+
+fn parse_cap_eff(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+fn missing_capabilities(caps: u64) -> Option<String> {
+    let has = |cap: u32| caps & (1u64 << cap) != 0;
+    let mut missing = Vec::new();
+    if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
+        missing.push("CAP_BPF");
+    }
+    if !has(CAP_NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    (!missing.is_empty()).then(|| missing.join(" and "))
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones use
+/// memory cgroups and ignore it. Raising it is harmless either way.
+pub fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit only reads the struct we pass.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+    if rc != 0 {
+        tracing::debug!(
+            "could not raise RLIMIT_MEMLOCK: {} (fine on kernels >= 5.11)",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Load `object` with the maps sized by `sizes` and the program verified;
+/// nothing is attached yet.
+pub fn load(object: &[u8], sizes: &MapSizes) -> Result<Ebpf, LoaderError> {
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(names::SERVICES, sizes.services)
+        .map_max_entries(names::SERVICE_STATS, sizes.services)
+        .map_max_entries(names::BACKENDS, sizes.backends)
+        .map_max_entries(names::BACKEND_STATS, sizes.backends)
+        .map_max_entries(names::REVERSE_NAT, sizes.backends)
+        .map_max_entries(names::MAGLEV_RING, sizes.ring_slots)
+        .map_max_entries(names::FLOWS, sizes.flows)
+        .load(object)
+        .map_err(LoaderError::Load)?;
+    let program: &mut Xdp = ebpf
+        .program_mut(names::PROGRAM)
+        .ok_or(LoaderError::NoProgram(names::PROGRAM))?
+        .try_into()
+        .map_err(|source| LoaderError::Verify {
+            name: names::PROGRAM,
+            source,
+        })?;
+    program.load().map_err(|source| LoaderError::Verify {
+        name: names::PROGRAM,
+        source,
+    })?;
+    Ok(ebpf)
+}
+
+/// The XDP mode an interface ended up in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachedMode {
+    Native,
+    Generic,
+}
+
+impl AttachedMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachedMode::Native => "native",
+            AttachedMode::Generic => "generic",
+        }
+    }
+
+    fn aya(self) -> AyaXdpMode {
+        match self {
+            AttachedMode::Native => AyaXdpMode::Driver,
+            AttachedMode::Generic => AyaXdpMode::Skb,
+        }
+    }
+}
+
+/// Attach the program to `interface`. `auto` tries native (driver) mode and
+/// falls back to generic with a log line: some NIC drivers (the Pi 4's) have
+/// no native XDP. `native` and `generic` are strict.
+pub fn attach(
+    ebpf: &mut Ebpf,
+    interface: &str,
+    mode: XdpMode,
+) -> Result<AttachedMode, LoaderError> {
+    let program: &mut Xdp = ebpf
+        .program_mut(names::PROGRAM)
+        .ok_or(LoaderError::NoProgram(names::PROGRAM))?
+        .try_into()
+        .map_err(|source| LoaderError::Verify {
+            name: names::PROGRAM,
+            source,
+        })?;
+    let try_mode = |program: &mut Xdp, m: AttachedMode| {
+        program
+            .attach(interface, m.aya())
+            .map(|_| m)
+            .map_err(|source| LoaderError::Attach {
+                interface: interface.to_string(),
+                mode: m.name(),
+                source,
+            })
+    };
+    match mode {
+        XdpMode::Native => try_mode(program, AttachedMode::Native),
+        XdpMode::Generic => try_mode(program, AttachedMode::Generic),
+        XdpMode::Auto => try_mode(program, AttachedMode::Native).or_else(|e| {
+            tracing::warn!(
+                "{interface}: native XDP not available ({}), falling back to generic (skb) mode",
+                error_chain(&e)
+            );
+            try_mode(program, AttachedMode::Generic)
+        }),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_eff_is_read_as_hex() {
+        let status = "Name:\tlb\nCapPrm:\t0\nCapEff:\t000001ffffffffff\nCapBnd:\t0\n";
+        assert_eq!(parse_cap_eff(status), Some(0x1ff_ffff_ffff));
+    }
+
+    #[test]
+    fn missing_capabilities_are_named() {
+        assert_eq!(missing_capabilities(u64::MAX), None);
+        assert_eq!(
+            missing_capabilities(0).as_deref(),
+            Some("CAP_BPF and CAP_NET_ADMIN")
+        );
+        // CAP_SYS_ADMIN stands in for CAP_BPF (kernels before 5.8).
+        let sys_admin_net_admin = (1 << CAP_SYS_ADMIN) | (1 << CAP_NET_ADMIN);
+        assert_eq!(missing_capabilities(sys_admin_net_admin), None);
+        assert_eq!(
+            missing_capabilities(1 << CAP_BPF).as_deref(),
+            Some("CAP_NET_ADMIN")
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! The agent's handle on the data plane's maps, and the narrow write
+//! interface the programmer uses.
+//!
+//! [`MapWriter`] is the only way the programmer touches the kernel, so its
+//! diff-and-swap logic runs unchanged against [`KernelMaps`] (the real maps
+//! of a loaded object) and against an in-memory double in the host tests.
+
+use aya::{
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    Ebpf,
+};
+use lb_common::{names, Backend, Counters, EndpointKey, Flow, FlowKey, ReverseNat, Service};
+
+/// A map operation the kernel refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} on BPF map {map} failed: {source}")]
+pub struct MapWriteError {
+    pub map: &'static str,
+    pub op: &'static str,
+    #[source]
+    pub source: MapError,
+}
+
+fn err(map: &'static str, op: &'static str) -> impl FnOnce(MapError) -> MapWriteError {
+    move |source| MapWriteError { map, op, source }
+}
+
+/// Writes the programmer needs; each is one map update (atomic for the
+/// reader of that entry).
+pub trait MapWriter {
+    fn set_backend(&mut self, id: u32, value: &Backend) -> Result<(), MapWriteError>;
+    /// Write `table` into `MAGLEV_RING` starting at slot `offset`.
+    fn write_ring(&mut self, offset: u32, table: &[u32]) -> Result<(), MapWriteError>;
+    fn set_service(&mut self, key: &EndpointKey, value: &Service) -> Result<(), MapWriteError>;
+    fn remove_service(&mut self, key: &EndpointKey) -> Result<(), MapWriteError>;
+    fn set_reverse_nat(
+        &mut self,
+        key: &EndpointKey,
+        value: &ReverseNat,
+    ) -> Result<(), MapWriteError>;
+    fn remove_reverse_nat(&mut self, key: &EndpointKey) -> Result<(), MapWriteError>;
+    /// Zero a service's counters (its id is new or reused).
+    fn reset_service_stats(&mut self, id: u32) -> Result<(), MapWriteError>;
+    /// Zero a backend's counters (its id is new or reused).
+    fn reset_backend_stats(&mut self, id: u32) -> Result<(), MapWriteError>;
+}
+
+/// The maps of the loaded XDP object, taken out of the `Ebpf` so the
+/// program and the maps can be owned separately.
+pub struct KernelMaps {
+    services: HashMap<MapData, EndpointKey, Service>,
+    backends: Array<MapData, Backend>,
+    ring: Array<MapData, u32>,
+    reverse_nat: HashMap<MapData, EndpointKey, ReverseNat>,
+    service_stats: PerCpuArray<MapData, Counters>,
+    backend_stats: PerCpuArray<MapData, Counters>,
+    verdict_stats: PerCpuArray<MapData, u64>,
+    event_stats: PerCpuArray<MapData, u64>,
+    flows: HashMap<MapData, FlowKey, Flow>,
+    nr_cpus: usize,
+}
+
+/// The object lacks a map the contract names, or it has another type.
+#[derive(Debug, thiserror::Error)]
+pub enum MapOpenError {
+    #[error("the XDP object has no map named {0} (lb-ebpf and lb-common disagree)")]
+    Missing(&'static str),
+    #[error("BPF map {name} does not have the type the agent expects: {source}")]
+    WrongType {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("cannot count the possible CPUs: {0}")]
+    Cpus(String),
+}
+
+fn take<T: TryFrom<Map, Error = MapError>>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<T, MapOpenError> {
+    let map = ebpf.take_map(name).ok_or(MapOpenError::Missing(name))?;
+    T::try_from(map).map_err(|source| MapOpenError::WrongType { name, source })
+}
+
+impl KernelMaps {
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self, MapOpenError> {
+        let nr_cpus =
+            aya::util::nr_cpus().map_err(|(what, e)| MapOpenError::Cpus(format!("{what}: {e}")))?;
+        Ok(Self {
+            services: take(ebpf, names::SERVICES)?,
+            backends: take(ebpf, names::BACKENDS)?,
+            ring: take(ebpf, names::MAGLEV_RING)?,
+            reverse_nat: take(ebpf, names::REVERSE_NAT)?,
+            service_stats: take(ebpf, names::SERVICE_STATS)?,
+            backend_stats: take(ebpf, names::BACKEND_STATS)?,
+            verdict_stats: take(ebpf, names::VERDICT_STATS)?,
+            event_stats: take(ebpf, names::EVENT_STATS)?,
+            flows: take(ebpf, names::FLOWS)?,
+            nr_cpus,
+        })
+    }
+
+    /// Maps of the sizes the loader would give the object, created on
+    /// their own (no program): for tests and benchmarks of the programmer
+    /// against the kernel's map implementation. `FLOWS` is a plain hash here.
+    pub fn standalone(sizes: &super::loader::MapSizes) -> Result<Self, MapWriteError> {
+        let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| MapWriteError {
+            map: "possible CPUs",
+            op: "read",
+            source: MapError::SyscallError(aya::sys::SyscallError {
+                call: "nr_cpus",
+                io_error: e,
+            }),
+        })?;
+        let create = |map: &'static str| err(map, "create");
+        Ok(Self {
+            services: HashMap::create(sizes.services, 0).map_err(create(names::SERVICES))?,
+            backends: Array::create(sizes.backends, 0).map_err(create(names::BACKENDS))?,
+            ring: Array::create(sizes.ring_slots, 0).map_err(create(names::MAGLEV_RING))?,
+            reverse_nat: HashMap::create(sizes.backends, 0).map_err(create(names::REVERSE_NAT))?,
+            service_stats: PerCpuArray::create(sizes.services, 0)
+                .map_err(create(names::SERVICE_STATS))?,
+            backend_stats: PerCpuArray::create(sizes.backends, 0)
+                .map_err(create(names::BACKEND_STATS))?,
+            verdict_stats: PerCpuArray::create(lb_common::verdict::COUNT, 0)
+                .map_err(create(names::VERDICT_STATS))?,
+            event_stats: PerCpuArray::create(lb_common::event::COUNT, 0)
+                .map_err(create(names::EVENT_STATS))?,
+            flows: HashMap::create(sizes.flows, 0).map_err(create(names::FLOWS))?,
+            nr_cpus,
+        })
+    }
+
+    /// The value of `SERVICES[key]`, if any.
+    pub fn service(&self, key: &EndpointKey) -> Option<Service> {
+        self.services.get(key, 0).ok()
+    }
+
+    /// `BACKENDS[id]`.
+    pub fn backend(&self, id: u32) -> Result<Backend, MapWriteError> {
+        self.backends
+            .get(&id, 0)
+            .map_err(err(names::BACKENDS, "read"))
+    }
+
+    /// `MAGLEV_RING[slot]`.
+    pub fn ring_slot(&self, slot: u32) -> Result<u32, MapWriteError> {
+        self.ring
+            .get(&slot, 0)
+            .map_err(err(names::MAGLEV_RING, "read"))
+    }
+
+    /// The value of `REVERSE_NAT[key]`, if any.
+    pub fn reverse_nat(&self, key: &EndpointKey) -> Option<ReverseNat> {
+        self.reverse_nat.get(key, 0).ok()
+    }
+
+    /// A service's counters summed over the CPUs.
+    pub fn service_counters(&self, id: u32) -> Result<Counters, MapWriteError> {
+        sum_counters(&self.service_stats, id, names::SERVICE_STATS)
+    }
+
+    /// A backend's counters summed over the CPUs.
+    pub fn backend_counters(&self, id: u32) -> Result<Counters, MapWriteError> {
+        sum_counters(&self.backend_stats, id, names::BACKEND_STATS)
+    }
+
+    /// `VERDICT_STATS[index]` or `EVENT_STATS[index]` summed over the CPUs.
+    pub fn verdict_count(&self, index: u32) -> Result<u64, MapWriteError> {
+        sum_u64(&self.verdict_stats, index, names::VERDICT_STATS)
+    }
+
+    pub fn event_count(&self, index: u32) -> Result<u64, MapWriteError> {
+        sum_u64(&self.event_stats, index, names::EVENT_STATS)
+    }
+
+    /// Every entry of the flow table. Entries that vanish while the table is
+    /// walked (the LRU evicts under load) are skipped.
+    pub fn flows(&self) -> impl Iterator<Item = (FlowKey, Flow)> + '_ {
+        self.flows.iter().filter_map(Result::ok)
+    }
+
+    fn zero_counters(&self) -> PerCpuValues<Counters> {
+        PerCpuValues::try_from(vec![Counters::default(); self.nr_cpus])
+            .expect("one value per possible CPU")
+    }
+}
+
+fn sum_counters(
+    map: &PerCpuArray<MapData, Counters>,
+    id: u32,
+    name: &'static str,
+) -> Result<Counters, MapWriteError> {
+    let values = map.get(&id, 0).map_err(err(name, "read"))?;
+    let mut total = Counters::default();
+    for v in values.iter() {
+        total.add(v);
+    }
+    Ok(total)
+}
+
+fn sum_u64(
+    map: &PerCpuArray<MapData, u64>,
+    index: u32,
+    name: &'static str,
+) -> Result<u64, MapWriteError> {
+    let values = map.get(&index, 0).map_err(err(name, "read"))?;
+    Ok(values.iter().sum())
+}
+
+impl MapWriter for KernelMaps {
+    fn set_backend(&mut self, id: u32, value: &Backend) -> Result<(), MapWriteError> {
+        self.backends
+            .set(id, value, 0)
+            .map_err(err(names::BACKENDS, "update"))
+    }
+
+    fn write_ring(&mut self, offset: u32, table: &[u32]) -> Result<(), MapWriteError> {
+        for (i, id) in table.iter().enumerate() {
+            self.ring
+                .set(offset + i as u32, id, 0)
+                .map_err(err(names::MAGLEV_RING, "update"))?;
+        }
+        Ok(())
+    }
+
+    fn set_service(&mut self, key: &EndpointKey, value: &Service) -> Result<(), MapWriteError> {
+        self.services
+            .insert(key, value, 0)
+            .map_err(err(names::SERVICES, "update"))
+    }
+
+    fn remove_service(&mut self, key: &EndpointKey) -> Result<(), MapWriteError> {
+        self.services
+            .remove(key)
+            .map_err(err(names::SERVICES, "delete"))
+    }
+
+    fn set_reverse_nat(
+        &mut self,
+        key: &EndpointKey,
+        value: &ReverseNat,
+    ) -> Result<(), MapWriteError> {
+        self.reverse_nat
+            .insert(key, value, 0)
+            .map_err(err(names::REVERSE_NAT, "update"))
+    }
+
+    fn remove_reverse_nat(&mut self, key: &EndpointKey) -> Result<(), MapWriteError> {
+        self.reverse_nat
+            .remove(key)
+            .map_err(err(names::REVERSE_NAT, "delete"))
+    }
+
+    fn reset_service_stats(&mut self, id: u32) -> Result<(), MapWriteError> {
+        let zero = self.zero_counters();
+        self.service_stats
+            .set(id, zero, 0)
+            .map_err(err(names::SERVICE_STATS, "update"))
+    }
+
+    fn reset_backend_stats(&mut self, id: u32) -> Result<(), MapWriteError> {
+        let zero = self.zero_counters();
+        self.backend_stats
+            .set(id, zero, 0)
+            .map_err(err(names::BACKEND_STATS, "update"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The programmer against real kernel maps (needs CAP_BPF: run as root,
+    //! as `cargo xtask test` does).
+
+    use std::{net::SocketAddr, path::PathBuf};
+
+    use lb_common::{BACKEND_F_ACTIVE, NO_BACKEND, SVC_F_NAT};
+
+    use super::*;
+    use crate::{
+        config::{
+            AgentConfig, Config, Forwarding, Protocol, RealServer, Scheduler, VirtualServer,
+            XdpMode,
+        },
+        dataplane::{keys::endpoint_key, loader::MapSizes, programmer::Programmer, stats},
+        maglev,
+    };
+
+    fn round_robin(entries: &[maglev::Entry], size: u32) -> Vec<u32> {
+        (0..size as usize)
+            .map(|i| entries[i % entries.len()].id)
+            .collect()
+    }
+
+    fn config(reals: &[(&str, u32)], table: u32) -> Config {
+        Config {
+            sources: Default::default(),
+            agent: AgentConfig {
+                interfaces: vec!["lo".into()],
+                xdp_mode: XdpMode::Auto,
+                flow_table_size: 4096,
+                control_socket: PathBuf::from("/run/lb/lb.sock"),
+                metrics_listen: None,
+            },
+            virtual_servers: vec![VirtualServer {
+                name: "web".into(),
+                address: "192.168.253.120".parse().unwrap(),
+                port: 80,
+                protocol: Protocol::Tcp,
+                forwarding: Forwarding::Nat,
+                scheduler: Scheduler::Maglev,
+                maglev_table_size: table,
+                sorry_server: None,
+                real_servers: reals
+                    .iter()
+                    .map(|(a, w)| {
+                        let a: SocketAddr = a.parse().unwrap();
+                        RealServer {
+                            address: a.ip(),
+                            port: a.port(),
+                            weight: *w,
+                        }
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    fn kernel_maps(cfg: &Config) -> (KernelMaps, MapSizes) {
+        if let Err(e) = super::super::loader::check_privileges() {
+            panic!("this test creates BPF maps and needs root: {e}");
+        }
+        let sizes = MapSizes::for_config(cfg);
+        let maps = KernelMaps::standalone(&sizes)
+            .unwrap_or_else(|e| panic!("creating BPF maps failed: {e}"));
+        (maps, sizes)
+    }
+
+    #[test]
+    fn programmer_writes_reach_the_kernel_maps_in_the_contract_layout() {
+        let cfg = config(&[("172.16.14.121:80", 1), ("172.16.14.122:8080", 1)], 65537);
+        let (mut maps, sizes) = kernel_maps(&cfg);
+        let mut p = Programmer::with_table_builder(
+            sizes.services,
+            sizes.backends,
+            sizes.ring_slots,
+            round_robin,
+        );
+        let started = std::time::Instant::now();
+        p.apply(&cfg, &mut maps).unwrap();
+        eprintln!(
+            "first apply with a 65537-slot table: {:?}",
+            started.elapsed()
+        );
+
+        let vip = endpoint_key("192.168.253.120:80".parse().unwrap(), Protocol::Tcp);
+        let svc = maps.service(&vip).expect("service not in SERVICES");
+        assert_eq!(svc.flags, SVC_F_NAT);
+        assert_eq!(svc.ring_size, 65537);
+        assert_eq!(svc.fallback_backend, NO_BACKEND);
+        let views = p.services();
+        let ids: Vec<u32> = views[0].backends.iter().map(|b| b.id).collect();
+        for slot in [0, 1, 65536] {
+            let id = maps.ring_slot(svc.ring_offset + slot).unwrap();
+            assert!(ids.contains(&id), "slot {slot} holds {id}, not a backend");
+        }
+        let b = maps.backend(ids[1]).unwrap();
+        assert_eq!(b.flags, BACKEND_F_ACTIVE);
+        assert_eq!(b.service_id, svc.id);
+        assert_eq!(b.port_be.to_ne_bytes(), 8080u16.to_be_bytes());
+        assert_eq!(b.addr[0].to_ne_bytes(), [172, 16, 14, 122]);
+        let r = maps
+            .reverse_nat(&endpoint_key(
+                "172.16.14.122:8080".parse().unwrap(),
+                Protocol::Tcp,
+            ))
+            .expect("no reverse NAT entry");
+        assert_eq!(r.vip_port_be.to_ne_bytes(), 80u16.to_be_bytes());
+        assert_eq!(r.backend_id, ids[1]);
+
+        // Status reads the per-CPU counters (zeroed) and walks FLOWS.
+        let status = stats::snapshot(&maps, &p).unwrap();
+        assert_eq!(status.services[0].real_servers.len(), 2);
+        assert_eq!(status.services[0].real_servers[1].port, 8080);
+        assert_eq!(status.services[0].stats.conns, 0);
+        assert_eq!(status.verdicts.len(), lb_common::verdict::COUNT as usize);
+
+        // Removing a real server: inactive in BACKENDS, reverse entry gone
+        // once its linger ends.
+        let cfg2 = config(&[("172.16.14.121:80", 1)], 65537);
+        p.apply(&cfg2, &mut maps).unwrap();
+        assert_eq!(maps.backend(ids[1]).unwrap().flags & BACKEND_F_ACTIVE, 0);
+        let later = std::time::Instant::now() + crate::dataplane::programmer::LINGER;
+        assert_eq!(p.expire(later, &mut maps).unwrap(), 1);
+        assert!(maps
+            .reverse_nat(&endpoint_key(
+                "172.16.14.122:8080".parse().unwrap(),
+                Protocol::Tcp
+            ))
+            .is_none());
+        let svc2 = maps.service(&vip).unwrap();
+        assert_ne!(svc2.ring_offset, svc.ring_offset);
+        assert_eq!(maps.ring_slot(svc2.ring_offset + 7).unwrap(), ids[0]);
+    }
+}
