@@ -6,8 +6,13 @@ pub mod agent;
 pub mod config;
 pub mod control;
 pub mod dataplane;
+pub mod health;
 pub mod maglev;
 pub mod status;
 
 /// The XDP object, built from `lb-ebpf` by `build.rs`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
+
+/// Minimal XDP programs (`lb-ebpf/src/baseline.rs`) the benchmarks compare against.
+pub static BASELINE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-baseline"));

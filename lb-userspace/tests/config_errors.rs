@@ -99,24 +99,6 @@ fn unknown_field() {
     );
 }
 
-/// Health checks are issue 3: until then their keys must not be accepted
-/// and silently ignored (a user would believe checks run).
-#[test]
-fn health_check_keys_are_not_accepted_yet() {
-    rejected(
-        &service("", "  health_check = { kind = \"tcp\" }\n"),
-        "13:3",
-        "virtual_server[0].real_server[0].health_check",
-        &["unknown field"],
-    );
-    rejected(
-        &service("[virtual_server.health_check]\nkind = \"http\"\n", ""),
-        "10:17",
-        "virtual_server[0].health_check",
-        &["unknown field"],
-    );
-}
-
 #[test]
 fn bad_address() {
     rejected(

@@ -1,1 +1,57 @@
-fn main() {}
+//! `cargo xtask`: set up the machine, build, run, demonstrate, test and
+//! benchmark `lb`. One module per subcommand.
+
+mod bench;
+mod build;
+mod cmd;
+mod demo;
+mod run;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Build, demonstrate, test and benchmark lb")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what building and testing need (idempotent, fast when done).
+    Setup,
+    /// Build the release agent (and with it the eBPF object).
+    Build,
+    /// Build, then run `lb` with the given arguments.
+    Run(run::Options),
+    /// Everything: fmt, clippy, unit and BPF test-run tests, end-to-end tests,
+    /// a benchmark smoke run.
+    Test(test::Options),
+    /// The seed 001 (NAT) or seed 000 (DR) setup in namespaces, end to end.
+    Demo(demo::Options),
+    /// Requests/s and p99 through the VIP against direct; Maglev build time.
+    Bench(bench::Options),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup => setup::setup(),
+        Command::Build => setup::setup().and_then(|()| build::build_lb().map(drop)),
+        Command::Run(o) => setup::setup().and_then(|()| run::run(o)),
+        Command::Test(o) => setup::setup().and_then(|()| test::test(o)),
+        Command::Demo(o) => setup::setup().and_then(|()| demo::demo(o)),
+        Command::Bench(o) => setup::setup().and_then(|()| bench::bench(o)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -21,12 +21,17 @@
 //!   per configured real server (drained ones count: draining must not
 //!   make a config invalid).
 //!
+//! - health checks: see [`health`](self::health) for their rules; no
+//!   `health_check` = kind "none" (always up), so configs written before
+//!   health checks keep their meaning.
+//!
 //! Layout: `raw` mirrors the file (serde, unknown keys rejected),
 //! `validate` turns it into [`Config`], [`validate_host`] checks what
 //! depends on the machine (interfaces) separately, so a config can be
 //! parsed and tested on a host that lacks its interfaces.
 
 mod error;
+mod health;
 mod host;
 mod raw;
 mod validate;
@@ -37,6 +42,13 @@ use std::{
 };
 
 pub use error::Location;
+pub use health::{
+    parse_duration, show as show_duration, CheckKind, ExecCheck, HealthCheck, HttpCheck, LdapBind,
+    LdapCheck, Secret, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_RISE,
+    DEFAULT_HEALTH_TIMEOUT, DEFAULT_HTTP_EXPECT_STATUS, DEFAULT_HTTP_PATH, DEFAULT_LDAP_BASE,
+    DEFAULT_LDAP_FILTER, EXEC_PLACEHOLDERS, MAX_HEALTH_COUNT, MAX_HEALTH_INTERVAL,
+    MIN_HEALTH_INTERVAL, MIN_HEALTH_TIMEOUT,
+};
 pub use host::validate_host;
 
 // Defaults, written once. A user's file that leaves a key out gets these.
@@ -139,6 +151,9 @@ pub struct VirtualServer {
     /// A prime.
     pub maglev_table_size: u32,
     pub sorry_server: Option<SocketAddr>,
+    /// `[virtual_server.health_check]` as written (kind none without one);
+    /// what each real server runs is its own [`RealServer::health_check`].
+    pub health_check: HealthCheck,
     pub real_servers: Vec<RealServer>,
 }
 
@@ -149,6 +164,16 @@ pub struct RealServer {
     pub port: u16,
     /// 0 = drained: no new flows, existing flows stay.
     pub weight: u32,
+    /// The check this real server gets: its own `health_check` merged over
+    /// its service's.
+    pub health_check: HealthCheck,
+}
+
+impl RealServer {
+    /// The port the health check probes.
+    pub fn health_check_port(&self) -> u16 {
+        self.health_check.port.unwrap_or(self.port)
+    }
 }
 
 /// A config that cannot be used, with where and why. `Display` is the full
@@ -281,4 +306,5 @@ fn one_line(s: &str) -> String {
         .replace("expected struct RawAgent", "expected a table `[agent]`")
         .replace("expected struct RawVirtualServer", "expected a table")
         .replace("expected struct RawRealServer", "expected a table")
+        .replace("expected struct RawHealthCheck", "expected a table")
 }

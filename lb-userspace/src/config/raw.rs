@@ -7,8 +7,8 @@
 //! silently ignored would leave a default in force that the user thinks
 //! they changed.
 //!
-//! Adding a key (issue 3: `health_check`) means adding an optional field
-//! here and its check in `validate`; existing files keep parsing.
+//! Adding a key means adding an optional field here and its check in
+//! `validate` (or `health` for `health_check`); existing files keep parsing.
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -42,6 +42,7 @@ pub(super) struct RawVirtualServer {
     pub scheduler: Option<Spanned<String>>,
     pub maglev_table_size: Option<Spanned<i64>>,
     pub sorry_server: Option<Spanned<String>>,
+    pub health_check: Option<Spanned<RawHealthCheck>>,
     #[serde(default)]
     pub real_server: Vec<Spanned<RawRealServer>>,
 }
@@ -52,4 +53,31 @@ pub(super) struct RawRealServer {
     pub address: Option<Spanned<String>>,
     pub port: Option<Spanned<i64>>,
     pub weight: Option<Spanned<i64>>,
+    pub health_check: Option<Spanned<RawHealthCheck>>,
+}
+
+/// `[virtual_server.health_check]` or a real server's `health_check`:
+/// every key of every kind, so that one of another kind can be named as
+/// such rather than as unknown.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealthCheck {
+    pub kind: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+    pub port: Option<Spanned<i64>>,
+    // http
+    pub path: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub expect_status: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub expect_body: Option<Spanned<String>>,
+    // ldap
+    pub bind_dn: Option<Spanned<String>>,
+    pub bind_password: Option<Spanned<String>>,
+    pub base: Option<Spanned<String>>,
+    pub filter: Option<Spanned<String>>,
+    // exec
+    pub command: Option<Spanned<Vec<Spanned<String>>>>,
 }

@@ -14,6 +14,7 @@ use toml::Spanned;
 
 use super::{
     error::{Location, Source},
+    health::{self, Layer},
     raw::{RawAgent, RawConfig, RawRealServer, RawVirtualServer},
     AgentConfig, Config, ConfigError, Forwarding, Protocol, RealServer, Scheduler, SourceMap,
     VirtualServer, XdpMode, DEFAULT_CONTROL_SOCKET, DEFAULT_FLOW_TABLE_SIZE,
@@ -350,6 +351,21 @@ fn virtual_server(
         },
     };
 
+    // The service's check on its own first: its errors are reported once,
+    // not once per real server inheriting it.
+    let hc_path = format!("{path}.health_check");
+    let hc_span = raw.health_check.as_ref().map(Spanned::span);
+    let service_layer = raw
+        .health_check
+        .as_ref()
+        .zip(hc_span.as_ref())
+        .map(|(h, span)| Layer {
+            raw: h.get_ref(),
+            path: &hc_path,
+            span,
+        });
+    let health_check = health::health_check(service_layer.as_slice(), src)?;
+
     let table_size = raw.maglev_table_size;
     // Without the key there is nothing closer to point at than the table.
     let table_size_span = table_size.as_ref().map_or(table.clone(), |v| v.span());
@@ -364,6 +380,7 @@ fn virtual_server(
             rs_span.clone(),
             &rs_path,
             (address, port, forwarding),
+            service_layer,
             src,
         )?;
         if let Some(k) = real_servers
@@ -451,6 +468,7 @@ fn virtual_server(
             scheduler,
             maglev_table_size,
             sorry_server,
+            health_check,
             real_servers,
         },
         Spans {
@@ -466,6 +484,7 @@ fn real_server(
     table: Range<usize>,
     path: &str,
     (vip, vip_port, forwarding): (IpAddr, u16, Forwarding),
+    service_check: Option<Layer<'_>>,
     src: &Source<'_>,
 ) -> Result<RealServer> {
     let Some(address) = raw.address else {
@@ -531,10 +550,25 @@ fn real_server(
         }
     };
 
+    let hc_path = format!("{path}.health_check");
+    let hc_span = raw.health_check.as_ref().map(Spanned::span);
+    let own = raw
+        .health_check
+        .as_ref()
+        .zip(hc_span.as_ref())
+        .map(|(h, span)| Layer {
+            raw: h.get_ref(),
+            path: &hc_path,
+            span,
+        });
+    let layers: Vec<Layer<'_>> = own.into_iter().chain(service_check).collect();
+    let health_check = health::health_check(&layers, src)?;
+
     Ok(RealServer {
         address: addr,
         port,
         weight,
+        health_check,
     })
 }
 

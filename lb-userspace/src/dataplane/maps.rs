@@ -346,6 +346,7 @@ mod tests {
                 scheduler: Scheduler::Maglev,
                 maglev_table_size: table,
                 sorry_server: None,
+                health_check: Default::default(),
                 real_servers: reals
                     .iter()
                     .map(|(a, w)| {
@@ -354,6 +355,7 @@ mod tests {
                             address: a.ip(),
                             port: a.port(),
                             weight: *w,
+                            health_check: Default::default(),
                         }
                     })
                     .collect(),

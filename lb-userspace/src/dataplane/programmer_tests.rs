@@ -188,6 +188,7 @@ fn real(addr: &str, weight: u32) -> RealServer {
         address: a.ip(),
         port: a.port(),
         weight,
+        health_check: Default::default(),
     }
 }
 
@@ -202,6 +203,7 @@ fn service(name: &str, vip: &str, fwd: Forwarding, reals: Vec<RealServer>) -> Vi
         scheduler: Scheduler::Maglev,
         maglev_table_size: 13,
         sorry_server: None,
+        health_check: Default::default(),
         real_servers: reals,
     }
 }

@@ -1,0 +1,71 @@
+//! `lb-bench [--suite NAME]... [--quick] [--out DIR]`: runs the suites and
+//! writes their results (JSON, markdown, SVG) under `bench/results/`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use lb_bench::{machine::Machine, netns, suites, Ctx};
+
+/// Suites in the order `all` runs them. `ipvs` boots a VM and is run only
+/// when named.
+const SUITES: [&str; 4] = ["packet", "control", "rate", "http"];
+
+#[derive(Parser)]
+#[command(about = "Benchmark suites of lb: ratios against baselines measured in the same run")]
+struct Args {
+    /// Suite to run (repeatable); default: every suite except ipvs.
+    #[arg(long = "suite", value_parser = ["packet", "control", "rate", "http", "ipvs"])]
+    suites: Vec<String>,
+    /// Tiny counts for a smoke run (seconds per suite); results go to a
+    /// temporary directory unless --out is given, so the committed results
+    /// stay those of a full run.
+    #[arg(long)]
+    quick: bool,
+    /// Where results go (default bench/results, or a temp dir with --quick).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    netns::install_signal_cleanup();
+    let args = Args::parse();
+    let out = args.out.clone().unwrap_or_else(|| {
+        if args.quick {
+            std::env::temp_dir().join("lb-bench-quick")
+        } else {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results")
+        }
+    });
+    let names: Vec<String> = if args.suites.is_empty() {
+        SUITES.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.suites.clone()
+    };
+    let ctx = Ctx {
+        quick: args.quick,
+        machine: Machine::detect(),
+    };
+    eprintln!("lb-bench on {}", ctx.machine.describe());
+    for name in &names {
+        eprintln!("== suite {name}{}", if ctx.quick { " (quick)" } else { "" });
+        let t = std::time::Instant::now();
+        let mut report = match name.as_str() {
+            "packet" => suites::packet::run(&ctx),
+            "control" => suites::control::run(&ctx),
+            "rate" => suites::rate::run(&ctx),
+            "http" => suites::http::run(&ctx),
+            "ipvs" => suites::ipvs::run(&ctx),
+            other => anyhow::bail!("unknown suite {other}"),
+        }
+        .with_context(|| format!("suite {name}"))?;
+        let md = report.write(&out)?;
+        println!("{}", std::fs::read_to_string(&md)?);
+        eprintln!(
+            "== suite {name} done in {:.1} s: {}",
+            t.elapsed().as_secs_f64(),
+            md.display()
+        );
+    }
+    Ok(())
+}

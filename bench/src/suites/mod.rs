@@ -1,0 +1,7 @@
+//! One module per suite; each returns a [`crate::report::Report`].
+
+pub mod control;
+pub mod http;
+pub mod ipvs;
+pub mod packet;
+pub mod rate;

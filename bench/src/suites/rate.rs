@@ -1,0 +1,358 @@
+//! Suite `rate`: packet rate through the balancer in namespaces.
+//!
+//! Topology (every host its own namespace, nothing in the root namespace):
+//! `gen` (g0, 192.168.253.1) -> `bal` (b0 192.168.253.254 | b1
+//! 172.16.14.120) -> `srv` (s0, 172.16.14.121-123). The generator
+//! ([`crate::gen`], one AF_PACKET sender per CPU) sends 64-byte UDP frames
+//! to VIP 192.168.253.120:9 from 256 source ports (UDP checksum 0). The real server side counts what
+//! arrives with `xdp_count_drop` on s0 (also gives s0 the NAPI a veth needs
+//! to accept XDP_REDIRECT frames), so no socket or ICMP reply interferes.
+//!
+//! Variants, all on the same frames: lb NAT and lb DR (`lb_xdp` attached to
+//! b0 in native mode, maps filled directly), nftables DNAT (jhash and
+//! numgen), plain kernel forwarding (route VIP/32 via a real server), and
+//! `xdp_baseline_redirect` (fixed MACs, redirect to b1): the XDP limit of
+//! this path. CPU: /proc/stat of the whole machine during the window.
+
+use std::{
+    net::SocketAddrV4,
+    time::{Duration, Instant},
+};
+
+use anyhow::{ensure, Context as _};
+use aya::{programs::xdp::XdpMode, Ebpf};
+use lb_common::{PROTO_UDP, SVC_F_DR, SVC_F_NAT};
+
+use crate::{
+    gen::Generator,
+    netns::{mac_str, veth, Netns},
+    packet::{frame, L4},
+    report::{fmt_value, Report, Row, Table},
+    tools::{cpu_s_per_mpkt, cpu_times},
+    xdp::{self, BaselineFwd, Lb},
+    Ctx,
+};
+
+const VIP: &str = "192.168.253.120:9";
+const REALS: [&str; 3] = ["172.16.14.121:9", "172.16.14.122:9", "172.16.14.123:9"];
+
+struct Topo {
+    gen: Netns,
+    bal: Netns,
+    srv: Netns,
+    g0: [u8; 6],
+    b0: [u8; 6],
+    b1: [u8; 6],
+    s0: [u8; 6],
+}
+
+fn topology() -> anyhow::Result<Topo> {
+    let gen = Netns::new("gen")?;
+    let bal = Netns::new("bal")?;
+    let srv = Netns::new("srv")?;
+    veth(&gen, "g0", &bal, "b0", None)?;
+    veth(&bal, "b1", &srv, "s0", None)?;
+    // veth defaults to noqueue, which drops (with a kernel warning) when the
+    // peer's XDP ring is full; a queue gives the sender backpressure.
+    gen.exec(
+        "tc",
+        &[
+            "qdisc", "replace", "dev", "g0", "root", "pfifo", "limit", "1000",
+        ],
+    )?;
+    gen.ip("addr add 192.168.253.1/24 dev g0")?;
+    bal.ip("addr add 192.168.253.254/24 dev b0")?;
+    bal.ip("addr add 172.16.14.120/24 dev b1")?;
+    for r in REALS {
+        let a = r.split(':').next().unwrap_or(r);
+        srv.ip(&format!("addr add {a}/24 dev s0"))?;
+    }
+    srv.ip("route add default via 172.16.14.120")?;
+    bal.sysctl("net.ipv4.ip_forward", "1")?;
+    let t = Topo {
+        g0: gen.mac("g0")?,
+        b0: bal.mac("b0")?,
+        b1: bal.mac("b1")?,
+        s0: srv.mac("s0")?,
+        gen,
+        bal,
+        srv,
+    };
+    // Permanent neighbours: no ARP in the measured window, and lb's DR path
+    // (which drops on an unresolved neighbour) forwards from the first frame.
+    for r in REALS {
+        let a = r.split(':').next().unwrap_or(r);
+        t.bal.ip(&format!(
+            "neigh replace {a} lladdr {} dev b1 nud permanent",
+            mac_str(&t.s0)
+        ))?;
+    }
+    t.bal.ip(&format!(
+        "neigh replace 192.168.253.1 lladdr {} dev b0 nud permanent",
+        mac_str(&t.g0)
+    ))?;
+    // Plain forwarding needs a route for the VIP; with lb or DNAT the VIP
+    // packet is rewritten or redirected before this route is consulted.
+    t.bal
+        .ip("route add 192.168.253.120/32 via 172.16.14.121 dev b1")?;
+    Ok(t)
+}
+
+struct Sample {
+    delivered: u64,
+    sent: u64,
+    secs: f64,
+    softirq: Option<f64>,
+    busy: Option<f64>,
+}
+
+fn tx_packets(gen: &Netns) -> anyhow::Result<u64> {
+    let s = gen.exec("cat", &["/sys/class/net/g0/statistics/tx_packets"])?;
+    s.trim().parse().context("tx_packets of g0")
+}
+
+fn measure(t: &Topo, sink: &Ebpf, frames: &[Vec<u8>], secs: f64) -> anyhow::Result<Sample> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let gen = Generator::start(&t.gen, "g0", frames.to_vec(), cpus)?;
+    // Warm-up: flow tables and conntrack filled, queues in steady state.
+    std::thread::sleep(Duration::from_millis(500));
+    let (d0, s0, c0, t0) = (
+        xdp::count_drop_total(sink)?,
+        tx_packets(&t.gen)?,
+        cpu_times(),
+        Instant::now(),
+    );
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let (d1, s1, c1, el) = (
+        xdp::count_drop_total(sink)?,
+        tx_packets(&t.gen)?,
+        cpu_times(),
+        t0.elapsed().as_secs_f64(),
+    );
+    let accepted = gen.stop()?;
+    ensure!(accepted > 0, "the generator sent nothing");
+    let delivered = d1 - d0;
+    Ok(Sample {
+        delivered,
+        sent: s1 - s0,
+        secs: el,
+        softirq: cpu_s_per_mpkt(c0.softirq, c1.softirq, delivered),
+        busy: cpu_s_per_mpkt(c0.busy, c1.busy, delivered),
+    })
+}
+
+fn real(s: &str) -> SocketAddrV4 {
+    s.parse().expect("literal address")
+}
+
+fn load_lb(t: &Topo, flags: u32) -> anyhow::Result<Lb> {
+    let _in = t.bal.enter()?;
+    let mut lb = Lb::load(1 << 16, lb_common::defaults::MAGLEV_TABLE_SIZE)?;
+    let mut bs = Vec::new();
+    for (i, r) in REALS.iter().enumerate() {
+        lb.backend(i as u32, 0, real(r))?;
+        bs.push((i as u32, real(r)));
+    }
+    let ring = xdp::maglev_ring(&bs, lb_common::defaults::MAGLEV_TABLE_SIZE);
+    lb.service(0, real(VIP), PROTO_UDP, flags, &ring)?;
+    if flags & SVC_F_NAT != 0 {
+        for (i, r) in REALS.iter().enumerate() {
+            lb.reverse_nat(real(r), PROTO_UDP, real(VIP), 0, i as u32)?;
+        }
+    }
+    xdp::xdp_mut(&mut lb.ebpf, lb_common::names::PROGRAM)?
+        .attach("b0", XdpMode::Driver)
+        .context("attaching lb_xdp to b0 (native)")?;
+    Ok(lb)
+}
+
+fn nft(t: &Topo, hash: &str) -> anyhow::Result<()> {
+    let rules = format!(
+        "table ip lbbench {{\n  chain pre {{\n    type nat hook prerouting priority dstnat;\n    ip daddr 192.168.253.120 udp dport 9 dnat to {hash} map {{ 0 : 172.16.14.121, 1 : 172.16.14.122, 2 : 172.16.14.123 }}\n  }}\n}}\n"
+    );
+    let path = std::env::temp_dir().join(format!("lbb{}-nft.conf", std::process::id()));
+    std::fs::write(&path, rules)?;
+    t.bal
+        .exec("nft", &["-f", &path.to_string_lossy()])
+        .context("loading the nftables DNAT rules (apt-get install nftables)")?;
+    let _ = std::fs::remove_file(path);
+    Ok(())
+}
+
+/// NAT bindings live in conntrack entries, not in the rules: without a
+/// flush the next variant would reuse the previous one's choices.
+fn conntrack_flush(t: &Topo) -> anyhow::Result<()> {
+    t.bal
+        .exec("conntrack", &["-F"])
+        .context("flushing conntrack (apt-get install conntrack)")
+        .map(|_| ())
+}
+
+fn nft_flush(t: &Topo) -> anyhow::Result<()> {
+    t.bal.exec("nft", &["flush", "ruleset"]).map(|_| ())
+}
+
+pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
+    let (secs, rounds) = if ctx.quick { (0.5, 1) } else { (4.0, 3) };
+    eprintln!("  [rate] building the namespaces (gen -> bal -> srv)");
+    let t = topology()?;
+    // The sink counts at the real servers for every variant.
+    let mut sink = xdp::load_baseline()?;
+    {
+        let _in = t.srv.enter()?;
+        xdp::xdp_mut(&mut sink, xdp::COUNT_DROP)?
+            .attach("s0", XdpMode::Driver)
+            .context("attaching the counter to s0")?;
+    }
+    // 256 flows: source ports 1024..1279.
+    let frames: Vec<Vec<u8>> = (0..256u16)
+        .map(|p| {
+            let src = SocketAddrV4::new([192, 168, 253, 1].into(), 1024 + p);
+            frame(t.b0, t.g0, src, real(VIP), L4::UdpNoChecksum)
+        })
+        .collect();
+
+    let mut table = Table::new(
+        "rate",
+        "Packet rate, 64-byte UDP to the VIP, counted at the real server",
+        "Mpps delivered",
+        "XDP redirect (limit)",
+        "rate relative to plain XDP redirect on the same path, higher is better",
+    )
+    .columns(&[
+        "range",
+        "x nft jhash",
+        "x kernel fwd",
+        "sent Mpps",
+        "delivered/sent",
+        "softirq CPU-s/Mpkt",
+        "busy CPU-s/Mpkt",
+    ]);
+    let mut samples: Vec<(String, Sample)> = Vec::new();
+    let go = |label: &str, samples: &mut Vec<(String, Sample)>| -> anyhow::Result<()> {
+        eprintln!("  [rate] {label}: {secs} s");
+        let s = measure(&t, &sink, &frames, secs)?;
+        eprintln!(
+            "  [rate] {label}: {} Mpps delivered of {} sent",
+            fmt_value(s.delivered as f64 / s.secs / 1e6),
+            fmt_value(s.sent as f64 / s.secs / 1e6)
+        );
+        samples.push((label.to_string(), s));
+        Ok(())
+    };
+
+    // Rounds in turn, so a burst of other work on the machine hits one
+    // round of every variant rather than all rounds of one.
+    for round in 1..=rounds {
+        eprintln!("  [rate] round {round} of {rounds}");
+        go("kernel forwarding", &mut samples)?;
+        nft(&t, "jhash ip saddr . udp sport mod 3")?;
+        go("nftables DNAT (jhash)", &mut samples)?;
+        nft_flush(&t)?;
+        conntrack_flush(&t)?;
+        nft(&t, "numgen inc mod 3")?;
+        go("nftables DNAT (numgen)", &mut samples)?;
+        nft_flush(&t)?;
+        conntrack_flush(&t)?;
+        {
+            let mut base = xdp::load_baseline()?;
+            let b1 = t.bal.ifindex("b1")?;
+            xdp::set_baseline_fwd(
+                &mut base,
+                BaselineFwd {
+                    ifindex: b1,
+                    smac: t.b1,
+                    dmac: t.s0,
+                },
+            )?;
+            {
+                let _in = t.bal.enter()?;
+                xdp::xdp_mut(&mut base, xdp::BASELINE_REDIRECT)?
+                    .attach("b0", XdpMode::Driver)
+                    .context("attaching xdp_baseline_redirect to b0")?;
+            }
+            go("XDP redirect (limit)", &mut samples)?;
+        }
+        for (label, flags) in [("lb NAT", SVC_F_NAT), ("lb DR", SVC_F_DR)] {
+            let lb = load_lb(&t, flags)?;
+            go(label, &mut samples)?;
+            let v = lb.verdicts()?;
+            ensure!(
+                v[lb_common::verdict::REDIRECT as usize] > 0,
+                "{label}: lb_xdp redirected nothing (verdicts {v:?})"
+            );
+            drop(lb);
+        }
+    }
+
+    // Per variant, the round with the median delivered rate.
+    let mut labels: Vec<String> = Vec::new();
+    for (l, _) in &samples {
+        if !labels.contains(l) {
+            labels.push(l.clone());
+        }
+    }
+    let mpps_of = |s: &Sample| s.delivered as f64 / s.secs / 1e6;
+    let mut chosen: Vec<(String, &Sample, f64, f64)> = Vec::new();
+    for l in &labels {
+        let mut v: Vec<&Sample> = samples
+            .iter()
+            .filter(|(x, _)| x == l)
+            .map(|(_, s)| s)
+            .collect();
+        v.sort_by(|a, b| mpps_of(a).total_cmp(&mpps_of(b)));
+        let (lo, hi) = (mpps_of(v[0]), mpps_of(v[v.len() - 1]));
+        chosen.push((l.clone(), v[v.len() / 2], lo, hi));
+    }
+    let rate = |label: &str| {
+        chosen
+            .iter()
+            .find(|(l, ..)| l == label)
+            .map(|(_, s, ..)| mpps_of(s))
+    };
+    let nft_rate = rate("nftables DNAT (jhash)");
+    let fwd_rate = rate("kernel forwarding");
+    for (label, s, lo, hi) in &chosen {
+        let mpps = mpps_of(s);
+        let vs = |b: Option<f64>| {
+            b.and_then(|b| crate::report::ratio(mpps, b))
+                .map(|q| format!("{q:.2}"))
+                .unwrap_or("-".into())
+        };
+        let opt = |v: Option<f64>| v.map(fmt_value).unwrap_or("-".into());
+        table.push(Row::new(
+            label.as_str(),
+            mpps,
+            vec![
+                format!("{}-{}", fmt_value(*lo), fmt_value(*hi)),
+                vs(nft_rate),
+                vs(fwd_rate),
+                fmt_value(s.sent as f64 / s.secs / 1e6),
+                format!("{:.3}", s.delivered as f64 / s.sent.max(1) as f64),
+                opt(s.softirq),
+                opt(s.busy),
+            ],
+        ));
+    }
+    let mut report = Report::new(
+        "rate",
+        "Packet rate (namespaces, veth)",
+        &ctx.machine,
+        ctx.quick,
+    );
+    report.method = vec![
+        "gen -> bal -> srv namespaces joined by veth pairs; an AF_PACKET sendmmsg generator (one thread per CPU; trafgen exits on the EAGAIN a veth gives once its peer runs XDP) sends 60-byte (64 on the wire) UDP frames to 192.168.253.120:9 from 256 source ports, UDP checksum 0.".into(),
+        format!("{rounds} rounds over all variants in turn; the median round per variant is shown (range: all rounds). Each run: 0.5 s warm-up, then {secs} s counted: frames delivered to the real server side (xdp_count_drop on s0), frames sent (g0 tx_packets), and /proc/stat of the whole machine."),
+        "lb NAT / DR: the real lb_xdp attached to b0 in native mode, one UDP service with 3 real servers (172.16.14.121-123 behind b1), maps filled directly (no agent). nftables: prerouting DNAT with jhash (per flow) or numgen (per connection); conntrack keeps the choice per flow. Kernel forwarding: VIP/32 routed via a real server. XDP redirect: xdp_baseline_redirect, fixed MACs, redirect to b1, no parsing, no lookup.".into(),
+    ];
+    report.notes = vec![
+        "veth is not a NIC: all the work (generation, veth transmit, XDP or the kernel path, the sink) runs on the sender's CPU in softirq; the rates rank the forwarding paths, they are not what a NIC would reach.".into(),
+        format!("The generator shares the machine's {} cores with the balancer, and /proc/stat counts every process on the machine (other work included).", ctx.machine.cores),
+        "Goals (issue 4): lb at least 4x nftables DNAT (column `x nft jhash`) and at least 0.9 of the XDP limit (column `ratio`).".into(),
+    ];
+    report.tables = vec![table];
+    drop(sink);
+    Ok(report)
+}

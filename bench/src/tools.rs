@@ -1,0 +1,219 @@
+//! Output of the tools the suites run, parsed: `ab` and `wrk` results, and
+//! the CPU time accounting of /proc/stat. (The rate suite generates its own
+//! packets, see `crate::gen`, so there is no trafgen output to read.)
+
+/// One HTTP load run: requests per second and latency percentiles (ms).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Http {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Failed requests (ab), or socket errors plus non-2xx/3xx (wrk).
+    pub failed: u64,
+    pub requests: u64,
+}
+
+/// `ab` output. Its percentile table is in whole milliseconds.
+pub fn parse_ab(out: &str) -> Option<Http> {
+    let field = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+    };
+    let pct = |p: &str| {
+        out.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(p))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    Some(Http {
+        rps: field("Requests per second:")?.parse().ok()?,
+        failed: field("Failed requests:")?.parse().ok()?,
+        requests: field("Complete requests:")?.parse().ok()?,
+        p50_ms: pct("50%")?,
+        p99_ms: pct("99%")?,
+    })
+}
+
+/// A wrk duration ("812.00us", "1.20ms", "2.01s") in milliseconds.
+pub fn wrk_duration_ms(s: &str) -> Option<f64> {
+    let (num, scale) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1e-3)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e3)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|v| v * scale)
+}
+
+/// `wrk --latency` output.
+pub fn parse_wrk(out: &str) -> Option<Http> {
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    let pct = |p: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(p))
+            .and_then(|v| wrk_duration_ms(v.trim()))
+    };
+    let rps = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let requests = lines
+        .iter()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())?;
+    let mut failed = 0;
+    for l in &lines {
+        if let Some(rest) = l.strip_prefix("Socket errors:") {
+            failed += rest
+                .split(',')
+                .filter_map(|kv| kv.split_whitespace().nth(1))
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        if let Some(rest) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            failed += rest.trim().parse::<u64>().unwrap_or(0);
+        }
+    }
+    Some(Http {
+        rps,
+        p50_ms: pct("50%")?,
+        p99_ms: pct("99%")?,
+        failed,
+        requests,
+    })
+}
+
+/// CPU time of all CPUs from the `cpu` line of /proc/stat, in clock ticks
+/// (USER_HZ, 100 per second on Linux).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuTimes {
+    pub busy: u64,
+    pub idle: u64,
+    pub softirq: u64,
+}
+
+pub fn parse_proc_stat(s: &str) -> Option<CpuTimes> {
+    let line = s.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice;
+    // guest time is already counted in user.
+    if v.len() < 7 {
+        return None;
+    }
+    let idle = v[3] + v[4];
+    let busy = v[0] + v[1] + v[2] + v[5] + v[6] + v.get(7).copied().unwrap_or(0);
+    Some(CpuTimes {
+        busy,
+        idle,
+        softirq: v[6],
+    })
+}
+
+pub fn cpu_times() -> CpuTimes {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| parse_proc_stat(&s))
+        .unwrap_or_default()
+}
+
+/// Clock ticks per second of /proc/stat.
+pub const USER_HZ: f64 = 100.0;
+
+/// CPU seconds spent per million packets: `(after - before)` ticks over
+/// `packets`. `None` without packets.
+pub fn cpu_s_per_mpkt(before: u64, after: u64, packets: u64) -> Option<f64> {
+    (packets > 0).then(|| after.saturating_sub(before) as f64 / USER_HZ / (packets as f64 / 1e6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AB: &str = "Server Software:        nginx/1.22.1
+Concurrency Level:      30
+Time taken for tests:   1.234 seconds
+Complete requests:      3000
+Failed requests:        2
+   (Connect: 0, Receive: 0, Length: 2, Exceptions: 0)
+Requests per second:    2431.12 [#/sec] (mean)
+Time per request:       12.340 [ms] (mean)
+
+Percentage of the requests served within a certain time (ms)
+  50%     11
+  66%     12
+  75%     13
+  80%     13
+  90%     15
+  95%     17
+  98%     20
+  99%     23
+ 100%     41 (longest request)
+";
+
+    #[test]
+    fn ab_output() {
+        let h = parse_ab(AB).unwrap();
+        assert_eq!(h.rps, 2431.12);
+        assert_eq!(h.failed, 2);
+        assert_eq!(h.requests, 3000);
+        assert_eq!(h.p50_ms, 11.0);
+        assert_eq!(h.p99_ms, 23.0);
+        assert_eq!(parse_ab("apr_socket_recv: Connection refused (111)"), None);
+    }
+
+    const WRK: &str = "Running 2s test @ http://192.168.253.120/
+  2 threads and 20 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.23ms  456.00us  10.00ms   90.00%
+    Req/Sec     4.00k   300.00     5.00k    70.00%
+  Latency Distribution
+     50%  812.00us
+     75%    1.40ms
+     90%    1.80ms
+     99%    3.20ms
+  16000 requests in 2.00s, 12.80MB read
+  Socket errors: connect 0, read 3, write 0, timeout 1
+  Non-2xx or 3xx responses: 5
+Requests/sec:   8000.50
+Transfer/sec:      6.40MB
+";
+
+    #[test]
+    fn wrk_output() {
+        let h = parse_wrk(WRK).unwrap();
+        assert_eq!(h.rps, 8000.5);
+        assert!((h.p50_ms - 0.812).abs() < 1e-9);
+        assert_eq!(h.p99_ms, 3.2);
+        assert_eq!(h.requests, 16000);
+        assert_eq!(h.failed, 9);
+        assert_eq!(wrk_duration_ms("2.5s"), Some(2500.0));
+        assert_eq!(wrk_duration_ms("7"), None);
+    }
+
+    #[test]
+    fn proc_stat_softirq_accounting() {
+        let a = "cpu  100 5 50 1000 10 1 20 0 0 0\ncpu0 50 2 25 500 5 0 10 0 0 0\n";
+        let b = "cpu  150 5 80 1100 10 1 70 0 0 0\n";
+        let (a, b) = (parse_proc_stat(a).unwrap(), parse_proc_stat(b).unwrap());
+        assert_eq!(a.softirq, 20);
+        assert_eq!(a.busy, 100 + 5 + 50 + 1 + 20);
+        assert_eq!(a.idle, 1010);
+        // 50 ticks = 0.5 CPU-seconds of softirq for 2 million packets.
+        assert_eq!(cpu_s_per_mpkt(a.softirq, b.softirq, 2_000_000), Some(0.25));
+        assert_eq!(cpu_s_per_mpkt(0, 10, 0), None);
+        assert_eq!(parse_proc_stat("intr 1 2 3"), None);
+    }
+}

@@ -1,0 +1,200 @@
+//! Health checks of real servers (issue 3): which real servers may take
+//! new flows.
+//!
+//! This module owns the checks (one file per kind: [`tcp`], [`http`],
+//! [`ldap`], [`exec`]), the rise/fall state machine ([`state`]) and the
+//! [`Monitor`] that runs every target's checks on tokio and reports
+//! transitions. It never touches the BPF maps: the agent turns
+//! transitions into Maglev table rebuilds.
+//!
+//! # Start-up: `Unknown` counts as up
+//! A target starts (at start-up, or when a reload adds it) in
+//! [`Health::Unknown`], and [`Health::serves`] is true for it: the agent
+//! puts it in the Maglev table right away, so a restart never black-holes
+//! a service while its first checks run. Its first check starts at once
+//! (after a jitter of at most a tenth of its interval, so a thousand
+//! targets do not connect in the same millisecond) and its first result
+//! decides: success = [`Health::Up`] (no change for the data plane),
+//! failure = [`Health::Down`] at once, so a dead server receives traffic
+//! for at most one timeout plus that jitter, not `fall x interval`. From
+//! then on the usual rule holds: `fall` consecutive failures take it down,
+//! `rise` consecutive successes bring it back. Kind `none` targets are
+//! `Up` from the start and never checked.
+//!
+//! # Cadence and timeouts
+//! Every target has its own task: a check starts every `interval` (5%
+//! jitter either way) measured from the start of the previous one, and
+//! `tokio::time::timeout` ends it after `timeout` (< interval, enforced
+//! by the config), dropping its connection or killing its command. So a
+//! hanging server costs its own task one timeout per check and never
+//! delays another target's checks.
+
+pub mod exec;
+pub mod http;
+pub mod ldap;
+mod monitor;
+pub mod state;
+pub mod tcp;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant, SystemTime},
+};
+
+pub use monitor::{CheckObserver, Monitor, StatusReader};
+
+use crate::config::{show_duration, CheckKind, Config, HealthCheck};
+
+/// A real server's health as the agent sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Health {
+    /// Not checked yet: treated as up (see the module doc).
+    Unknown,
+    Up,
+    Down,
+}
+
+impl Health {
+    /// May the real server take new flows? True for `Up` and `Unknown`.
+    pub fn serves(self) -> bool {
+        !matches!(self, Health::Down)
+    }
+
+    /// For `lb status` and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which real server of which service: the identity a target keeps across
+/// reloads. `port` is the real server's port (not the checked port).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetKey {
+    pub service: String,
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+impl std::fmt::Display for TargetKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}",
+            self.service,
+            SocketAddr::new(self.address, self.port)
+        )
+    }
+}
+
+/// One real server to check, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub key: TargetKey,
+    pub check: HealthCheck,
+}
+
+impl Target {
+    /// Where the check connects: the real server's address, and the
+    /// check's `port` or else the real server's.
+    pub fn check_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.key.address, self.check.port.unwrap_or(self.key.port))
+    }
+}
+
+/// Every real server of every service in `config`, in config order.
+pub fn targets(config: &Config) -> Vec<Target> {
+    config
+        .virtual_servers
+        .iter()
+        .flat_map(|vs| {
+            vs.real_servers.iter().map(|rs| Target {
+                key: TargetKey {
+                    service: vs.name.clone(),
+                    address: rs.address,
+                    port: rs.port,
+                },
+                check: rs.health_check.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The outcome of one check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckResult {
+    /// When it ended.
+    pub at: SystemTime,
+    /// `Err` holds what failed, for `lb status` and logs
+    /// (e.g. "ldap bind failed: invalidCredentials (49)").
+    pub outcome: Result<(), String>,
+    pub latency: Duration,
+}
+
+/// What `lb status` and metrics show for one target.
+#[derive(Clone, Debug)]
+pub struct TargetStatus {
+    pub state: Health,
+    /// When it entered `state` (wall clock, for display).
+    pub since: SystemTime,
+    /// The same moment on the monotonic clock, for "for how long".
+    pub since_instant: Instant,
+    /// "http", "tcp", "ldap", "exec" or "none".
+    pub kind: &'static str,
+    /// `None` until the first check ends (and always for kind none).
+    pub last: Option<CheckResult>,
+    pub checks: u64,
+    pub failed_checks: u64,
+    /// State changes since the target was added (Unknown -> Up counts).
+    pub transitions: u64,
+}
+
+/// A change of a target's state, sent once per change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub key: TargetKey,
+    pub from: Health,
+    pub to: Health,
+    pub at: SystemTime,
+    /// The result that caused it: "ok" or the check's error.
+    pub reason: String,
+}
+
+/// Runs one check of `target` with its timeout enforced.
+pub async fn check_once(target: &Target) -> CheckResult {
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(target.check.timeout, probe(target)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "{} check timed out after {}",
+            target.check.kind_name(),
+            show_duration(target.check.timeout)
+        )),
+    };
+    CheckResult {
+        at: SystemTime::now(),
+        outcome,
+        latency: started.elapsed(),
+    }
+}
+
+/// The check itself, without a timeout (the caller sets one).
+async fn probe(target: &Target) -> Result<(), String> {
+    let addr = target.check_addr();
+    match &target.check.kind {
+        CheckKind::None => Ok(()),
+        CheckKind::Tcp => tcp::check(addr).await,
+        CheckKind::Http(c) => http::check(addr, c).await,
+        CheckKind::Ldap(c) => ldap::check(addr, c).await,
+        CheckKind::Exec(c) => exec::check(addr, c).await,
+    }
+}

@@ -1,0 +1,158 @@
+//! `cargo xtask setup`: the Debian packages, the nightly's rust-src,
+//! bpf-linker built against the nightly's LLVM (see TOOLCHAIN.md) and bpffs.
+//! Each step checks first and does nothing when already done.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cmd::status;
+
+/// Debian packages the build, the tests, the demo and the benchmarks run.
+const PACKAGES: &[&str] = &[
+    "nginx-light",
+    "apache2-utils",
+    "wrk",
+    "curl",
+    "iproute2",
+    "ethtool",
+    "iputils-ping",
+    "slapd",
+    "ldap-utils",
+    "keepalived",
+    "bpftool",
+    "netsniff-ng",
+    "socat",
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn setup() -> Result<()> {
+    packages().context("installing Debian packages")?;
+    rust_src().context("adding rust-src to the nightly toolchain")?;
+    bpf_linker().context("installing bpf-linker")?;
+    bpffs().context("mounting bpffs")?;
+    Ok(())
+}
+
+fn packages() -> Result<()> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Package} ${Status}\\n"])
+        .args(PACKAGES)
+        .output()
+        .context("running dpkg-query (is this Debian?)")?;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !listed
+                .lines()
+                .any(|l| l.starts_with(&format!("{p} ")) && l.ends_with("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing missing packages: {}", missing.join(" "));
+    let apt = |args: &[&str]| {
+        let mut c = Command::new("apt-get");
+        c.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(std::process::Stdio::null());
+        c
+    };
+    status(&mut apt(&["update", "-q"]))?;
+    status(apt(&["install", "-y", "-q"]).args(&missing))
+}
+
+fn rust_src() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .context("running rustup")?;
+    if !out.status.success() {
+        bail!(
+            "the nightly toolchain is not installed (rustup says: {}); the eBPF \
+             program builds with nightly: `rustup toolchain install nightly`",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
+        return Ok(());
+    }
+    status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+fn bpf_linker() -> Result<()> {
+    if let Ok(out) = Command::new("bpf-linker").arg("--version").output() {
+        if String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION) {
+            return Ok(());
+        }
+    }
+    // bpf-linker must link the same LLVM as the nightly rustc that emits the
+    // eBPF bitcode; link it against the nightly's own libLLVM. The binary
+    // keeps a RUNPATH into the prefix, so the prefix must stay.
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let prefix = PathBuf::from(home).join(".local/share/lb-llvm");
+    let sysroot = Command::new("rustc")
+        .args(["+nightly", "--print", "sysroot"])
+        .output()
+        .context("rustc +nightly --print sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    let lib = std::fs::read_dir(sysroot.join("lib"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+        })
+        .with_context(|| format!("no libLLVM.so.* in {}/lib", sysroot.display()))?;
+    let libdir = prefix.join("lib");
+    std::fs::create_dir_all(&libdir)?;
+    for name in [
+        std::ffi::OsStr::new("libLLVM.so"),
+        lib.file_name().context("libLLVM without a name")?,
+    ] {
+        let link = libdir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&lib, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    let llvm_major = lib
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("libLLVM.so."))
+        .and_then(|v| v.split(['.', '-']).next())
+        .context("cannot read the LLVM version from the library name")?
+        .to_string();
+    status(
+        Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{llvm_major}"),
+            ])
+            .env("LLVM_PREFIX", &prefix),
+    )
+}
+
+fn bpffs() -> Result<()> {
+    let mounts = std::fs::read_to_string("/proc/mounts")?;
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf "))
+    {
+        return Ok(());
+    }
+    status(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
+}
