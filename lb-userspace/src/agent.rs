@@ -83,6 +83,11 @@ pub enum AgentError {
     Pin(#[from] PinError),
     #[error("cannot adopt the pinned data plane: {0}; run `lb unload` first")]
     Adopt(String),
+    #[error("cannot listen for metrics on {addr} ([agent] metrics_listen): {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot install a signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -277,6 +282,27 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
 
     let shared = Arc::new(Mutex::new(Shared { maps, programmer }));
     tracing::info!("control socket {}", server.path().display());
+    let metrics = match config.agent.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| AgentError::Metrics { addr, source })?;
+            tracing::info!("metrics on http://{addr}/metrics");
+            let shared = shared.clone();
+            Some(tokio::spawn(crate::metrics::serve(listener, move || {
+                let shared = shared.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        let s = shared.lock().expect("agent state lock");
+                        stats::snapshot(&s.maps, &s.programmer).map_err(|e| e.to_string())
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                }
+            })))
+        }
+        None => None,
+    };
     let (req_tx, mut req_rx) = mpsc::channel::<Incoming>(16);
     let serving = {
         let server = server.clone();
@@ -357,6 +383,9 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
     let _ = serving.await;
     drop(server);
     neighbours.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     tracing::info!(
         "stopped; XDP stays attached and forwarding with the maps pinned in {} (the next `lb \
          run` adopts them; `lb unload --pin-dir {}` removes everything)",

@@ -8,6 +8,7 @@ pub mod control;
 pub mod dataplane;
 pub mod health;
 pub mod maglev;
+pub mod metrics;
 pub mod status;
 
 /// The XDP object, built from `lb-ebpf` by `build.rs`.

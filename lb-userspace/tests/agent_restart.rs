@@ -121,6 +121,7 @@ impl Topology {
         ip(&lb, &format!("addr add {VIP}/32 dev eth0"));
         ip(&c, "addr add 10.91.0.2/24 dev c0");
         ip(&lb, "link set eth0 up");
+        ip(&lb, "link set lo up");
         ip(&c, "link set c0 up");
         ip(&c, "link set lo up");
         for i in 1..=3 {
@@ -193,7 +194,8 @@ impl Topology {
     fn config(&self, name: &str, reals: u32) -> PathBuf {
         let mut text = format!(
             "[agent]\ninterfaces = [\"eth0\", \"eth1\", \"eth2\", \"eth3\"]\n\
-             xdp_mode = \"generic\"\nflow_table_size = 65536\ncontrol_socket = \"{}\"\n\n\
+             xdp_mode = \"generic\"\nflow_table_size = 65536\ncontrol_socket = \"{}\"\n\
+             metrics_listen = \"127.0.0.1:9469\"\n\n\
              [[virtual_server]]\nname = \"web\"\naddress = \"{VIP}\"\nport = 80\n\
              protocol = \"tcp\"\nforwarding = \"nat\"\n",
             self.socket().display()
@@ -269,6 +271,28 @@ impl Topology {
             .collect()
     }
 
+    /// `GET /metrics` from the agent, with a plain TCP socket in the
+    /// balancer's namespace.
+    fn scrape(&self) -> String {
+        let path = format!("/run/netns/{}", self.ns("lb"));
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).unwrap();
+            // SAFETY: setns on this thread only, with an fd we own.
+            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            let mut s = TcpStream::connect("127.0.0.1:9469").expect("connecting to metrics");
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: lb\r\n\r\n")
+                .unwrap();
+            let mut text = String::new();
+            s.read_to_string(&mut text).unwrap();
+            assert!(text.starts_with("HTTP/1.1 200"), "metrics answer: {text}");
+            text
+        })
+        .join()
+        .unwrap()
+    }
+
     /// Open `n` TCP connections to the VIP from the client's namespace.
     fn connect(&self, n: usize) -> Vec<TcpStream> {
         let path = format!("/run/netns/{}", self.ns("c"));
@@ -334,6 +358,16 @@ fn get(s: &mut TcpStream) -> std::io::Result<String> {
     }
 }
 
+/// The value of the first sample whose line starts with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {prefix:?} in:\n{metrics}"))
+}
+
 fn ab_field(out: &str, field: &str) -> u64 {
     out.lines()
         .find_map(|l| l.strip_prefix(field))
@@ -360,6 +394,12 @@ fn kill_9_under_load_then_restart_adopts_flows_and_unload_removes_everything() {
         before.iter().any(|n| n == "r1") && before.iter().any(|n| n == "r2"),
         "both real servers should have connections: {before:?}"
     );
+
+    let packets =
+        "lb_service_packets_total{service=\"web\",vip=\"10.91.0.100:80/tcp\",direction=\"in\"}";
+    let new_flows = "lb_service_connections_total{";
+    let m0 = t.scrape();
+    let (p0, c0) = (sample(&m0, packets), sample(&m0, new_flows));
 
     let ab = Command::new("ip")
         .args([
@@ -408,6 +448,19 @@ fn kill_9_under_load_then_restart_adopts_flows_and_unload_removes_everything() {
         log.contains("adopting the data plane pinned"),
         "the second agent did not adopt the pinned maps:\n{log}"
     );
+
+    // The restarted agent's metrics endpoint shows the counters moving
+    // (they live in the pinned maps, so they span both agents).
+    let m1 = t.scrape();
+    let (p1, c1) = (sample(&m1, packets), sample(&m1, new_flows));
+    // Not one per request: ab cycles through the client's ports, and a
+    // port whose flow-table entry is still there reuses it (no new flow).
+    assert!(
+        c1 > c0 + 100,
+        "connections counter went from {c0} to {c1} over {complete} requests"
+    );
+    assert!(p1 > p0 + 3 * complete, "packets went from {p0} to {p1}");
+    assert!(m1.contains("lb_build_info{version="), "{m1}");
 
     // Every connection made before the kill still reaches the same server,
     // although a third server joined the Maglev table.

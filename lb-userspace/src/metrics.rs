@@ -1,0 +1,277 @@
+//! The Prometheus endpoint (`[agent] metrics_listen`): `GET /metrics` in
+//! the text exposition format, encoded by `prometheus-client`.
+//!
+//! The data plane's counters live in per-CPU BPF maps, so nothing is
+//! counted here: every scrape takes the same snapshot `lb status` shows and
+//! turns it into metrics, which keeps the two views equal by construction.
+//! Metric names:
+//! - `lb_service_packets_total`, `lb_service_bytes_total` (labels
+//!   `service`, `vip`, `direction` = in | out), `lb_service_connections_total`;
+//! - `lb_real_server_packets_total`, `lb_real_server_bytes_total`,
+//!   `lb_real_server_connections_total` (plus `real_server`),
+//!   `lb_real_server_flows` (flow-table entries), `lb_real_server_active`
+//!   (1 while it may carry flows), `lb_real_server_weight`;
+//! - `lb_xdp_verdicts_total{verdict}`, `lb_xdp_events_total{event}`;
+//! - `lb_build_info{version}` = 1.
+//!
+//! The server is a minimal HTTP/1.0-style responder on tokio: one request
+//! per connection, answered and closed, which is all a scraper needs.
+
+use std::{future::Future, net::SocketAddr};
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpListener,
+};
+
+use crate::status::{Stats, Status};
+
+type Labels = Vec<(String, String)>;
+
+fn counters(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
+    let family = Family::<Labels, Counter>::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
+fn gauges(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
+    let family = Family::<Labels, Gauge>::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
+fn with(base: &Labels, extra: &[(&str, &str)]) -> Labels {
+    let mut l = base.clone();
+    l.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    l
+}
+
+/// Packets, bytes and connections of one service or real server.
+struct Traffic {
+    packets: Family<Labels, Counter>,
+    bytes: Family<Labels, Counter>,
+    conns: Family<Labels, Counter>,
+}
+
+impl Traffic {
+    fn new(registry: &mut Registry, prefix: &str, what: &str) -> Self {
+        Self {
+            packets: counters(
+                registry,
+                &format!("{prefix}_packets"),
+                &format!("Packets forwarded for the {what}, by direction"),
+            ),
+            bytes: counters(
+                registry,
+                &format!("{prefix}_bytes"),
+                &format!("Bytes (frame length) forwarded for the {what}, by direction"),
+            ),
+            conns: counters(
+                registry,
+                &format!("{prefix}_connections"),
+                &format!("New flows scheduled to the {what}"),
+            ),
+        }
+    }
+
+    fn record(&self, labels: &Labels, s: &Stats) {
+        let inbound = with(labels, &[("direction", "in")]);
+        let outbound = with(labels, &[("direction", "out")]);
+        self.packets.get_or_create(&inbound).inc_by(s.in_packets);
+        self.packets.get_or_create(&outbound).inc_by(s.out_packets);
+        self.bytes.get_or_create(&inbound).inc_by(s.in_bytes);
+        self.bytes.get_or_create(&outbound).inc_by(s.out_bytes);
+        self.conns.get_or_create(labels).inc_by(s.conns);
+    }
+}
+
+/// The metrics of `status`, in the text exposition format.
+pub fn render(status: &Status) -> String {
+    let mut registry = Registry::default();
+    let services = Traffic::new(&mut registry, "lb_service", "virtual service");
+    let reals = Traffic::new(&mut registry, "lb_real_server", "real server");
+    let flows = gauges(
+        &mut registry,
+        "lb_real_server_flows",
+        "Flow-table entries pointing at the real server (recent flows)",
+    );
+    let active = gauges(
+        &mut registry,
+        "lb_real_server_active",
+        "1 while the real server may carry flows, 0 while removed or down",
+    );
+    let weight = gauges(
+        &mut registry,
+        "lb_real_server_weight",
+        "Configured Maglev weight",
+    );
+    let verdicts = counters(&mut registry, "lb_xdp_verdicts", "Packets per XDP verdict");
+    let events = counters(
+        &mut registry,
+        "lb_xdp_events",
+        "Data-plane events (see the README)",
+    );
+    let build = gauges(&mut registry, "lb_build_info", "The lb agent's version");
+    build
+        .get_or_create(&vec![(
+            "version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        )])
+        .set(1);
+
+    for s in &status.services {
+        let labels: Labels = vec![
+            ("service".into(), s.name.clone()),
+            (
+                "vip".into(),
+                format!(
+                    "{}/{}",
+                    SocketAddr::new(parse_ip(&s.address), s.port),
+                    s.protocol
+                ),
+            ),
+        ];
+        services.record(&labels, &s.stats);
+        for r in &s.real_servers {
+            let rl = with(
+                &labels,
+                &[(
+                    "real_server",
+                    &SocketAddr::new(parse_ip(&r.address), r.port).to_string(),
+                )],
+            );
+            reals.record(&rl, &r.stats);
+            flows.get_or_create(&rl).set(r.flows as i64);
+            active.get_or_create(&rl).set(i64::from(r.active));
+            weight.get_or_create(&rl).set(i64::from(r.weight));
+        }
+    }
+    for (name, n) in &status.verdicts {
+        verdicts
+            .get_or_create(&vec![("verdict".into(), name.clone())])
+            .inc_by(*n);
+    }
+    for (name, n) in &status.events {
+        events
+            .get_or_create(&vec![("event".into(), name.clone())])
+            .inc_by(*n);
+    }
+    let mut out = String::new();
+    encode(&mut out, &registry).expect("writing to a String cannot fail");
+    out
+}
+
+fn parse_ip(s: &str) -> std::net::IpAddr {
+    s.parse()
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
+/// Answer scrapes on `listener` until the task is dropped; `snapshot` gives
+/// the current status (or an error, answered as 503).
+pub async fn serve<F, Fut>(listener: TcpListener, snapshot: F)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<Status, String>> + Send,
+{
+    loop {
+        let (mut conn, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("metrics endpoint: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let snapshot = snapshot.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            // The request line and headers; a scraper sends no body.
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            })
+            .await;
+            if read.is_err() {
+                return;
+            }
+            let request = String::from_utf8_lossy(&buf);
+            let path = request.split_whitespace().nth(1).unwrap_or("");
+            let (code, body) = if path == "/metrics" || path.starts_with("/metrics?") {
+                match snapshot().await {
+                    Ok(status) => ("200 OK", render(&status)),
+                    Err(e) => ("503 Service Unavailable", format!("{e}\n")),
+                }
+            } else {
+                ("404 Not Found", "try /metrics\n".to_string())
+            };
+            let head = format!(
+                "HTTP/1.1 {code}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes()).await;
+            let _ = conn.write_all(body.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{RealServerStatus, ServiceStatus};
+
+    #[test]
+    fn counters_and_labels_appear_in_the_text_format() {
+        let stats = Stats {
+            conns: 3,
+            in_packets: 10,
+            in_bytes: 1000,
+            out_packets: 8,
+            out_bytes: 4000,
+        };
+        let status = Status {
+            services: vec![ServiceStatus {
+                name: "web".into(),
+                address: "192.168.253.120".into(),
+                port: 80,
+                protocol: "tcp".into(),
+                forwarding: "nat".into(),
+                scheduler: "maglev".into(),
+                stats,
+                real_servers: vec![RealServerStatus {
+                    address: "172.16.14.121".into(),
+                    port: 80,
+                    weight: 2,
+                    flows: 5,
+                    active: true,
+                    sorry: false,
+                    stats,
+                }],
+            }],
+            verdicts: [("redirect".to_string(), 18)].into_iter().collect(),
+            events: Default::default(),
+        };
+        let text = render(&status);
+        for line in [
+            "lb_service_packets_total{service=\"web\",vip=\"192.168.253.120:80/tcp\",direction=\"in\"} 10",
+            "lb_service_connections_total{service=\"web\",vip=\"192.168.253.120:80/tcp\"} 3",
+            "lb_real_server_bytes_total{service=\"web\",vip=\"192.168.253.120:80/tcp\",real_server=\"172.16.14.121:80\",direction=\"out\"} 4000",
+            "lb_real_server_flows{service=\"web\",vip=\"192.168.253.120:80/tcp\",real_server=\"172.16.14.121:80\"} 5",
+            "lb_xdp_verdicts_total{verdict=\"redirect\"} 18",
+            "lb_build_info{version=\"",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+    }
+}
