@@ -45,6 +45,7 @@
 //! for each interface where it is 0 while an IPv4 NAT service exists.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
@@ -61,12 +62,15 @@ use crate::{
     control::{self, ControlServer, Incoming, Request, Response},
     dataplane::{
         loader::{self, MapSizes},
+        maps::MapWriteError,
         maps::{KernelMaps, MapOpenError},
         neighbour,
         pin::{PinDir, PinError},
-        programmer::{ProgramError, Programmer},
+        programmer::{ApplySummary, ProgramError, Programmer, ServiceKey},
         stats,
     },
+    health::{self, Health, StatusReader, TargetKey},
+    status::{HealthStatus, Status},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +178,103 @@ const EXPIRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
 struct Shared {
     maps: KernelMaps,
     programmer: Programmer,
+    health: StatusReader,
+}
+
+impl Shared {
+    /// Make the maps match `config` with each real server's health as the
+    /// checks last said (unknown and unchecked ones serve).
+    fn apply(&mut self, config: &Config) -> Result<ApplySummary, ProgramError> {
+        let Shared {
+            maps,
+            programmer,
+            health,
+        } = self;
+        apply_health(programmer, maps, config, health)
+    }
+
+    /// `lb status`: the counters and each real server's health.
+    fn status(&self) -> Result<Status, MapWriteError> {
+        let mut status = stats::snapshot(&self.maps, &self.programmer)?;
+        for s in &mut status.services {
+            for r in &mut s.real_servers {
+                if r.sorry && r.weight == 0 {
+                    continue;
+                }
+                let Ok(address) = r.address.parse() else {
+                    continue;
+                };
+                let key = TargetKey {
+                    service: s.name.clone(),
+                    address,
+                    port: r.port,
+                };
+                r.health = self.health.get(&key).map(|t| HealthStatus {
+                    state: t.state.name().to_string(),
+                    kind: t.kind.to_string(),
+                    for_secs: t.since_instant.elapsed().as_secs(),
+                    last: t.last.as_ref().map(|c| match &c.outcome {
+                        Ok(()) => format!("ok in {} ms", c.latency.as_millis()),
+                        Err(e) => e.clone(),
+                    }),
+                    transitions: t.transitions,
+                });
+            }
+        }
+        Ok(status)
+    }
+}
+
+fn apply_health(
+    programmer: &mut Programmer,
+    maps: &mut KernelMaps,
+    config: &Config,
+    health: &StatusReader,
+) -> Result<ApplySummary, ProgramError> {
+    let is_up = |key: &ServiceKey, addr: std::net::SocketAddr| {
+        let Some(vs) = config.virtual_servers.iter().find(|vs| {
+            vs.address == key.address && vs.port == key.port && vs.protocol == key.protocol
+        }) else {
+            return true;
+        };
+        health.serves(&TargetKey {
+            service: vs.name.clone(),
+            address: addr.ip(),
+            port: addr.port(),
+        })
+    };
+    programmer.apply_with_health(config, maps, &is_up)
+}
+
+/// Services that have real servers but none in their Maglev table.
+fn without_real_servers(programmer: &Programmer) -> HashMap<String, bool> {
+    programmer
+        .services()
+        .into_iter()
+        .filter(|s| s.ring_size == 0 && s.backends.iter().any(|b| b.is_real))
+        .map(|s| (s.name, s.backends.iter().any(|b| b.is_sorry)))
+        .collect()
+}
+
+/// Log once when a service loses its last real server or gets one back.
+fn log_empty_services(before: &HashMap<String, bool>, after: &HashMap<String, bool>) {
+    for (name, sorry) in after {
+        if !before.contains_key(name) {
+            if *sorry {
+                tracing::warn!("{name}: no real server is up: new flows go to the sorry server");
+            } else {
+                tracing::error!(
+                    "{name}: no real server is up and no sorry_server: its packets are dropped \
+                     (event no_backend counts them)"
+                );
+            }
+        }
+    }
+    for name in before.keys() {
+        if !after.contains_key(name) {
+            tracing::info!("{name}: a real server is up again: new flows go to it");
+        }
+    }
 }
 
 /// Run the agent in the foreground until SIGINT/SIGTERM, with the data
@@ -250,8 +351,13 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
     } else {
         Programmer::new(sizes.services, sizes.backends, sizes.ring_slots)
     };
-    let summary = programmer.apply(&config, &mut maps)?;
+    // Before the first apply: the checks start now, every checked real
+    // server is `unknown` (serves) until its first result.
+    let (mut monitor, mut transitions) = health::Monitor::new();
+    monitor.update(health::targets(&config));
+    let summary = apply_health(&mut programmer, &mut maps, &config, &monitor.reader())?;
     tracing::info!("maps programmed: {summary}");
+    let mut empty = without_real_servers(&programmer);
 
     for interface in &config.agent.interfaces {
         match loader::attach_pinned(&mut ebpf, interface, config.agent.xdp_mode, &pins)? {
@@ -280,7 +386,11 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
     let (neigh_tx, neigh_rx) = watch::channel(programmer.dr_neighbours());
     let neighbours = tokio::spawn(neighbour::keep_resolved(neigh_rx));
 
-    let shared = Arc::new(Mutex::new(Shared { maps, programmer }));
+    let shared = Arc::new(Mutex::new(Shared {
+        maps,
+        programmer,
+        health: monitor.reader(),
+    }));
     tracing::info!("control socket {}", server.path().display());
     let metrics = match config.agent.metrics_listen {
         Some(addr) => {
@@ -294,7 +404,7 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
                 async move {
                     tokio::task::spawn_blocking(move || {
                         let s = shared.lock().expect("agent state lock");
-                        stats::snapshot(&s.maps, &s.programmer).map_err(|e| e.to_string())
+                        s.status().map_err(|e| e.to_string())
                     })
                     .await
                     .map_err(|e| e.to_string())?
@@ -322,17 +432,42 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", config_path.display());
-                match reload(&shared, &config_path, &running).await {
+                match reload(&shared, &config_path, &running, &mut monitor).await {
                     Ok((cfg, msg)) => { tracing::info!("{msg}"); running = cfg; }
                     Err(e) => tracing::error!("reload rejected, the running config stays: {e}"),
                 }
                 let _ = neigh_tx.send(dr_neighbours(&shared));
             }
+            Some(t) = transitions.recv() => {
+                match t.to {
+                    Health::Down => tracing::warn!("{}: {} -> down: {}", t.key, t.from, t.reason),
+                    _ => tracing::info!("{}: {} -> {}: {}", t.key, t.from, t.to, t.reason),
+                }
+                if t.from.serves() != t.to.serves() {
+                    let shared2 = shared.clone();
+                    let cfg = running.clone();
+                    let applied = tokio::task::spawn_blocking(move || {
+                        let mut s = shared2.lock().expect("agent state lock");
+                        let r = s.apply(&cfg);
+                        (r, without_real_servers(&s.programmer))
+                    })
+                    .await;
+                    match applied {
+                        Ok((Ok(summary), now_empty)) => {
+                            tracing::debug!("health change applied: {summary}");
+                            log_empty_services(&empty, &now_empty);
+                            empty = now_empty;
+                        }
+                        Ok((Err(e), _)) => tracing::error!("applying a health change: {e}"),
+                        Err(e) => tracing::error!("health task failed: {e}"),
+                    }
+                }
+            }
             _ = expiry.tick() => {
                 let shared = shared.clone();
                 let expired = tokio::task::spawn_blocking(move || {
                     let mut s = shared.lock().expect("agent state lock");
-                    let Shared { maps, programmer } = &mut *s;
+                    let Shared { maps, programmer, .. } = &mut *s;
                     programmer.expire(std::time::Instant::now(), maps)
                 })
                 .await;
@@ -349,7 +484,7 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
                     tokio::spawn(async move {
                         let answer = tokio::task::spawn_blocking(move || {
                             let s = shared.lock().expect("agent state lock");
-                            stats::snapshot(&s.maps, &s.programmer)
+                            s.status()
                         })
                         .await;
                         let _ = reply.send(match answer {
@@ -361,7 +496,7 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
                 }
                 Request::Reload => {
                     tracing::info!("reload requested on the control socket");
-                    let answer = match reload(&shared, &config_path, &running).await {
+                    let answer = match reload(&shared, &config_path, &running, &mut monitor).await {
                         Ok((cfg, msg)) => {
                             tracing::info!("{msg}");
                             running = cfg;
@@ -409,6 +544,7 @@ async fn reload(
     shared: &Arc<Mutex<Shared>>,
     path: &Path,
     running: &Config,
+    monitor: &mut health::Monitor,
 ) -> Result<(Config, String), String> {
     let config = config::load(path).map_err(|e| e.to_string())?;
     config::validate_host(&config).map_err(|e| e.to_string())?;
@@ -418,16 +554,25 @@ async fn reload(
             path.display()
         );
     }
+    // Targets first, so the new real servers are known (unknown = serve)
+    // when the tables are built; put back if the apply is refused.
+    monitor.update(health::targets(&config));
     let shared = shared.clone();
     let cfg = config.clone();
     let summary = tokio::task::spawn_blocking(move || {
         let mut s = shared.lock().expect("agent state lock");
-        let Shared { maps, programmer } = &mut *s;
-        programmer.apply(&cfg, maps)
+        s.apply(&cfg)
     })
     .await
-    .map_err(|e| format!("reload task failed: {e}"))?
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| format!("reload task failed: {e}"))
+    .and_then(|r| r.map_err(|e| e.to_string()));
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(e) => {
+            monitor.update(health::targets(running));
+            return Err(e);
+        }
+    };
     for problem in forwarding_problems(&config) {
         problem.log();
     }

@@ -257,6 +257,7 @@ mod tests {
                     active: true,
                     sorry: false,
                     stats,
+                    health: None,
                 }],
             }],
             verdicts: [("redirect".to_string(), 18)].into_iter().collect(),

@@ -55,6 +55,25 @@ pub struct RealServerStatus {
     #[serde(default)]
     pub sorry: bool,
     pub stats: Stats,
+    /// Health checks: absent for the sorry server and in reports of agents
+    /// without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
+}
+
+/// A real server's health as `lb status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    /// "unknown" | "up" | "down"
+    pub state: String,
+    /// "http" | "tcp" | "ldap" | "exec" | "none"
+    pub kind: String,
+    /// Seconds in `state`.
+    pub for_secs: u64,
+    /// "ok", the last check's error, or absent before the first check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
+    pub transitions: u64,
 }
 
 /// Counters summed over the CPUs (`lb_common::Counters`).
@@ -137,6 +156,16 @@ impl Status {
                     r.weight, r.flows
                 );
                 let _ = writeln!(out, "{line:<52} {}", counters(&r.stats));
+                if let Some(h) = &r.health {
+                    let _ = writeln!(
+                        out,
+                        "       health {} ({}) for {}s, last check: {}",
+                        h.state,
+                        h.kind,
+                        h.for_secs,
+                        h.last.as_deref().unwrap_or("none yet")
+                    );
+                }
             }
         }
         let named = |names: &[&str], values: &BTreeMap<String, u64>| {
@@ -186,6 +215,7 @@ mod tests {
                     port: 80,
                     weight: 2,
                     flows: 3,
+                    health: None,
                     active: true,
                     sorry: false,
                     stats,

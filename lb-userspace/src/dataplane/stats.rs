@@ -65,6 +65,7 @@ fn service_status(
                 active: b.active,
                 sorry: b.is_sorry,
                 stats: maps.backend_counters(b.id)?.into(),
+                health: None,
             })
         })
         .collect::<Result<_, MapWriteError>>()?;
