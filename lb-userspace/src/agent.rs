@@ -69,7 +69,7 @@ use crate::{
         programmer::{ApplySummary, ProgramError, Programmer, ServiceKey},
         stats,
     },
-    health::{self, Health, StatusReader, TargetKey},
+    health::{self, StatusReader, TargetKey},
     status::{HealthStatus, Status},
 };
 
@@ -439,10 +439,8 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
                 let _ = neigh_tx.send(dr_neighbours(&shared));
             }
             Some(t) = transitions.recv() => {
-                match t.to {
-                    Health::Down => tracing::warn!("{}: {} -> down: {}", t.key, t.from, t.reason),
-                    _ => tracing::info!("{}: {} -> {}: {}", t.key, t.from, t.to, t.reason),
-                }
+                // The health module logs the transition itself (once).
+                tracing::debug!("{}: {} -> {}: {}", t.key, t.from, t.to, t.reason);
                 if t.from.serves() != t.to.serves() {
                     let shared2 = shared.clone();
                     let cfg = running.clone();
