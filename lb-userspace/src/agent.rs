@@ -354,6 +354,8 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
     // Before the first apply: the checks start now, every checked real
     // server is `unknown` (serves) until its first result.
     let (mut monitor, mut transitions) = health::Monitor::new();
+    let health_metrics = crate::metrics::HealthMetrics::default();
+    monitor.set_observer(health_metrics.observer());
     monitor.update(health::targets(&config));
     let summary = apply_health(&mut programmer, &mut maps, &config, &monitor.reader())?;
     tracing::info!("maps programmed: {summary}");
@@ -399,17 +401,21 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
                 .map_err(|source| AgentError::Metrics { addr, source })?;
             tracing::info!("metrics on http://{addr}/metrics");
             let shared = shared.clone();
-            Some(tokio::spawn(crate::metrics::serve(listener, move || {
-                let shared = shared.clone();
-                async move {
-                    tokio::task::spawn_blocking(move || {
-                        let s = shared.lock().expect("agent state lock");
-                        s.status().map_err(|e| e.to_string())
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?
-                }
-            })))
+            Some(tokio::spawn(crate::metrics::serve(
+                listener,
+                health_metrics,
+                move || {
+                    let shared = shared.clone();
+                    async move {
+                        tokio::task::spawn_blocking(move || {
+                            let s = shared.lock().expect("agent state lock");
+                            s.status().map_err(|e| e.to_string())
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?
+                    }
+                },
+            )))
         }
         None => None,
     };

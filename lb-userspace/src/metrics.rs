@@ -12,6 +12,10 @@
 //!   `lb_real_server_flows` (flow-table entries), `lb_real_server_active`
 //!   (1 while it may carry flows), `lb_real_server_weight`;
 //! - `lb_xdp_verdicts_total{verdict}`, `lb_xdp_events_total{event}`;
+//! - `lb_real_server_up` (1 while its health checks let it serve, 0 while
+//!   down), `lb_health_transitions_total`, and
+//!   `lb_health_check_duration_seconds` (histogram of every check's
+//!   latency, fed by the health monitor's observer: [`HealthMetrics`]);
 //! - `lb_build_info{version}` = 1.
 //!
 //! The server is a minimal HTTP/1.0-style responder on tokio: one request
@@ -21,7 +25,12 @@ use std::{future::Future, net::SocketAddr};
 
 use prometheus_client::{
     encoding::text::encode,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
     registry::Registry,
 };
 use tokio::{
@@ -29,7 +38,10 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::status::{Stats, Status};
+use crate::{
+    health::{CheckObserver, CheckResult, TargetKey},
+    status::{Stats, Status},
+};
 
 type Labels = Vec<(String, String)>;
 
@@ -90,9 +102,74 @@ impl Traffic {
     }
 }
 
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~8 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 14))
+}
+
+/// Check latencies, recorded as checks end (the only metric kept between
+/// scrapes: the rest is read from the maps and the monitor at scrape time).
+#[derive(Clone)]
+pub struct HealthMetrics {
+    latency: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for HealthMetrics {
+    fn default() -> Self {
+        Self {
+            latency: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+impl HealthMetrics {
+    /// For `health::Monitor::set_observer`.
+    pub fn observer(&self) -> CheckObserver {
+        let latency = self.latency.clone();
+        std::sync::Arc::new(move |key: &TargetKey, result: &CheckResult| {
+            let labels = vec![
+                ("service".to_string(), key.service.clone()),
+                (
+                    "real_server".to_string(),
+                    SocketAddr::new(key.address, key.port).to_string(),
+                ),
+                (
+                    "result".to_string(),
+                    if result.outcome.is_ok() {
+                        "ok"
+                    } else {
+                        "failed"
+                    }
+                    .to_string(),
+                ),
+            ];
+            latency
+                .get_or_create(&labels)
+                .observe(result.latency.as_secs_f64());
+        })
+    }
+}
+
 /// The metrics of `status`, in the text exposition format.
-pub fn render(status: &Status) -> String {
+pub fn render(status: &Status, health: Option<&HealthMetrics>) -> String {
     let mut registry = Registry::default();
+    if let Some(h) = health {
+        registry.register(
+            "lb_health_check_duration_seconds",
+            "Latency of health checks, by result",
+            h.latency.clone(),
+        );
+    }
+    let up = gauges(
+        &mut registry,
+        "lb_real_server_up",
+        "1 while the real server's health checks let it serve, 0 while down",
+    );
+    let transitions = counters(
+        &mut registry,
+        "lb_health_transitions",
+        "Health state changes of the real server since it was added",
+    );
     let services = Traffic::new(&mut registry, "lb_service", "virtual service");
     let reals = Traffic::new(&mut registry, "lb_real_server", "real server");
     let flows = gauges(
@@ -149,6 +226,10 @@ pub fn render(status: &Status) -> String {
             flows.get_or_create(&rl).set(r.flows as i64);
             active.get_or_create(&rl).set(i64::from(r.active));
             weight.get_or_create(&rl).set(i64::from(r.weight));
+            if let Some(h) = &r.health {
+                up.get_or_create(&rl).set(i64::from(h.state != "down"));
+                transitions.get_or_create(&rl).inc_by(h.transitions);
+            }
         }
     }
     for (name, n) in &status.verdicts {
@@ -173,7 +254,7 @@ fn parse_ip(s: &str) -> std::net::IpAddr {
 
 /// Answer scrapes on `listener` until the task is dropped; `snapshot` gives
 /// the current status (or an error, answered as 503).
-pub async fn serve<F, Fut>(listener: TcpListener, snapshot: F)
+pub async fn serve<F, Fut>(listener: TcpListener, health: HealthMetrics, snapshot: F)
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<Status, String>> + Send,
@@ -188,6 +269,7 @@ where
             }
         };
         let snapshot = snapshot.clone();
+        let health = health.clone();
         tokio::spawn(async move {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 1024];
@@ -208,7 +290,7 @@ where
             let path = request.split_whitespace().nth(1).unwrap_or("");
             let (code, body) = if path == "/metrics" || path.starts_with("/metrics?") {
                 match snapshot().await {
-                    Ok(status) => ("200 OK", render(&status)),
+                    Ok(status) => ("200 OK", render(&status, Some(&health))),
                     Err(e) => ("503 Service Unavailable", format!("{e}\n")),
                 }
             } else {
@@ -263,7 +345,21 @@ mod tests {
             verdicts: [("redirect".to_string(), 18)].into_iter().collect(),
             events: Default::default(),
         };
-        let text = render(&status);
+        let h = HealthMetrics::default();
+        let key = TargetKey {
+            service: "web".into(),
+            address: "172.16.14.121".parse().unwrap(),
+            port: 80,
+        };
+        (h.observer())(
+            &key,
+            &CheckResult {
+                at: std::time::SystemTime::now(),
+                outcome: Ok(()),
+                latency: std::time::Duration::from_millis(3),
+            },
+        );
+        let text = render(&status, Some(&h));
         for line in [
             "lb_service_packets_total{service=\"web\",vip=\"192.168.253.120:80/tcp\",direction=\"in\"} 10",
             "lb_service_connections_total{service=\"web\",vip=\"192.168.253.120:80/tcp\"} 3",
@@ -271,6 +367,7 @@ mod tests {
             "lb_real_server_flows{service=\"web\",vip=\"192.168.253.120:80/tcp\",real_server=\"172.16.14.121:80\"} 5",
             "lb_xdp_verdicts_total{verdict=\"redirect\"} 18",
             "lb_build_info{version=\"",
+            "lb_health_check_duration_seconds_count{service=\"web\",real_server=\"172.16.14.121:80\",result=\"ok\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

@@ -707,6 +707,13 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout).to_string();
     assert!(text.contains("health down (http)"), "{text}");
+    let m = t.scrape();
+    let r2_up = "lb_real_server_up{service=\"web\",vip=\"10.91.0.100:80/tcp\",real_server=\"10.91.2.2:80\"}";
+    assert_eq!(sample(&m, r2_up), 0, "{m}");
+    assert!(
+        sample(&m, "lb_health_check_duration_seconds_count{service=\"web\",real_server=\"10.91.2.2:80\",result=\"failed\"}") >= 2,
+        "{m}"
+    );
 
     // An invalid reload is refused and leaves the status as it was.
     let before = status_json(&t)["services"][0]["real_servers"]
