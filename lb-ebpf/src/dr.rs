@@ -33,6 +33,6 @@ pub fn forward(ctx: &XdpContext, p: &Packet, backend: &Backend) -> Verdict {
         }
         // Passing would deliver the VIP packet to the balancer itself.
         Fib::NoNeigh => Verdict::drop(event::NEIGH_MISS),
-        Fib::Miss => Verdict::drop(event::FIB_MISS),
+        Fib::Miss | Fib::Local => Verdict::drop(event::FIB_MISS),
     }
 }

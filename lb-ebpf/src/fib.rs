@@ -10,8 +10,8 @@ use core::mem::{size_of, zeroed};
 
 use aya_ebpf::{
     bindings::{
-        bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_NOT_FWDED,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
     },
     helpers::generated::{bpf_fib_lookup, bpf_redirect},
     programs::XdpContext,
@@ -32,6 +32,9 @@ pub enum Fib {
     },
     /// Route found, neighbour not resolved (yet).
     NoNeigh,
+    /// The destination is not forwarded: an address of this host (or a
+    /// broadcast/multicast route).
+    Local,
     /// No usable route: unreachable, forwarding disabled, MTU exceeded...
     Miss,
 }
@@ -86,6 +89,8 @@ pub fn lookup(
         }
     } else if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
         Fib::NoNeigh
+    } else if rc == BPF_FIB_LKUP_RET_NOT_FWDED as i64 {
+        Fib::Local
     } else {
         Fib::Miss
     }

@@ -43,6 +43,14 @@ pub fn reply(ctx: &XdpContext, p: &Packet, rn: &ReverseNat) -> Verdict {
     if p.ttl <= 1 {
         return Verdict::pass(event::TTL_EXPIRED);
     }
+    // The balancer's own connections to a real server's service port (its
+    // health checks, an administrator's curl) are answered from the same
+    // address and port as NAT replies. They are for this host: looking the
+    // destination up before touching the packet tells them apart.
+    let fib = fib::lookup(ctx, p, &rn.vip, &p.dst, rn.vip_port_be, p.dport_be);
+    if let Fib::Local = fib {
+        return Verdict::pass(NONE);
+    }
     stats::event(event::NAT_REPLY);
     stats::reply(
         rn.service_id,
@@ -52,7 +60,7 @@ pub fn reply(ctx: &XdpContext, p: &Packet, rn: &ReverseNat) -> Verdict {
     if rewrite(ctx, p, Side::Src, &rn.vip, rn.vip_port_be).is_none() {
         return Verdict::aborted();
     }
-    route(ctx, p, &rn.vip, &p.dst, rn.vip_port_be, p.dport_be)
+    forward(ctx, p, fib)
 }
 
 /// Sends the rewritten packet towards `dst` (its new addresses and ports
@@ -66,7 +74,13 @@ fn route(
     sport_be: u16,
     dport_be: u16,
 ) -> Verdict {
-    match fib::lookup(ctx, p, src, dst, sport_be, dport_be) {
+    forward(ctx, p, fib::lookup(ctx, p, src, dst, sport_be, dport_be))
+}
+
+/// Sends the rewritten packet where the FIB said.
+#[inline(always)]
+fn forward(ctx: &XdpContext, p: &Packet, fib: Fib) -> Verdict {
+    match fib {
         Fib::Forward {
             ifindex,
             smac,
@@ -87,7 +101,9 @@ fn route(
             }
         }
         Fib::NoNeigh => Verdict::pass(event::NEIGH_MISS),
-        Fib::Miss => Verdict::pass(event::FIB_MISS),
+        // A real server address that is local to the balancer is a
+        // configuration the kernel may still make sense of.
+        Fib::Miss | Fib::Local => Verdict::pass(event::FIB_MISS),
     }
 }
 

@@ -846,6 +846,28 @@ fn forwarding_fixtures() {
             Expect::Unchanged,
             Some(event::TTL_EXPIRED),
         ));
+        // The balancer's own connection to a real server's service port
+        // (a health check): the answer is for this host, not a NAT reply.
+        let f =
+            Frame::tcp("172.16.14.121:80", "172.16.14.120:41000").macs(server_mac(121), ETH1_MAC);
+        t.push(case(
+            "real server answering the balancer itself: not a reply",
+            Side::Server,
+            f.build(),
+            PASS,
+            Expect::Unchanged,
+            None,
+        ));
+        let f = Frame::tcp("[2001:db8:14::121]:80", "[2001:db8:14::120]:41000")
+            .macs(server_mac(121), ETH1_MAC);
+        t.push(case(
+            "real server answering the balancer itself over IPv6: not a reply",
+            Side::Server,
+            f.build(),
+            PASS,
+            Expect::Unchanged,
+            None,
+        ));
         let f = Frame::tcp("172.16.14.122:9999", "192.168.253.1:40000");
         t.push(case(
             "packet from a real server's other port: not a reply",
