@@ -282,6 +282,10 @@ pub fn bench(o: Options) -> Result<()> {
             bail!("unknown suite `{s}`: choose vip, packet, control, rate, http or ipvs");
         }
     }
+    if o.suites.iter().any(|s| s == "ipvs") {
+        crate::setup::packages(crate::setup::VM_PACKAGES)
+            .context("installing what the IPVS VM suite needs")?;
+    }
     let lb = match &o.lb_bin {
         Some(p) => p.clone(),
         None => crate::build::build_lb()?,

@@ -24,26 +24,34 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "netsniff-ng",
     "socat",
+    // lb-bench's comparisons (the smoke run in `cargo xtask test` too).
+    "nftables",
+    "conntrack",
+    "haproxy",
 ];
+
+/// Only for `cargo xtask bench --suite ipvs`: a Debian VM under qemu TCG.
+pub const VM_PACKAGES: &[&str] = &["debootstrap", "qemu-system-x86"];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn setup() -> Result<()> {
-    packages().context("installing Debian packages")?;
+    packages(PACKAGES).context("installing Debian packages")?;
     rust_src().context("adding rust-src to the nightly toolchain")?;
     bpf_linker().context("installing bpf-linker")?;
     bpffs().context("mounting bpffs")?;
     Ok(())
 }
 
-fn packages() -> Result<()> {
+/// Installs those of `wanted` that are missing (nothing to do: no apt run).
+pub fn packages(wanted: &[&str]) -> Result<()> {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f", "${Package} ${Status}\\n"])
-        .args(PACKAGES)
+        .args(wanted)
         .output()
         .context("running dpkg-query (is this Debian?)")?;
     let listed = String::from_utf8_lossy(&out.stdout);
-    let missing: Vec<&str> = PACKAGES
+    let missing: Vec<&str> = wanted
         .iter()
         .copied()
         .filter(|p| {
