@@ -2,7 +2,8 @@
 //! inside the balancer's namespace, and `lb status` / `lb check`.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -49,6 +50,37 @@ pub struct VirtualServer {
     pub protocol: String,
     pub forwarding: Forwarding,
     pub real_servers: Vec<RealServer>,
+    /// Where new flows go while no real server is up.
+    pub sorry_server: Option<SocketAddr>,
+    /// `[virtual_server.health_check]`; None: no checks (kind none).
+    pub health_check: Option<HealthCheck>,
+}
+
+/// A service's `[virtual_server.health_check]` table.
+#[derive(Clone, Debug)]
+pub struct HealthCheck {
+    /// http | tcp | ldap | exec
+    pub kind: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    /// Checked port, when not the real server's.
+    pub port: Option<u16>,
+}
+
+impl HealthCheck {
+    /// An HTTP GET of `/` expecting 200, fast enough for tests.
+    pub fn http(interval: Duration, timeout: Duration, rise: u32, fall: u32) -> HealthCheck {
+        HealthCheck {
+            kind: "http".into(),
+            interval,
+            timeout,
+            rise,
+            fall,
+            port: None,
+        }
+    }
 }
 
 impl VirtualServer {
@@ -94,6 +126,8 @@ impl VirtualServer {
             protocol: protocol.into(),
             forwarding: topo.forwarding,
             real_servers,
+            sorry_server: None,
+            health_check: None,
         }
     }
 }
@@ -106,6 +140,8 @@ pub struct LbConfig {
     pub xdp_mode: String,
     pub flow_table_size: u32,
     pub control_socket: PathBuf,
+    /// `[agent] metrics_listen`, inside the balancer's namespace.
+    pub metrics_listen: Option<SocketAddr>,
     pub services: Vec<VirtualServer>,
 }
 
@@ -116,6 +152,7 @@ impl LbConfig {
             xdp_mode: "auto".into(),
             flow_table_size: 65536,
             control_socket,
+            metrics_listen: None,
             services,
         }
     }
@@ -132,6 +169,9 @@ impl LbConfig {
             "control_socket = {:?}",
             self.control_socket.display().to_string()
         );
+        if let Some(addr) = self.metrics_listen {
+            let _ = writeln!(s, "metrics_listen = \"{addr}\"");
+        }
         for v in &self.services {
             let _ = writeln!(s, "\n[[virtual_server]]");
             let _ = writeln!(s, "name = {:?}", v.name);
@@ -140,6 +180,20 @@ impl LbConfig {
             let _ = writeln!(s, "protocol = {:?}", v.protocol);
             let _ = writeln!(s, "forwarding = \"{}\"", v.forwarding);
             let _ = writeln!(s, "scheduler = \"maglev\"");
+            if let Some(sorry) = v.sorry_server {
+                let _ = writeln!(s, "sorry_server = \"{sorry}\"");
+            }
+            if let Some(h) = &v.health_check {
+                let _ = writeln!(s, "\n  [virtual_server.health_check]");
+                let _ = writeln!(s, "  kind = {:?}", h.kind);
+                let _ = writeln!(s, "  interval = \"{}ms\"", h.interval.as_millis());
+                let _ = writeln!(s, "  timeout = \"{}ms\"", h.timeout.as_millis());
+                let _ = writeln!(s, "  rise = {}", h.rise);
+                let _ = writeln!(s, "  fall = {}", h.fall);
+                if let Some(p) = h.port {
+                    let _ = writeln!(s, "  port = {p}");
+                }
+            }
             for r in &v.real_servers {
                 let _ = writeln!(s, "\n  [[virtual_server.real_server]]");
                 let _ = writeln!(s, "  address = \"{}\"", r.address);
@@ -254,6 +308,51 @@ impl Agent {
         Ok(())
     }
 
+    /// Writes `config` over the running agent's file and runs `lb reload`,
+    /// the control-socket way; its output whatever the exit status.
+    pub fn reload_command(&self, config: &LbConfig) -> Result<Output> {
+        std::fs::write(&self.config_path, config.to_toml())?;
+        Command::new(&self.bin)
+            .args(["reload", "--socket"])
+            .arg(&self.socket)
+            .stdin(Stdio::null())
+            .output()
+            .context("running lb reload")
+    }
+
+    /// `lb check` on the agent's own config file.
+    pub fn check_own_config(&self) -> Result<Output> {
+        check(&self.bin, &self.config_path)
+    }
+
+    /// The health state ("unknown", "up", "down") `lb status --json`
+    /// shows for real server `address` of the first service.
+    pub fn health_of(&self, address: &str) -> Result<String> {
+        let status = self.status_json()?;
+        real_server(&status, address)
+            .and_then(|r| r["health"]["state"].as_str().map(str::to_string))
+            .with_context(|| format!("no health for {address} in {status}"))
+    }
+
+    /// Waits until real server `address` is in health state `want`; how
+    /// long that took. Fails with the status after `limit`.
+    pub fn wait_health(&self, address: &str, want: &str, limit: Duration) -> Result<Duration> {
+        let start = std::time::Instant::now();
+        loop {
+            if self.health_of(address).is_ok_and(|h| h == want) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "{address} is not {want} after {limit:?}:\n{}\nlb log:\n{}",
+                    self.status_text().unwrap_or_default(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Everything `lb run` printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -285,6 +384,42 @@ pub fn check(bin: &Path, config: &Path) -> Result<Output> {
         .stdin(Stdio::null())
         .output()
         .context("running lb check")
+}
+
+/// Real server `address` of the first service in a `lb status --json`.
+pub fn real_server<'a>(
+    status: &'a serde_json::Value,
+    address: &str,
+) -> Option<&'a serde_json::Value> {
+    status["services"][0]["real_servers"]
+        .as_array()?
+        .iter()
+        .find(|r| r["address"] == address)
+}
+
+/// `GET /metrics` from the agent's `metrics_listen` inside `ns`, with a
+/// plain TCP socket (what a Prometheus server sends); the whole answer.
+pub fn scrape_metrics(ns: &Netns, addr: SocketAddr) -> Result<String> {
+    ns.enter(|| -> Result<String> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .with_context(|| format!("connecting to the metrics endpoint {addr}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        if !text.starts_with("HTTP/1.1 200") {
+            bail!("the metrics endpoint answered: {text}");
+        }
+        Ok(text)
+    })?
+}
+
+/// The value of the sample whose name and labels are exactly `series`
+/// (`name{label="v",...}`), or None when the text has no such line.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Flow counts per real server address from `lb status --json`, for the

@@ -51,6 +51,29 @@ pub fn ab(ns: &Netns, url: &str, requests: u32, concurrency: u32) -> Result<AbRe
     parse_ab(&out).with_context(|| format!("parsing ab's report:\n{out}"))
 }
 
+/// Runs `ab -t SECONDS -c C` (as many requests as fit in the time, each on
+/// a new connection), `-r` as in [`ab`].
+pub fn ab_for(ns: &Netns, url: &str, seconds: u32, concurrency: u32) -> Result<AbReport> {
+    let out = ns
+        .exec(&[
+            "ab",
+            "-q",
+            "-r",
+            "-s",
+            "10",
+            "-t",
+            &seconds.to_string(),
+            // -t alone caps the run at 50000 requests.
+            "-n",
+            "10000000",
+            "-c",
+            &concurrency.to_string(),
+            url,
+        ])
+        .with_context(|| format!("ab -t {seconds} -c {concurrency} {url}"))?;
+    parse_ab(&out).with_context(|| format!("parsing ab's report:\n{out}"))
+}
+
 fn field<'a>(text: &'a str, label: &str) -> Option<&'a str> {
     text.lines()
         .find_map(|l| l.trim_start().strip_prefix(label))

@@ -36,15 +36,33 @@ impl Web {
         weights: &[u32],
         services: impl FnOnce(&Topology) -> Vec<VirtualServer>,
     ) -> Web {
+        Web::start_configured(forwarding, weights.len(), |topo, config| {
+            config.services = services(topo);
+        })
+    }
+
+    /// `reals` real servers with nginx on each, and `lb` started with the
+    /// config `configure` makes of the default one (one service, VIP:80/tcp
+    /// over every real server with weight 1).
+    pub fn start_configured(
+        forwarding: Forwarding,
+        reals: usize,
+        configure: impl FnOnce(&Topology, &mut LbConfig),
+    ) -> Web {
         let bin = lb_bin();
-        let topo = Topology::new(forwarding, weights.len()).expect("building the topology");
+        let topo = Topology::new(forwarding, reals).expect("building the topology");
         let nginx = topo
             .reals
             .iter()
             .map(|h| Nginx::start(&h.ns, &h.name).expect("starting nginx"))
             .collect();
         let dir = TempDir::new("e2e").expect("temp dir");
-        let config = LbConfig::new(&topo, dir.join("lb.sock"), services(&topo));
+        let mut config = LbConfig::new(
+            &topo,
+            dir.join("lb.sock"),
+            vec![VirtualServer::tcp(&topo, 80, &vec![1; reals])],
+        );
+        configure(&topo, &mut config);
         let agent = Agent::start(&bin, &topo.balancer.ns, dir.path(), &config)
             .unwrap_or_else(|e| panic!("{e:#}\nconfig:\n{}", config.to_toml()));
         Web {

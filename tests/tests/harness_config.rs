@@ -5,7 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-use lb_tests::agent::{LbConfig, RealServer, VirtualServer};
+use std::time::Duration;
+
+use lb_tests::agent::{HealthCheck, LbConfig, RealServer, VirtualServer};
 use lb_tests::topology::{Forwarding, VIP, VIP6};
 
 fn service(forwarding: Forwarding, vip: IpAddr, protocol: &str, port: u16) -> VirtualServer {
@@ -28,6 +30,8 @@ fn service(forwarding: Forwarding, vip: IpAddr, protocol: &str, port: u16) -> Vi
                 weight: u32::from(i),
             })
             .collect(),
+        sorry_server: None,
+        health_check: None,
     }
 }
 
@@ -38,7 +42,21 @@ fn generated_configs_parse() {
         xdp_mode: "auto".into(),
         flow_table_size: 65536,
         control_socket: PathBuf::from("/tmp/x/lb.sock"),
+        metrics_listen: Some("127.0.0.1:9469".parse().unwrap()),
         services: vec![
+            VirtualServer {
+                sorry_server: Some("172.16.14.99:80".parse().unwrap()),
+                health_check: Some(HealthCheck {
+                    port: Some(81),
+                    ..HealthCheck::http(
+                        Duration::from_millis(500),
+                        Duration::from_millis(300),
+                        2,
+                        3,
+                    )
+                }),
+                ..service(Forwarding::Nat, IpAddr::V4(VIP), "tcp", 8080)
+            },
             service(Forwarding::Nat, IpAddr::V4(VIP), "tcp", 80),
             service(Forwarding::Nat, IpAddr::V4(VIP), "udp", 7000),
             service(Forwarding::Nat, IpAddr::V6(VIP6), "tcp", 80),
@@ -48,6 +66,19 @@ fn generated_configs_parse() {
     let text = config.to_toml();
     let parsed = lb_userspace::config::parse(&text, "generated.toml")
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
-    assert_eq!(parsed.virtual_servers.len(), 4, "{parsed:?}");
+    assert_eq!(parsed.virtual_servers.len(), 5, "{parsed:?}");
+    let checked = &parsed.virtual_servers[0];
+    assert_eq!(
+        checked.sorry_server,
+        Some("172.16.14.99:80".parse().unwrap())
+    );
+    let hc = &checked.real_servers[0].health_check;
+    assert_eq!(hc.interval, Duration::from_millis(500));
+    assert_eq!(hc.timeout, Duration::from_millis(300));
+    assert_eq!((hc.rise, hc.fall, hc.port), (2, 3, Some(81)));
+    assert_eq!(
+        parsed.agent.metrics_listen,
+        Some("127.0.0.1:9469".parse().unwrap())
+    );
     assert_eq!(parsed.agent.control_socket, PathBuf::from("/tmp/x/lb.sock"));
 }
