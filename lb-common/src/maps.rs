@@ -90,8 +90,8 @@ pub struct Service {
 const _: () = assert!(size_of::<Service>() == 24);
 
 /// `Backend::flags`: the backend may carry flows (existing ones at least).
-/// Cleared when it is removed from its service or declared down, so its
-/// flows are chosen again.
+/// Cleared when it is declared down, or when the drain of a real server
+/// removed from its service ends, so its flows are chosen again.
 pub const BACKEND_F_ACTIVE: u8 = 1 << 0;
 
 /// A real server: `BACKENDS[id] -> Backend`.
@@ -131,7 +131,8 @@ const _: () = assert!(size_of::<FlowKey>() == 40);
 pub struct Flow {
     pub backend_id: u32,
     /// Service the flow was scheduled in; a flow is only reused when the
-    /// backend still belongs to this service and is active.
+    /// backend still belongs to this service and is active. A TCP SYN
+    /// without ACK never reuses an entry: it starts a new flow.
     pub service_id: u32,
 }
 const _: () = assert!(size_of::<Flow>() == 8);

@@ -1,6 +1,13 @@
 //! Which real server a packet goes to: the flow table first (an established
 //! flow stays where it is while its server remains in the service), then
 //! the service's Maglev ring, then its fallback (sorry) server.
+//!
+//! A TCP SYN without ACK opens a new connection: it skips the flow table
+//! and is scheduled by the ring, overwriting any entry a closed connection
+//! on the same ports left behind. So a drained (weight 0) or removed real
+//! server, whose flows stay usable until they end, gets no new connection
+//! through a client's reused source port (IPVS's conn_reuse_mode does the
+//! same for its connection table).
 
 use lb_common::{
     event, hash::flow_hash, hash::MAGLEV_SEED, Backend, Flow, FlowKey, Service, BACKEND_F_ACTIVE,
@@ -32,7 +39,8 @@ pub fn choose(p: &Packet, svc: &Service) -> Result<Choice, Verdict> {
         family: p.family,
         _pad: [0; 2],
     };
-    if let Some(flow) = FLOWS.get_ptr(key) {
+    let known = if p.syn { None } else { FLOWS.get_ptr(key) };
+    if let Some(flow) = known {
         // SAFETY: a map value pointer, valid for this program run.
         let flow = unsafe { *flow };
         if flow.service_id == svc.id {

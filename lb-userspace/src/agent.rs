@@ -169,8 +169,8 @@ pub fn forwarding_problems(config: &Config) -> Vec<Problem> {
     problems
 }
 
-/// How often lingering reverse-NAT entries of removed real servers are
-/// looked at (they go after `programmer::LINGER`).
+/// How often removed real servers' drains and lingering reverse-NAT
+/// entries are looked at (they end after `programmer::LINGER`).
 const EXPIRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The maps and what is installed in them, shared by the main loop, the
@@ -477,8 +477,12 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
                 .await;
                 match expired {
                     Ok(Ok(0)) => {}
-                    Ok(Ok(n)) => tracing::debug!("{n} lingering reverse-NAT entries removed"),
-                    Ok(Err(e)) => tracing::error!("removing lingering reverse-NAT entries: {e}"),
+                    Ok(Ok(n)) => tracing::debug!(
+                        "{n} drained backends and lingering reverse-NAT entries removed"
+                    ),
+                    Ok(Err(e)) => tracing::error!(
+                        "ending the drain of removed real servers: {e}"
+                    ),
                     Err(e) => tracing::error!("expiry task failed: {e}"),
                 }
             }

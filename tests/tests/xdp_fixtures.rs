@@ -35,7 +35,9 @@ use lb_common::{
     names, verdict, Backend, EndpointKey, Flow, FlowKey, ReverseNat, Service, BACKEND_F_ACTIVE,
     FAMILY_IPV4, FAMILY_IPV6, NO_BACKEND, PROTO_TCP, PROTO_UDP, SVC_F_DR, SVC_F_NAT,
 };
-use lb_tests::packet::{verify_checksums, Frame, Mac, BALANCER_MAC, CLIENT_MAC, ETH_P_8021Q};
+use lb_tests::packet::{
+    verify_checksums, Frame, Mac, BALANCER_MAC, CLIENT_MAC, ETH_P_8021Q, TCP_ACK, TCP_PSH, TCP_SYN,
+};
 
 // ---------------------------------------------------------------------------
 // The balancer's namespace (seed 001 layout, plus a DR segment on eth0).
@@ -1450,7 +1452,14 @@ fn malformed_and_foreign_frames_pass_untouched() {
 /// The 5-tuple's backend as the kernel chose it: the destination of the
 /// rewritten frame, mapped back to the backend id.
 fn kernel_choice(lb: &Lb, sport: u16, vip_port: u16, candidates: &[u32]) -> u32 {
-    let f = Frame::tcp(&format!("{CLIENT}:{sport}"), &format!("{VIP}:{vip_port}")).build();
+    kernel_choice_of(lb, sport, vip_port, candidates, TCP_ACK | TCP_PSH)
+}
+
+/// Like `kernel_choice`, for a segment with TCP `flags`.
+fn kernel_choice_of(lb: &Lb, sport: u16, vip_port: u16, candidates: &[u32], flags: u8) -> u32 {
+    let f = Frame::tcp(&format!("{CLIENT}:{sport}"), &format!("{VIP}:{vip_port}"))
+        .tcp_flags(flags)
+        .build();
     let (action, out) = lb.run(lb.net.eth0, &f);
     assert_eq!(
         action,
@@ -1474,6 +1483,44 @@ fn kernel_choice(lb: &Lb, sport: u16, vip_port: u16, candidates: &[u32]) -> u32 
         "port {sport} went to {got}, not to one of the backends {candidates:?}"
     );
     ids[0]
+}
+
+#[test]
+fn a_syn_on_a_port_with_a_flow_entry_is_scheduled_by_the_ring() {
+    let mut lb = world();
+    let (svc, port) = (31, 92);
+    let ids = [50, 51];
+    lb.backend(50, svc, "172.16.14.121:8080", true);
+    lb.backend(51, svc, "172.16.14.122:8080", true);
+    let vip = format!("{VIP}:{port}");
+    lb.service(svc, &vip, PROTO_TCP, SVC_F_NAT, &[50], NO_BACKEND);
+    assert_eq!(kernel_choice(&lb, 30500, port, &ids), 50);
+
+    // 50 drained (out of the ring, still active): its connection goes on,
+    // but a new connection from the same client port (a SYN without ACK,
+    // the port reused after the old connection closed) is a new flow.
+    lb.service(svc, &vip, PROTO_TCP, SVC_F_NAT, &[51], NO_BACKEND);
+    assert_eq!(kernel_choice(&lb, 30500, port, &ids), 50, "not sticky");
+    let conns = lb.counters(names::SERVICE_STATS, svc).conns;
+    assert_eq!(
+        kernel_choice_of(&lb, 30500, port, &ids, TCP_SYN),
+        51,
+        "a SYN followed a stale flow entry to the drained backend"
+    );
+    assert_eq!(lb.counters(names::SERVICE_STATS, svc).conns, conns + 1);
+    let key = flow_key(&format!("{CLIENT}:30500"), &vip, PROTO_TCP);
+    assert_eq!(lb.flow(&key).map(|f| f.backend_id), Some(51));
+    assert_eq!(
+        kernel_choice(&lb, 30500, port, &ids),
+        51,
+        "the new connection's next segment left its backend"
+    );
+    // A SYN-ACK is no connection start: it follows the flow table.
+    lb.service(svc, &vip, PROTO_TCP, SVC_F_NAT, &[50], NO_BACKEND);
+    assert_eq!(
+        kernel_choice_of(&lb, 30500, port, &ids, TCP_SYN | TCP_ACK),
+        51
+    );
 }
 
 #[test]

@@ -428,13 +428,14 @@ mod tests {
         assert_eq!(status.services[0].stats.conns, 0);
         assert_eq!(status.verdicts.len(), lb_common::verdict::COUNT as usize);
 
-        // Removing a real server: inactive in BACKENDS, reverse entry gone
-        // once its linger ends.
+        // Removing a real server: it drains (still active in BACKENDS),
+        // then is inactive and its reverse entry gone once the linger ends.
         let cfg2 = config(&[("172.16.14.121:80", 1)], 65537);
         p.apply(&cfg2, &mut maps).unwrap();
-        assert_eq!(maps.backend(ids[1]).unwrap().flags & BACKEND_F_ACTIVE, 0);
+        assert_eq!(maps.backend(ids[1]).unwrap().flags, BACKEND_F_ACTIVE);
         let later = std::time::Instant::now() + crate::dataplane::programmer::LINGER;
-        assert_eq!(p.expire(later, &mut maps).unwrap(), 1);
+        assert_eq!(p.expire(later, &mut maps).unwrap(), 2);
+        assert_eq!(maps.backend(ids[1]).unwrap().flags & BACKEND_F_ACTIVE, 0);
         assert!(maps
             .reverse_nat(&endpoint_key(
                 "172.16.14.122:8080".parse().unwrap(),

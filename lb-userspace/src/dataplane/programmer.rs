@@ -21,12 +21,16 @@
 //! 4. last, old ring ranges and the ids of removed backends and services go
 //!    back to their allocators: nothing the program can read refers to them.
 //!
-//! A removed NAT real server's reverse-NAT entry lingers for [`LINGER`]
-//! (its id stays reserved meanwhile) and is deleted by [`Programmer::expire`]:
-//! a reply it already had in flight when it left (the answer to a request it
-//! had acknowledged) still reaches the client from the VIP instead of
-//! leaking out with the real server's address and leaving the client
-//! waiting.
+//! A real server removed from a service that stays drains for [`LINGER`]:
+//! it leaves the Maglev table at once (no new flow goes to it: the data
+//! plane schedules every TCP SYN by the table, even on a reused flow-table
+//! entry) but its backend stays ACTIVE, so connections it already carries
+//! finish on it instead of being chosen again and reset by a server that
+//! never saw them (IPVS keeps a removed destination's connections the same
+//! way). Its NAT reverse entry lingers as long, so its replies still come
+//! from the VIP. [`Programmer::expire`] ends both and frees the id, which
+//! stays reserved meanwhile. A real server that goes down is different:
+//! its flows are chosen again at once (it cannot answer them anyway).
 //!
 //! Everything that can fail for a reason the user can fix (capacity of the
 //! maps sized at start-up, a real server shared by two NAT services) is
@@ -257,6 +261,10 @@ pub struct Programmer {
     /// Reverse-NAT entries of removed real servers still in the map, with
     /// the backend id they keep reserved and when they go.
     lingering: HashMap<EndpointKey, (u32, Instant)>,
+    /// Backends of real servers removed from a service that stays, still
+    /// ACTIVE so their flows finish: the value to write when the drain
+    /// ends (ACTIVE cleared) and when that is.
+    draining: HashMap<u32, (Backend, Instant)>,
     service_ids: IdAllocator,
     backend_ids: IdAllocator,
     ring: RingAllocator,
@@ -294,6 +302,7 @@ impl Programmer {
             services: HashMap::new(),
             reverse_nat: HashMap::new(),
             lingering: HashMap::new(),
+            draining: HashMap::new(),
             service_ids: IdAllocator::new(max_services),
             backend_ids: IdAllocator::new(max_backends),
             ring: RingAllocator::new(ring_slots),
@@ -439,6 +448,7 @@ impl Programmer {
             services: installed,
             reverse_nat: reverse,
             lingering,
+            draining: HashMap::new(),
             service_ids: IdAllocator::with_used(max_services, &used_services),
             backend_ids: IdAllocator::with_used(max_backends, &used_backends),
             ring,
@@ -601,6 +611,9 @@ impl Programmer {
         // Backends to write with ACTIVE cleared once the tables no longer
         // name them (step 3).
         let mut deactivate: Vec<(u32, Backend)> = Vec::new();
+        // Removed real servers whose flows drain (see the module doc), with
+        // the value they get when the drain ends.
+        let mut drain: Vec<(u32, Backend)> = Vec::new();
 
         let mut next: HashMap<ServiceKey, InstalledService> = HashMap::new();
         for key in &order {
@@ -664,17 +677,20 @@ impl Programmer {
                     },
                 );
             }
-            // Real servers that left the service: out of the table in step 2,
-            // inactive in step 3, id freed in step 4.
+            // Real servers that left the service: out of the table in step 2;
+            // an active one drains (inactive and its id freed when `expire`
+            // ends the drain), a down one is inactive already.
             for (_, gone) in old_backends {
-                deactivate.push((
-                    gone.id,
-                    Backend {
-                        flags: gone.value.flags & !BACKEND_F_ACTIVE,
-                        ..gone.value
-                    },
-                ));
-                free_backend_ids.push(gone.id);
+                let inactive = Backend {
+                    flags: gone.value.flags & !BACKEND_F_ACTIVE,
+                    ..gone.value
+                };
+                if gone.value.flags & BACKEND_F_ACTIVE != 0 {
+                    drain.push((gone.id, inactive));
+                } else {
+                    deactivate.push((gone.id, inactive));
+                    free_backend_ids.push(gone.id);
+                }
                 summary.backends_removed += 1;
             }
             let service = InstalledService {
@@ -752,6 +768,19 @@ impl Programmer {
                 free_backend_ids.push(b.id);
                 summary.backends_removed += 1;
             }
+            // No packet reaches a removed service's backends any more: the
+            // drain of its earlier removed real servers ends now too.
+            let ended: Vec<u32> = self
+                .draining
+                .iter()
+                .filter(|(_, (v, _))| v.service_id == gone.id)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ended {
+                let (value, _) = self.draining.remove(&id).expect("collected above");
+                deactivate.push((id, value));
+                free_backend_ids.push(id);
+            }
         }
         for key in &order {
             let inputs = ring_inputs(key);
@@ -812,6 +841,9 @@ impl Programmer {
             maps.set_backend(*bid, value)?;
         }
         let now = Instant::now();
+        for (bid, value) in drain {
+            self.draining.insert(bid, (value, now + LINGER));
+        }
         let mut reserved: HashSet<u32> = HashSet::new();
         for (rkey, value) in &self.reverse_nat {
             if !want_reverse.contains_key(rkey) {
@@ -826,7 +858,8 @@ impl Programmer {
             self.ring.free(range);
         }
         for id in free_backend_ids {
-            if !reserved.contains(&id) {
+            // A draining id is freed when its drain ends (`expire`).
+            if !reserved.contains(&id) && !self.draining.contains_key(&id) {
                 self.backend_ids.free(id);
             }
         }
@@ -838,13 +871,29 @@ impl Programmer {
         Ok(summary)
     }
 
-    /// Delete the reverse-NAT entries whose linger ended by `now` and free
-    /// their backend ids; returns how many went. Called periodically.
+    /// End the drains and delete the reverse-NAT entries whose time ended
+    /// by `now` (a drained backend's remaining flows are chosen again), and
+    /// free the backend ids nothing holds any more; returns how many
+    /// backends and entries went. Called periodically.
     pub fn expire(
         &mut self,
         now: Instant,
         maps: &mut dyn MapWriter,
     ) -> Result<usize, ProgramError> {
+        let drained: Vec<u32> = self
+            .draining
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &drained {
+            let (value, _) = self.draining[id];
+            maps.set_backend(*id, &value)?;
+            self.draining.remove(id);
+            if !self.lingering.values().any(|(held, _)| held == id) {
+                self.backend_ids.free(*id);
+            }
+        }
         let due: Vec<EndpointKey> = self
             .lingering
             .iter()
@@ -854,9 +903,11 @@ impl Programmer {
         for key in &due {
             maps.remove_reverse_nat(key)?;
             let (id, _) = self.lingering.remove(key).expect("collected above");
-            self.backend_ids.free(id);
+            if !self.draining.contains_key(&id) {
+                self.backend_ids.free(id);
+            }
         }
-        Ok(due.len())
+        Ok(drained.len() + due.len())
     }
 
     /// The installed services in config order.

@@ -341,7 +341,7 @@ fn weight_change_builds_a_new_table_in_another_range_and_keeps_ids() {
 }
 
 #[test]
-fn removed_real_server_leaves_the_table_before_it_is_deactivated_and_freed() {
+fn removed_real_server_leaves_the_table_at_once_and_is_deactivated_and_freed_after_its_drain() {
     let mut p = programmer();
     let mut maps = FakeMaps::new(SLOTS);
     p.apply(&config(vec![web(three())]), &mut maps).unwrap();
@@ -352,6 +352,13 @@ fn removed_real_server_leaves_the_table_before_it_is_deactivated_and_freed() {
         .apply(&config(vec![web(three()[..2].to_vec())]), &mut maps)
         .unwrap();
     assert_eq!(summary.backends_removed, 1);
+    assert_ne!(
+        maps.backends[&gone].flags & BACKEND_F_ACTIVE,
+        0,
+        "deactivated before its drain ended"
+    );
+    assert_eq!(p.expire(Instant::now(), &mut maps).unwrap(), 0);
+    p.expire(Instant::now() + LINGER, &mut maps).unwrap();
     let ops = &maps.ops[start..];
     let swap = ops
         .iter()
@@ -562,7 +569,7 @@ fn real_server_moving_between_nat_services_keeps_a_reverse_entry() {
 }
 
 #[test]
-fn removed_nat_real_server_keeps_its_reverse_entry_and_id_until_the_linger_ends() {
+fn removed_nat_real_server_drains_and_keeps_its_reverse_entry_and_id_until_the_linger_ends() {
     // Room for exactly three backends: the lingering id must stay reserved.
     let mut p = Programmer::with_table_builder(8, 3, SLOTS, simple_table);
     let mut maps = FakeMaps::new(SLOTS);
@@ -576,7 +583,17 @@ fn removed_nat_real_server_keeps_its_reverse_entry_and_id_until_the_linger_ends(
         maps.reverse[&key].backend_id, gone,
         "reply rewriting stopped at once"
     );
-    assert_eq!(maps.backends[&gone].flags & BACKEND_F_ACTIVE, 0);
+    assert_ne!(
+        maps.backends[&gone].flags & BACKEND_F_ACTIVE,
+        0,
+        "its established flows were cut at once"
+    );
+    assert!(
+        !maps
+            .table(&maps.service("192.168.253.120:80", Protocol::Tcp))
+            .contains(&gone),
+        "a removed real server is still in the table"
+    );
     let mut other = three()[..2].to_vec();
     other.push(real("172.16.14.124:80", 1));
     let err = p
@@ -592,9 +609,11 @@ fn removed_nat_real_server_keeps_its_reverse_entry_and_id_until_the_linger_ends(
     assert_eq!(
         p.expire(Instant::now() + LINGER + Duration::from_secs(1), &mut maps)
             .unwrap(),
-        1
+        2,
+        "the drain and the reverse entry end together"
     );
     assert!(!maps.reverse.contains_key(&key));
+    assert_eq!(maps.backends[&gone].flags & BACKEND_F_ACTIVE, 0);
     p.apply(&config(vec![web(other)]), &mut maps).unwrap();
     assert_eq!(
         backend_id(&p, "172.16.14.124:80"),
@@ -608,16 +627,21 @@ fn real_server_back_within_the_linger_gets_a_fresh_entry_that_does_not_expire() 
     let mut p = programmer();
     let mut maps = FakeMaps::new(SLOTS);
     p.apply(&config(vec![web(three())]), &mut maps).unwrap();
+    let first = backend_id(&p, "172.16.14.123:80");
     p.apply(&config(vec![web(three()[..2].to_vec())]), &mut maps)
         .unwrap();
     p.apply(&config(vec![web(three())]), &mut maps).unwrap();
     let back = backend_id(&p, "172.16.14.123:80");
+    assert_ne!(back, first, "the draining id was handed out again");
     let key = endpoint_key("172.16.14.123:80".parse().unwrap(), Protocol::Tcp);
     assert_eq!(maps.reverse[&key].backend_id, back);
     assert_eq!(
         p.expire(Instant::now() + LINGER + Duration::from_secs(1), &mut maps)
             .unwrap(),
-        0
+        1,
+        "only the old id's drain ends"
     );
     assert_eq!(maps.reverse[&key].backend_id, back);
+    assert_eq!(maps.backends[&first].flags & BACKEND_F_ACTIVE, 0);
+    assert_ne!(maps.backends[&back].flags & BACKEND_F_ACTIVE, 0);
 }
