@@ -167,7 +167,7 @@ impl Topology {
             "daemon off;\nworker_processes 1;\nuser root;\npid {dd}/nginx.pid;\n\
              error_log {dd}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
              http {{\n access_log off;\n keepalive_timeout 300;\n keepalive_requests 1000000;\n\
-             server {{\n listen 80 backlog=4096;\n listen 81;\n\
+             server {{\n listen 80 backlog=4096;\n\
              location = / {{ default_type text/plain; return 200 \"r{i}\\n\"; }}\n }}\n}}\n"
         );
         std::fs::write(d.join("nginx.conf"), conf).unwrap();
@@ -328,6 +328,17 @@ impl Drop for Topology {
         self.nginx.clear();
         self.holder = None;
         for ns in &self.namespaces {
+            // nginx's master dies with its guard (SIGKILL) but leaves its
+            // worker running, which would outlive the namespace's name.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse() {
+                        // SAFETY: kill(2) on a process inside a namespace
+                        // this test created.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -636,17 +647,16 @@ fn wait_health(t: &Topology, real: &str, want: &str, limit: Duration) -> Duratio
 /// requests failing, and comes back after rise checks; an invalid reload
 /// changes nothing.
 ///
-/// The checks go to port 81 (nginx listens on both): replies from a NAT
-/// real server's service port match REVERSE_NAT, and the data plane
-/// rewrites them to come from the VIP even when they answer the
-/// balancer's own check, which then times out (reported to the lead: the
-/// reverse translation must leave packets for local addresses alone).
+/// The checks go to the service's own port 80, the one the clients use:
+/// the balancer's checks and the NAT replies to clients come from the same
+/// real server address and port, and the data plane tells them apart
+/// (replies to the balancer's own addresses are not translated back).
 #[test]
 fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
     require_root();
     let mut t = Topology::new("hc");
     let health = "  [virtual_server.health_check]\n  kind = \"http\"\n  interval = \"500ms\"\n\
-                  timeout = \"300ms\"\n  rise = 2\n  fall = 2\n  port = 81\n";
+                  timeout = \"300ms\"\n  rise = 2\n  fall = 2\n";
     let cfg = t.config_with("health.toml", 3, health);
     let agent = t.start_agent(&cfg, "agent-h.log");
     for i in 1..=3 {
