@@ -308,6 +308,63 @@ impl MapWriter for KernelMaps {
     }
 }
 
+/// Writes `values` into the `u32` array map `fd` at indices `first..`, with
+/// `BPF_MAP_UPDATE_BATCH` (Linux 5.6+): one system call per chunk instead of
+/// one per slot, which is what makes applying thousands of Maglev tables
+/// take milliseconds rather than seconds. Readers still see each slot change
+/// atomically; the programmer never writes a range a service points at.
+fn update_array_batch(fd: RawFd, first: u32, values: &[u32]) -> std::io::Result<()> {
+    /// `union bpf_attr`'s `batch` member (include/uapi/linux/bpf.h).
+    #[repr(C)]
+    #[derive(Default)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+    /// Bounds the key buffer; the kernel walks a chunk without sleeping for
+    /// long (it reschedules between elements).
+    const CHUNK: usize = 65536;
+
+    let mut done = 0usize;
+    let mut keys: Vec<u32> = Vec::with_capacity(values.len().min(CHUNK));
+    while done < values.len() {
+        let chunk = &values[done..(done + CHUNK).min(values.len())];
+        keys.clear();
+        keys.extend((0..chunk.len() as u32).map(|i| first + done as u32 + i));
+        let mut attr = BatchAttr {
+            keys: keys.as_ptr() as u64,
+            values: chunk.as_ptr() as u64,
+            count: chunk.len() as u32,
+            map_fd: fd as u32,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is a valid `bpf_attr` prefix whose pointers refer to
+        // `keys` and `chunk`, which outlive the call and hold `count` u32s
+        // each (the map's key and value size).
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_UPDATE_BATCH,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>(),
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // On success the kernel wrote back how many it processed: all.
+        done += (attr.count as usize).max(1).min(chunk.len());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     //! The programmer against real kernel maps (needs CAP_BPF: run as root,
@@ -446,61 +503,4 @@ mod tests {
         assert_ne!(svc2.ring_offset, svc.ring_offset);
         assert_eq!(maps.ring_slot(svc2.ring_offset + 7).unwrap(), ids[0]);
     }
-}
-
-/// Writes `values` into the `u32` array map `fd` at indices `first..`, with
-/// `BPF_MAP_UPDATE_BATCH` (Linux 5.6+): one system call per chunk instead of
-/// one per slot, which is what makes applying thousands of Maglev tables
-/// take milliseconds rather than seconds. Readers still see each slot change
-/// atomically; the programmer never writes a range a service points at.
-fn update_array_batch(fd: RawFd, first: u32, values: &[u32]) -> std::io::Result<()> {
-    /// `union bpf_attr`'s `batch` member (include/uapi/linux/bpf.h).
-    #[repr(C)]
-    #[derive(Default)]
-    struct BatchAttr {
-        in_batch: u64,
-        out_batch: u64,
-        keys: u64,
-        values: u64,
-        count: u32,
-        map_fd: u32,
-        elem_flags: u64,
-        flags: u64,
-    }
-    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-    /// Bounds the key buffer; the kernel walks a chunk without sleeping for
-    /// long (it reschedules between elements).
-    const CHUNK: usize = 65536;
-
-    let mut done = 0usize;
-    let mut keys: Vec<u32> = Vec::with_capacity(values.len().min(CHUNK));
-    while done < values.len() {
-        let chunk = &values[done..(done + CHUNK).min(values.len())];
-        keys.clear();
-        keys.extend((0..chunk.len() as u32).map(|i| first + done as u32 + i));
-        let mut attr = BatchAttr {
-            keys: keys.as_ptr() as u64,
-            values: chunk.as_ptr() as u64,
-            count: chunk.len() as u32,
-            map_fd: fd as u32,
-            ..Default::default()
-        };
-        // SAFETY: `attr` is a valid `bpf_attr` prefix whose pointers refer to
-        // `keys` and `chunk`, which outlive the call and hold `count` u32s
-        // each (the map's key and value size).
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_UPDATE_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // On success the kernel wrote back how many it processed: all.
-        done += (attr.count as usize).max(1).min(chunk.len());
-    }
-    Ok(())
 }
