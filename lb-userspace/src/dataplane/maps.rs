@@ -76,6 +76,12 @@ pub enum MapOpenError {
     },
     #[error("cannot count the possible CPUs: {0}")]
     Cpus(String),
+    #[error("cannot open the pinned BPF map {name}: {source}")]
+    Pinned {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
 }
 
 fn take<T: TryFrom<Map, Error = MapError>>(
@@ -100,6 +106,35 @@ impl KernelMaps {
             verdict_stats: take(ebpf, names::VERDICT_STATS)?,
             event_stats: take(ebpf, names::EVENT_STATS)?,
             flows: take(ebpf, names::FLOWS)?,
+            nr_cpus,
+        })
+    }
+
+    /// The maps a previous agent pinned in `pins`, opened without loading
+    /// the program or touching the interfaces: `lb status` reads them when
+    /// no agent runs (the data plane keeps forwarding then).
+    pub fn open_pinned(pins: &super::pin::PinDir) -> Result<Self, MapOpenError> {
+        fn open<T: TryFrom<Map, Error = MapError>>(
+            pins: &super::pin::PinDir,
+            name: &'static str,
+            kind: fn(MapData) -> Map,
+        ) -> Result<T, MapOpenError> {
+            let data = MapData::from_pin(pins.map(name))
+                .map_err(|source| MapOpenError::Pinned { name, source })?;
+            T::try_from(kind(data)).map_err(|source| MapOpenError::WrongType { name, source })
+        }
+        let nr_cpus =
+            aya::util::nr_cpus().map_err(|(what, e)| MapOpenError::Cpus(format!("{what}: {e}")))?;
+        Ok(Self {
+            services: open(pins, names::SERVICES, Map::HashMap)?,
+            backends: open(pins, names::BACKENDS, Map::Array)?,
+            ring: open(pins, names::MAGLEV_RING, Map::Array)?,
+            reverse_nat: open(pins, names::REVERSE_NAT, Map::HashMap)?,
+            service_stats: open(pins, names::SERVICE_STATS, Map::PerCpuArray)?,
+            backend_stats: open(pins, names::BACKEND_STATS, Map::PerCpuArray)?,
+            verdict_stats: open(pins, names::VERDICT_STATS, Map::PerCpuArray)?,
+            event_stats: open(pins, names::EVENT_STATS, Map::PerCpuArray)?,
+            flows: open(pins, names::FLOWS, Map::LruHashMap)?,
             nr_cpus,
         })
     }
@@ -308,6 +343,63 @@ impl MapWriter for KernelMaps {
     }
 }
 
+/// Writes `values` into the `u32` array map `fd` at indices `first..`, with
+/// `BPF_MAP_UPDATE_BATCH` (Linux 5.6+): one system call per chunk instead of
+/// one per slot, which is what makes applying thousands of Maglev tables
+/// take milliseconds rather than seconds. Readers still see each slot change
+/// atomically; the programmer never writes a range a service points at.
+fn update_array_batch(fd: RawFd, first: u32, values: &[u32]) -> std::io::Result<()> {
+    /// `union bpf_attr`'s `batch` member (include/uapi/linux/bpf.h).
+    #[repr(C)]
+    #[derive(Default)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+    /// Bounds the key buffer; the kernel walks a chunk without sleeping for
+    /// long (it reschedules between elements).
+    const CHUNK: usize = 65536;
+
+    let mut done = 0usize;
+    let mut keys: Vec<u32> = Vec::with_capacity(values.len().min(CHUNK));
+    while done < values.len() {
+        let chunk = &values[done..(done + CHUNK).min(values.len())];
+        keys.clear();
+        keys.extend((0..chunk.len() as u32).map(|i| first + done as u32 + i));
+        let mut attr = BatchAttr {
+            keys: keys.as_ptr() as u64,
+            values: chunk.as_ptr() as u64,
+            count: chunk.len() as u32,
+            map_fd: fd as u32,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is a valid `bpf_attr` prefix whose pointers refer to
+        // `keys` and `chunk`, which outlive the call and hold `count` u32s
+        // each (the map's key and value size).
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_UPDATE_BATCH,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>(),
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // On success the kernel wrote back how many it processed: all.
+        done += (attr.count as usize).max(1).min(chunk.len());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     //! The programmer against real kernel maps (needs CAP_BPF: run as root,
@@ -445,61 +537,4 @@ mod tests {
         assert_ne!(svc2.ring_offset, svc.ring_offset);
         assert_eq!(maps.ring_slot(svc2.ring_offset + 7).unwrap(), ids[0]);
     }
-}
-
-/// Writes `values` into the `u32` array map `fd` at indices `first..`, with
-/// `BPF_MAP_UPDATE_BATCH` (Linux 5.6+): one system call per chunk instead of
-/// one per slot, which is what makes applying thousands of Maglev tables
-/// take milliseconds rather than seconds. Readers still see each slot change
-/// atomically; the programmer never writes a range a service points at.
-fn update_array_batch(fd: RawFd, first: u32, values: &[u32]) -> std::io::Result<()> {
-    /// `union bpf_attr`'s `batch` member (include/uapi/linux/bpf.h).
-    #[repr(C)]
-    #[derive(Default)]
-    struct BatchAttr {
-        in_batch: u64,
-        out_batch: u64,
-        keys: u64,
-        values: u64,
-        count: u32,
-        map_fd: u32,
-        elem_flags: u64,
-        flags: u64,
-    }
-    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-    /// Bounds the key buffer; the kernel walks a chunk without sleeping for
-    /// long (it reschedules between elements).
-    const CHUNK: usize = 65536;
-
-    let mut done = 0usize;
-    let mut keys: Vec<u32> = Vec::with_capacity(values.len().min(CHUNK));
-    while done < values.len() {
-        let chunk = &values[done..(done + CHUNK).min(values.len())];
-        keys.clear();
-        keys.extend((0..chunk.len() as u32).map(|i| first + done as u32 + i));
-        let mut attr = BatchAttr {
-            keys: keys.as_ptr() as u64,
-            values: chunk.as_ptr() as u64,
-            count: chunk.len() as u32,
-            map_fd: fd as u32,
-            ..Default::default()
-        };
-        // SAFETY: `attr` is a valid `bpf_attr` prefix whose pointers refer to
-        // `keys` and `chunk`, which outlive the call and hold `count` u32s
-        // each (the map's key and value size).
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_UPDATE_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // On success the kernel wrote back how many it processed: all.
-        done += (attr.count as usize).max(1).min(chunk.len());
-    }
-    Ok(())
 }
