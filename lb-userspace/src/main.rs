@@ -14,8 +14,12 @@ use clap::{Parser, Subcommand};
 use lb_userspace::{
     agent,
     config::{self, DEFAULT_CONTROL_SOCKET},
-    control::{self, Request},
-    dataplane::pin::{PinDir, DEFAULT_PIN_DIR},
+    control::{self, ControlError, Request},
+    dataplane::{
+        pin::{PinDir, DEFAULT_PIN_DIR},
+        stats::pinned_snapshot,
+    },
+    status::Status,
 };
 
 const DEFAULT_CONFIG: &str = "/etc/lb/lb.toml";
@@ -58,7 +62,8 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Show services, real servers and counters of the running agent.
+    /// Show services, real servers and counters of the running agent (or,
+    /// with --pinned, of the pinned data plane).
     Status {
         /// Print JSON instead of the table.
         #[arg(long)]
@@ -66,9 +71,17 @@ enum Command {
         /// Control socket (default: the config's, else /run/lb/lb.sock).
         #[arg(long)]
         socket: Option<PathBuf>,
-        /// Config whose [agent] control_socket to use.
+        /// Config whose [agent] control_socket to use; with --pinned, where
+        /// names and weights come from (default /etc/lb/lb.toml when
+        /// readable).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Read the maps pinned in --pin-dir instead of asking the agent:
+        /// works while no agent runs (the data plane keeps forwarding).
+        #[arg(long)]
+        pinned: bool,
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
     },
     /// Ask the running agent to re-read its config file.
     Reload {
@@ -140,7 +153,15 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             json,
             socket,
             config,
-        } => status(json, socket_path(socket, config.as_deref())?),
+            pinned,
+            pin_dir,
+        } => {
+            if pinned {
+                pinned_status(json, config, &pin_dir)
+            } else {
+                status(json, socket_path(socket, config.as_deref())?, &pin_dir)
+            }
+        }
         Command::Reload { socket, config } => {
             let path = socket_path(socket, config.as_deref())?;
             let answer = control::request(&path, &Request::Reload)?;
@@ -227,8 +248,33 @@ fn socket_path(socket: Option<PathBuf>, config: Option<&Path>) -> Result<PathBuf
     Ok(PathBuf::from(DEFAULT_CONTROL_SOCKET))
 }
 
-fn status(json: bool, socket: PathBuf) -> Result<(), Failure> {
-    let answer = control::request(&socket, &Request::Status)?;
+/// `lb status --pinned`: the maps alone, no agent needed.
+fn pinned_status(json: bool, config: Option<PathBuf>, pin_dir: &Path) -> Result<(), Failure> {
+    let explicit = config.is_some();
+    let path = config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let config = match config::load(&path) {
+        Ok(c) => Some(c),
+        Err(e) if explicit => return Err(invalid_config(e)),
+        Err(_) => None,
+    };
+    let status = pinned_snapshot(&PinDir::new(pin_dir), config.as_ref())
+        .context("reading the pinned data plane")?;
+    print_status(json, &status)
+}
+
+fn status(json: bool, socket: PathBuf, pin_dir: &Path) -> Result<(), Failure> {
+    let answer = match control::request(&socket, &Request::Status) {
+        Ok(answer) => answer,
+        Err(e @ ControlError::NoAgent(_)) if PinDir::new(pin_dir).path().exists() => {
+            return Err(anyhow::anyhow!(
+                "{e} (the data plane pinned in {} forwards without it: `lb status --pinned` \
+                 shows it)",
+                pin_dir.display()
+            )
+            .into())
+        }
+        Err(e) => return Err(e.into()),
+    };
     let status = match (answer.ok, answer.status) {
         (true, Some(status)) => status,
         _ => {
@@ -241,10 +287,18 @@ fn status(json: bool, socket: PathBuf) -> Result<(), Failure> {
             .into())
         }
     };
+    print_status(json, &status)
+}
+
+fn print_status(json: bool, status: &Status) -> Result<(), Failure> {
+    // `lb status | head` must end quietly, as ipvsadm's output does, not
+    // panic on a closed pipe. Only here: the agent must never die of one.
+    // SAFETY: restoring the default disposition of one signal.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&status).context("encoding the status as JSON")?
+            serde_json::to_string_pretty(status).context("encoding the status as JSON")?
         );
     } else {
         print!("{}", status.render());

@@ -344,6 +344,7 @@ mod tests {
             }],
             verdicts: [("redirect".to_string(), 18)].into_iter().collect(),
             events: Default::default(),
+            source: None,
         };
         let h = HealthMetrics::default();
         let key = TargetKey {

@@ -24,6 +24,10 @@ pub struct Status {
     pub verdicts: BTreeMap<String, u64>,
     /// Packets per event, named as in `lb_common::event::NAMES`.
     pub events: BTreeMap<String, u64>,
+    /// Where the report comes from when it is not a running agent (read
+    /// from the pinned maps: no health, names and weights from a config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +122,9 @@ impl Status {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "lb {} (XDP)", env!("CARGO_PKG_VERSION"));
+        if let Some(source) = &self.source {
+            let _ = writeln!(out, "{source}");
+        }
         let _ = writeln!(
             out,
             "{:<52} {:>8} {:>9} {:>11} {:>9} {:>11}",
@@ -225,6 +232,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             events: [("nat_reply".to_string(), 25u64)].into_iter().collect(),
+            source: None,
         }
     }
 

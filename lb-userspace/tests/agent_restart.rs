@@ -445,8 +445,47 @@ fn kill_9_under_load_then_restart_adopts_flows_and_unload_removes_everything() {
         ["eth0", "eth1", "eth2", "eth3"],
         "XDP must stay attached after kill -9"
     );
-    // Traffic flows on with no agent at all.
+    // Traffic flows on with no agent at all, and `lb status --pinned`
+    // shows it from the pinned maps: the service by its config name, both
+    // real servers, the packet counter moving.
+    let pinned_in = || -> u64 {
+        let out = t
+            .in_lb(LB)
+            .args(["status", "--pinned", "--json", "--config"])
+            .arg(&two)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "lb status --pinned failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let st: serde_json::Value = serde_json::from_str(&text).expect("status JSON");
+        assert_eq!(st["services"][0]["name"], "web", "{text}");
+        assert_eq!(
+            st["services"][0]["real_servers"].as_array().unwrap().len(),
+            2,
+            "{text}"
+        );
+        st["services"][0]["stats"]["in_packets"].as_u64().unwrap()
+    };
+    let in0 = pinned_in();
     std::thread::sleep(Duration::from_millis(1000));
+    let in1 = pinned_in();
+    assert!(
+        in1 > in0,
+        "no packets counted while no agent ran: {in0} -> {in1}"
+    );
+    let refused = Command::new(LB)
+        .args(["status", "--socket"])
+        .arg(t.socket())
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "lb status answered without an agent"
+    );
     let _ = std::fs::remove_file(t.socket());
     let b = t.start_agent(&three, "agent-b.log");
     let out = ab.wait_with_output().unwrap();

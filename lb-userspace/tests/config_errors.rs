@@ -374,6 +374,35 @@ forwarding = \"nat\"
 }
 
 #[test]
+fn nat_sorry_server_shared_by_two_services() {
+    let text = format!(
+        "{}
+[[virtual_server]]
+name = \"web-alt\"
+address = \"192.168.253.121\"
+port = 80
+protocol = \"tcp\"
+forwarding = \"nat\"
+sorry_server = \"172.16.14.99:80\"
+  [[virtual_server.real_server]]
+  address = \"172.16.14.122\"
+",
+        service("sorry_server = \"172.16.14.99:80\"", "")
+    );
+    rejected(
+        &text,
+        "20:16",
+        "virtual_server[1].sorry_server",
+        &[
+            "sorry server 172.16.14.99:80/tcp is already in NAT virtual_server[0] (`web`)",
+            "its own port",
+        ],
+    );
+    // Its own real server as the sorry server is fine.
+    parse(&service("sorry_server = \"172.16.14.121:80\"", ""));
+}
+
+#[test]
 fn no_interfaces() {
     rejected(
         "[agent]\ninterfaces = []\n",

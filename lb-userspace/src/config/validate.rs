@@ -86,6 +86,29 @@ pub(super) fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config> {
                 }
                 nat_reals.insert(key, (i, vs.name.clone()));
             }
+            // The sorry server's replies are reverse-translated the same
+            // way, so it is held to the same rule (it may be one of this
+            // service's own real servers).
+            if let (Some(sorry), Some(span)) = (vs.sorry_server, at.sorry_server.clone()) {
+                let key = (sorry.ip(), sorry.port(), vs.protocol);
+                match nat_reals.get(&key) {
+                    Some((other, other_name)) if *other != i => {
+                        return Err(src.field_error(
+                            span,
+                            &format!("{path}.sorry_server"),
+                            format!(
+                                "sorry server {} is already in NAT virtual_server[{other}] \
+                                 (`{other_name}`): replies from it could not be told apart; \
+                                 give each NAT service's sorry server its own port",
+                                endpoint(sorry.ip(), sorry.port(), vs.protocol)
+                            ),
+                        ));
+                    }
+                    _ => {
+                        nat_reals.insert(key, (i, vs.name.clone()));
+                    }
+                }
+            }
         }
         virtual_servers.push(vs);
     }
@@ -255,6 +278,7 @@ struct Spans {
     name: Range<usize>,
     address: Range<usize>,
     real_servers: Vec<Range<usize>>,
+    sorry_server: Option<Range<usize>>,
 }
 
 fn virtual_server(
@@ -427,6 +451,7 @@ fn virtual_server(
         ));
     }
 
+    let sorry_span = raw.sorry_server.as_ref().map(|v| v.span());
     let sorry_server = match raw.sorry_server {
         None => None,
         Some(v) => {
@@ -475,6 +500,7 @@ fn virtual_server(
             name: name_span,
             address: address_span,
             real_servers: real_server_spans,
+            sorry_server: sorry_span,
         },
     ))
 }

@@ -76,6 +76,12 @@ pub enum MapOpenError {
     },
     #[error("cannot count the possible CPUs: {0}")]
     Cpus(String),
+    #[error("cannot open the pinned BPF map {name}: {source}")]
+    Pinned {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
 }
 
 fn take<T: TryFrom<Map, Error = MapError>>(
@@ -100,6 +106,35 @@ impl KernelMaps {
             verdict_stats: take(ebpf, names::VERDICT_STATS)?,
             event_stats: take(ebpf, names::EVENT_STATS)?,
             flows: take(ebpf, names::FLOWS)?,
+            nr_cpus,
+        })
+    }
+
+    /// The maps a previous agent pinned in `pins`, opened without loading
+    /// the program or touching the interfaces: `lb status` reads them when
+    /// no agent runs (the data plane keeps forwarding then).
+    pub fn open_pinned(pins: &super::pin::PinDir) -> Result<Self, MapOpenError> {
+        fn open<T: TryFrom<Map, Error = MapError>>(
+            pins: &super::pin::PinDir,
+            name: &'static str,
+            kind: fn(MapData) -> Map,
+        ) -> Result<T, MapOpenError> {
+            let data = MapData::from_pin(pins.map(name))
+                .map_err(|source| MapOpenError::Pinned { name, source })?;
+            T::try_from(kind(data)).map_err(|source| MapOpenError::WrongType { name, source })
+        }
+        let nr_cpus =
+            aya::util::nr_cpus().map_err(|(what, e)| MapOpenError::Cpus(format!("{what}: {e}")))?;
+        Ok(Self {
+            services: open(pins, names::SERVICES, Map::HashMap)?,
+            backends: open(pins, names::BACKENDS, Map::Array)?,
+            ring: open(pins, names::MAGLEV_RING, Map::Array)?,
+            reverse_nat: open(pins, names::REVERSE_NAT, Map::HashMap)?,
+            service_stats: open(pins, names::SERVICE_STATS, Map::PerCpuArray)?,
+            backend_stats: open(pins, names::BACKEND_STATS, Map::PerCpuArray)?,
+            verdict_stats: open(pins, names::VERDICT_STATS, Map::PerCpuArray)?,
+            event_stats: open(pins, names::EVENT_STATS, Map::PerCpuArray)?,
+            flows: open(pins, names::FLOWS, Map::LruHashMap)?,
             nr_cpus,
         })
     }

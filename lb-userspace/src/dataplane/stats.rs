@@ -5,12 +5,13 @@ use std::collections::HashMap;
 
 use lb_common::{event, verdict};
 
+use super::pin::PinDir;
 use super::{
     maps::{KernelMaps, MapWriteError},
     programmer::{Programmer, ServiceView},
 };
 use crate::{
-    config::{Forwarding, Protocol, Scheduler},
+    config::{Config, Forwarding, Protocol, Scheduler},
     status::{RealServerStatus, ServiceStatus, Status},
 };
 
@@ -45,6 +46,7 @@ pub fn snapshot(maps: &KernelMaps, programmer: &Programmer) -> Result<Status, Ma
         services,
         verdicts,
         events,
+        source: None,
     })
 }
 
@@ -73,11 +75,7 @@ fn service_status(
         name: s.name.clone(),
         address: s.key.address.to_string(),
         port: s.key.port,
-        protocol: match s.key.protocol {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-        .into(),
+        protocol: protocol_name(s.key.protocol).into(),
         forwarding: match s.forwarding {
             Forwarding::Nat => "nat",
             Forwarding::Dr => "dr",
@@ -90,4 +88,115 @@ fn service_status(
         stats: maps.service_counters(s.id)?.into(),
         real_servers,
     })
+}
+
+/// `lb status` without an agent: what the maps pinned in `pins` say. The
+/// maps hold no names, weights or health; names and weights are taken from
+/// `config` where a service and real server there match the pinned ones.
+pub fn pinned_snapshot(pins: &PinDir, config: Option<&Config>) -> Result<Status, PinnedError> {
+    let sizes = pins
+        .probe()?
+        .ok_or_else(|| PinnedError::Nothing(pins.path().into()))?;
+    let maps = KernelMaps::open_pinned(pins)?;
+    let (services, backends, reverse) = maps.installed()?;
+    let programmer = Programmer::adopt(
+        sizes.services,
+        sizes.backends,
+        sizes.ring_slots,
+        &services,
+        &backends,
+        &reverse,
+    )
+    .map_err(PinnedError::Inconsistent)?;
+    let mut status = snapshot(&maps, &programmer)?;
+    if let Some(config) = config {
+        name_from_config(&mut status, config);
+    }
+    // The maps have no order: list services and real servers as the config
+    // does where it names them, the others after them by address, and each
+    // sorry server last.
+    let position = |address: &str, port: u16, protocol: &str| {
+        config
+            .and_then(|c| {
+                c.virtual_servers.iter().position(|vs| {
+                    vs.address.to_string() == address
+                        && vs.port == port
+                        && protocol_name(vs.protocol) == protocol
+                })
+            })
+            .unwrap_or(usize::MAX)
+    };
+    status.services.sort_by_cached_key(|s| {
+        let ip: std::net::IpAddr = s.address.parse().expect("formatted from an IpAddr");
+        (position(&s.address, s.port, &s.protocol), ip, s.port)
+    });
+    for s in &mut status.services {
+        let vs = config.and_then(|c| c.virtual_servers.iter().find(|vs| vs.name == s.name));
+        s.real_servers.sort_by_cached_key(|r| {
+            let ip: std::net::IpAddr = r.address.parse().expect("formatted from an IpAddr");
+            let at = vs
+                .and_then(|vs| {
+                    vs.real_servers
+                        .iter()
+                        .position(|rs| rs.address == ip && rs.port == r.port)
+                })
+                .unwrap_or(usize::MAX);
+            (r.sorry, at, ip, r.port)
+        });
+    }
+    status.source = Some(format!(
+        "read from the maps pinned in {} (what the data plane forwards; health is known to \
+         the agent only){}",
+        pins.path().display(),
+        if config.is_some() {
+            ""
+        } else {
+            "; names and weights unknown without a readable config (--config)"
+        }
+    ));
+    Ok(status)
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    }
+}
+
+fn name_from_config(status: &mut Status, config: &Config) {
+    for s in &mut status.services {
+        let Some(vs) = config.virtual_servers.iter().find(|vs| {
+            vs.address.to_string() == s.address
+                && vs.port == s.port
+                && protocol_name(vs.protocol) == s.protocol
+        }) else {
+            continue;
+        };
+        s.name = vs.name.clone();
+        for r in &mut s.real_servers {
+            if let Some(rs) = vs
+                .real_servers
+                .iter()
+                .find(|rs| rs.address.to_string() == r.address && rs.port == r.port)
+            {
+                r.weight = rs.weight;
+            }
+        }
+    }
+}
+
+/// Why the pinned maps could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PinnedError {
+    #[error("nothing is pinned in {}: lb is not loaded (or give --pin-dir)", .0.display())]
+    Nothing(std::path::PathBuf),
+    #[error(transparent)]
+    Pin(#[from] super::pin::PinError),
+    #[error(transparent)]
+    Open(#[from] super::maps::MapOpenError),
+    #[error(transparent)]
+    Read(#[from] MapWriteError),
+    #[error("the pinned maps are inconsistent: {0}")]
+    Inconsistent(String),
 }
