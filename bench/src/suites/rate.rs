@@ -216,10 +216,7 @@ fn ipvs_missing(modprobe: Result<(), String>, proc_net_ip_vs: bool) -> Option<St
 fn ipvs_probe(t: &Topo) -> Option<String> {
     let m = crate::netns::run("modprobe", &["ip_vs"])
         .map(|_| ())
-        .map_err(|e| {
-            let e = format!("{e:#}");
-            e.rsplit(": ").next().unwrap_or(&e).trim().to_string()
-        });
+        .map_err(|e| format!("{e:#}"));
     let proc_ok = t.bal.exec("cat", &["/proc/net/ip_vs"]).is_ok();
     ipvs_missing(m, proc_ok)
 }
@@ -507,13 +504,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     report.method = vec![
         "gen -> bal -> srv namespaces joined by veth pairs; an AF_PACKET sendmmsg generator (one thread per CPU; trafgen exits on the EAGAIN a veth gives once its peer runs XDP) sends 60-byte (64 on the wire) UDP frames to 192.168.253.120:9 from 256 source ports, UDP checksum 0.".into(),
         format!("{rounds} rounds over all variants in turn; the median round per variant is shown (range: all rounds). Each run: 0.5 s warm-up, then {secs} s counted: frames delivered to the real server side (xdp_count_drop on s0), frames sent (g0 tx_packets), and /proc/stat of the whole machine."),
-        "lb NAT / DR: the real lb_xdp attached to b0 in native mode, one UDP service with 3 real servers (172.16.14.121-123 behind b1), maps filled directly (no agent). nftables: prerouting DNAT with jhash (per flow) or numgen (per connection); conntrack keeps the choice per flow. Kernel forwarding: VIP/32 routed via a real server. XDP redirect: xdp_baseline_redirect, fixed MACs, redirect to b1, no parsing, no lookup. IPVS (where the kernel has ip_vs): `ipvsadm -A -u 192.168.253.120:9 -s rr`, the 3 real servers with -m (NAT) or -g (DR), the VIP on the balancer's lo, UDP timeout 1 s, no conntrack.".into(),
+        "lb NAT / DR: the real lb_xdp attached to b0 in native mode, one UDP service with 3 real servers (172.16.14.121-123 behind b1), maps filled directly (no agent). nftables: prerouting DNAT with jhash (per flow) or numgen (per connection); conntrack keeps the choice per flow. Kernel forwarding: VIP/32 routed via a real server. XDP redirect: xdp_baseline_redirect, fixed MACs, redirect to b1, no parsing, no lookup. IPVS (where the kernel has ip_vs): `ipvsadm -A -u 192.168.253.120:9 -s rr`, the 3 real servers with -m (NAT) or -g (DR), the VIP on the balancer's lo, UDP timeout 1 s (so one variant's connection entries are gone before the next), net.ipv4.vs.conntrack left at 0.".into(),
         "Per-packet cost against IPVS: IPVS is not a BPF program, so BPF_PROG_TEST_RUN (suite packet) cannot time it; table vs-ipvs compares softirq CPU per delivered packet (1 CPU-s/Mpkt = 1000 ns/packet) and the delivered rate of lb and IPVS on the same frames, in the same run, mode against mode.".into(),
     ];
     report.notes = vec![
         "veth is not a NIC: all the work (generation, veth transmit, XDP or the kernel path, the sink) runs on the sender's CPU in softirq; the rates rank the forwarding paths, they are not what a NIC would reach.".into(),
         format!("The generator shares the machine's {} cores with the balancer, and /proc/stat counts every process on the machine (other work included).", ctx.machine.cores),
         "Goals (issue 4): lb at least 4x nftables DNAT (column `x nft jhash`) and at least 0.9 of the XDP limit (column `ratio`); per-packet cost at least 4x lower than IPVS (table vs-ipvs, column `IPVS cost / this`).".into(),
+        "An XDP program on b0 (lb, XDP redirect) makes the veth copy every generated frame into a page with XDP headroom (an AF_PACKET skb has too little), a per-packet cost a NIC driver does not have and that the kernel paths (forwarding, nftables, IPVS) do not pay here: it counts against lb in every comparison with them.".into(),
         "Softirq time comes from /proc/stat ticks (USER_HZ 100): a window of a few seconds on 2 CPUs holds a few hundred ticks, so a cost is good to a few percent at best; busy CPU includes the generator.".into(),
     ];
     report.tables = vec![table, vs_ipvs];
