@@ -138,6 +138,19 @@ pub fn cpu_s_per_mpkt(before: u64, after: u64, packets: u64) -> Option<f64> {
     (packets > 0).then(|| after.saturating_sub(before) as f64 / USER_HZ / (packets as f64 / 1e6))
 }
 
+/// Packets `dev` transmitted, from /proc/net/dev (the namespace is the one
+/// of the thread that reads it).
+pub fn parse_net_dev_tx_packets(s: &str, dev: &str) -> Option<u64> {
+    s.lines().find_map(|l| {
+        let (name, rest) = l.split_once(':')?;
+        if name.trim() != dev {
+            return None;
+        }
+        // 8 receive columns, then transmit bytes, transmit packets.
+        rest.split_whitespace().nth(9)?.parse().ok()
+    })
+}
+
 /// Counters of one IPVS virtual service (`ipvsadm -L -n --stats`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IpvsStats {
@@ -212,6 +225,18 @@ UDP  192.168.253.120:9                 256  1234567        0 74074020        0
   -> 172.16.14.122:9                    85   410283        0 24617000        0
   -> 172.16.14.123:9                    85   410284        0 24617000        0
 ";
+
+    #[test]
+    fn net_dev_tx_packets() {
+        let s = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0
+    g0:1234567890  5    0    0    0     0          0         0 98765432109 1646090  0    3    0     0       0          0
+";
+        assert_eq!(parse_net_dev_tx_packets(s, "g0"), Some(1_646_090));
+        assert_eq!(parse_net_dev_tx_packets(s, "lo"), Some(2));
+        assert_eq!(parse_net_dev_tx_packets(s, "g"), None);
+    }
 
     #[test]
     fn ipvsadm_stats() {
