@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use lb_bench::{machine::Machine, netns, suites, Ctx};
+use lb_bench::{machine::Machine, netns, suites, Counts, Ctx};
 
 /// Suites in the order `all` runs them. `ipvs` boots a VM and is run only
 /// when named.
@@ -22,6 +22,15 @@ struct Args {
     /// stay those of a full run.
     #[arg(long)]
     quick: bool,
+    /// Rounds over all variants (rate, http; passed into the ipvs VM).
+    #[arg(long, value_name = "N")]
+    rounds: Option<u32>,
+    /// Seconds counted per rate run and per wrk run (rate, http, ipvs VM).
+    #[arg(long, value_name = "S")]
+    secs: Option<f64>,
+    /// `ab -n` per HTTP run (http, ipvs VM).
+    #[arg(long, value_name = "N")]
+    requests: Option<u32>,
     /// Where results go (default bench/results, or a temp dir with --quick).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -45,6 +54,11 @@ fn main() -> anyhow::Result<()> {
     let ctx = Ctx {
         quick: args.quick,
         machine: Machine::detect(),
+        counts: Counts {
+            rounds: args.rounds,
+            secs: args.secs,
+            requests: args.requests,
+        },
     };
     eprintln!("lb-bench on {}", ctx.machine.describe());
     for name in &names {

@@ -159,8 +159,13 @@ pub fn fmt_value(v: f64) -> String {
         format!("{v:.1}")
     } else if a >= 1.0 {
         format!("{v:.2}")
+    } else if a == 0.0 || !a.is_finite() {
+        format!("{v}")
     } else {
-        format!("{v:.3}")
+        // Below 1 as well (Mpps under TCG are thousandths): three
+        // significant digits, not three decimals.
+        let decimals = (2 - a.log10().floor() as i32).max(3) as usize;
+        format!("{v:.decimals$}")
     }
 }
 
@@ -307,6 +312,9 @@ mod tests {
         assert_eq!(fmt_value(12345.6), "12346");
         assert_eq!(fmt_value(42.42), "42.4");
         assert_eq!(fmt_value(1.234), "1.23");
-        assert_eq!(fmt_value(0.01234), "0.012");
+        assert_eq!(fmt_value(0.5), "0.500");
+        assert_eq!(fmt_value(0.01234), "0.0123");
+        assert_eq!(fmt_value(0.004321), "0.00432");
+        assert_eq!(fmt_value(0.0), "0");
     }
 }

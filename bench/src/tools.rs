@@ -1,5 +1,5 @@
-//! Output of the tools the suites run, parsed: `ab` and `wrk` results, and
-//! the CPU time accounting of /proc/stat. (The rate suite generates its own
+//! Output of the tools the suites run, parsed: `ab` and `wrk` results,
+//! `ipvsadm --stats` counters, and the CPU time accounting of /proc/stat. (The rate suite generates its own
 //! packets, see `crate::gen`, so there is no trafgen output to read.)
 
 /// One HTTP load run: requests per second and latency percentiles (ms).
@@ -138,9 +138,124 @@ pub fn cpu_s_per_mpkt(before: u64, after: u64, packets: u64) -> Option<f64> {
     (packets > 0).then(|| after.saturating_sub(before) as f64 / USER_HZ / (packets as f64 / 1e6))
 }
 
+/// Packets `dev` transmitted, from /proc/net/dev (the namespace is the one
+/// of the thread that reads it).
+pub fn parse_net_dev_tx_packets(s: &str, dev: &str) -> Option<u64> {
+    s.lines().find_map(|l| {
+        let (name, rest) = l.split_once(':')?;
+        if name.trim() != dev {
+            return None;
+        }
+        // 8 receive columns, then transmit bytes, transmit packets.
+        rest.split_whitespace().nth(9)?.parse().ok()
+    })
+}
+
+/// Counters of one IPVS virtual service (`ipvsadm -L -n --stats`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IpvsStats {
+    pub conns: u64,
+    pub in_packets: u64,
+    pub out_packets: u64,
+    /// In packets per real server, in the order listed.
+    pub reals: Vec<(String, u64)>,
+}
+
+/// An `ipvsadm --stats` number: exact with `--exact`, otherwise scaled
+/// with a K/M/G/T suffix (powers of 1000).
+fn ipvs_number(s: &str) -> Option<u64> {
+    let (num, scale) = match s.chars().last()? {
+        'K' => (&s[..s.len() - 1], 1e3),
+        'M' => (&s[..s.len() - 1], 1e6),
+        'G' => (&s[..s.len() - 1], 1e9),
+        'T' => (&s[..s.len() - 1], 1e12),
+        _ => return s.parse().ok(),
+    };
+    num.parse::<f64>().ok().map(|v| (v * scale) as u64)
+}
+
+/// The counters of virtual service `proto` (`TCP`/`UDP`) `addr` (as
+/// ipvsadm prints it with `-n`, e.g. `192.168.253.120:9`) and its real
+/// servers; `None` when ipvsadm does not list that service.
+pub fn parse_ipvs_stats(out: &str, proto: &str, addr: &str) -> Option<IpvsStats> {
+    let mut lines = out.lines().map(str::trim);
+    let nums = |f: &[&str]| -> Option<(u64, u64, u64)> {
+        Some((
+            ipvs_number(f.first()?)?,
+            ipvs_number(f.get(1)?)?,
+            ipvs_number(f.get(2)?)?,
+        ))
+    };
+    let head = lines.by_ref().find(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 2 && f[0].eq_ignore_ascii_case(proto) && f[1] == addr
+    })?;
+    let f: Vec<&str> = head.split_whitespace().collect();
+    let (conns, in_packets, out_packets) = nums(&f[2..])?;
+    let mut reals = Vec::new();
+    for l in lines {
+        let Some(rest) = l.strip_prefix("->") else {
+            break;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // The column legend ("-> RemoteAddress:Port") has no numbers.
+        if let (Some(a), Some((_, p, _))) = (f.first(), f.get(1..).and_then(nums)) {
+            reals.push((a.to_string(), p));
+        }
+    }
+    Some(IpvsStats {
+        conns,
+        in_packets,
+        out_packets,
+        reals,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const IPVSADM: &str = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  192.168.253.120:80                  3       18        0     1080        0
+  -> 172.16.14.121:80                    1        6        0      360        0
+UDP  192.168.253.120:9                 256  1234567        0 74074020        0
+  -> 172.16.14.121:9                    86   414000        0 24840000        0
+  -> 172.16.14.122:9                    85   410283        0 24617000        0
+  -> 172.16.14.123:9                    85   410284        0 24617000        0
+";
+
+    #[test]
+    fn net_dev_tx_packets() {
+        let s = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0
+    g0:1234567890  5    0    0    0     0          0         0 98765432109 1646090  0    3    0     0       0          0
+";
+        assert_eq!(parse_net_dev_tx_packets(s, "g0"), Some(1_646_090));
+        assert_eq!(parse_net_dev_tx_packets(s, "lo"), Some(2));
+        assert_eq!(parse_net_dev_tx_packets(s, "g"), None);
+    }
+
+    #[test]
+    fn ipvsadm_stats() {
+        let s = parse_ipvs_stats(IPVSADM, "UDP", "192.168.253.120:9").unwrap();
+        assert_eq!(s.conns, 256);
+        assert_eq!(s.in_packets, 1_234_567);
+        assert_eq!(s.out_packets, 0);
+        assert_eq!(s.reals.len(), 3);
+        assert_eq!(s.reals[2], ("172.16.14.123:9".to_string(), 410_284));
+        // The TCP service of the same address is another service.
+        let t = parse_ipvs_stats(IPVSADM, "TCP", "192.168.253.120:80").unwrap();
+        assert_eq!((t.in_packets, t.reals.len()), (18, 1));
+        assert_eq!(parse_ipvs_stats(IPVSADM, "UDP", "192.168.253.120:80"), None);
+        // Without --exact, ipvsadm scales large counters.
+        let scaled = "UDP  10.0.0.1:9   256   1234K   0  74M  0\n  -> 10.0.0.2:9  1  2M  0  1  0\n";
+        let s = parse_ipvs_stats(scaled, "udp", "10.0.0.1:9").unwrap();
+        assert_eq!(s.in_packets, 1_234_000);
+        assert_eq!(s.reals, vec![("10.0.0.2:9".to_string(), 2_000_000)]);
+    }
 
     const AB: &str = "Server Software:        nginx/1.22.1
 Concurrency Level:      30

@@ -326,8 +326,41 @@ fn load_lb(t: &Topo, flags: u32) -> anyhow::Result<Lb> {
     Ok(lb)
 }
 
+/// The IPVS row an lb row is compared with: the same forwarding mode.
+fn ipvs_counterpart(label: &str) -> Option<&'static str> {
+    let mode = label.strip_prefix("lb ")?;
+    if mode.starts_with("NAT") {
+        Some("IPVS NAT")
+    } else if mode.starts_with("DR") {
+        Some("IPVS DR")
+    } else {
+        None
+    }
+}
+
+/// Fills the last column, `x IPVS (same mode)`: an lb row's rate over the
+/// rate of IPVS in its mode measured in the same run (goal of issue 4: at
+/// least 1), `-` where there is no such pair (no ip_vs, other variants).
+fn add_vs_ipvs(t: &mut Table) {
+    let value = |rows: &[Row], l: &str| rows.iter().find(|r| r.label == l).and_then(|r| r.value);
+    let q: Vec<Option<f64>> = t
+        .rows
+        .iter()
+        .map(|r| {
+            let ipvs = value(&t.rows, ipvs_counterpart(&r.label)?)?;
+            crate::report::ratio(r.value?, ipvs)
+        })
+        .collect();
+    for (r, q) in t.rows.iter_mut().zip(q) {
+        if r.value.is_some() {
+            r.extra
+                .push(q.map(|q| format!("{q:.2}")).unwrap_or("-".into()));
+        }
+    }
+}
+
 pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
-    let l = if ctx.quick {
+    let mut l = if ctx.quick {
         Load {
             rounds: 1,
             ab_n: 200,
@@ -342,6 +375,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             wrk_secs: 5,
         }
     };
+    let c = &ctx.counts;
+    l.rounds = c.rounds.unwrap_or(l.rounds).max(1);
+    l.ab_n = c.requests.unwrap_or(l.ab_n).max(l.conc);
+    // wrk takes whole seconds.
+    l.wrk_secs = c.secs.map_or(l.wrk_secs, |s| s.ceil().max(1.0) as u32);
     eprintln!("  [http] building the namespaces (cli -> bal -> srv) and nginx");
     let t = topology()?;
     let _nginx = nginx(&t)?;
@@ -459,7 +497,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "direct to one real server",
         "requests per second relative to direct, higher is better",
     )
-    .columns(&["range", "p50 ms", "p99 ms", "failed", "runs ok"]);
+    .columns(&[
+        "range",
+        "p50 ms",
+        "p99 ms",
+        "failed",
+        "runs ok",
+        "x IPVS (same mode)",
+    ]);
     let mut wrk_t = Table::new(
         "wrk",
         "HTTP with keep-alive (wrk)",
@@ -467,7 +512,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "direct to one real server",
         "requests per second relative to direct, higher is better",
     )
-    .columns(&["range", "p50 ms", "p99 ms", "errors", "runs ok"]);
+    .columns(&[
+        "range",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "runs ok",
+        "x IPVS (same mode)",
+    ]);
     for label in &labels {
         let runs: Vec<&anyhow::Result<(Http, Http)>> = results
             .iter()
@@ -508,6 +560,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             ));
         }
     }
+    for t in [&mut ab_t, &mut wrk_t] {
+        add_vs_ipvs(t);
+    }
     let agent = "no `lb` binary next to lb-bench (cargo build --release -p lb-userspace --bin lb) and no LB_BIN";
     let ipvs = "no ip_vs in this kernel; see suite ipvs (VM)";
     for t in [&mut ab_t, &mut wrk_t] {
@@ -542,4 +597,41 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     }
     ensure!(failed < results.len(), "every HTTP variant failed");
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lb_rows_against_ipvs_of_their_mode() {
+        let mut t = Table::new("ab", "t", "req/s", "direct", "m");
+        for (l, v) in [
+            ("direct", 100.0),
+            ("lb NAT (agent)", 90.0),
+            ("lb DR (maps by lb-bench)", 120.0),
+            ("IPVS NAT", 60.0),
+            ("IPVS DR", 80.0),
+            ("HAProxy (mode tcp)", 50.0),
+        ] {
+            t.push(Row::new(l, v, vec!["x".into()]));
+        }
+        t.push(Row::skipped("lb NAT (agent, v2)", "not built"));
+        add_vs_ipvs(&mut t);
+        let last = |l: &str| {
+            let r = t.rows.iter().find(|r| r.label == l).unwrap();
+            r.extra.last().cloned()
+        };
+        assert_eq!(last("lb NAT (agent)").as_deref(), Some("1.50"));
+        assert_eq!(last("lb DR (maps by lb-bench)").as_deref(), Some("1.50"));
+        assert_eq!(last("IPVS DR").as_deref(), Some("-"));
+        assert_eq!(last("HAProxy (mode tcp)").as_deref(), Some("-"));
+        // A skipped row gets no columns at all.
+        assert_eq!(last("lb NAT (agent, v2)"), None);
+        // No IPVS measured: nothing to compare with.
+        let mut t = Table::new("ab", "t", "req/s", "direct", "m");
+        t.push(Row::new("lb NAT (agent)", 90.0, vec![]));
+        add_vs_ipvs(&mut t);
+        assert_eq!(t.rows[0].extra, ["-"]);
+    }
 }
