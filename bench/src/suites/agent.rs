@@ -242,12 +242,20 @@ impl Agent {
     }
 
     /// Writes `text` as the config and times `lb reload` (it answers once
-    /// the maps hold the new config): seconds and the agent's answer.
-    fn reload(&self, text: &str) -> anyhow::Result<(f64, String)> {
+    /// the maps hold the new config).
+    fn reload(&self, text: &str) -> anyhow::Result<Reload> {
         std::fs::write(&self.conf, text)?;
+        let c0 = self.cpu_ticks()?;
         let t = Instant::now();
         let msg = self.lb(&["reload"])?;
-        Ok((t.elapsed().as_secs_f64(), msg.trim().to_string()))
+        let wall = t.elapsed().as_secs_f64();
+        let cpu = (self.cpu_ticks()? - c0) as f64 / USER_HZ;
+        Ok(Reload {
+            wall,
+            agent: last_reload_secs(&self.log_text()),
+            cpu,
+            message: msg.trim().to_string(),
+        })
     }
 
     fn proc_file(&self, name: &str) -> anyhow::Result<String> {
@@ -285,14 +293,57 @@ impl Drop for Agent {
     }
 }
 
-/// CPU (% of one core) and RSS (MiB at the end) of `agent` over `secs`.
-fn cpu_window(agent: &Agent, secs: f64) -> anyhow::Result<(f64, f64)> {
-    let t0 = agent.cpu_ticks()?;
+/// utime and stime (fields 14 and 15) of /proc/PID/stat, in clock ticks.
+pub fn user_system_ticks(stat: &str) -> Option<(u64, u64)> {
+    // The command name (field 2) may contain spaces: count after its ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
+}
+
+/// One `lb reload`, in seconds.
+struct Reload {
+    /// The command's wall time (what a user waits: its own config parse,
+    /// the agent's work, the socket).
+    wall: f64,
+    /// From the agent's log: request received to config applied.
+    agent: Option<f64>,
+    /// The agent's CPU time meanwhile (robust on a busy machine).
+    cpu: f64,
+    message: String,
+}
+
+/// The agent's own time for its last reload: from its last "reload
+/// requested" line to the "config reloaded" line after it.
+pub fn last_reload_secs(log: &str) -> Option<f64> {
+    let lines: Vec<String> = log.lines().map(strip_ansi).collect();
+    let asked = lines.iter().rposition(|l| l.contains("reload requested"))?;
+    let done = asked
+        + 1
+        + lines[asked + 1..]
+            .iter()
+            .position(|l| l.contains("config reloaded:"))?;
+    let at = |l: &str| parse_utc(l.split_whitespace().next()?);
+    Some(
+        at(&lines[done])?
+            .checked_sub(at(&lines[asked])?)?
+            .as_secs_f64(),
+    )
+}
+
+/// CPU of `agent` over `secs` (% of one core: user, system) and its RSS
+/// (MiB) at the end.
+fn cpu_window(agent: &Agent, secs: f64) -> anyhow::Result<(f64, f64, f64)> {
+    let ticks = || -> anyhow::Result<(u64, u64)> {
+        user_system_ticks(&agent.proc_file("stat")?).context("unreadable /proc/PID/stat")
+    };
+    let t0 = ticks()?;
     let start = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(secs));
-    let t1 = agent.cpu_ticks()?;
+    let t1 = ticks()?;
     let el = start.elapsed().as_secs_f64();
-    Ok(((t1 - t0) as f64 / USER_HZ / el * 100.0, agent.rss_mib()?))
+    let share = |a: u64, b: u64| (b - a) as f64 / USER_HZ / el * 100.0;
+    Ok((share(t0.0, t1.0), share(t0.1, t1.1), agent.rss_mib()?))
 }
 
 // ------------------------------------------------------------ listeners
@@ -570,7 +621,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "kind none (no checks)",
         "CPU relative to the same agent without checks (goal: under 5% of one core)",
     )
-    .columns(&["checks/s", "CPU us/check", "of goal 5%", "window s"]);
+    .columns(&[
+        "user %",
+        "system %",
+        "checks/s",
+        "CPU us/check",
+        "of goal 5%",
+        "window s",
+    ]);
     let mut rss = Table::new(
         "health-rss",
         &format!("Agent RSS with {targets} real servers checked every second"),
@@ -606,7 +664,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             let agent = Agent::start(&bin, &topo.agent_ns, &topo.dir, kind, &text)?;
             std::thread::sleep(Duration::from_secs_f64(settle));
             let a0 = listeners.accepted();
-            let (c, m) = cpu_window(&agent, window)?;
+            let (user, system, m) = cpu_window(&agent, window)?;
+            let c = user + system;
             let checks = (listeners.accepted() - a0) as f64 / window;
             let label = if kind == "none" {
                 "kind none (no checks)".to_string()
@@ -622,6 +681,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
                 label.clone(),
                 c,
                 vec![
+                    format!("{user:.2}"),
+                    format!("{system:.2}"),
                     format!("{checks:.0}"),
                     per_check,
                     format!("{:.2}", c / 5.0),
@@ -693,7 +754,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "reload without change",
         "time relative to a reload that changes nothing (goal: under 1 s)",
     )
-    .columns(&["tables built", "samples", "max ms", "RSS MiB after"]);
+    .columns(&[
+        "agent ms (log)",
+        "agent CPU ms",
+        "tables built",
+        "samples",
+        "max ms",
+        "RSS MiB after",
+    ]);
     {
         let layout = Layout {
             services: rs,
@@ -724,23 +792,34 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         reload.push(Row::new(
             format!("start-up with {rs} x {rr} (to the first lb status)"),
             agent.startup * 1000.0,
-            vec!["-".into(), "1".into(), "-".into(), fmt_value(rss0)],
+            vec![
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "1".into(),
+                "-".into(),
+                fmt_value(rss0),
+            ],
         ));
         // Each sample reloads `from` (not timed), then `to` (timed).
         let mut case = |label: String, from: &str, to: &str| -> anyhow::Result<()> {
             eprintln!("  [agent] reload: {label}");
-            let mut times = Vec::new();
+            let (mut times, mut inside, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
             let mut built = None;
             for _ in 0..reps {
                 agent.reload(from)?;
-                let (secs, msg) = agent.reload(to)?;
-                times.push(secs * 1000.0);
-                built = tables_built(&msg);
+                let r = agent.reload(to)?;
+                times.push(r.wall * 1000.0);
+                inside.extend(r.agent.map(|a| a * 1000.0));
+                cpu.push(r.cpu * 1000.0);
+                built = tables_built(&r.message);
             }
             reload.push(Row::new(
                 label,
                 median(&times).unwrap_or(f64::NAN),
                 vec![
+                    median(&inside).map_or("-".into(), fmt_value),
+                    median(&cpu).map_or("-".into(), fmt_value),
                     built.map_or("?".into(), |b| b.to_string()),
                     times.len().to_string(),
                     fmt_value(quantile(&times, 1.0).unwrap_or(f64::NAN)),
@@ -767,7 +846,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "reload without change",
         "time relative to a reload that changes nothing",
     )
-    .columns(&["tables built", "ms per service", "removal ms", "RSS MiB after"]);
+    .columns(&[
+        "agent ms (log)",
+        "agent CPU ms",
+        "tables built",
+        "ms per service",
+        "removal ms",
+        "RSS MiB after",
+    ]);
     {
         let most = *applies.iter().max().unwrap_or(&1);
         let layout = |n: u32| Layout {
@@ -792,12 +878,16 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         agent.reload(&empty)?;
         let mut base = Vec::new();
         for _ in 0..3 {
-            base.push(agent.reload(&empty)?.0 * 1000.0);
+            base.push(agent.reload(&empty)?);
         }
+        let ms = |v: Vec<f64>| median(&v).map_or("-".into(), |m| fmt_value(m * 1000.0));
+        let walls: Vec<f64> = base.iter().map(|r| r.wall * 1000.0).collect();
         apply.push(Row::new(
             "reload without change",
-            median(&base).unwrap_or(f64::NAN),
+            median(&walls).unwrap_or(f64::NAN),
             vec![
+                ms(base.iter().filter_map(|r| r.agent).collect()),
+                ms(base.iter().map(|r| r.cpu).collect()),
                 "0".into(),
                 "-".into(),
                 "-".into(),
@@ -806,20 +896,22 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         ));
         for &n in applies {
             eprintln!("  [agent] apply: {n} services");
-            let (secs, msg) = agent.reload(&config(&sock, &layout(n)))?;
+            let r = agent.reload(&config(&sock, &layout(n)))?;
             let rss = agent.rss_mib()?;
-            let (gone, _) = agent.reload(&empty)?;
+            let gone = agent.reload(&empty)?;
             apply.push(Row::new(
                 if n == 1 {
                     "1 service".into()
                 } else {
                     format!("{n} services")
                 },
-                secs * 1000.0,
+                r.wall * 1000.0,
                 vec![
-                    tables_built(&msg).map_or("?".into(), |b| b.to_string()),
-                    fmt_value(secs * 1000.0 / f64::from(n)),
-                    fmt_value(gone * 1000.0),
+                    r.agent.map_or("-".into(), |a| fmt_value(a * 1000.0)),
+                    fmt_value(r.cpu * 1000.0),
+                    tables_built(&r.message).map_or("?".into(), |b| b.to_string()),
+                    fmt_value(r.wall * 1000.0 / f64::from(n)),
+                    fmt_value(gone.wall * 1000.0),
                     fmt_value(rss),
                 ],
             ));
@@ -873,6 +965,29 @@ mod tests {
         assert_eq!(tables_built(m), Some(1000));
         assert_eq!(tables_built("maglev tables built 7\n"), Some(7));
         assert_eq!(tables_built("config reloaded"), None);
+    }
+
+    #[test]
+    fn user_and_system_ticks() {
+        let stat =
+            "1234 (lb run) S 1 1234 1234 0 -1 4194560 500 0 0 0 17 4 0 0 20 0 5 0 100 1000 300";
+        assert_eq!(user_system_ticks(stat), Some((17, 4)));
+        assert_eq!(user_system_ticks("1 (x) S"), None);
+    }
+
+    #[test]
+    fn reload_time_from_the_agent_log() {
+        let log = "2026-11-22T03:00:00.000000Z  INFO lb_userspace::agent: reload requested on the control socket\n\
+                   2026-11-22T03:00:00.400000Z  INFO lb_userspace::agent: config reloaded: services +1\n\
+                   2026-11-22T03:00:01.000000Z  INFO lb_userspace::agent: reload requested on the control socket\n\
+                   \u{1b}[2m2026-11-22T03:00:01.250000Z\u{1b}[0m  INFO lb_userspace::agent: config reloaded: services +0\n";
+        let secs = last_reload_secs(log).unwrap();
+        assert!((secs - 0.25).abs() < 1e-6, "{secs}");
+        assert_eq!(last_reload_secs("reload requested\n"), None);
+        // A rejected reload has no "config reloaded" after its request:
+        // the previous pair is not taken for it.
+        let rejected = format!("{log}2026-11-22T03:00:02.000000Z  INFO x: reload requested\n");
+        assert_eq!(last_reload_secs(&rejected), None);
     }
 
     #[test]
