@@ -926,7 +926,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "Capacities (services, backends, Maglev ring slots) are sized once at start-up from the config (the ring holds every table twice, since a rebuild writes a new range before freeing the old one; growing past it is refused with an error). So the reload agent starts with the full 1,000 x 16 config and goes down to 1 service and back, and the apply agent starts with the largest case and first reloads to no service at all.".into(),
     ];
     report.notes.push("Goals (issue 3): 1,000 real servers checked every second under 5% of one core and under 50 MB RSS; withdrawal at most fall x interval + 100 ms; reload of 1,000 services x 16 real servers under 1 s.".into());
-    report.notes.push("The listeners share the machine's cores with the agent; their CPU is not in the agent's figure.".into());
+    report.notes.push("The listeners share the machine's cores with the agent; their CPU is not in the agent's figure. But veth hands a packet to the peer namespace's stack in the sender's context: the kernel TCP work of the real servers' side of each check (SYN, request, close) runs in the agent's system calls and is counted in its system time. On a NIC that work happens on the real servers; the user column is the agent's own work.".into());
+    report.notes.push("The balancer namespace has net.ipv4.ip_forward = 1, as any balancer must: the XDP program tells the reply to the agent's own check of a NAT real server's service port from a NAT reply by a FIB lookup, and with forwarding off that lookup answers 'forwarding disabled' first, so every such check times out and all real servers go down.".into());
     report.tables = vec![cpu, rss, lat, reload, apply];
     Ok(report)
 }
