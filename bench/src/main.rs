@@ -9,13 +9,13 @@ use lb_bench::{machine::Machine, netns, suites, Counts, Ctx};
 
 /// Suites in the order `all` runs them. `ipvs` boots a VM and is run only
 /// when named.
-const SUITES: [&str; 4] = ["packet", "control", "rate", "http"];
+const SUITES: [&str; 5] = ["packet", "control", "agent", "rate", "http"];
 
 #[derive(Parser)]
 #[command(about = "Benchmark suites of lb: ratios against baselines measured in the same run")]
 struct Args {
     /// Suite to run (repeatable); default: every suite except ipvs.
-    #[arg(long = "suite", value_parser = ["packet", "control", "rate", "http", "ipvs"])]
+    #[arg(long = "suite", value_parser = ["packet", "control", "agent", "rate", "http", "ipvs"])]
     suites: Vec<String>,
     /// Tiny counts for a smoke run (seconds per suite); results go to a
     /// temporary directory unless --out is given, so the committed results
@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         let mut report = match name.as_str() {
             "packet" => suites::packet::run(&ctx),
             "control" => suites::control::run(&ctx),
+            "agent" => suites::agent::run(&ctx),
             "rate" => suites::rate::run(&ctx),
             "http" => suites::http::run(&ctx),
             "ipvs" => suites::ipvs::run(&ctx),

@@ -231,14 +231,26 @@ fn apply_health(
     config: &Config,
     health: &StatusReader,
 ) -> Result<ApplySummary, ProgramError> {
+    // Looked up once per real server: a scan of the config for each made
+    // an apply of 1,000 services x 16 real servers quadratic.
+    let names: HashMap<ServiceKey, &str> = config
+        .virtual_servers
+        .iter()
+        .map(|vs| {
+            let key = ServiceKey {
+                address: vs.address,
+                port: vs.port,
+                protocol: vs.protocol,
+            };
+            (key, vs.name.as_str())
+        })
+        .collect();
     let is_up = |key: &ServiceKey, addr: std::net::SocketAddr| {
-        let Some(vs) = config.virtual_servers.iter().find(|vs| {
-            vs.address == key.address && vs.port == key.port && vs.protocol == key.protocol
-        }) else {
+        let Some(name) = names.get(key) else {
             return true;
         };
         health.serves(&TargetKey {
-            service: vs.name.clone(),
+            service: (*name).to_owned(),
             address: addr.ip(),
             port: addr.port(),
         })
@@ -359,6 +371,7 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
     monitor.update(health::targets(&config));
     let summary = apply_health(&mut programmer, &mut maps, &config, &monitor.reader())?;
     tracing::info!("maps programmed: {summary}");
+    release_freed_memory();
     let mut empty = without_real_servers(&programmer);
 
     for interface in &config.agent.interfaces {
@@ -546,9 +559,34 @@ fn dr_neighbours(shared: &Mutex<Shared>) -> Vec<std::net::IpAddr> {
         .dr_neighbours()
 }
 
+/// Hands the heap pages freed since the last call back to the kernel.
+/// Parsing a config peaks at about 35 bytes of heap per byte of TOML
+/// (toml_edit's document), all freed once it is validated, but glibc keeps
+/// freed pages in its arenas: without this the agent's RSS stays at that
+/// peak (70-100 MB after loading 1,000 services x 16 real servers, whose
+/// live state is a fraction of that). Called after start-up and reloads.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Re-read the config and apply the difference. Settings fixed at load
 /// time (interfaces, XDP mode, map sizes, socket) keep their running value.
 async fn reload(
+    shared: &Arc<Mutex<Shared>>,
+    path: &Path,
+    running: &Config,
+    monitor: &mut health::Monitor,
+) -> Result<(Config, String), String> {
+    let result = reload_config(shared, path, running, monitor).await;
+    release_freed_memory();
+    result
+}
+
+async fn reload_config(
     shared: &Arc<Mutex<Shared>>,
     path: &Path,
     running: &Config,

@@ -1,5 +1,6 @@
 //! One module per suite; each returns a [`crate::report::Report`].
 
+pub mod agent;
 pub mod control;
 pub mod http;
 pub mod ipvs;

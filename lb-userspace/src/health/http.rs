@@ -21,6 +21,8 @@ pub async fn check(addr: SocketAddr, cfg: &HttpCheck) -> Result<(), String> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("http connect to {addr} failed: {e}"))?;
+    // Once the answer is in, the connection is dropped with a reset.
+    super::tcp::close_with_reset(&stream);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("http handshake failed: {e}"))?;

@@ -1,6 +1,15 @@
 //! The scheduler: one tokio task per checked target, a shared table of
 //! [`TargetStatus`] for `lb status`, and a channel of [`Transition`]s for
 //! the agent.
+//!
+//! The check tasks run on a runtime of their own: one thread with a
+//! current-thread scheduler, owned by the [`Monitor`]. A check is a few
+//! microseconds of work between I/O waits; on the agent's multi-thread
+//! runtime nearly every one of its wake-ups also woke the other, idle,
+//! worker thread to look for work to steal, so at 1,000 checks a second
+//! the futex and scheduler round trips cost about as much as the checks.
+//! It also keeps a burst of checks from delaying `lb status` or a reload,
+//! and a slow map write from delaying checks.
 
 use std::{
     collections::{hash_map::DefaultHasher, HashMap},
@@ -63,6 +72,41 @@ pub struct Monitor {
     tx: UnboundedSender<Transition>,
     observer: Option<CheckObserver>,
     generation: u64,
+    /// Declared last: dropped after `running` has aborted every task.
+    checks: CheckRuntime,
+}
+
+/// The checks' runtime (see the module doc): its thread drives it until
+/// the monitor drops `stop`; the runtime, and every task still on it, is
+/// dropped on that thread.
+struct CheckRuntime {
+    handle: tokio::runtime::Handle,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl CheckRuntime {
+    fn start() -> Self {
+        // Fails only when the process is out of threads or file
+        // descriptors, where the agent cannot do its job either.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("cannot create the health checks' runtime");
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("lb-health".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+            })
+            .expect("cannot start the health checks' thread");
+        CheckRuntime {
+            handle,
+            _stop: stop,
+        }
+    }
 }
 
 struct Running {
@@ -125,6 +169,7 @@ impl Monitor {
                 tx,
                 observer: None,
                 generation: 0,
+                checks: CheckRuntime::start(),
             },
             rx,
         )
@@ -154,8 +199,8 @@ impl Monitor {
         self.reader().serves(key)
     }
 
-    /// Replaces the set of targets. Must run inside a tokio runtime.
-    /// A key listed twice keeps its last entry.
+    /// Replaces the set of targets (the checks run on the monitor's own
+    /// runtime: callers need none). A key listed twice keeps its last entry.
     pub fn update(&mut self, targets: impl IntoIterator<Item = Target>) {
         let wanted: HashMap<TargetKey, Target> =
             targets.into_iter().map(|t| (t.key.clone(), t)).collect();
@@ -204,7 +249,7 @@ impl Monitor {
             drop(table);
 
             let tracker = Tracker::starting_in(state, target.check.rise, target.check.fall);
-            let task = tokio::spawn(run(
+            let task = self.checks.handle.spawn(run(
                 target.clone(),
                 generation,
                 tracker,
