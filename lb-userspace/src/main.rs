@@ -240,6 +240,12 @@ fn socket_path(socket: Option<PathBuf>, config: Option<&Path>) -> Result<PathBuf
         return Ok(socket);
     }
     if let Some(path) = config {
+        if let Some(socket) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| config::control_socket_of(&text))
+        {
+            return Ok(socket);
+        }
         return Ok(config::load(path)
             .map_err(invalid_config)?
             .agent
