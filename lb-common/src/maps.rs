@@ -23,6 +23,10 @@ pub mod names {
     pub const BACKEND_STATS: &str = "BACKEND_STATS";
     pub const VERDICT_STATS: &str = "VERDICT_STATS";
     pub const EVENT_STATS: &str = "EVENT_STATS";
+    /// The data plane's own next-hop cache (per CPU, indexed by backend id).
+    /// Not part of the contract's contents: the agent only sizes it like
+    /// `BACKENDS` and never pins it, since a fresh program may start empty.
+    pub const NEXT_HOPS: &str = "NEXT_HOPS";
     /// The XDP entry point.
     pub const PROGRAM: &str = "lb_xdp";
 }
