@@ -42,6 +42,12 @@ pub mod defaults {
     pub const MAGLEV_TABLE_SIZE: u32 = 65537;
 }
 
+/// How long the data plane reuses a real server's next hop (egress device
+/// and MACs from `bpf_fib_lookup`, cached per CPU in `NEXT_HOPS`) before it
+/// asks the kernel again: the longest a route or neighbour change of a real
+/// server takes to reach its requests. A lookup that fails is never cached.
+pub const NEXT_HOP_TTL_NS: u64 = 50_000_000;
+
 pub const FAMILY_IPV4: u8 = 4;
 pub const FAMILY_IPV6: u8 = 6;
 

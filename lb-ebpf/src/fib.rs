@@ -21,19 +21,17 @@ use aya_ebpf::{
     helpers::generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns, bpf_redirect},
     programs::XdpContext,
 };
-use lb_common::{Backend, FAMILY_IPV4};
+use lb_common::{Backend, FAMILY_IPV4, NEXT_HOP_TTL_NS};
 
 use crate::{
     maps::NEXT_HOPS,
     parse::{ptr_at, EthHdr, Packet},
 };
 
-/// How long a cached next hop is used before the kernel is asked again.
-/// This bounds how late a route or neighbour change (a real server's new
-/// MAC, a neighbour entry that failed, a new egress route) reaches requests
-/// of established and new flows alike; one full lookup per real server per
-/// CPU per period costs nothing measurable at any real packet rate.
-pub const NEXT_HOP_TTL_NS: u64 = 50_000_000;
+// `NEXT_HOP_TTL_NS` bounds how late a route or neighbour change (a real
+// server's new MAC, a neighbour entry that failed, a new egress route)
+// reaches requests of established and new flows alike; one full lookup per
+// real server per CPU per period costs nothing measurable at any packet rate.
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;

@@ -29,7 +29,7 @@
 //!
 //! A request's next hop comes from a per-CPU cache of `bpf_fib_lookup`
 //! answers per real server (`fib::to_backend`): a neighbour or route change
-//! reaches requests within `fib::NEXT_HOP_TTL_NS`, while a missing
+//! reaches requests within `lb_common::NEXT_HOP_TTL_NS`, while a missing
 //! neighbour or route is asked again on every packet.
 #![no_std]
 #![no_main]
