@@ -23,6 +23,10 @@ pub mod names {
     pub const BACKEND_STATS: &str = "BACKEND_STATS";
     pub const VERDICT_STATS: &str = "VERDICT_STATS";
     pub const EVENT_STATS: &str = "EVENT_STATS";
+    /// The data plane's own next-hop cache (per CPU, indexed by backend id).
+    /// Not part of the contract's contents: the agent only sizes it like
+    /// `BACKENDS` and never pins it, since a fresh program may start empty.
+    pub const NEXT_HOPS: &str = "NEXT_HOPS";
     /// The XDP entry point.
     pub const PROGRAM: &str = "lb_xdp";
 }
@@ -37,6 +41,12 @@ pub mod defaults {
     pub const FLOW_TABLE_SIZE: u32 = 1 << 20;
     pub const MAGLEV_TABLE_SIZE: u32 = 65537;
 }
+
+/// How long the data plane reuses a real server's next hop (egress device
+/// and MACs from `bpf_fib_lookup`, cached per CPU in `NEXT_HOPS`) before it
+/// asks the kernel again: the longest a route or neighbour change of a real
+/// server takes to reach its requests. A lookup that fails is never cached.
+pub const NEXT_HOP_TTL_NS: u64 = 50_000_000;
 
 pub const FAMILY_IPV4: u8 = 4;
 pub const FAMILY_IPV6: u8 = 6;

@@ -12,8 +12,11 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, p: &Packet, backend: &Backend) -> Verdict {
-    match fib::lookup(ctx, p, &p.src, &backend.addr, p.sport_be, p.dport_be) {
+pub fn forward(ctx: &XdpContext, p: &Packet, backend_id: u32, backend: &Backend) -> Verdict {
+    // The cached next hop may lag a neighbour change by up to the cache's
+    // TTL; a real server whose entry fails is dropped once the entry
+    // expires (`fib::to_backend`).
+    match fib::to_backend(ctx, p, backend_id, backend, p.sport_be, p.dport_be) {
         Fib::Forward {
             ifindex,
             smac,

@@ -5,6 +5,11 @@
 //! (as if the kernel were forwarding the packet), so the balancer host's
 //! routes, rules and neighbour table decide, as they would for IPVS. The
 //! kernel only answers when forwarding is enabled on the ingress device.
+//!
+//! Requests to a real server use a per-CPU cache of that lookup
+//! ([`to_backend`], map `NEXT_HOPS`): a full route + neighbour lookup was
+//! about half of an established flow's per-packet cost, and its answer for
+//! one real server is the same packet after packet.
 
 use core::mem::{size_of, zeroed};
 
@@ -13,12 +18,20 @@ use aya_ebpf::{
         bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_NOT_FWDED,
         BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
     },
-    helpers::generated::{bpf_fib_lookup, bpf_redirect},
+    helpers::generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns, bpf_redirect},
     programs::XdpContext,
 };
-use lb_common::FAMILY_IPV4;
+use lb_common::{Backend, FAMILY_IPV4, NEXT_HOP_TTL_NS};
 
-use crate::parse::{ptr_at, EthHdr, Packet};
+use crate::{
+    maps::NEXT_HOPS,
+    parse::{ptr_at, EthHdr, Packet},
+};
+
+// `NEXT_HOP_TTL_NS` bounds how late a route or neighbour change (a real
+// server's new MAC, a neighbour entry that failed, a new egress route)
+// reaches requests of established and new flows alike; one full lookup per
+// real server per CPU per period costs nothing measurable at any packet rate.
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -37,6 +50,94 @@ pub enum Fib {
     Local,
     /// No usable route: unreachable, forwarding disabled, MTU exceeded...
     Miss,
+}
+
+/// A successful `bpf_fib_lookup` towards one real server, as one CPU last
+/// made it: `NEXT_HOPS[backend id]`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NextHop {
+    /// The real server the entry was resolved for: backend ids are reused
+    /// by the agent, so an entry only counts for the same address.
+    addr: [u32; 4],
+    /// The device the lookup was made from (the route may depend on it).
+    ingress: u32,
+    ifindex: u32,
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    /// The largest IP packet length the lookup's MTU check has passed: a
+    /// longer packet asks the kernel again, so a packet the egress MTU
+    /// cannot carry still goes to the kernel (which fragments it or answers
+    /// "too big") at once, not only after the entry expires.
+    ok_len: u32,
+    /// `bpf_ktime_get_coarse_ns` after which the entry is not used.
+    expires: u64,
+}
+const _: () = assert!(size_of::<NextHop>() == 48);
+
+/// [`lookup`] of a request's path to `backend` (id `backend_id`), from the
+/// per-CPU cache when it has a fresh entry for this real server, ingress
+/// device and a packet this long.
+///
+/// Only successes are cached: an unresolved neighbour or a missing route is
+/// looked up again on every packet, so the kernel's resolution is seen on
+/// the first packet after it. The cache is per real server, not per flow:
+/// it assumes the path to a real server does not depend on the client's
+/// address or the ports (source-based policy routing or a multipath route
+/// to a real server would see every flow take the path of whichever
+/// packet refreshed the entry). DR real servers share a link with the
+/// balancer, where this holds by construction.
+#[inline(always)]
+pub fn to_backend(
+    ctx: &XdpContext,
+    p: &Packet,
+    backend_id: u32,
+    backend: &Backend,
+    sport_be: u16,
+    dport_be: u16,
+) -> Fib {
+    let ingress = ctx.ingress_ifindex() as u32;
+    // Coarse (tick resolution) is plenty for a TTL of tens of milliseconds,
+    // and is a plain read of the timekeeper, not a clock source access.
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let slot = NEXT_HOPS.get_ptr_mut(backend_id);
+    if let Some(h) = slot {
+        // SAFETY: this CPU's slot; nothing else writes it while we run.
+        let h = unsafe { &*h };
+        if now < h.expires && h.ingress == ingress && h.addr == backend.addr && p.ip_len <= h.ok_len
+        {
+            return Fib::Forward {
+                ifindex: h.ifindex,
+                smac: h.smac,
+                dmac: h.dmac,
+            };
+        }
+    }
+    let fib = lookup(ctx, p, &p.src, &backend.addr, sport_be, dport_be);
+    if let (
+        Fib::Forward {
+            ifindex,
+            smac,
+            dmac,
+        },
+        Some(h),
+    ) = (&fib, slot)
+    {
+        // SAFETY: as above.
+        unsafe {
+            *h = NextHop {
+                addr: backend.addr,
+                ingress,
+                ifindex: *ifindex,
+                smac: *smac,
+                dmac: *dmac,
+                ok_len: p.ip_len,
+                expires: now + NEXT_HOP_TTL_NS,
+            }
+        };
+    }
+    fib
 }
 
 /// Looks up the path of a packet from `src` to `dst` (the addresses it will

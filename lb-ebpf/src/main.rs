@@ -26,6 +26,11 @@
 //! | DR, neighbour unresolved / no route      | DROP               | `NEIGH_MISS` / `FIB_MISS` |
 //! | IPv4 options on a service packet         | forwarded as above | `IP_OPTIONS`      |
 //! | agent bug (unknown forwarding flag, backend of the other family) | ABORTED | - |
+//!
+//! A request's next hop comes from a per-CPU cache of `bpf_fib_lookup`
+//! answers per real server (`fib::to_backend`): a neighbour or route change
+//! reaches requests within `lb_common::NEXT_HOP_TTL_NS`, while a missing
+//! neighbour or route is asked again on every packet.
 #![no_std]
 #![no_main]
 
@@ -129,9 +134,9 @@ fn service(ctx: &XdpContext, p: &Packet, svc: &Service) -> Outcome {
         choice.new_flow,
     );
     Ok(if nat {
-        nat::request(ctx, p, &choice.backend)
+        nat::request(ctx, p, choice.id, &choice.backend)
     } else {
-        dr::forward(ctx, p, &choice.backend)
+        dr::forward(ctx, p, choice.id, &choice.backend)
     })
 }
 

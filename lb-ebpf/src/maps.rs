@@ -12,6 +12,8 @@ use lb_common::{
     defaults, event, verdict, Backend, Counters, EndpointKey, Flow, FlowKey, ReverseNat, Service,
 };
 
+use crate::fib::NextHop;
+
 /// Virtual services by (VIP, port, protocol, family).
 /// Written by the agent, one whole-value update per change (that is how a
 /// service switches atomically to a new Maglev range); read by XDP.
@@ -65,3 +67,12 @@ pub static VERDICT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(verdi
 /// by the agent.
 #[map]
 pub static EVENT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(event::COUNT, 0);
+
+/// The next hop of each real server as `bpf_fib_lookup` last answered it,
+/// indexed by backend id (see `fib::to_backend`). Written and read by XDP
+/// only; the agent sizes it like `BACKENDS` and never reads it. Per CPU so
+/// that refreshing an entry needs no lock and a reader never sees half of
+/// one.
+#[map]
+pub static NEXT_HOPS: PerCpuArray<NextHop> =
+    PerCpuArray::with_max_entries(defaults::MAX_BACKENDS, 0);

@@ -1,7 +1,9 @@
 //! NAT: requests VIP:port -> real:port, replies real:port -> VIP:port, with
 //! incremental checksum updates (IPv4 header, TCP, UDP, and the IPv6
 //! pseudo-header), then routed like a router would: TTL / hop limit
-//! decremented, next hop from `bpf_fib_lookup`.
+//! decremented, next hop from `bpf_fib_lookup` (for requests through the
+//! per-real-server cache `fib::to_backend`; replies go to clients, too many
+//! destinations to cache, and are looked up packet by packet).
 //!
 //! When the kernel's tables cannot give a next hop (neighbour unresolved,
 //! no route, MTU exceeded) the *rewritten* packet is passed, so the kernel
@@ -28,11 +30,12 @@ enum Side {
 
 /// A request for a NAT service, its backend already chosen.
 #[inline(always)]
-pub fn request(ctx: &XdpContext, p: &Packet, backend: &Backend) -> Verdict {
+pub fn request(ctx: &XdpContext, p: &Packet, backend_id: u32, backend: &Backend) -> Verdict {
     if rewrite(ctx, p, Side::Dst, &backend.addr, backend.port_be).is_none() {
         return Verdict::aborted();
     }
-    route(ctx, p, &p.src, &backend.addr, p.sport_be, backend.port_be)
+    let fib = fib::to_backend(ctx, p, backend_id, backend, p.sport_be, backend.port_be);
+    forward(ctx, p, fib)
 }
 
 /// A packet from a NAT real server's (address, port, protocol).
@@ -61,20 +64,6 @@ pub fn reply(ctx: &XdpContext, p: &Packet, rn: &ReverseNat) -> Verdict {
         return Verdict::aborted();
     }
     forward(ctx, p, fib)
-}
-
-/// Sends the rewritten packet towards `dst` (its new addresses and ports
-/// given, as `p` still holds the old ones).
-#[inline(always)]
-fn route(
-    ctx: &XdpContext,
-    p: &Packet,
-    src: &[u32; 4],
-    dst: &[u32; 4],
-    sport_be: u16,
-    dport_be: u16,
-) -> Verdict {
-    forward(ctx, p, fib::lookup(ctx, p, src, dst, sport_be, dport_be))
 }
 
 /// Sends the rewritten packet where the FIB said.

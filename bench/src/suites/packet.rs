@@ -557,6 +557,10 @@ fn measure(c: &Counts, quick: bool, machine: &crate::machine::Machine) -> anyhow
             fmt_value(overhead)
         ),
         "XDP_TX / XDP_REDIRECT are verdicts only: BPF_PROG_TEST_RUN does not transmit, so neither side pays for the device.".into(),
+        format!(
+            "Requests (new and established) take their next hop from lb_xdp's per-CPU cache, warm after a real server's first packet: it pays a full `bpf_fib_lookup` once per real server, CPU and {} ms. NAT replies look the client's next hop up on every packet.",
+            lb_common::NEXT_HOP_TTL_NS / 1_000_000
+        ),
     ];
     report.tables = vec![rep, one];
     report.notes.push(
