@@ -345,6 +345,7 @@ mod tests {
             verdicts: [("redirect".to_string(), 18)].into_iter().collect(),
             events: Default::default(),
             source: None,
+            vrrp: Vec::new(),
         };
         let h = HealthMetrics::default();
         let key = TargetKey {

@@ -28,6 +28,65 @@ pub struct Status {
     /// from the pinned maps: no health, names and weights from a config).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// One per `[[vrrp_instance]]` (empty without VRRP).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp: Vec<VrrpStatus>,
+}
+
+/// A VRRP instance as `lb status` shows it: filled by the `vrrp` module's
+/// driver, rendered here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpStatus {
+    pub name: String,
+    pub interface: String,
+    pub virtual_router_id: u8,
+    /// 2 | 3
+    pub version: u8,
+    /// "init" | "backup" | "master" | "fault" | "stopped"
+    pub state: String,
+    /// As configured.
+    pub priority: u8,
+    /// What adverts carry now: configured, less track_weight while a
+    /// tracked virtual server is down, 0 while handed off.
+    pub effective_priority: u8,
+    /// The current master's address: this node's own when master, the
+    /// last advert's source when backup, absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    /// `lb vrrp handoff` is in force (stays backup until `lb vrrp resume`).
+    #[serde(default)]
+    pub handed_off: bool,
+    /// The sync group this instance belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_group: Option<String>,
+    /// The virtual addresses as `address/prefix`.
+    pub addresses: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition: Option<VrrpTransition>,
+    /// Adverts sent and received (accepted) since start.
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    /// Adverts ignored, per reason ("ttl", "checksum", "auth", "version",
+    /// "vrid", "interval", "address_count", "addresses", "length", ...).
+    #[serde(default)]
+    pub rejected: BTreeMap<String, u64>,
+    /// Times another master was seen while this node was master.
+    #[serde(default)]
+    pub master_conflicts: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpTransition {
+    /// "backup" etc.
+    pub from: String,
+    pub to: String,
+    /// Why, in words ("master down timer expired", "higher priority 150
+    /// from 10.0.0.2", "handoff", "priority 0 from 10.0.0.1", ...).
+    pub reason: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// Milliseconds since the transition when the report was made.
+    pub ms_ago: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +292,7 @@ mod tests {
                 .collect(),
             events: [("nat_reply".to_string(), 25u64)].into_iter().collect(),
             source: None,
+            vrrp: Vec::new(),
         }
     }
 

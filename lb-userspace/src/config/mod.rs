@@ -35,6 +35,7 @@ mod health;
 mod host;
 mod raw;
 mod validate;
+mod vrrp;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -50,6 +51,11 @@ pub use health::{
     MIN_HEALTH_INTERVAL, MIN_HEALTH_TIMEOUT,
 };
 pub use host::validate_host;
+pub use vrrp::{
+    Script, VirtualAddress, VrrpInitialState, VrrpInstance, VrrpSyncGroup, VrrpVersion,
+    DEFAULT_ADVERT_INTERVAL, DEFAULT_GARP_DELAY, DEFAULT_GARP_REPEAT, DEFAULT_NOTIFY_TIMEOUT,
+    DEFAULT_VRRP_PRIORITY, DEFAULT_VRRP_VERSION, MAX_ADVERT_ADDRESSES, VRRP_GROUP_V4,
+};
 
 // Defaults, written once. A user's file that leaves a key out gets these.
 
@@ -86,6 +92,10 @@ pub const MAGLEV_SLOTS_PER_REAL_SERVER: u32 = 100;
 pub struct Config {
     pub agent: AgentConfig,
     pub virtual_servers: Vec<VirtualServer>,
+    /// `[[vrrp_instance]]`: high availability (see [`vrrp`](self::vrrp)).
+    pub vrrp_instances: Vec<VrrpInstance>,
+    /// `[[vrrp_sync_group]]`: instances that change state together.
+    pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
     /// Where things were written, for [`validate_host`]'s messages.
     pub sources: SourceMap,
 }

@@ -116,6 +116,8 @@ pub(super) fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config> {
     Ok(Config {
         agent,
         virtual_servers,
+        vrrp_instances: Vec::new(),
+        vrrp_sync_groups: Vec::new(),
         sources,
     })
 }

@@ -458,6 +458,8 @@ mod tests {
                     })
                     .collect(),
             }],
+            vrrp_instances: Vec::new(),
+            vrrp_sync_groups: Vec::new(),
         }
     }
 

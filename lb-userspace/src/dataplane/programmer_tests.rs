@@ -219,6 +219,8 @@ fn config(services: Vec<VirtualServer>) -> Config {
             metrics_listen: None,
         },
         virtual_servers: services,
+        vrrp_instances: Vec::new(),
+        vrrp_sync_groups: Vec::new(),
     }
 }
 

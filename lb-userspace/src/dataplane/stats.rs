@@ -47,6 +47,7 @@ pub fn snapshot(maps: &KernelMaps, programmer: &Programmer) -> Result<Status, Ma
         verdicts,
         events,
         source: None,
+        vrrp: Vec::new(),
     })
 }
 
