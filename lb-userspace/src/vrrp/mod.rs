@@ -3,3 +3,4 @@
 //! virtual addresses; the master holds them.
 
 pub mod codec;
+pub mod validate;
