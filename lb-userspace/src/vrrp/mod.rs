@@ -3,4 +3,5 @@
 //! virtual addresses; the master holds them.
 
 pub mod codec;
+pub mod state;
 pub mod validate;
