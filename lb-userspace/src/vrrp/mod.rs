@@ -4,4 +4,5 @@
 
 pub mod codec;
 pub mod state;
+pub mod sync;
 pub mod validate;
