@@ -8,7 +8,8 @@ use std::path::Path;
 
 use super::{Config, ConfigError};
 
-/// Every configured interface exists (`/sys/class/net/<name>`).
+/// Every configured interface exists (`/sys/class/net/<name>`): XDP's
+/// and each VRRP instance's.
 pub fn validate_host(config: &Config) -> Result<(), ConfigError> {
     validate_host_in(config, Path::new("/sys/class/net"))
 }
@@ -29,6 +30,25 @@ fn validate_host_in(config: &Config, sys_class_net: &Path) -> Result<(), ConfigE
             format_args!(
                 "interface `{name}` does not exist on this host: name one listed by \
                  `ip link` (in the network namespace lb runs in)"
+            ),
+        ));
+    }
+    for (i, vi) in config.vrrp_instances.iter().enumerate() {
+        if sys_class_net.join(&vi.interface).exists() {
+            continue;
+        }
+        let at = config
+            .sources
+            .vrrp_interfaces
+            .get(i)
+            .cloned()
+            .unwrap_or_default();
+        return Err(at.error(
+            &format!("vrrp_instance[{i}].interface"),
+            format_args!(
+                "interface `{}` does not exist on this host: name one listed by `ip link` \
+                 (in the network namespace lb runs in)",
+                vi.interface
             ),
         ));
     }
