@@ -76,6 +76,23 @@ interfaces = ["lo", "lb-no-such-if0"]
     }
 
     #[test]
+    fn missing_vrrp_interface_is_named_with_its_position() {
+        let text = "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"lb-no-such-if1\"\n\
+                    virtual_router_id = 51\nvirtual_addresses = [\"10.0.0.10\"]\n";
+        let config = crate::config::parse(text, "lb.toml").unwrap();
+        let err = validate_host(&config).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "lb.toml:3:13: field `vrrp_instance[0].interface`: interface `lb-no-such-if1` \
+                 does not exist on this host"
+            ),
+            "{err}"
+        );
+        let ok = crate::config::parse(&text.replace("lb-no-such-if1", "lo"), "t").unwrap();
+        validate_host(&ok).unwrap();
+    }
+
+    #[test]
     fn present_interfaces_pass() {
         let config = crate::config::parse("[agent]\ninterfaces = [\"lo\"]\n", "t").unwrap();
         validate_host(&config).unwrap();

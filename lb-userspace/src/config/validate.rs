@@ -16,9 +16,8 @@ use super::{
     error::{Location, Source},
     health::{self, Layer},
     raw::{RawAgent, RawConfig, RawRealServer, RawVirtualServer},
-    validate_vrrp,
-    AgentConfig, Config, ConfigError, Forwarding, Protocol, RealServer, Scheduler, SourceMap,
-    VirtualServer, XdpMode, DEFAULT_CONTROL_SOCKET, DEFAULT_FLOW_TABLE_SIZE,
+    validate_vrrp, AgentConfig, Config, ConfigError, Forwarding, Protocol, RealServer, Scheduler,
+    SourceMap, VirtualServer, XdpMode, DEFAULT_CONTROL_SOCKET, DEFAULT_FLOW_TABLE_SIZE,
     DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_SCHEDULER, DEFAULT_WEIGHT, DEFAULT_XDP_MODE,
     MAGLEV_SLOTS_PER_REAL_SERVER, MAX_FLOW_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT,
     MIN_MAGLEV_TABLE_SIZE,
@@ -170,8 +169,8 @@ fn agent(
         None if vrrp_only => Spanned::new(table_span.clone(), Vec::new()),
         None => {
             return Err(src.field_error(
-            table_span,
-            "agent.interfaces",
+                table_span,
+                "agent.interfaces",
                 "missing: list the interfaces XDP attaches to, client side first, \
                  e.g. `interfaces = [\"eth0\", \"eth1\"]`",
             ));

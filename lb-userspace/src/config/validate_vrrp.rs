@@ -48,12 +48,7 @@
 //! - a sync group lists at least one instance, each existing and in at
 //!   most one group.
 
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    ops::Range,
-    time::Duration,
-};
+use std::{collections::HashMap, net::IpAddr, ops::Range, time::Duration};
 
 use toml::Spanned;
 
@@ -105,7 +100,12 @@ impl Table<'_> {
         )
     }
 
-    fn name(&self, v: Option<Spanned<String>>, what: &str, example: &str) -> Result<Spanned<String>> {
+    fn name(
+        &self,
+        v: Option<Spanned<String>>,
+        what: &str,
+        example: &str,
+    ) -> Result<Spanned<String>> {
         let v = v.ok_or_else(|| self.missing("name", what, example))?;
         let text = v.get_ref();
         if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -192,7 +192,7 @@ struct InstanceSpans {
     name: Range<usize>,
     virtual_router_id: Range<usize>,
     /// One per address, advertised then excluded, with its field path.
-    addresses: Vec<(Range<usize>, String)>,
+    addresses: AddressSpans,
 }
 
 pub(super) fn vrrp(
@@ -382,7 +382,11 @@ fn instance(
     let garp_repeat = t.int_in(
         raw.garp_repeat.as_ref(),
         "garp_repeat",
-        (1, i64::from(MAX_GARP_REPEAT), i64::from(DEFAULT_GARP_REPEAT)),
+        (
+            1,
+            i64::from(MAX_GARP_REPEAT),
+            i64::from(DEFAULT_GARP_REPEAT),
+        ),
         " gratuitous ARPs / neighbour advertisements per address (default 5)",
     )? as u32;
     let garp_delay = t.duration_in(
@@ -393,7 +397,11 @@ fn instance(
     let notify_timeout = t.duration_in(
         raw.notify_timeout.as_ref(),
         "notify_timeout",
-        (MIN_NOTIFY_TIMEOUT, MAX_NOTIFY_TIMEOUT, DEFAULT_NOTIFY_TIMEOUT),
+        (
+            MIN_NOTIFY_TIMEOUT,
+            MAX_NOTIFY_TIMEOUT,
+            DEFAULT_NOTIFY_TIMEOUT,
+        ),
     )?;
 
     let name_span = name.span();
@@ -564,11 +572,14 @@ struct Addresses {
     is_ipv6: bool,
 }
 
+/// Where each address is, and its field path.
+type AddressSpans = Vec<(Range<usize>, String)>;
+
 fn addresses(
     raw: &RawVrrpInstance,
     version: VrrpVersion,
     t: &Table<'_>,
-) -> Result<(Addresses, Vec<(Range<usize>, String)>)> {
+) -> Result<(Addresses, AddressSpans)> {
     let list = raw.virtual_addresses.as_ref().ok_or_else(|| {
         t.missing(
             "virtual_addresses",
@@ -828,13 +839,9 @@ fn sync_group(
     g: usize,
 ) -> Result<(VrrpSyncGroup, Range<usize>)> {
     let name = t.name(raw.name, "sync group", "\"G1\"")?;
-    let list = raw.instances.ok_or_else(|| {
-        t.missing(
-            "instances",
-            "sync group",
-            "[\"VI_CLIENT\", \"VI_SERVERS\"]",
-        )
-    })?;
+    let list = raw
+        .instances
+        .ok_or_else(|| t.missing("instances", "sync group", "[\"VI_CLIENT\", \"VI_SERVERS\"]"))?;
     if list.get_ref().is_empty() {
         return Err(t.err(
             list.span(),
@@ -848,7 +855,10 @@ fn sync_group(
         let key = format!("instances[{k}]");
         let member = v.get_ref();
         if !instances.iter().any(|i| &i.name == member) {
-            let known: Vec<String> = instances.iter().map(|i| format!("\"{}\"", i.name)).collect();
+            let known: Vec<String> = instances
+                .iter()
+                .map(|i| format!("\"{}\"", i.name))
+                .collect();
             let hint = if known.is_empty() {
                 "define it with [[vrrp_instance]]".to_owned()
             } else {

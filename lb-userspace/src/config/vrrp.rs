@@ -212,7 +212,9 @@ impl Script {
 /// Why a script line cannot be run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScriptError {
-    #[error("no program: write the absolute path of the script, e.g. \"/etc/lb/notify.sh master\"")]
+    #[error(
+        "no program: write the absolute path of the script, e.g. \"/etc/lb/notify.sh master\""
+    )]
     Empty,
     #[error("a double quote is not closed: close it, or remove it")]
     UnclosedQuote,
@@ -303,3 +305,49 @@ pub struct VrrpSyncGroup {
 
 /// The multicast group adverts go to (RFC 3768 / 5798).
 pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_split_on_whitespace_and_double_quotes() {
+        let s = Script::parse("  /etc/lb/notify.sh   master \"two words\" x\"y z\"w ").unwrap();
+        assert_eq!(
+            s.argv,
+            ["/etc/lb/notify.sh", "master", "two words", "xy zw"]
+        );
+        assert_eq!(s.program(), "/etc/lb/notify.sh");
+        // An empty quoted word is a word; single quotes are literal.
+        assert_eq!(
+            Script::parse("/bin/x \"\" 'a b'").unwrap().argv,
+            ["/bin/x", "", "'a", "b'"]
+        );
+        assert_eq!(Script::parse(""), Err(ScriptError::Empty));
+        assert_eq!(Script::parse(" \t "), Err(ScriptError::Empty));
+        assert_eq!(
+            Script::parse("/bin/x \"open"),
+            Err(ScriptError::UnclosedQuote)
+        );
+        assert_eq!(
+            Script::parse("notify.sh master"),
+            Err(ScriptError::RelativeProgram("notify.sh".into()))
+        );
+        assert_eq!(
+            Script::parse("/etc/lb/"),
+            Err(ScriptError::Directory("/etc/lb/".into()))
+        );
+    }
+
+    #[test]
+    fn enums_read_what_they_write() {
+        for v in [VrrpVersion::V2, VrrpVersion::V3] {
+            assert_eq!(v.to_string().parse(), Ok(v));
+        }
+        assert_eq!("4".parse::<VrrpVersion>(), Err(()));
+        for s in [VrrpInitialState::Backup, VrrpInitialState::Master] {
+            assert_eq!(s.to_string().parse(), Ok(s));
+        }
+        assert_eq!("MASTER".parse::<VrrpInitialState>(), Err(()));
+    }
+}
