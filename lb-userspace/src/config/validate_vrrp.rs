@@ -362,6 +362,60 @@ fn instance(
     let (addrs, spans) = addresses(&raw, version, t)?;
     let (unicast_peers, unicast_source) = unicast(&raw, addrs.is_ipv6, t)?;
 
+    let more = tracking_and_announcements(&raw, virtual_servers, t)?;
+
+    let name_span = name.span();
+    let instance = VrrpInstance {
+        name: name.into_inner(),
+        interface: interface.get_ref().clone(),
+        virtual_router_id,
+        priority,
+        advert_interval,
+        version,
+        initial_state,
+        preempt,
+        preempt_delay,
+        auth_pass,
+        virtual_addresses: addrs.advertised,
+        virtual_addresses_excluded: addrs.excluded,
+        unicast_peers,
+        unicast_source,
+        notify_master: t.script(raw.notify_master.as_ref(), "notify_master")?,
+        notify_backup: t.script(raw.notify_backup.as_ref(), "notify_backup")?,
+        notify_fault: t.script(raw.notify_fault.as_ref(), "notify_fault")?,
+        notify_stop: t.script(raw.notify_stop.as_ref(), "notify_stop")?,
+        notify: t.script(raw.notify.as_ref(), "notify")?,
+        fence: t.script(raw.fence.as_ref(), "fence")?,
+        notify_timeout: more.notify_timeout,
+        track_virtual_servers: more.track_virtual_servers,
+        track_weight: more.track_weight,
+        garp_repeat: more.garp_repeat,
+        garp_delay: more.garp_delay,
+    };
+    Ok((
+        instance,
+        InstanceSpans {
+            name: name_span,
+            virtual_router_id: vrid.span(),
+            addresses: spans,
+        },
+    ))
+}
+
+/// The keys that do not change the election's rules.
+struct More {
+    track_virtual_servers: Vec<String>,
+    track_weight: u8,
+    garp_repeat: u32,
+    garp_delay: Duration,
+    notify_timeout: Duration,
+}
+
+fn tracking_and_announcements(
+    raw: &RawVrrpInstance,
+    virtual_servers: &[VirtualServer],
+    t: &Table<'_>,
+) -> Result<More> {
     let track_virtual_servers = tracked(raw.track_virtual_servers.as_ref(), virtual_servers, t)?;
     if let (Some(w), true) = (&raw.track_weight, track_virtual_servers.is_empty()) {
         return Err(t.err(
@@ -404,42 +458,13 @@ fn instance(
         ),
     )?;
 
-    let name_span = name.span();
-    let instance = VrrpInstance {
-        name: name.into_inner(),
-        interface: interface.get_ref().clone(),
-        virtual_router_id,
-        priority,
-        advert_interval,
-        version,
-        initial_state,
-        preempt,
-        preempt_delay,
-        auth_pass,
-        virtual_addresses: addrs.advertised,
-        virtual_addresses_excluded: addrs.excluded,
-        unicast_peers,
-        unicast_source,
-        notify_master: t.script(raw.notify_master.as_ref(), "notify_master")?,
-        notify_backup: t.script(raw.notify_backup.as_ref(), "notify_backup")?,
-        notify_fault: t.script(raw.notify_fault.as_ref(), "notify_fault")?,
-        notify_stop: t.script(raw.notify_stop.as_ref(), "notify_stop")?,
-        notify: t.script(raw.notify.as_ref(), "notify")?,
-        fence: t.script(raw.fence.as_ref(), "fence")?,
-        notify_timeout,
+    Ok(More {
         track_virtual_servers,
         track_weight,
         garp_repeat,
         garp_delay,
-    };
-    Ok((
-        instance,
-        InstanceSpans {
-            name: name_span,
-            virtual_router_id: vrid.span(),
-            addresses: spans,
-        },
-    ))
+        notify_timeout,
+    })
 }
 
 fn advert_interval(
