@@ -9,6 +9,7 @@ pub mod dataplane;
 pub mod health;
 pub mod maglev;
 pub mod metrics;
+pub mod netlink;
 pub mod status;
 pub mod vrrp;
 

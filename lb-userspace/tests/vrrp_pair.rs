@@ -1,0 +1,367 @@
+//! Two lb VRRP nodes in two network namespaces on a bridge (a third
+//! namespace): they elect the higher priority, the other takes over when
+//! the master dies (no priority 0) or stops cleanly (priority 0), the
+//! returning master preempts and finds its crashed run's address left
+//! behind, and a handoff gives mastership away until resume.
+//!
+//! Needs root (namespaces, raw sockets) and `ip`. Each node runs the
+//! library's `VrrpHandle` on a thread of its own that joined its
+//! namespace, with a current-thread runtime so every socket and script
+//! lives there. Times use VRRPv3 with 100 ms adverts: master-down is
+//! 3 x 0.1 + skew, 0.34-0.36 s.
+//!
+//! `cargo test -p lb-userspace --test vrrp_pair -- --test-threads=1`
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use lb_userspace::{
+    config::{
+        VirtualAddress, VrrpInitialState, VrrpInstance, VrrpVersion, DEFAULT_GARP_DELAY,
+        DEFAULT_NOTIFY_TIMEOUT,
+    },
+    status::VrrpStatus,
+    vrrp::VrrpHandle,
+};
+use tokio::sync::{mpsc, watch};
+
+const VIP: &str = "10.201.0.10";
+/// Slack for a loaded 2-core machine on top of the protocol's times.
+const MARGIN: Duration = Duration::from_millis(400);
+
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A bridge namespace and two node namespaces, removed on drop.
+struct Topology {
+    sw: String,
+    nodes: [String; 2],
+}
+
+impl Topology {
+    fn new() -> Topology {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let p = format!(
+            "hvc{}x{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let t = Topology {
+            sw: format!("{p}-sw"),
+            nodes: [format!("{p}-a"), format!("{p}-b")],
+        };
+        ip(&["netns", "add", &t.sw]);
+        ip(&["-n", &t.sw, "link", "add", "br0", "type", "bridge"]);
+        ip(&[
+            "-n",
+            &t.sw,
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        ip(&["-n", &t.sw, "link", "set", "br0", "up"]);
+        for (n, node) in t.nodes.iter().enumerate() {
+            let port = format!("p{n}");
+            ip(&["netns", "add", node]);
+            ip(&["-n", node, "link", "set", "lo", "up"]);
+            ip(&[
+                "-n", &t.sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+                node,
+            ]);
+            ip(&["-n", &t.sw, "link", "set", &port, "master", "br0", "up"]);
+            let addr = format!("10.201.0.{}/24", n + 1);
+            ip(&["-n", node, "addr", "add", &addr, "dev", "eth0"]);
+            ip(&["-n", node, "link", "set", "eth0", "up"]);
+        }
+        t
+    }
+
+    fn has_vip(&self, node: usize) -> bool {
+        ip(&["-n", &self.nodes[node], "-o", "addr", "show", "dev", "eth0"])
+            .contains(&format!("{VIP}/"))
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in self.nodes.iter().chain([&self.sw]) {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn instance(priority: u8) -> VrrpInstance {
+    VrrpInstance {
+        name: "VI_1".into(),
+        interface: "eth0".into(),
+        virtual_router_id: 51,
+        priority,
+        advert_interval: Duration::from_millis(100),
+        version: VrrpVersion::V3,
+        initial_state: VrrpInitialState::Backup,
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+        auth_pass: None,
+        virtual_addresses: vec![VirtualAddress {
+            address: VIP.parse().unwrap(),
+            prefix_len: 24,
+        }],
+        virtual_addresses_excluded: vec![],
+        unicast_peers: vec![],
+        unicast_source: None,
+        notify_master: None,
+        notify_backup: None,
+        notify_fault: None,
+        notify_stop: None,
+        notify: None,
+        fence: None,
+        notify_timeout: DEFAULT_NOTIFY_TIMEOUT,
+        track_virtual_servers: vec![],
+        track_weight: 0,
+        garp_repeat: 1,
+        garp_delay: DEFAULT_GARP_DELAY,
+    }
+}
+
+enum NodeCommand {
+    /// Clean stop: priority 0, addresses removed.
+    Stop,
+    /// As kill -9: the runtime is dropped, nothing is cleaned up.
+    Crash,
+    Handoff(std::sync::mpsc::Sender<Result<String, String>>),
+    Resume(std::sync::mpsc::Sender<Result<String, String>>),
+}
+
+/// One lb node: a `VrrpHandle` on a thread inside namespace `ns`.
+struct Node {
+    commands: mpsc::UnboundedSender<NodeCommand>,
+    status: watch::Receiver<Vec<VrrpStatus>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Node {
+    fn start(ns: &str, cfg: VrrpInstance) -> Node {
+        let path = format!("/run/netns/{ns}");
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let file = File::open(&path).expect("namespace file");
+            // SAFETY: setns on a valid namespace fd changes only this
+            // thread's network namespace.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let handle = VrrpHandle::start(&[cfg], &[]).await.expect("VRRP start");
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                ready_tx.send((tx, handle.subscribe())).unwrap();
+                while let Some(command) = rx.recv().await {
+                    match command {
+                        NodeCommand::Stop => return handle.shutdown().await,
+                        NodeCommand::Crash => return std::mem::forget(handle),
+                        NodeCommand::Handoff(reply) => {
+                            reply.send(handle.handoff(None).await).unwrap()
+                        }
+                        NodeCommand::Resume(reply) => {
+                            reply.send(handle.resume(None).await).unwrap()
+                        }
+                    }
+                }
+            });
+        });
+        let (commands, status) = ready
+            .recv_timeout(Duration::from_secs(10))
+            .expect("node did not start");
+        Node {
+            commands,
+            status,
+            thread: Some(thread),
+        }
+    }
+
+    fn state(&self) -> String {
+        self.status.borrow()[0].state.clone()
+    }
+
+    fn status(&self) -> VrrpStatus {
+        self.status.borrow()[0].clone()
+    }
+
+    fn end(mut self, command: NodeCommand) {
+        self.commands.send(command).unwrap();
+        self.thread.take().unwrap().join().unwrap();
+    }
+
+    fn ask(
+        &self,
+        command: fn(std::sync::mpsc::Sender<Result<String, String>>) -> NodeCommand,
+    ) -> String {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.commands.send(command(tx)).unwrap();
+        rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap()
+    }
+}
+
+/// Polls `cond` every 5 ms; the time it took, or a panic naming `what`.
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn pair_elects_fails_over_and_preempts() {
+    let t = Topology::new();
+    let a = Node::start(&t.nodes[0], instance(150));
+    let b = Node::start(&t.nodes[1], instance(100));
+    // Both start as backup; A's master-down (0.34 s) runs out first.
+    wait_for("A master", Duration::from_secs(2), || a.state() == "master");
+    wait_for("B backup with A as master", Duration::from_secs(2), || {
+        b.state() == "backup" && b.status().master.as_deref() == Some("10.201.0.1")
+    });
+    assert!(t.has_vip(0) && !t.has_vip(1), "the VIP is on A only");
+    std::thread::sleep(Duration::from_millis(500));
+    let bs = b.status();
+    assert!(bs.adverts_received >= 3, "{bs:?}");
+    assert!(bs.rejected.is_empty(), "{bs:?}");
+    assert_eq!(b.state(), "backup", "stable");
+
+    // A dies without a word (kill -9 and link down: node loss).
+    a.end(NodeCommand::Crash);
+    ip(&["-n", &t.nodes[0], "link", "set", "eth0", "down"]);
+    let took = wait_for("B takes over", Duration::from_secs(2), || {
+        b.state() == "master"
+    });
+    eprintln!("takeover after a crash: {took:?} (theory 0.36 s after A's last advert)");
+    assert!(took < Duration::from_millis(361) + MARGIN, "{took:?}");
+    assert!(t.has_vip(1));
+    assert!(t.has_vip(0), "a crashed node leaves its address (kill -9)");
+
+    // A comes back: the leftover address goes, then A preempts.
+    ip(&["-n", &t.nodes[0], "link", "set", "eth0", "up"]);
+    let a = Node::start(&t.nodes[0], instance(150));
+    assert!(
+        !t.has_vip(0) || a.state() == "master",
+        "left-over VIP removed at start"
+    );
+    let took = wait_for("A preempts", Duration::from_secs(3), || {
+        a.state() == "master"
+    });
+    eprintln!("preemption after restart: {took:?} (theory 0.34 s)");
+    wait_for("B steps down", Duration::from_secs(1), || {
+        b.state() == "backup"
+    });
+    wait_for("VIP moved back to A", Duration::from_secs(1), || {
+        t.has_vip(0) && !t.has_vip(1)
+    });
+    let last = b.status().last_transition.unwrap();
+    assert!(last.reason.contains("higher priority 150"), "{last:?}");
+
+    // A stops cleanly: priority 0, B takes over after its skew time.
+    let stopped = Instant::now();
+    a.end(NodeCommand::Stop);
+    assert!(!t.has_vip(0), "a clean stop removes the VIP");
+    wait_for(
+        "B takes over after priority 0",
+        Duration::from_secs(1),
+        || b.state() == "master",
+    );
+    let took = stopped.elapsed();
+    eprintln!("takeover after a clean stop: {took:?} (theory 0.061 s)");
+    assert!(took < Duration::from_millis(61) + MARGIN, "{took:?}");
+    let last = b.status().last_transition.unwrap();
+    assert!(
+        last.reason.contains("priority 0 from 10.201.0.1"),
+        "{last:?}"
+    );
+    b.end(NodeCommand::Stop);
+    assert!(!t.has_vip(1));
+}
+
+#[test]
+fn handoff_holds_backup_until_resume() {
+    let t = Topology::new();
+    let a = Node::start(&t.nodes[0], instance(150));
+    let b = Node::start(&t.nodes[1], instance(100));
+    wait_for("A master", Duration::from_secs(2), || a.state() == "master");
+    wait_for("B backup", Duration::from_secs(2), || {
+        b.status().master.is_some()
+    });
+
+    let answer = a.ask(NodeCommand::Handoff);
+    assert!(answer.contains("master -> backup"), "{answer}");
+    let took = wait_for("B master after handoff", Duration::from_secs(1), || {
+        b.state() == "master"
+    });
+    eprintln!("takeover after handoff: {took:?}");
+    assert!(took < Duration::from_millis(61) + MARGIN, "{took:?}");
+    assert!(!t.has_vip(0) && t.has_vip(1));
+    let s = a.status();
+    assert!(s.handed_off && s.effective_priority == 0, "{s:?}");
+
+    // A would preempt (150 > 100) but stays backup while handed off,
+    // also when B disappears.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(a.state(), "backup");
+    b.end(NodeCommand::Crash);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        a.state(),
+        "backup",
+        "handed off: deaf to the master-down timer"
+    );
+
+    a.ask(NodeCommand::Resume);
+    wait_for("A master after resume", Duration::from_secs(2), || {
+        a.state() == "master"
+    });
+    assert!(t.has_vip(0));
+    a.end(NodeCommand::Stop);
+}
+
+#[test]
+fn v2_peer_ignores_wrong_password_and_counts_it() {
+    let t = Topology::new();
+    let mut good = instance(100);
+    good.version = VrrpVersion::V2;
+    good.advert_interval = Duration::from_secs(1);
+    good.auth_pass = Some("1111".into());
+    let mut wrong = good.clone();
+    wrong.priority = 200;
+    wrong.auth_pass = Some("2222".into());
+    let b = Node::start(&t.nodes[1], good);
+    let a = Node::start(&t.nodes[0], wrong);
+    // Neither hears the other: both become master after 3.6 s.
+    wait_for("A master", Duration::from_secs(5), || a.state() == "master");
+    wait_for("B master too", Duration::from_secs(5), || {
+        b.state() == "master"
+    });
+    wait_for("B counted the bad password", Duration::from_secs(3), || {
+        b.status().rejected.get("auth").copied().unwrap_or(0) >= 1
+    });
+    assert_eq!(b.status().adverts_received, 0);
+    a.end(NodeCommand::Stop);
+    b.end(NodeCommand::Stop);
+}
