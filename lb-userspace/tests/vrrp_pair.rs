@@ -23,8 +23,8 @@ use std::{
 
 use lb_userspace::{
     config::{
-        VirtualAddress, VrrpInitialState, VrrpInstance, VrrpVersion, DEFAULT_GARP_DELAY,
-        DEFAULT_NOTIFY_TIMEOUT,
+        VirtualAddress, VrrpInitialState, VrrpInstance, VrrpSyncGroup, VrrpVersion,
+        DEFAULT_GARP_DELAY, DEFAULT_NOTIFY_TIMEOUT,
     },
     status::VrrpStatus,
     vrrp::VrrpHandle,
@@ -45,7 +45,10 @@ fn ip(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A bridge namespace and two node namespaces, removed on drop.
+/// A bridge namespace and two node namespaces, each node with `eth0`
+/// (10.201.0.N/24) and, when asked, `eth1` (10.202.0.N/24) on the same
+/// bridge; removed on drop. IPv6 duplicate address detection is off so
+/// link-local addresses are usable at once.
 struct Topology {
     sw: String,
     nodes: [String; 2],
@@ -53,6 +56,10 @@ struct Topology {
 
 impl Topology {
     fn new() -> Topology {
+        Topology::with_interfaces(1)
+    }
+
+    fn with_interfaces(count: usize) -> Topology {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let p = format!(
             "hvc{}x{}",
@@ -78,24 +85,35 @@ impl Topology {
         ]);
         ip(&["-n", &t.sw, "link", "set", "br0", "up"]);
         for (n, node) in t.nodes.iter().enumerate() {
-            let port = format!("p{n}");
             ip(&["netns", "add", node]);
             ip(&["-n", node, "link", "set", "lo", "up"]);
-            ip(&[
-                "-n", &t.sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-                node,
-            ]);
-            ip(&["-n", &t.sw, "link", "set", &port, "master", "br0", "up"]);
-            let addr = format!("10.201.0.{}/24", n + 1);
-            ip(&["-n", node, "addr", "add", &addr, "dev", "eth0"]);
-            ip(&["-n", node, "link", "set", "eth0", "up"]);
+            for key in ["all", "default"] {
+                let sysctl = format!("net.ipv6.conf.{key}.accept_dad=0");
+                ip(&["netns", "exec", node, "sysctl", "-q", "-w", &sysctl]);
+            }
+            for i in 0..count {
+                let port = format!("p{n}{i}");
+                let dev = format!("eth{i}");
+                ip(&[
+                    "-n", &t.sw, "link", "add", &port, "type", "veth", "peer", "name", &dev,
+                    "netns", node,
+                ]);
+                ip(&["-n", &t.sw, "link", "set", &port, "master", "br0", "up"]);
+                let addr = format!("10.20{}.0.{}/24", i + 1, n + 1);
+                ip(&["-n", node, "addr", "add", &addr, "dev", &dev]);
+                ip(&["-n", node, "link", "set", &dev, "up"]);
+            }
         }
         t
     }
 
     fn has_vip(&self, node: usize) -> bool {
-        ip(&["-n", &self.nodes[node], "-o", "addr", "show", "dev", "eth0"])
-            .contains(&format!("{VIP}/"))
+        self.has(node, "eth0", VIP)
+    }
+
+    fn has(&self, node: usize, dev: &str, address: &str) -> bool {
+        ip(&["-n", &self.nodes[node], "-o", "addr", "show", "dev", dev])
+            .contains(&format!(" {address}/"))
     }
 }
 
@@ -158,6 +176,10 @@ struct Node {
 
 impl Node {
     fn start(ns: &str, cfg: VrrpInstance) -> Node {
+        Node::start_group(ns, vec![cfg], vec![])
+    }
+
+    fn start_group(ns: &str, cfgs: Vec<VrrpInstance>, groups: Vec<VrrpSyncGroup>) -> Node {
         let path = format!("/run/netns/{ns}");
         let (ready_tx, ready) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -171,7 +193,7 @@ impl Node {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let handle = VrrpHandle::start(&[cfg], &[]).await.expect("VRRP start");
+                let handle = VrrpHandle::start(&cfgs, &groups).await.expect("VRRP start");
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 ready_tx.send((tx, handle.subscribe())).unwrap();
                 while let Some(command) = rx.recv().await {
@@ -200,6 +222,15 @@ impl Node {
 
     fn state(&self) -> String {
         self.status.borrow()[0].state.clone()
+    }
+
+    /// The states of all instances, in config order.
+    fn states(&self) -> Vec<String> {
+        self.status
+            .borrow()
+            .iter()
+            .map(|s| s.state.clone())
+            .collect()
     }
 
     fn status(&self) -> VrrpStatus {
@@ -362,6 +393,106 @@ fn v2_peer_ignores_wrong_password_and_counts_it() {
         b.status().rejected.get("auth").copied().unwrap_or(0) >= 1
     });
     assert_eq!(b.status().adverts_received, 0);
+    a.end(NodeCommand::Stop);
+    b.end(NodeCommand::Stop);
+}
+
+#[test]
+fn v3_ipv6_pair_elects_from_link_local_and_fails_over() {
+    let t = Topology::new();
+    let v6 = |priority| {
+        let mut i = instance(priority);
+        i.virtual_addresses = vec![VirtualAddress {
+            address: "fd00:201::10".parse().unwrap(),
+            prefix_len: 64,
+        }];
+        i
+    };
+    let a = Node::start(&t.nodes[0], v6(150));
+    let b = Node::start(&t.nodes[1], v6(100));
+    wait_for("A master", Duration::from_secs(2), || a.state() == "master");
+    wait_for("B hears A", Duration::from_secs(2), || {
+        b.status().master.is_some()
+    });
+    let master = b.status().master.unwrap();
+    assert!(
+        master.starts_with("fe80::"),
+        "adverts come from the link-local: {master}"
+    );
+    assert!(t.has(0, "eth0", "fd00:201::10") && !t.has(1, "eth0", "fd00:201::10"));
+    a.end(NodeCommand::Stop);
+    wait_for("B master", Duration::from_secs(1), || b.state() == "master");
+    assert!(t.has(1, "eth0", "fd00:201::10"));
+    assert!(b.status().rejected.is_empty(), "{:?}", b.status());
+    b.end(NodeCommand::Stop);
+}
+
+/// NAT's case: the client-side and the server-side address move as one.
+/// A fault on one interface of the master holds its other instance in
+/// backup, so the peer takes both; when it clears, both come back.
+#[test]
+fn sync_group_moves_both_addresses_together() {
+    let t = Topology::with_interfaces(2);
+    let node = |priority| {
+        let mut client = instance(priority);
+        client.name = "VI_CLIENT".into();
+        let mut servers = instance(priority);
+        servers.name = "VI_SERVERS".into();
+        servers.interface = "eth1".into();
+        servers.virtual_router_id = 52;
+        servers.virtual_addresses = vec![VirtualAddress {
+            address: "10.202.0.10".parse().unwrap(),
+            prefix_len: 24,
+        }];
+        let group = VrrpSyncGroup {
+            name: "G1".into(),
+            instances: vec!["VI_CLIENT".into(), "VI_SERVERS".into()],
+            notify_master: None,
+            notify_backup: None,
+            notify_fault: None,
+            notify: None,
+        };
+        (vec![client, servers], vec![group])
+    };
+    let (cfgs, groups) = node(150);
+    let a = Node::start_group(&t.nodes[0], cfgs, groups);
+    let (cfgs, groups) = node(100);
+    let b = Node::start_group(&t.nodes[1], cfgs, groups);
+    wait_for("A master of both", Duration::from_secs(2), || {
+        a.states() == ["master", "master"]
+    });
+    wait_for("B backup of both", Duration::from_secs(2), || {
+        b.status.borrow().iter().all(|s| s.master.is_some())
+    });
+    assert_eq!(b.states(), ["backup", "backup"]);
+    assert_eq!(a.status().sync_group.as_deref(), Some("G1"));
+
+    // The server side of A fails: A gives up the client side as well.
+    ip(&["-n", &t.nodes[0], "link", "set", "eth1", "down"]);
+    wait_for("A: fault and held backup", Duration::from_secs(1), || {
+        a.states() == ["backup", "fault"]
+    });
+    assert!(
+        !t.has(0, "eth0", VIP),
+        "the client-side VIP left A with the group"
+    );
+    wait_for("B master of both", Duration::from_secs(2), || {
+        b.states() == ["master", "master"]
+    });
+    assert!(t.has(1, "eth0", VIP) && t.has(1, "eth1", "10.202.0.10"));
+    // Held: A does not preempt the client side while eth1 is down.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(a.states(), ["backup", "fault"]);
+
+    ip(&["-n", &t.nodes[0], "link", "set", "eth1", "up"]);
+    wait_for("A master of both again", Duration::from_secs(3), || {
+        a.states() == ["master", "master"]
+    });
+    wait_for("B backup of both again", Duration::from_secs(1), || {
+        b.states() == ["backup", "backup"]
+    });
+    assert!(t.has(0, "eth0", VIP) && t.has(0, "eth1", "10.202.0.10"));
+    assert!(!t.has(1, "eth0", VIP) && !t.has(1, "eth1", "10.202.0.10"));
     a.end(NodeCommand::Stop);
     b.end(NodeCommand::Stop);
 }
