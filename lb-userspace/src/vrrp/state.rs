@@ -292,15 +292,17 @@ impl Machine {
         }
         let ours = self.effective_priority();
         let lower = priority < ours;
+        // Shown in the status even when we are about to preempt it.
+        self.master = Some(src);
         if lower && self.params.preempt && !self.inhibited() && !self.delaying_preemption(now) {
             // Ignored: our master-down timer runs out and we preempt.
+            self.down_reason = format!("preempting {src}: priority {priority}, ours {ours}");
             return;
         }
         if !lower {
             self.preempt_after = None;
         }
         self.adopt_interval(interval);
-        self.master = Some(src);
         self.arm_master_down(now, format!("no advert from master {src}"));
     }
 
