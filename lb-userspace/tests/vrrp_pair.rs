@@ -23,7 +23,7 @@ use std::{
 
 use lb_userspace::{
     config::{
-        VirtualAddress, VrrpInitialState, VrrpInstance, VrrpSyncGroup, VrrpVersion,
+        Script, VirtualAddress, VrrpInitialState, VrrpInstance, VrrpSyncGroup, VrrpVersion,
         DEFAULT_GARP_DELAY, DEFAULT_NOTIFY_TIMEOUT,
     },
     status::VrrpStatus,
@@ -165,6 +165,8 @@ enum NodeCommand {
     Crash,
     Handoff(std::sync::mpsc::Sender<Result<String, String>>),
     Resume(std::sync::mpsc::Sender<Result<String, String>>),
+    /// Virtual servers whose real servers are all down.
+    TrackedDown(Vec<String>),
 }
 
 /// One lb node: a `VrrpHandle` on a thread inside namespace `ns`.
@@ -205,6 +207,9 @@ impl Node {
                         }
                         NodeCommand::Resume(reply) => {
                             reply.send(handle.resume(None).await).unwrap()
+                        }
+                        NodeCommand::TrackedDown(names) => {
+                            handle.set_tracked_down(names.into_iter().collect())
                         }
                     }
                 }
@@ -309,6 +314,12 @@ fn pair_elects_fails_over_and_preempts() {
     });
     let last = b.status().last_transition.unwrap();
     assert!(last.reason.contains("higher priority 150"), "{last:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        a.status().master_conflicts,
+        0,
+        "a preemption is no conflict"
+    );
 
     // A stops cleanly: priority 0, B takes over after its skew time.
     let stopped = Instant::now();
@@ -493,6 +504,114 @@ fn sync_group_moves_both_addresses_together() {
     });
     assert!(t.has(0, "eth0", VIP) && t.has(0, "eth1", "10.202.0.10"));
     assert!(!t.has(1, "eth0", VIP) && !t.has(1, "eth1", "10.202.0.10"));
+    a.end(NodeCommand::Stop);
+    b.end(NodeCommand::Stop);
+}
+
+/// A script that appends its arguments as one line to `file`.
+fn recorder(file: &std::path::Path, tag: &str) -> Script {
+    let body = format!("echo {tag} \"$*\" >> {}", file.display());
+    Script {
+        line: format!("recorder {tag}"),
+        argv: vec!["/bin/sh".into(), "-c".into(), body, "recorder".into()],
+    }
+}
+
+fn lines(file: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A partition (B's bridge port detached) makes both nodes master; when
+/// it heals, B (lower) steps down and A (the one that stays master) runs
+/// its fence hook with B's address. Notify scripts ran in order.
+#[test]
+fn healed_partition_fences_the_other_master_and_notifies_in_order() {
+    let t = Topology::new();
+    let dir = std::env::temp_dir().join(format!("hvc-vrrp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (fence_log, notify_log) = (dir.join("fence"), dir.join("notify"));
+    let _ = std::fs::remove_file(&fence_log);
+    let _ = std::fs::remove_file(&notify_log);
+    let mut cfg_a = instance(150);
+    cfg_a.fence = Some(recorder(&fence_log, "fence"));
+    cfg_a.notify = Some(recorder(&notify_log, "notify"));
+    let a = Node::start(&t.nodes[0], cfg_a);
+    let b = Node::start(&t.nodes[1], instance(100));
+    wait_for("A master", Duration::from_secs(2), || a.state() == "master");
+    wait_for("B backup", Duration::from_secs(2), || {
+        b.status().master.is_some()
+    });
+
+    ip(&["-n", &t.sw, "link", "set", "p10", "nomaster"]);
+    wait_for("B master too, partitioned", Duration::from_secs(2), || {
+        b.state() == "master"
+    });
+    assert_eq!(a.state(), "master");
+    ip(&["-n", &t.sw, "link", "set", "p10", "master", "br0"]);
+    wait_for(
+        "B steps down after the heal",
+        Duration::from_secs(2),
+        || b.state() == "backup",
+    );
+    assert_eq!(a.state(), "master");
+    wait_for("fence ran", Duration::from_secs(2), || {
+        !lines(&fence_log).is_empty()
+    });
+    assert_eq!(lines(&fence_log), ["fence INSTANCE VI_1 10.201.0.2"]);
+    assert!(a.status().master_conflicts >= 1, "{:?}", a.status());
+    assert_eq!(
+        b.status().master_conflicts,
+        0,
+        "the one that yields is no conflict"
+    );
+    assert!(!t.has(1, "eth0", VIP) && t.has(0, "eth0", VIP));
+
+    a.end(NodeCommand::Stop);
+    assert_eq!(
+        lines(&notify_log),
+        [
+            "notify INSTANCE VI_1 BACKUP 150",
+            "notify INSTANCE VI_1 MASTER 150",
+            "notify INSTANCE VI_1 STOP 150"
+        ],
+        "run one at a time, in the order of the transitions, finished before the stop returned"
+    );
+    b.end(NodeCommand::Stop);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// All real servers of a tracked virtual server down: the master's
+/// priority drops by track_weight and the peer preempts; back up, it
+/// preempts again.
+#[test]
+fn tracked_virtual_server_down_moves_mastership() {
+    let t = Topology::new();
+    let mut cfg_a = instance(150);
+    cfg_a.track_virtual_servers = vec!["web".into()];
+    cfg_a.track_weight = 100;
+    let a = Node::start(&t.nodes[0], cfg_a);
+    let b = Node::start(&t.nodes[1], instance(100));
+    wait_for("A master", Duration::from_secs(2), || a.state() == "master");
+    a.commands
+        .send(NodeCommand::TrackedDown(vec!["other".into()]))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(a.state(), "master", "an untracked server does not count");
+    a.commands
+        .send(NodeCommand::TrackedDown(vec!["web".into()]))
+        .unwrap();
+    wait_for("B preempts A at 50", Duration::from_secs(2), || {
+        b.state() == "master" && a.state() == "backup"
+    });
+    assert_eq!(a.status().effective_priority, 50);
+    a.commands.send(NodeCommand::TrackedDown(vec![])).unwrap();
+    wait_for("A back", Duration::from_secs(2), || {
+        a.state() == "master" && b.state() == "backup"
+    });
     a.end(NodeCommand::Stop);
     b.end(NodeCommand::Stop);
 }

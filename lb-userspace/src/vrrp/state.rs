@@ -9,7 +9,7 @@
 //!   priority is 255 (the address owner), which is master at once;
 //! - a master that hears a lower priority (or an equal one from a lower
 //!   address) sends an advert at once instead of waiting for its timer;
-//! - a preempted master steps down silently (no priority 0 advert);
+//! - a preempted master sends no priority 0 advert;
 //! - `preempt_delay`: after start-up, or after first hearing a lower
 //!   priority master, a backup waits that long before it preempts.
 //!
@@ -17,8 +17,18 @@
 //! backup until `resume`), a sync-group `hold` (stay backup while another
 //! member is in fault), and [`Action::Conflict`] when this master hears
 //! another master that will yield to it (a healed partition): the driver
-//! runs the fence hook. A master that yields does not raise it, so a
-//! normal preemption never fences anyone.
+//! runs the fence hook.
+//!
+//! Seeing a healed partition reliably needs one departure from keepalived:
+//! a master that yields to a higher advert sends one last advert at its
+//! own priority before it steps down. Otherwise, after the heal, whichever
+//! advert crosses the link first decides whether the winner ever hears
+//! the loser (the loser yields silently when the winner's comes first).
+//! The winner raises the conflict only when it has been master for at
+//! least one advert interval, so a node that just preempted (and hears the
+//! preempted one's last advert) never fences anyone. The extra advert is
+//! harmless to keepalived: a master hearing a lower priority answers with
+//! an advert ("forcing new election"), a backup resets its timer.
 
 use std::{
     fmt,
@@ -141,6 +151,8 @@ pub struct Machine {
     /// Why the master-down timer will have expired, for the transition.
     down_reason: String,
     advert_at: Option<Instant>,
+    /// When this node last became master.
+    master_since: Option<Instant>,
     /// With `preempt_delay`: lower priority masters are accepted until then.
     preempt_after: Option<Instant>,
 }
@@ -159,6 +171,7 @@ impl Machine {
             master_down_at: None,
             down_reason: String::new(),
             advert_at: None,
+            master_since: None,
             preempt_after: None,
         }
     }
@@ -331,6 +344,9 @@ impl Machine {
             return;
         }
         if priority > ours || (priority == ours && src > self.primary) {
+            // The last advert, so a winner that has been master all along
+            // learns there were two of us (see the module doc).
+            out.push(Action::SendAdvert { priority: ours });
             self.adopt_interval(interval);
             let reason = if priority > ours {
                 format!("higher priority {priority} from {src}, ours {ours}")
@@ -344,7 +360,12 @@ impl Machine {
         // Another master that must yield to us: answer at once so it
         // steps down now rather than at our next advert.
         self.send_advert(now, out);
-        out.push(Action::Conflict { other: src });
+        let settled = self
+            .master_since
+            .is_some_and(|t| now.duration_since(t) >= self.params.advert_interval);
+        if settled {
+            out.push(Action::Conflict { other: src });
+        }
     }
 
     fn adopt_interval(&mut self, interval: Duration) {
@@ -381,6 +402,7 @@ impl Machine {
         self.master_down_at = None;
         self.preempt_after = None;
         self.master = Some(self.primary);
+        self.master_since = Some(now);
         // keepalived's order: the advert first, then the addresses and
         // the gratuitous ARPs that move the clients.
         self.send_advert(now, out);
@@ -750,9 +772,14 @@ mod tests {
         let (mut m, at) = master(100, t0);
         let t = at + ms(300);
         let out = m.on_advert(t, LOWER_IP, 150, SEC);
-        assert_eq!(out[0], Action::RemoveAddresses);
-        assert!(transition(State::Backup)(&out[1]), "{out:?}");
-        assert_eq!(out.len(), 2, "no priority 0, no conflict: {out:?}");
+        assert_eq!(
+            out[0],
+            Action::SendAdvert { priority: 100 },
+            "the last advert, not 0"
+        );
+        assert_eq!(out[1], Action::RemoveAddresses);
+        assert!(transition(State::Backup)(&out[2]), "{out:?}");
+        assert_eq!(out.len(), 3, "no priority 0, no conflict: {out:?}");
         assert_eq!(m.state(), State::Backup);
         assert_eq!(m.master(), Some(LOWER_IP));
         assert_eq!(m.next_deadline(), Some(t + m.master_down_interval()));
@@ -763,7 +790,8 @@ mod tests {
         let t0 = Instant::now();
         let (mut m, at) = master(100, t0);
         // A lower address with our priority: we stay and answer at once.
-        let out = m.on_advert(at + ms(100), LOWER_IP, 100, SEC);
+        let t = at + ms(1500);
+        let out = m.on_advert(t, LOWER_IP, 100, SEC);
         assert_eq!(
             out,
             vec![
@@ -772,9 +800,9 @@ mod tests {
             ]
         );
         assert_eq!(m.state(), State::Master);
-        assert_eq!(m.next_deadline(), Some(at + ms(100) + SEC));
+        assert_eq!(m.next_deadline(), Some(t + SEC));
         // A higher address with our priority wins.
-        m.on_advert(at + ms(200), HIGHER_IP, 100, SEC);
+        m.on_advert(t + ms(200), HIGHER_IP, 100, SEC);
         assert_eq!(m.state(), State::Backup);
     }
 
@@ -782,7 +810,11 @@ mod tests {
     fn master_answers_a_lower_master_at_once_and_reports_the_conflict() {
         let t0 = Instant::now();
         let (mut m, at) = master(150, t0);
+        // Just preempted: the preempted master's last advert is no conflict.
         let out = m.on_advert(at + ms(10), LOWER_IP, 100, SEC);
+        assert_eq!(out, vec![Action::SendAdvert { priority: 150 }]);
+        // Master for a while (a healed partition): a conflict.
+        let out = m.on_advert(at + 5 * SEC, LOWER_IP, 100, SEC);
         assert_eq!(
             out,
             vec![
