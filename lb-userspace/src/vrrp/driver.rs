@@ -868,3 +868,44 @@ fn unix_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{VirtualAddress, VrrpVersion};
+    use crate::vrrp::validate::tests::instance;
+
+    fn with_addresses(count: u16, ipv6: bool) -> VrrpInstance {
+        let mut i = instance();
+        i.virtual_addresses = (0..count)
+            .map(|n| VirtualAddress {
+                address: if ipv6 {
+                    IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n))
+                } else {
+                    IpAddr::V4(std::net::Ipv4Addr::new(10, 0, (n >> 8) as u8, n as u8))
+                },
+                prefix_len: 24,
+            })
+            .collect();
+        if ipv6 {
+            i.version = VrrpVersion::V3;
+        }
+        i
+    }
+
+    /// 255 IPv4 addresses fit any Ethernet MTU (1056 bytes with v2); IPv6
+    /// stops at 90 on a 1500-byte MTU, and the error says what to do.
+    #[test]
+    fn adverts_must_fit_the_mtu() {
+        assert!(check_advert_size(&with_addresses(255, false), 1500).is_ok());
+        assert!(check_advert_size(&with_addresses(90, true), 1500).is_ok());
+        let e = check_advert_size(&with_addresses(91, true), 1500).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "VRRP instance VI_1: 91 virtual addresses make a 1504-byte advert, more than the \
+             interface's MTU of 1500; move some to virtual_addresses_excluded (held by the \
+             master but not advertised)"
+        );
+        assert!(check_advert_size(&with_addresses(30, false), 128).is_err());
+    }
+}
