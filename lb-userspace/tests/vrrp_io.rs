@@ -397,6 +397,21 @@ fn ipv6_unicast_advert_keeps_hop_limit_255() {
 }
 
 #[test]
+fn ipv6_unicast_advert_between_link_local_addresses() {
+    // A link-local peer needs the interface as its scope; the socket adds it.
+    let pair = Pair::new();
+    let (r, b_index) = on_thread(async move || {
+        let ends = open_ends(&pair, Family::V6, Some((LL_A.into(), LL_B.into()))).await;
+        (exchange(&ends, LL_B.into()).await, ends.b_index)
+    });
+    assert_eq!(r.src, IpAddr::V6(LL_A));
+    assert_eq!(r.dst, IpAddr::V6(LL_B));
+    assert_eq!(r.ttl_or_hoplimit, 255);
+    assert_eq!(r.ifindex, b_index);
+    assert_eq!(r.payload, ADVERT);
+}
+
+#[test]
 fn a_socket_of_the_wrong_family_refuses_the_destination() {
     let pair = Pair::new();
     let message = on_thread(async move || {
