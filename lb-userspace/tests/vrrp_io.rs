@@ -432,6 +432,17 @@ fn a_socket_of_the_wrong_family_refuses_the_destination() {
 fn netlink_adds_and_removes_addresses_idempotently() {
     let pair = Pair::new();
     let ns = pair.a.clone();
+    // DAD on, as on a real host: without NODAD the address would stay
+    // tentative (unusable) for a second.
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.va.accept_dad=1",
+    ]);
     let v4: IpAddr = "10.9.0.10".parse().unwrap();
     let v6: IpAddr = "fd00:9::10".parse().unwrap();
     on_thread(async move || {
