@@ -411,6 +411,31 @@ fn ipv6_unicast_advert_between_link_local_addresses() {
     assert_eq!(r.payload, ADVERT);
 }
 
+/// Multicast loop is off: a node never hears its own adverts (they would
+/// look like another master's), in either family.
+#[test]
+fn a_node_does_not_receive_its_own_multicast_adverts() {
+    let pair = Pair::new();
+    for family in [Family::V4, Family::V6] {
+        let ns = pair.a.clone();
+        let heard = on_thread(async move || {
+            enter(&ns);
+            let nl = Netlink::new().unwrap();
+            let index = nl.link_index("va").await.unwrap();
+            let listener = VrrpSocket::open("va", index, family, None).unwrap();
+            let sender = VrrpSocket::open("va", index, family, None).unwrap();
+            sender.send(family.group(), &ADVERT).await.unwrap();
+            tokio::time::timeout(Duration::from_millis(500), listener.recv())
+                .await
+                .ok()
+        });
+        assert!(
+            heard.is_none(),
+            "{family}: own advert looped back: {heard:?}"
+        );
+    }
+}
+
 #[test]
 fn a_socket_of_the_wrong_family_refuses_the_destination() {
     let pair = Pair::new();
