@@ -397,6 +397,46 @@ fn ipv6_unicast_advert_keeps_hop_limit_255() {
 }
 
 #[test]
+fn ipv6_unicast_advert_between_link_local_addresses() {
+    // A link-local peer needs the interface as its scope; the socket adds it.
+    let pair = Pair::new();
+    let (r, b_index) = on_thread(async move || {
+        let ends = open_ends(&pair, Family::V6, Some((LL_A.into(), LL_B.into()))).await;
+        (exchange(&ends, LL_B.into()).await, ends.b_index)
+    });
+    assert_eq!(r.src, IpAddr::V6(LL_A));
+    assert_eq!(r.dst, IpAddr::V6(LL_B));
+    assert_eq!(r.ttl_or_hoplimit, 255);
+    assert_eq!(r.ifindex, b_index);
+    assert_eq!(r.payload, ADVERT);
+}
+
+/// Multicast loop is off: a node never hears its own adverts (they would
+/// look like another master's), in either family.
+#[test]
+fn a_node_does_not_receive_its_own_multicast_adverts() {
+    let pair = Pair::new();
+    for family in [Family::V4, Family::V6] {
+        let ns = pair.a.clone();
+        let heard = on_thread(async move || {
+            enter(&ns);
+            let nl = Netlink::new().unwrap();
+            let index = nl.link_index("va").await.unwrap();
+            let listener = VrrpSocket::open("va", index, family, None).unwrap();
+            let sender = VrrpSocket::open("va", index, family, None).unwrap();
+            sender.send(family.group(), &ADVERT).await.unwrap();
+            tokio::time::timeout(Duration::from_millis(500), listener.recv())
+                .await
+                .ok()
+        });
+        assert!(
+            heard.is_none(),
+            "{family}: own advert looped back: {heard:?}"
+        );
+    }
+}
+
+#[test]
 fn a_socket_of_the_wrong_family_refuses_the_destination() {
     let pair = Pair::new();
     let message = on_thread(async move || {
@@ -417,6 +457,17 @@ fn a_socket_of_the_wrong_family_refuses_the_destination() {
 fn netlink_adds_and_removes_addresses_idempotently() {
     let pair = Pair::new();
     let ns = pair.a.clone();
+    // DAD on, as on a real host: without NODAD the address would stay
+    // tentative (unusable) for a second.
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.va.accept_dad=1",
+    ]);
     let v4: IpAddr = "10.9.0.10".parse().unwrap();
     let v6: IpAddr = "fd00:9::10".parse().unwrap();
     on_thread(async move || {

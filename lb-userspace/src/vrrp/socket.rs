@@ -406,13 +406,14 @@ fn send_to(
     dst: IpAddr,
     payload: &[u8],
 ) -> io::Result<()> {
-    // SAFETY: all-zero is a valid sockaddr_storage / msghdr.
+    // SAFETY: all-zero is a valid sockaddr_storage.
     let mut name: libc::sockaddr_storage = unsafe { zeroed() };
     let mut control = ControlBuffer([0; 128]);
     let mut iov = libc::iovec {
         iov_base: payload.as_ptr() as *mut libc::c_void,
         iov_len: payload.len(),
     };
+    // SAFETY: all-zero is a valid msghdr (no buffers yet).
     let mut msg: libc::msghdr = unsafe { zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
@@ -491,13 +492,14 @@ fn put_cmsg<T>(msg: &mut libc::msghdr, level: i32, kind: i32, value: &T) -> usiz
 /// One recvmsg; `Ok(None)` for a packet too short to carry an IPv4 header.
 fn recv_from(fd: RawFd, family: Family) -> io::Result<Option<Received>> {
     let mut buf = vec![0u8; RECV_BUFFER];
-    // SAFETY: all-zero is a valid sockaddr_storage / msghdr.
+    // SAFETY: all-zero is a valid sockaddr_storage.
     let mut name: libc::sockaddr_storage = unsafe { zeroed() };
     let mut control = ControlBuffer([0; 128]);
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
+    // SAFETY: all-zero is a valid msghdr (no buffers yet).
     let mut msg: libc::msghdr = unsafe { zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
