@@ -615,3 +615,61 @@ fn tracked_virtual_server_down_moves_mastership() {
     a.end(NodeCommand::Stop);
     b.end(NodeCommand::Stop);
 }
+
+/// keepalived's defaults (v2, 1 s, PASS): the takeover times measured
+/// with keepalived (failover-measurements.txt) are the bounds: 3.61 s
+/// after the master's last advert when it dies, 0.61 s after its
+/// priority 0 when it stops.
+#[test]
+fn v2_one_second_failover_is_no_slower_than_keepalived() {
+    let t = Topology::new();
+    let v2 = |priority| {
+        let mut i = instance(priority);
+        i.version = VrrpVersion::V2;
+        i.advert_interval = Duration::from_secs(1);
+        i.auth_pass = Some("1111".into());
+        i
+    };
+    let a = Node::start(&t.nodes[0], v2(150));
+    let b = Node::start(&t.nodes[1], v2(100));
+    let took = wait_for("A master", Duration::from_secs(5), || a.state() == "master");
+    eprintln!("first master after start: {took:?} (keepalived 3.41 s)");
+    assert!(took < Duration::from_millis(3414) + MARGIN, "{took:?}");
+    wait_for("B hears A", Duration::from_secs(2), || {
+        b.status().master.is_some()
+    });
+
+    // Crash right after one of A's adverts: the bound is from that advert.
+    let received = b.status().adverts_received;
+    wait_for("an advert from A", Duration::from_secs(2), || {
+        b.status().adverts_received > received
+    });
+    let last_advert = Instant::now();
+    a.end(NodeCommand::Crash);
+    ip(&["-n", &t.nodes[0], "link", "set", "eth0", "down"]);
+    wait_for("B master", Duration::from_secs(5), || b.state() == "master");
+    let took = last_advert.elapsed();
+    eprintln!("takeover after a crash: {took:?} after A's last advert (keepalived 3.610 s)");
+    assert!(took < Duration::from_millis(3610) + MARGIN, "{took:?}");
+    assert!(
+        took > Duration::from_millis(3500),
+        "not before master-down: {took:?}"
+    );
+
+    // B (100) master, A comes back and stops cleanly once it is master.
+    ip(&["-n", &t.nodes[0], "link", "set", "eth0", "up"]);
+    let a = Node::start(&t.nodes[0], v2(150));
+    wait_for("A preempts", Duration::from_secs(5), || {
+        a.state() == "master"
+    });
+    wait_for("B backup", Duration::from_secs(1), || b.state() == "backup");
+    let stopped = Instant::now();
+    a.end(NodeCommand::Stop);
+    wait_for("B master after priority 0", Duration::from_secs(2), || {
+        b.state() == "master"
+    });
+    let took = stopped.elapsed();
+    eprintln!("takeover after a clean stop: {took:?} (keepalived 0.610 s)");
+    assert!(took < Duration::from_millis(610) + MARGIN, "{took:?}");
+    b.end(NodeCommand::Stop);
+}
