@@ -118,15 +118,26 @@ pub(crate) struct Driver {
     sync: SyncGroups,
     groups: Vec<Group>,
     status: watch::Sender<Vec<VrrpStatus>>,
-    /// Receivers and link-watch forwarders, stopped with the driver.
-    helpers: Vec<JoinHandle<()>>,
+    /// Receivers and link-watch forwarders, stopped when the driver is
+    /// dropped (held only for that).
+    _helpers: Helpers,
+}
+
+/// Tasks that must not outlive their owner (also when `open` fails
+/// half-way: the receivers hold sockets).
+#[derive(Default)]
+struct Helpers(Vec<JoinHandle<()>>);
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        for h in &self.helpers {
-            h.abort();
-        }
         for i in &self.instances {
             if let Some(a) = &i.announcing {
                 a.abort();
@@ -148,9 +159,12 @@ impl Driver {
         let (packet_tx, packets) = mpsc::channel(PACKET_QUEUE);
         let (link_tx, links_rx) = mpsc::channel(16);
         let mut links: Vec<Link> = Vec::new();
-        let mut link_keys: Vec<(String, Family, Option<IpAddr>)> = Vec::new();
+        // Interface, family, multicast or unicast, unicast source: a
+        // unicast socket joins no group, so it cannot serve a multicast
+        // instance.
+        let mut link_keys: Vec<(String, Family, bool, Option<IpAddr>)> = Vec::new();
         let mut announcers: HashMap<u32, Arc<Announcer>> = HashMap::new();
-        let mut helpers = Vec::new();
+        let mut helpers = Helpers::default();
         let mut built = Vec::new();
         for cfg in instances {
             let info = netlink.link(cfg.interface.as_str()).await?;
@@ -162,19 +176,22 @@ impl Driver {
             // Before the source is chosen: a left-over virtual address
             // must not become the source of our adverts.
             remove_leftovers(&netlink, cfg, info.index).await;
-            let key = (cfg.interface.clone(), family, cfg.unicast_source);
+            let unicast = !cfg.unicast_peers.is_empty();
+            let key = (cfg.interface.clone(), family, unicast, cfg.unicast_source);
             let link = match link_keys.iter().position(|k| *k == key) {
                 Some(l) => l,
                 None => {
                     let l = open_link(&netlink, cfg, info.index, family).await?;
-                    helpers.push(spawn_receiver(
+                    helpers.0.push(spawn_receiver(
                         links.len(),
                         l.socket.clone(),
                         packet_tx.clone(),
                     ));
                     if !announcers.contains_key(&info.index) {
                         let watch = netlink.watch_link(info.index).await?;
-                        helpers.push(spawn_link_forwarder(watch.into_receiver(), link_tx.clone()));
+                        helpers
+                            .0
+                            .push(spawn_link_forwarder(watch.into_receiver(), link_tx.clone()));
                     }
                     links.push(l);
                     link_keys.push(key);
@@ -216,7 +233,7 @@ impl Driver {
                 .collect(),
             instances: built,
             status,
-            helpers,
+            _helpers: helpers,
         };
         driver.publish();
         let inputs = Inputs {
