@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use lb_userspace::{
     agent,
     config::{self, DEFAULT_CONTROL_SOCKET},
-    control::{self, ControlError, Request},
+    control::{self, ControlError, Request, VrrpRequest},
     dataplane::{
         pin::{PinDir, DEFAULT_PIN_DIR},
         stats::pinned_snapshot,
@@ -90,6 +90,32 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Planned VRRP handoff (e.g. before a reboot) and its end.
+    Vrrp {
+        #[command(subcommand)]
+        action: VrrpAction,
+        /// Control socket (default: the config's, else /run/lb/lb.sock).
+        #[arg(long, global = true)]
+        socket: Option<PathBuf>,
+        /// Config whose [agent] control_socket to use.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum VrrpAction {
+    /// Give up mastership now (a priority 0 advert: the backup takes over
+    /// at once) and stay backup until `lb vrrp resume`.
+    Handoff {
+        /// The instance (`name` of a [[vrrp_instance]]); default: all.
+        instance: Option<String>,
+    },
+    /// End a handoff: elect normally again (a higher priority preempts).
+    Resume {
+        /// The instance; default: all.
+        instance: Option<String>,
+    },
 }
 
 /// An error with the exit code it deserves.
@@ -164,14 +190,30 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Reload { socket, config } => {
             let path = socket_path(socket, config.as_deref())?;
-            let answer = control::request(&path, &Request::Reload)?;
-            if !answer.ok {
-                return Err(anyhow::anyhow!(answer.error.unwrap_or_default()).into());
-            }
-            println!("{}", answer.message.unwrap_or_default());
-            Ok(())
+            answered(control::request(&path, &Request::Reload)?)
+        }
+        Command::Vrrp {
+            action,
+            socket,
+            config,
+        } => {
+            let path = socket_path(socket, config.as_deref())?;
+            let request = match action {
+                VrrpAction::Handoff { instance } => VrrpRequest::VrrpHandoff { instance },
+                VrrpAction::Resume { instance } => VrrpRequest::VrrpResume { instance },
+            };
+            answered(control::request(&path, &request)?)
         }
     }
+}
+
+/// Prints the agent's message, or fails with its error.
+fn answered(answer: control::Response) -> Result<(), Failure> {
+    if !answer.ok {
+        return Err(anyhow::anyhow!(answer.error.unwrap_or_default()).into());
+    }
+    println!("{}", answer.message.unwrap_or_default());
+    Ok(())
 }
 
 fn load_checked(path: &Path) -> Result<config::Config, Failure> {
