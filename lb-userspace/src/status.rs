@@ -573,8 +573,8 @@ mod tests {
         assert_eq!(age(850), "850ms");
         assert_eq!(age(12_300), "12s");
         assert_eq!(age(125_400), "2m 5s");
-        assert_eq!(age(3 * 3600_000 + 120_000), "3h 2m");
-        assert_eq!(age(4 * 86_400_000 + 3600_000), "4d 1h");
+        assert_eq!(age(3 * 3_600_000 + 120_000), "3h 2m");
+        assert_eq!(age(4 * 86_400_000 + 3_600_000), "4d 1h");
     }
 
     #[test]
