@@ -36,6 +36,21 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum VrrpAction {
+    /// Give up mastership now (a priority 0 advert: the backup takes over
+    /// at once) and stay backup until `lb vrrp resume`.
+    Handoff {
+        /// The instance (`name` of a [[vrrp_instance]]); default: all.
+        instance: Option<String>,
+    },
+    /// End a handoff: elect normally again (a higher priority preempts).
+    Resume {
+        /// The instance; default: all.
+        instance: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Attach the load balancer and serve the config in the foreground.
     Run {
@@ -83,13 +98,6 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
-    /// Ask the running agent to re-read its config file.
-    Reload {
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
     /// Planned VRRP handoff (e.g. before a reboot) and its end.
     Vrrp {
         #[command(subcommand)]
@@ -101,20 +109,12 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
-}
-
-#[derive(Subcommand)]
-enum VrrpAction {
-    /// Give up mastership now (a priority 0 advert: the backup takes over
-    /// at once) and stay backup until `lb vrrp resume`.
-    Handoff {
-        /// The instance (`name` of a [[vrrp_instance]]); default: all.
-        instance: Option<String>,
-    },
-    /// End a handoff: elect normally again (a higher priority preempts).
-    Resume {
-        /// The instance; default: all.
-        instance: Option<String>,
+    /// Ask the running agent to re-read its config file.
+    Reload {
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -188,32 +188,21 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 status(json, socket_path(socket, config.as_deref())?, &pin_dir)
             }
         }
-        Command::Reload { socket, config } => {
-            let path = socket_path(socket, config.as_deref())?;
-            answered(control::request(&path, &Request::Reload)?)
-        }
         Command::Vrrp {
             action,
             socket,
             config,
-        } => {
+        } => vrrp(action, socket_path(socket, config.as_deref())?),
+        Command::Reload { socket, config } => {
             let path = socket_path(socket, config.as_deref())?;
-            let request = match action {
-                VrrpAction::Handoff { instance } => VrrpRequest::VrrpHandoff { instance },
-                VrrpAction::Resume { instance } => VrrpRequest::VrrpResume { instance },
-            };
-            answered(control::request(&path, &request)?)
+            let answer = control::request(&path, &Request::Reload)?;
+            if !answer.ok {
+                return Err(anyhow::anyhow!(answer.error.unwrap_or_default()).into());
+            }
+            println!("{}", answer.message.unwrap_or_default());
+            Ok(())
         }
     }
-}
-
-/// Prints the agent's message, or fails with its error.
-fn answered(answer: control::Response) -> Result<(), Failure> {
-    if !answer.ok {
-        return Err(anyhow::anyhow!(answer.error.unwrap_or_default()).into());
-    }
-    println!("{}", answer.message.unwrap_or_default());
-    Ok(())
 }
 
 fn load_checked(path: &Path) -> Result<config::Config, Failure> {
@@ -359,5 +348,19 @@ fn print_status(json: bool, status: &Status) -> Result<(), Failure> {
     } else {
         print!("{}", status.render());
     }
+    Ok(())
+}
+
+/// `lb vrrp handoff|resume [INSTANCE]`: the agent's message, or its error.
+fn vrrp(action: VrrpAction, socket: PathBuf) -> Result<(), Failure> {
+    let request = match action {
+        VrrpAction::Handoff { instance } => VrrpRequest::VrrpHandoff { instance },
+        VrrpAction::Resume { instance } => VrrpRequest::VrrpResume { instance },
+    };
+    let answer = control::request(&socket, &request)?;
+    if !answer.ok {
+        return Err(anyhow::anyhow!(answer.error.unwrap_or_default()).into());
+    }
+    println!("{}", answer.message.unwrap_or_default());
     Ok(())
 }
