@@ -40,7 +40,7 @@ enum VrrpAction {
     /// Give up mastership now (a priority 0 advert: the backup takes over
     /// at once) and stay backup until `lb vrrp resume`.
     Handoff {
-        /// The instance (`name` of a [[vrrp_instance]]); default: all.
+        /// The instance (the `name` of a `[[vrrp_instance]]`); default: all.
         instance: Option<String>,
     },
     /// End a handoff: elect normally again (a higher priority preempts).
