@@ -17,6 +17,7 @@ use std::{
     os::fd::AsRawFd,
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
+    sync::Arc,
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -26,10 +27,11 @@ use lb_userspace::{
         Script, VirtualAddress, VrrpInitialState, VrrpInstance, VrrpSyncGroup, VrrpVersion,
         DEFAULT_GARP_DELAY, DEFAULT_NOTIFY_TIMEOUT,
     },
+    control::{Response, VrrpRequest},
     status::VrrpStatus,
-    vrrp::VrrpHandle,
+    vrrp::{serve_control, VrrpHandle},
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 const VIP: &str = "10.201.0.10";
 /// Slack for a loaded 2-core machine on top of the protocol's times.
@@ -163,8 +165,9 @@ enum NodeCommand {
     Stop,
     /// As kill -9: the runtime is dropped, nothing is cleaned up.
     Crash,
-    Handoff(std::sync::mpsc::Sender<Result<String, String>>),
-    Resume(std::sync::mpsc::Sender<Result<String, String>>),
+    /// Through the control socket's path (`serve_control`), as
+    /// `lb vrrp handoff|resume [INSTANCE]`.
+    Control(VrrpRequest, std::sync::mpsc::Sender<Response>),
     /// Virtual servers whose real servers are all down.
     TrackedDown(Vec<String>),
 }
@@ -196,17 +199,19 @@ impl Node {
                 .unwrap();
             rt.block_on(async move {
                 let handle = VrrpHandle::start(&cfgs, &groups).await.expect("VRRP start");
+                let handle = Arc::new(handle);
+                let (control, control_rx) = mpsc::channel(1);
+                tokio::spawn(serve_control(handle.clone(), control_rx));
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 ready_tx.send((tx, handle.subscribe())).unwrap();
                 while let Some(command) = rx.recv().await {
                     match command {
                         NodeCommand::Stop => return handle.shutdown().await,
                         NodeCommand::Crash => return std::mem::forget(handle),
-                        NodeCommand::Handoff(reply) => {
-                            reply.send(handle.handoff(None).await).unwrap()
-                        }
-                        NodeCommand::Resume(reply) => {
-                            reply.send(handle.resume(None).await).unwrap()
+                        NodeCommand::Control(request, reply) => {
+                            let (tx, rx) = oneshot::channel();
+                            control.send((request, tx)).await.unwrap();
+                            reply.send(rx.await.unwrap()).unwrap();
                         }
                         NodeCommand::TrackedDown(names) => {
                             handle.set_tracked_down(names.into_iter().collect())
@@ -247,13 +252,18 @@ impl Node {
         self.thread.take().unwrap().join().unwrap();
     }
 
-    fn ask(
-        &self,
-        command: fn(std::sync::mpsc::Sender<Result<String, String>>) -> NodeCommand,
-    ) -> String {
+    /// `lb vrrp handoff|resume`: the answer's message, or its error.
+    fn ask(&self, request: VrrpRequest) -> Result<String, String> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.commands.send(command(tx)).unwrap();
-        rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap()
+        self.commands
+            .send(NodeCommand::Control(request, tx))
+            .unwrap();
+        let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        match (r.ok, r.message, r.error) {
+            (true, Some(m), None) => Ok(m),
+            (false, None, Some(e)) => Err(e),
+            other => panic!("not a message or an error: {other:?}"),
+        }
     }
 }
 
@@ -352,8 +362,20 @@ fn handoff_holds_backup_until_resume() {
         b.status().master.is_some()
     });
 
-    let answer = a.ask(NodeCommand::Handoff);
-    assert!(answer.contains("master -> backup"), "{answer}");
+    let wrong = a.ask(VrrpRequest::VrrpHandoff {
+        instance: Some("VI_X".into()),
+    });
+    assert_eq!(
+        wrong,
+        Err("no VRRP instance named \"VI_X\" (instances: VI_1)".into())
+    );
+    assert_eq!(a.state(), "master");
+    let answer = a
+        .ask(VrrpRequest::VrrpHandoff {
+            instance: Some("VI_1".into()),
+        })
+        .unwrap();
+    assert_eq!(answer, "VI_1: master -> backup, handed off");
     let took = wait_for("B master after handoff", Duration::from_secs(1), || {
         b.state() == "master"
     });
@@ -375,7 +397,8 @@ fn handoff_holds_backup_until_resume() {
         "handed off: deaf to the master-down timer"
     );
 
-    a.ask(NodeCommand::Resume);
+    let answer = a.ask(VrrpRequest::VrrpResume { instance: None }).unwrap();
+    assert_eq!(answer, "VI_1: backup, resumed");
     wait_for("A master after resume", Duration::from_secs(2), || {
         a.state() == "master"
     });

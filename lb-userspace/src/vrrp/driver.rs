@@ -670,7 +670,12 @@ impl Driver {
             let inst = &self.instances[i];
             let after = inst.machine.state();
             let what = if give_up { "handed off" } else { "resumed" };
-            lines.push(format!("{}: {before} -> {after}, {what}", inst.cfg.name));
+            let name = &inst.cfg.name;
+            lines.push(if before == after {
+                format!("{name}: {after}, {what}")
+            } else {
+                format!("{name}: {before} -> {after}, {what}")
+            });
         }
         Ok(lines.join("\n"))
     }

@@ -169,3 +169,22 @@ fn driver_unix_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default()
 }
+
+/// Answers `lb vrrp handoff|resume` from the control socket (see
+/// `ControlServer::serve_with_vrrp`) until the socket's side closes.
+pub async fn serve_control(
+    handle: std::sync::Arc<VrrpHandle>,
+    mut requests: mpsc::Receiver<crate::control::VrrpIncoming>,
+) {
+    use crate::control::{Response, VrrpRequest};
+    while let Some((request, reply)) = requests.recv().await {
+        let answer = match request {
+            VrrpRequest::VrrpHandoff { instance } => handle.handoff(instance).await,
+            VrrpRequest::VrrpResume { instance } => handle.resume(instance).await,
+        };
+        let _ = reply.send(match answer {
+            Ok(m) => Response::message(m),
+            Err(e) => Response::error(e),
+        });
+    }
+}
