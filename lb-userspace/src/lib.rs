@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod health;
+pub mod import;
 pub mod maglev;
 pub mod metrics;
 pub mod status;

@@ -90,6 +90,22 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Convert another program's config to an lb config on stdout; what
+    /// could not be converted is listed on stderr with file:line and why.
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// A keepalived.conf (and the files it includes): virtual servers,
+    /// real servers, checks, VRRP instances and sync groups.
+    Keepalived {
+        /// The keepalived.conf to convert, e.g. /etc/keepalived/keepalived.conf.
+        file: PathBuf,
+    },
 }
 
 /// An error with the exit code it deserves.
@@ -171,7 +187,30 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             println!("{}", answer.message.unwrap_or_default());
             Ok(())
         }
+        Command::Import {
+            from: ImportFrom::Keepalived { file },
+        } => import_keepalived(&file),
     }
+}
+
+/// The TOML on stdout, the notes on stderr, then the output's own
+/// `lb check` (without the host): exit 2 if lb would refuse it.
+fn import_keepalived(file: &Path) -> Result<(), Failure> {
+    let import = lb_userspace::import::keepalived(file)?;
+    print!("{}", import.toml);
+    for note in &import.notes {
+        eprintln!("{}", import.render_note(note));
+    }
+    eprintln!(
+        "lb import: {} statements converted as written, {} notes above",
+        import.converted.len(),
+        import.notes.len()
+    );
+    config::parse(&import.toml, "the converted config").map_err(|e| Failure {
+        code: 2,
+        error: anyhow::anyhow!("the converted config does not pass lb check: {e}"),
+    })?;
+    Ok(())
 }
 
 fn load_checked(path: &Path) -> Result<config::Config, Failure> {
