@@ -10,103 +10,15 @@ use std::{
 };
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use lb_userspace::{
     agent,
+    cli::{Cli, Command, ImportFrom, DEFAULT_CONFIG},
     config::{self, DEFAULT_CONTROL_SOCKET},
     control::{self, ControlError, Request},
-    dataplane::{
-        pin::{PinDir, DEFAULT_PIN_DIR},
-        stats::pinned_snapshot,
-    },
+    dataplane::{pin::PinDir, stats::pinned_snapshot},
     status::Status,
 };
-
-const DEFAULT_CONFIG: &str = "/etc/lb/lb.toml";
-
-#[derive(Parser)]
-#[command(
-    name = "lb",
-    version,
-    about = "XDP layer-4 load balancer (DR and NAT, Maglev)"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Attach the load balancer and serve the config in the foreground.
-    Run {
-        #[arg(long, short, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// Where the maps and XDP links are pinned (on a BPF filesystem);
-        /// an agent restarted with the same directory adopts them.
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
-    },
-    /// Detach XDP from every interface and remove the pinned maps: the
-    /// balancer stops forwarding. Refused while an agent runs.
-    Unload {
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
-        /// Control socket of the agent that must not be running.
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
-    /// Validate a config file (and that its interfaces exist here).
-    Check {
-        #[arg(long, short, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-    },
-    /// Show services, real servers and counters of the running agent (or,
-    /// with --pinned, of the pinned data plane).
-    Status {
-        /// Print JSON instead of the table.
-        #[arg(long)]
-        json: bool,
-        /// Control socket (default: the config's, else /run/lb/lb.sock).
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        /// Config whose [agent] control_socket to use; with --pinned, where
-        /// names and weights come from (default /etc/lb/lb.toml when
-        /// readable).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Read the maps pinned in --pin-dir instead of asking the agent:
-        /// works while no agent runs (the data plane keeps forwarding).
-        #[arg(long)]
-        pinned: bool,
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
-    },
-    /// Ask the running agent to re-read its config file.
-    Reload {
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
-    /// Convert another program's config to an lb config on stdout; what
-    /// could not be converted is listed on stderr with file:line and why.
-    Import {
-        #[command(subcommand)]
-        from: ImportFrom,
-    },
-}
-
-#[derive(Subcommand)]
-enum ImportFrom {
-    /// A keepalived.conf (and the files it includes): virtual servers,
-    /// real servers, checks, VRRP instances and sync groups.
-    Keepalived {
-        /// The keepalived.conf to convert, e.g. /etc/keepalived/keepalived.conf.
-        file: PathBuf,
-    },
-}
 
 /// An error with the exit code it deserves.
 struct Failure {
