@@ -415,3 +415,120 @@ fn the_lb_command_prints_toml_and_lists_notes() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
 }
+
+/// What keepalived tolerates and lb's validation refuses is adjusted with
+/// a note, so the output still passes `lb check`.
+#[test]
+fn vrrp_that_lb_would_refuse_is_adjusted_and_listed() {
+    let dir = std::env::temp_dir().join(format!("lb-import-edges-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let many: String = (0..260)
+        .map(|i| format!("        10.1.{}.{}/16\n", i / 250, i % 250 + 1))
+        .collect();
+    let text = format!(
+        "vrrp_instance A {{
+    state MASTER
+    nopreempt
+    preempt_delay 10
+    interface eth0
+    virtual_router_id 1
+    unicast_src_ip 10.0.0.1
+    virtual_ipaddress {{
+        10.0.0.10/24
+        fd00::10/64
+        10.0.0.10/24
+    }}
+    notify_master relative.sh
+}}
+vrrp_instance B {{
+    interface eth0
+    virtual_router_id 1
+    virtual_ipaddress {{
+        10.0.0.11
+    }}
+}}
+vrrp_instance C {{
+    interface eth0
+    virtual_router_id 2
+    virtual_ipaddress {{
+        10.0.0.10/24
+        10.0.0.12/24
+    }}
+}}
+vrrp_instance D {{
+    interface eth1
+    virtual_router_id 3
+}}
+vrrp_instance E {{
+    interface eth2
+    virtual_router_id 4
+    garp_master_repeat 500
+    virtual_ipaddress {{
+{many}    }}
+}}
+vrrp_sync_group G1 {{
+    group {{
+        A C
+    }}
+}}
+vrrp_sync_group G2 {{
+    group {{
+        C
+        D
+    }}
+}}
+"
+    );
+    let path = dir.join("keepalived.conf");
+    std::fs::write(&path, &text).unwrap();
+    let import = import::keepalived(&path).unwrap();
+    assert_every_line_accounted("edges", &import);
+    let config = checked("edges", &import);
+    let names: Vec<&str> = config
+        .vrrp_instances
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(names, ["A", "C", "E"], "{}", notes(&import));
+    let a = &config.vrrp_instances[0];
+    assert!(!a.preempt);
+    assert_eq!(a.initial_state, config::VrrpInitialState::Backup);
+    assert_eq!(a.unicast_source, None);
+    assert_eq!(a.notify_master, None);
+    assert_eq!(a.virtual_addresses.len(), 1);
+    assert_eq!(a.virtual_addresses_excluded[0].to_string(), "fd00::10/64");
+    let c = &config.vrrp_instances[1];
+    assert_eq!(c.virtual_addresses[0].to_string(), "10.0.0.12/24");
+    let e = &config.vrrp_instances[2];
+    assert_eq!(e.virtual_addresses.len(), 255);
+    assert_eq!(e.virtual_addresses_excluded.len(), 5);
+    assert_eq!(e.garp_repeat, 100);
+    let groups: Vec<(&str, Vec<String>)> = config
+        .vrrp_sync_groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.instances.clone()))
+        .collect();
+    assert_eq!(groups, [("G1", vec!["A".to_owned(), "C".to_owned()])]);
+    for (line, kind, needle) in [
+        (2, NoteKind::Changed, "backup used"),
+        (4, NoteKind::Ignored, "nopreempt"),
+        (7, NoteKind::Ignored, "multicast"),
+        (10, NoteKind::Changed, "excluded"),
+        (11, NoteKind::NotConverted, "twice"),
+        (13, NoteKind::NotConverted, "absolute"),
+        (15, NoteKind::NotConverted, "already an earlier instance's"),
+        (26, NoteKind::NotConverted, "instance A"),
+        (30, NoteKind::NotConverted, "no virtual_ipaddress"),
+        (37, NoteKind::Changed, "1-100"),
+        (298, NoteKind::Changed, "past the 255"),
+        (306, NoteKind::NotConverted, "no converted vrrp_instance"),
+        (308, NoteKind::NotConverted, "already in a group"),
+    ] {
+        assert!(
+            has_note(&import, line, kind, needle),
+            "no {kind:?} note on line {line} with `{needle}`:\n{}",
+            notes(&import)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -54,6 +54,15 @@ impl Cx {
         self.push(n, NoteKind::Changed, reason);
     }
 
+    /// Takes back an [`Cx::ok`]: the statement gets a note after all.
+    pub fn retract(&mut self, n: &Node, kind: NoteKind, reason: impl Into<String>) {
+        if let Some(i) = self.converted.iter().position(|at| *at == n.at) {
+            self.converted.remove(i);
+        }
+        n.done();
+        self.push(n, kind, reason);
+    }
+
     /// A value in the output the user has to look at.
     pub fn edit(&mut self, at: Src, what: &str, reason: impl Into<String>) {
         self.notes.push(Note {
@@ -158,18 +167,21 @@ pub(super) fn convert(parsed: Parsed) -> Import {
     let mut instances = Vec::new();
     let mut groups = Vec::new();
     let mut lvs_state = lvs::State::default();
+    let mut vrrp_state = vrrp::State::default();
     for n in nodes {
         match n.keyword.as_str() {
             "global_defs" => {}
             "virtual_server" => services.extend(lvs::virtual_server(&mut cx, n, &mut lvs_state)),
-            "vrrp_instance" => instances.extend(vrrp::instance(&mut cx, n, &globals)),
+            "vrrp_instance" => {
+                instances.extend(vrrp::instance(&mut cx, n, &globals, &mut vrrp_state))
+            }
             "vrrp_sync_group" => {} // once every instance is known
             _ => other_top_level(&mut cx, n),
         }
     }
     let names: HashSet<String> = instances.iter().map(|i| i.name.clone()).collect();
     for n in nodes.iter().filter(|n| n.keyword == "vrrp_sync_group") {
-        groups.extend(vrrp::sync_group(&mut cx, n, &names));
+        groups.extend(vrrp::sync_group(&mut cx, n, &names, &mut vrrp_state));
     }
     let interfaces: Vec<(String, Src)> = instances
         .iter()

@@ -7,7 +7,11 @@
 //! priority 100, 1 s adverts, backup, preempt), so only what is written is
 //! written out, plus `version = 3` for IPv6, which keepalived implies.
 
-use std::{collections::HashSet, net::IpAddr, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    time::Duration,
+};
 
 use toml::Value;
 
@@ -15,9 +19,21 @@ use super::{
     emit::{Entry, Section},
     keepalived::{Cx, Globals},
     parse::Node,
-    Src,
+    NoteKind, Src,
 };
-use crate::config::show_duration;
+use crate::config::{show_duration, Script, MAX_ADVERT_ADDRESSES};
+
+/// What one instance's conversion tells the next ones (lb refuses what
+/// two instances would fight over).
+#[derive(Default)]
+pub(super) struct State {
+    /// (interface, address) and the instance holding it.
+    addresses: HashMap<(String, IpAddr), String>,
+    /// (interface, virtual_router_id, IPv6): one router.
+    routers: HashSet<(String, u8, bool)>,
+    /// Instances already in a sync group.
+    grouped: HashSet<String>,
+}
 
 /// One instance: its section and its interface (for `[agent]`).
 pub(super) struct Converted {
@@ -27,15 +43,37 @@ pub(super) struct Converted {
 }
 
 /// Instance keys in lb's order, filled as the block is read.
-struct Fields {
+#[derive(Default)]
+struct Fields<'n> {
     entries: Vec<Entry>,
+    /// The statement each key came from, for notes on later adjustments.
+    from: HashMap<String, &'n Node>,
+    /// The instance's family (of its first address) and interface.
+    ipv6: bool,
+    interface: String,
+    /// Addresses seen in this instance.
+    seen: HashSet<IpAddr>,
 }
 
-impl Fields {
+impl<'n> Fields<'n> {
     fn set(&mut self, key: &str, value: impl Into<Value>, at: Option<Src>) -> &mut Entry {
         self.entries.retain(|e| e.key != key);
         self.entries.push(Entry::new(key, value, at));
         self.entries.last_mut().expect("just pushed")
+    }
+
+    fn set_from(&mut self, key: &str, value: impl Into<Value>, n: &'n Node) {
+        self.set(key, value, Some(n.at));
+        self.from.insert(key.to_owned(), n);
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.entries.iter().find(|e| e.key == key).map(|e| &e.value)
+    }
+
+    fn remove(&mut self, key: &str) -> Option<&'n Node> {
+        self.entries.retain(|e| e.key != key);
+        self.from.remove(key)
     }
 }
 
@@ -63,15 +101,41 @@ const ORDER: &[&str] = &[
     "garp_delay",
 ];
 
-pub(super) fn instance(cx: &mut Cx, n: &Node, g: &Globals) -> Option<Converted> {
+pub(super) fn instance(cx: &mut Cx, n: &Node, g: &Globals, st: &mut State) -> Option<Converted> {
     let Some(name) = n.values.first() else {
         cx.not_converted(n, "vrrp_instance without a name; not converted");
         return None;
     };
+    let first = first_address(n);
+    let Some((first_ip, _)) = first else {
+        cx.not_converted(
+            n,
+            "no virtual_ipaddress: an lb instance holds at least one address; not converted",
+        );
+        return None;
+    };
+    let ifname = peek(n, "interface").unwrap_or("eth0").to_owned();
+    if let Some(vrid) = peek(n, "virtual_router_id").and_then(|v| v.parse::<u8>().ok()) {
+        if !st
+            .routers
+            .insert((ifname.clone(), vrid, first_ip.is_ipv6()))
+        {
+            cx.not_converted(
+                n,
+                format!(
+                    "virtual_router_id {vrid} on {ifname} is already an earlier instance's: one router is configured once; not converted"
+                ),
+            );
+            return None;
+        }
+    }
     cx.ok(n);
     let mut f = Fields {
-        entries: vec![Entry::new("name", name.as_str(), Some(n.at))],
+        ipv6: first_ip.is_ipv6(),
+        interface: ifname,
+        ..Fields::default()
     };
+    f.set("name", name.as_str(), Some(n.at));
     let version = version(cx, n, g, &mut f);
     let mut interface = None;
     let mut mcast_src = None;
@@ -86,10 +150,14 @@ pub(super) fn instance(cx: &mut Cx, n: &Node, g: &Globals) -> Option<Converted> 
             }
             "version" => {} // read by version()
             "mcast_src_ip" => mcast_src = Some(c),
-            _ => instance_key(cx, c, &mut f, version, interface.as_ref()),
+            "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
+                addresses(cx, c, &mut f, &mut st.addresses, name)
+            }
+            _ => instance_key(cx, c, &mut f, version),
         }
     }
     unicast_source_fallback(cx, &mut f, mcast_src);
+    reconcile(cx, &mut f);
     garp_globals(&mut f, g);
     if interface.is_none() {
         f.set("interface", "eth0", None).comment =
@@ -112,16 +180,56 @@ pub(super) fn instance(cx: &mut Cx, n: &Node, g: &Globals) -> Option<Converted> 
     })
 }
 
+/// The value of the first child named `key`, without marking it.
+fn peek<'n>(n: &'n Node, key: &str) -> Option<&'n str> {
+    n.children()
+        .iter()
+        .find(|c| c.keyword == key)
+        .and_then(|c| c.values.first())
+        .map(String::as_str)
+}
+
+/// The first address of `virtual_ipaddress`: it sets the family.
+fn first_address(n: &Node) -> Option<(IpAddr, Option<u8>)> {
+    n.children()
+        .iter()
+        .filter(|c| c.keyword == "virtual_ipaddress")
+        .flat_map(|b| b.children())
+        .find_map(|a| address(&a.keyword))
+}
+
+/// What lb refuses and keepalived tolerates, adjusted with a note.
+fn reconcile(cx: &mut Cx, f: &mut Fields<'_>) {
+    let no_preempt = f.get("preempt") == Some(&Value::Boolean(false));
+    if no_preempt && f.get("state").and_then(Value::as_str) == Some("master") {
+        if let Some(n) = f.remove("state") {
+            cx.retract(
+                n,
+                NoteKind::Changed,
+                "nopreempt needs the initial state BACKUP (keepalived says so too): backup used",
+            );
+        }
+    }
+    if no_preempt {
+        if let Some(n) = f.remove("preempt_delay") {
+            cx.retract(n, NoteKind::Ignored, "no effect with nopreempt");
+        }
+    }
+    if f.get("unicast_peers").is_none() {
+        if let Some(n) = f.remove("unicast_source") {
+            cx.retract(
+                n,
+                NoteKind::Ignored,
+                "without unicast_peer adverts are multicast, from the interface's address",
+            );
+        }
+    }
+}
+
 /// The instance's version (its own, else global_defs' vrrp_version, else
 /// 3 for IPv6 as keepalived implies, else 2), written out when not 2.
-fn version(cx: &mut Cx, n: &Node, g: &Globals, f: &mut Fields) -> u8 {
-    let ipv6 = n
-        .children()
-        .iter()
-        .find(|c| c.keyword == "virtual_ipaddress")
-        .and_then(|b| b.children().first())
-        .and_then(|a| address(&a.keyword))
-        .is_some_and(|(ip, _)| ip.is_ipv6());
+fn version(cx: &mut Cx, n: &Node, g: &Globals, f: &mut Fields<'_>) -> u8 {
+    let ipv6 = f.ipv6;
     let own = n.children().iter().find(|c| c.keyword == "version");
     if let Some(c) = own {
         match cx.parse::<u8>(c, "2 or 3") {
@@ -155,13 +263,7 @@ fn version(cx: &mut Cx, n: &Node, g: &Globals, f: &mut Fields) -> u8 {
     }
 }
 
-fn instance_key(
-    cx: &mut Cx,
-    c: &Node,
-    f: &mut Fields,
-    version: u8,
-    interface: Option<&(String, Src)>,
-) {
+fn instance_key<'n>(cx: &mut Cx, c: &'n Node, f: &mut Fields<'n>, version: u8) {
     match c.keyword.as_str() {
         "virtual_router_id" => number(cx, c, f, "virtual_router_id", 1, 255),
         "priority" => number(cx, c, f, "priority", 1, 255),
@@ -169,7 +271,7 @@ fn instance_key(
         "state" => match c.values.first().map(|s| s.to_ascii_uppercase()).as_deref() {
             Some("MASTER") => {
                 cx.ok(c);
-                f.set("state", "master", Some(c.at));
+                f.set_from("state", "master", c);
             }
             Some("BACKUP") => {
                 cx.ok(c);
@@ -179,27 +281,27 @@ fn instance_key(
         },
         "nopreempt" => {
             cx.flag(c);
-            f.set("preempt", false, Some(c.at));
+            f.set_from("preempt", false, c);
         }
         "preempt" => {
             cx.flag(c);
-            f.set("preempt", true, Some(c.at));
+            f.set_from("preempt", true, c);
         }
         "preempt_delay" => {
             if let Some(d) = cx.seconds(c) {
-                cx.ok(c);
-                f.set("preempt_delay", show_duration(d), Some(c.at));
+                let d = bounded(cx, c, d, Duration::ZERO, Duration::from_secs(1000));
+                f.set_from("preempt_delay", show_duration(d), c);
             }
         }
         "authentication" => authentication(cx, c, f, version),
-        "virtual_ipaddress" => addresses(cx, c, f, "virtual_addresses", interface),
-        "virtual_ipaddress_excluded" => {
-            addresses(cx, c, f, "virtual_addresses_excluded", interface)
-        }
         "unicast_src_ip" => {
             if let Some(ip) = cx.parse::<IpAddr>(c, "an IP address") {
-                cx.ok(c);
-                f.set("unicast_source", ip.to_string(), Some(c.at));
+                if ip.is_ipv6() == f.ipv6 {
+                    cx.ok(c);
+                    f.set_from("unicast_source", ip.to_string(), c);
+                } else {
+                    cx.not_converted(c, "not the instance's address family");
+                }
             }
         }
         "unicast_peer" => peers(cx, c, f),
@@ -208,14 +310,19 @@ fn instance_key(
         }
         "garp_master_delay" => {
             if let Some(d) = cx.seconds(c) {
-                cx.ok(c);
+                let d = bounded(cx, c, d, Duration::ZERO, Duration::from_secs(3600));
                 f.set("garp_delay", show_duration(d), Some(c.at));
             }
         }
         "garp_master_repeat" => {
             if let Some(r) = cx.parse::<u32>(c, "a count") {
-                cx.ok(c);
-                f.set("garp_repeat", i64::from(r), Some(c.at));
+                let used = r.clamp(1, 100);
+                if used == r {
+                    cx.ok(c);
+                } else {
+                    cx.changed(c, format!("lb repeats 1-100 times: {used} used"));
+                }
+                f.set("garp_repeat", i64::from(used), Some(c.at));
             }
         }
         _ => instance_other(cx, c),
@@ -260,7 +367,26 @@ fn instance_other(cx: &mut Cx, c: &Node) {
     cx.not_converted(c, reason);
 }
 
-fn number(cx: &mut Cx, c: &Node, f: &mut Fields, key: &str, lo: i64, hi: i64) {
+/// `d` within lb's bounds, with a note when it was not.
+fn bounded(cx: &mut Cx, c: &Node, d: Duration, lo: Duration, hi: Duration) -> Duration {
+    let used = d.clamp(lo, hi);
+    if used == d {
+        cx.ok(c);
+    } else {
+        cx.changed(
+            c,
+            format!(
+                "lb takes {}..{}: {} used",
+                show_duration(lo),
+                show_duration(hi),
+                show_duration(used)
+            ),
+        );
+    }
+    used
+}
+
+fn number(cx: &mut Cx, c: &Node, f: &mut Fields<'_>, key: &str, lo: i64, hi: i64) {
     if let Some(v) = cx.parse::<i64>(c, "a number") {
         if (lo..=hi).contains(&v) {
             cx.ok(c);
@@ -271,7 +397,7 @@ fn number(cx: &mut Cx, c: &Node, f: &mut Fields, key: &str, lo: i64, hi: i64) {
     }
 }
 
-fn advert(cx: &mut Cx, c: &Node, f: &mut Fields, version: u8) {
+fn advert(cx: &mut Cx, c: &Node, f: &mut Fields<'_>, version: u8) {
     let Some(d) = cx.seconds(c) else { return };
     let ms = d.as_millis() as u64;
     let used = if version == 2 {
@@ -295,7 +421,7 @@ fn advert(cx: &mut Cx, c: &Node, f: &mut Fields, version: u8) {
     f.set("advert_interval", show_duration(used), Some(c.at));
 }
 
-fn authentication(cx: &mut Cx, block: &Node, f: &mut Fields, version: u8) {
+fn authentication(cx: &mut Cx, block: &Node, f: &mut Fields<'_>, version: u8) {
     let ty = block.children().iter().find(|c| c.keyword == "auth_type");
     let pass = block.children().iter().find(|c| c.keyword == "auth_pass");
     if version == 3 {
@@ -356,16 +482,19 @@ fn authentication(cx: &mut Cx, block: &Node, f: &mut Fields, version: u8) {
     f.set("auth_pass", bytes, Some(node.at));
 }
 
-/// `ADDR[/LEN] [dev IF] [label L] [brd B] [scope S] ...` lines.
+/// `ADDR[/LEN] [dev IF] [label L] [brd B] [scope S] ...` lines, into the
+/// advertised or excluded list. As keepalived does, an address of the
+/// other family than the instance's, or past the 255 one advert can
+/// carry, is held without being advertised (excluded).
 fn addresses(
     cx: &mut Cx,
     block: &Node,
-    f: &mut Fields,
-    key: &str,
-    interface: Option<&(String, Src)>,
+    f: &mut Fields<'_>,
+    taken: &mut HashMap<(String, IpAddr), String>,
+    instance: &str,
 ) {
     cx.ok(block);
-    let mut list = Vec::new();
+    let excluded_block = block.keyword == "virtual_ipaddress_excluded";
     for a in block.children() {
         let Some((ip, len)) = address(&a.keyword) else {
             cx.not_converted(
@@ -374,20 +503,66 @@ fn addresses(
             );
             continue;
         };
-        list.push(Value::from(match len {
-            Some(l) => format!("{ip}/{l}"),
-            None => ip.to_string(),
-        }));
         if a.block.is_some() {
             cx.not_converted(a, "unexpected block after an address");
             continue;
         }
-        address_options(cx, a, interface);
+        if !f.seen.insert(ip) {
+            cx.not_converted(a, "listed twice in this instance");
+            continue;
+        }
+        if let Some(other) = taken.get(&(f.interface.clone(), ip)) {
+            cx.not_converted(
+                a,
+                format!(
+                    "already an address of instance {other} on {}: two instances would add and remove it under each other",
+                    f.interface
+                ),
+            );
+            continue;
+        }
+        taken.insert((f.interface.clone(), ip), instance.to_owned());
+        let text = match len {
+            Some(l) => format!("{ip}/{l}"),
+            None => ip.to_string(),
+        };
+        let advertised = f
+            .get("virtual_addresses")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let key = if excluded_block {
+            "virtual_addresses_excluded"
+        } else if ip.is_ipv6() != f.ipv6 {
+            cx.changed(
+                a,
+                "not the instance's family: held but not advertised (excluded), as keepalived does",
+            );
+            "virtual_addresses_excluded"
+        } else if advertised >= MAX_ADVERT_ADDRESSES {
+            cx.changed(
+                a,
+                "past the 255 addresses an advert carries: held but not advertised (excluded)",
+            );
+            "virtual_addresses_excluded"
+        } else {
+            "virtual_addresses"
+        };
+        push_address(f, key, text, block.at);
+        address_options(cx, a, &f.interface);
     }
-    if list.is_empty() {
-        return;
+}
+
+fn push_address(f: &mut Fields<'_>, key: &str, text: String, at: Src) {
+    match f.entries.iter_mut().find(|e| e.key == key) {
+        Some(e) => {
+            if let Value::Array(list) = &mut e.value {
+                list.push(Value::from(text));
+            }
+        }
+        None => {
+            f.set(key, Value::Array(vec![Value::from(text)]), Some(at));
+        }
     }
-    f.set(key, Value::Array(list), Some(block.at));
 }
 
 fn address(text: &str) -> Option<(IpAddr, Option<u8>)> {
@@ -403,7 +578,7 @@ fn address(text: &str) -> Option<(IpAddr, Option<u8>)> {
     Some((ip, len))
 }
 
-fn address_options(cx: &mut Cx, a: &Node, interface: Option<&(String, Src)>) {
+fn address_options(cx: &mut Cx, a: &Node, interface: &str) {
     let mut notes = Vec::new();
     let mut edit = None;
     let mut i = 0;
@@ -415,7 +590,7 @@ fn address_options(cx: &mut Cx, a: &Node, interface: Option<&(String, Src)>) {
             "dev" | "label" | "brd" | "broadcast" | "scope" | "preferred_lft" | "track_group"
         );
         match (opt, arg) {
-            ("dev", Some(dev)) if interface.is_some_and(|(i, _)| i == dev) => {}
+            ("dev", Some(dev)) if interface == dev => {}
             ("dev", Some(dev)) => {
                 edit = Some(format!(
                     "keepalived put this address on `{dev}`; lb adds every address of an \
@@ -442,19 +617,32 @@ fn address_options(cx: &mut Cx, a: &Node, interface: Option<&(String, Src)>) {
                 cx.changed(a, notes.join("; "));
             }
         }
-        (None, true) => cx.ok(a),
+        (None, true) => {
+            if !a.is_done() {
+                cx.ok(a);
+            }
+        }
         (None, false) => cx.changed(a, notes.join("; ")),
     }
 }
 
-fn peers(cx: &mut Cx, block: &Node, f: &mut Fields) {
+fn peers(cx: &mut Cx, block: &Node, f: &mut Fields<'_>) {
     cx.ok(block);
     let mut list = Vec::new();
+    let mut seen = HashSet::new();
     for p in block.children() {
         let Ok(ip) = p.keyword.parse::<IpAddr>() else {
             cx.not_converted(p, "not an IP address");
             continue;
         };
+        if ip.is_ipv6() != f.ipv6 {
+            cx.not_converted(p, "not the instance's address family");
+            continue;
+        }
+        if !seen.insert(ip) {
+            cx.not_converted(p, "listed twice");
+            continue;
+        }
         list.push(Value::from(ip.to_string()));
         if p.values.is_empty() {
             cx.ok(p);
@@ -472,14 +660,14 @@ fn peers(cx: &mut Cx, block: &Node, f: &mut Fields) {
 
 /// keepalived uses `mcast_src_ip` as the unicast source when no
 /// `unicast_src_ip` is given.
-fn unicast_source_fallback(cx: &mut Cx, f: &mut Fields, mcast: Option<&Node>) {
+fn unicast_source_fallback<'n>(cx: &mut Cx, f: &mut Fields<'n>, mcast: Option<&'n Node>) {
     let Some(c) = mcast else { return };
     let has_peers = f.entries.iter().any(|e| e.key == "unicast_peers");
     let has_source = f.entries.iter().any(|e| e.key == "unicast_source");
     match cx.parse::<IpAddr>(c, "an IP address") {
-        Some(ip) if has_peers && !has_source => {
+        Some(ip) if has_peers && !has_source && ip.is_ipv6() == f.ipv6 => {
             cx.ok(c);
-            f.set("unicast_source", ip.to_string(), Some(c.at));
+            f.set_from("unicast_source", ip.to_string(), c);
         }
         Some(_) => cx.not_converted(
             c,
@@ -489,7 +677,7 @@ fn unicast_source_fallback(cx: &mut Cx, f: &mut Fields, mcast: Option<&Node>) {
     }
 }
 
-fn garp_globals(f: &mut Fields, g: &Globals) {
+fn garp_globals(f: &mut Fields<'_>, g: &Globals) {
     if let Some((d, at)) = g.garp_delay {
         if !f.entries.iter().any(|e| e.key == "garp_delay") {
             f.set("garp_delay", show_duration(d), Some(at)).comment =
@@ -507,7 +695,7 @@ fn garp_globals(f: &mut Fields, g: &Globals) {
 /// A notify script. keepalived splits the line at whitespace, with double
 /// or single quotes grouping words; lb splits at whitespace with double
 /// quotes only, so the words are written out again with double quotes.
-fn script(cx: &mut Cx, c: &Node, f: &mut Fields) {
+fn script(cx: &mut Cx, c: &Node, f: &mut Fields<'_>) {
     let words = super::checks::split_command(&c.values.join(" "));
     let words = match words {
         Some(w) if !w.is_empty() => w,
@@ -535,17 +723,25 @@ fn script(cx: &mut Cx, c: &Node, f: &mut Fields) {
         })
         .collect::<Vec<_>>()
         .join(" ");
+    if let Err(e) = Script::parse(&line) {
+        cx.retract(c, NoteKind::NotConverted, format!("lb cannot run it: {e}"));
+        return;
+    }
     f.set(&c.keyword, line, Some(c.at));
 }
 
-pub(super) fn sync_group(cx: &mut Cx, n: &Node, instances: &HashSet<String>) -> Option<Section> {
+pub(super) fn sync_group(
+    cx: &mut Cx,
+    n: &Node,
+    instances: &HashSet<String>,
+    st: &mut State,
+) -> Option<Section> {
     let Some(name) = n.values.first() else {
         cx.not_converted(n, "vrrp_sync_group without a name; not converted");
         return None;
     };
-    let mut f = Fields {
-        entries: vec![Entry::new("name", name.as_str(), Some(n.at))],
-    };
+    let mut f = Fields::default();
+    f.set("name", name.as_str(), Some(n.at));
     let mut members = Vec::new();
     let mut members_at = None;
     for c in n.children() {
@@ -554,7 +750,7 @@ pub(super) fn sync_group(cx: &mut Cx, n: &Node, instances: &HashSet<String>) -> 
                 cx.ok(c);
                 members_at.get_or_insert(c.at);
                 for m in c.children() {
-                    group_member(cx, m, instances, &mut members);
+                    group_member(cx, m, instances, &mut st.grouped, &mut members);
                 }
             }
             "notify_master" | "notify_backup" | "notify_fault" | "notify" => script(cx, c, &mut f),
@@ -585,12 +781,18 @@ pub(super) fn sync_group(cx: &mut Cx, n: &Node, instances: &HashSet<String>) -> 
     Some(section)
 }
 
-fn group_member(cx: &mut Cx, m: &Node, instances: &HashSet<String>, out: &mut Vec<String>) {
+fn group_member(
+    cx: &mut Cx,
+    m: &Node,
+    instances: &HashSet<String>,
+    grouped: &mut HashSet<String>,
+    out: &mut Vec<String>,
+) {
     // Names may be written one per line or several on a line.
     let names: Vec<&String> = std::iter::once(&m.keyword).chain(&m.values).collect();
     let mut missing = Vec::new();
     for name in names {
-        if instances.contains(name) && !out.contains(name) {
+        if instances.contains(name) && grouped.insert(name.clone()) {
             out.push(name.clone());
         } else {
             missing.push(name.as_str());
@@ -602,7 +804,7 @@ fn group_member(cx: &mut Cx, m: &Node, instances: &HashSet<String>, out: &mut Ve
         cx.not_converted(
             m,
             format!(
-                "{}: no converted vrrp_instance of this name (or listed twice): left out",
+                "{}: no converted vrrp_instance of this name, or already in a group: left out",
                 missing.join(", ")
             ),
         );
