@@ -353,6 +353,8 @@ fn every_construct_is_converted_or_listed() {
         (155, NoteKind::NotConverted, "firewall mark"),
         (160, NoteKind::NotConverted, "groups"),
         (166, NoteKind::NotConverted, "NAT replies"),
+        (171, NoteKind::NotConverted, "parameter substitution"),
+        (172, NoteKind::NotConverted, "@host"),
     ] {
         assert!(
             has_note(&import, line, kind, needle),
@@ -531,4 +533,46 @@ vrrp_sync_group G2 {{
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Seed 001 converted, with the interfaces edited as lb import says,
+/// serves what examples/seed001-nat.toml (the config the seed 001
+/// end-to-end test and demo run) serves: same service, real servers,
+/// weights and check; only names and check timing (keepalived's) differ.
+#[test]
+fn seed001_converted_matches_the_seed001_example() {
+    let import = convert("seed001-nat.conf");
+    let edited = import.toml.replace(
+        "interfaces = [\"eth0\"]",
+        "interfaces = [\"eth0\", \"eth1\"]",
+    );
+    let converted = config::parse(&edited, "converted").unwrap();
+    let example_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed001-nat.toml");
+    let example = config::load(&example_path).unwrap();
+    assert_eq!(converted.agent, example.agent);
+    let shape = |c: &Config| {
+        c.virtual_servers
+            .iter()
+            .map(|vs| {
+                let reals: Vec<String> = vs
+                    .real_servers
+                    .iter()
+                    .map(|r| {
+                        let http = match &r.health_check.kind {
+                            config::CheckKind::Http(h) => {
+                                format!("{} {:?}", h.path, h.expect_status)
+                            }
+                            other => format!("{other:?}"),
+                        };
+                        format!("{}:{} w{} {http}", r.address, r.port, r.weight)
+                    })
+                    .collect();
+                format!(
+                    "{}:{} {:?} {:?} {:?}",
+                    vs.address, vs.port, vs.protocol, vs.forwarding, reals
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shape(&converted), shape(&example));
 }

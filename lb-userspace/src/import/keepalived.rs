@@ -223,7 +223,7 @@ fn preamble(cx: &Cx, files: &[std::path::PathBuf]) -> Vec<String> {
         "Written by `lb import keepalived`. Each table and key names the keepalived".into(),
         format!("line it came from (in {}); what could not be converted was listed on stderr", files.first().map(|f| f.display().to_string()).unwrap_or_default()),
         format!(
-            "({not} statements not converted, {edit} values to check). Validate with `lb check --config FILE`."
+            "(not converted: {not}; values to check: {edit}). Validate with `lb check --config FILE`."
         ),
     ]
 }
@@ -300,6 +300,14 @@ fn other_top_level(cx: &mut Cx, n: &Node) {
              system's network configuration"
         }
         "garp_group" | "linkbeat_interfaces" => "lb has no equivalent",
+        k if k.starts_with('$') => {
+            "keepalived's parameter substitution ($NAME=value) is not expanded by lb \
+             import: write the values out in the file and import it again"
+        }
+        k if k.starts_with('@') => {
+            "a line for some hosts only (@host): lb import does not choose by host name: \
+             keep the lines of this host without their @ prefix and import again"
+        }
         _ => {
             cx.not_converted(n, "unknown top-level keyword: not converted");
             return;
