@@ -314,7 +314,11 @@ fn every_construct_is_converted_or_listed() {
             "[2001:db8::80]:80/tcp",
             "10.0.0.100:80/tcp",
             "10.0.0.100:53/udp",
-            "10.0.0.100:8080/tcp"
+            "10.0.0.100:8080/tcp",
+            // virtual_server group DNS: one service per member address.
+            "10.0.2.1:53/udp",
+            "10.0.2.2:53/udp",
+            "10.0.2.3:53/udp"
         ]
     );
     let web = &config.virtual_servers[1];
@@ -351,10 +355,12 @@ fn every_construct_is_converted_or_listed() {
         (143, NoteKind::Changed, "VIP's port"),
         (148, NoteKind::NotConverted, "TUN"),
         (155, NoteKind::NotConverted, "firewall mark"),
-        (160, NoteKind::NotConverted, "groups"),
+        (160, NoteKind::NotConverted, "no virtual_server_group WEB"),
         (166, NoteKind::NotConverted, "NAT replies"),
         (171, NoteKind::NotConverted, "parameter substitution"),
         (172, NoteKind::NotConverted, "@host"),
+        (178, NoteKind::NotConverted, "firewall mark"),
+        (189, NoteKind::Ignored, "no virtual_server uses"),
     ] {
         assert!(
             has_note(&import, line, kind, needle),

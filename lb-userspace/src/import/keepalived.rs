@@ -7,7 +7,11 @@
 //! the "nothing dropped silently" promise hold even for keywords this
 //! importer has never heard of.
 
-use std::{collections::HashSet, str::FromStr, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    str::FromStr,
+    time::Duration,
+};
 
 use toml::Value;
 
@@ -168,10 +172,17 @@ pub(super) fn convert(parsed: Parsed) -> Import {
     let mut groups = Vec::new();
     let mut lvs_state = lvs::State::default();
     let mut vrrp_state = vrrp::State::default();
+    let vs_groups: HashMap<&str, &Node> = nodes
+        .iter()
+        .filter(|n| n.keyword == "virtual_server_group")
+        .filter_map(|n| Some((n.values.first()?.as_str(), n)))
+        .collect();
     for n in nodes {
         match n.keyword.as_str() {
-            "global_defs" => {}
-            "virtual_server" => services.extend(lvs::virtual_server(&mut cx, n, &mut lvs_state)),
+            "global_defs" | "virtual_server_group" => {}
+            "virtual_server" => {
+                services.push(lvs::virtual_server(&mut cx, n, &mut lvs_state, &vs_groups))
+            }
             "vrrp_instance" => {
                 instances.extend(vrrp::instance(&mut cx, n, &globals, &mut vrrp_state))
             }
@@ -179,6 +190,12 @@ pub(super) fn convert(parsed: Parsed) -> Import {
             _ => other_top_level(&mut cx, n),
         }
     }
+    for n in nodes.iter().filter(|n| n.keyword == "virtual_server_group") {
+        if !n.is_done() {
+            cx.ignored(n, "no virtual_server uses this group");
+        }
+    }
+    services.retain(|s| !s.is_empty());
     let names: HashSet<String> = instances.iter().map(|i| i.name.clone()).collect();
     for n in nodes.iter().filter(|n| n.keyword == "vrrp_sync_group") {
         groups.extend(vrrp::sync_group(&mut cx, n, &names, &mut vrrp_state));
@@ -197,7 +214,10 @@ pub(super) fn convert(parsed: Parsed) -> Import {
     sections.extend(instances.into_iter().map(|i| i.section));
     sections.extend(groups);
     sweep(&mut cx, nodes);
-    cx.notes.sort_by_key(|n| n.at);
+    // A group's members share their block's statements: one note each.
+    cx.notes
+        .sort_by(|a, b| (a.at, &a.what, &a.reason).cmp(&(b.at, &b.what, &b.reason)));
+    cx.notes.dedup();
     cx.converted.sort();
     let preamble = preamble(&cx, &parsed.files);
     Import {
@@ -291,9 +311,6 @@ fn other_top_level(cx: &mut Cx, n: &Node) {
         | "track_process" | "bfd_instance" => {
             "lb tracks no scripts, files, processes or BFD sessions; a vrrp_instance can \
              track virtual servers' health instead (track_virtual_servers)"
-        }
-        "virtual_server_group" => {
-            "lb has no virtual server groups: write one virtual_server per address and port"
         }
         "static_ipaddress" | "static_routes" | "static_rules" => {
             "addresses and routes that do not move with VRRP: configure them with the \

@@ -1,5 +1,7 @@
 //! `virtual_server` and `real_server` blocks to `[[virtual_server]]` and
-//! `[[virtual_server.real_server]]`.
+//! `[[virtual_server.real_server]]`. A `virtual_server group NAME` becomes
+//! one service per address of its `virtual_server_group` (lb has no
+//! groups; address ranges are expanded, fwmark members are not converted).
 //!
 //! keepalived's defaults are written out (protocol TCP, lb_kind NAT,
 //! weight 1, delay_loop 60 s) so the output means what the input meant.
@@ -40,9 +42,115 @@ struct Service {
     name: String,
 }
 
-/// One virtual server's sections, or `None` when it cannot be converted.
-pub(super) fn virtual_server(cx: &mut Cx, n: &Node, st: &mut State) -> Option<Vec<Section>> {
-    let (address, port) = header(cx, n)?;
+/// The sections of one `virtual_server` block: one service, or one per
+/// member of its `virtual_server_group`; none when it cannot be converted.
+pub(super) fn virtual_server(
+    cx: &mut Cx,
+    n: &Node,
+    st: &mut State,
+    groups: &HashMap<&str, &Node>,
+) -> Vec<Section> {
+    let [kind, name] = n.values.as_slice() else {
+        return header(cx, n)
+            .and_then(|(a, p)| service(cx, n, st, a, p, None))
+            .unwrap_or_default();
+    };
+    if kind != "group" {
+        return header(cx, n)
+            .and_then(|(a, p)| service(cx, n, st, a, p, None))
+            .unwrap_or_default();
+    }
+    let Some(group) = groups.get(name.as_str()) else {
+        cx.not_converted(
+            n,
+            format!("no virtual_server_group {name} in the file; not converted"),
+        );
+        return Vec::new();
+    };
+    cx.ok(group);
+    let members = group_members(cx, group);
+    if members.is_empty() {
+        cx.not_converted(
+            n,
+            "its group has no address and port lb can serve; not converted",
+        );
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (address, port, at) in members {
+        out.extend(service(cx, n, st, address, port, Some(at)).unwrap_or_default());
+    }
+    out
+}
+
+/// `IP PORT` and `IP-LAST PORT` (a range of the last byte, or the last
+/// 16 bits for IPv6) members of a `virtual_server_group`.
+fn group_members(cx: &mut Cx, group: &Node) -> Vec<(IpAddr, u16, Src)> {
+    let mut out = Vec::new();
+    for m in group.children() {
+        if m.keyword == "fwmark" {
+            cx.not_converted(
+                m,
+                "lb matches services by address, port and protocol, not by firewall mark",
+            );
+            continue;
+        }
+        let port = match m.values.as_slice() {
+            [p] => p.parse::<u16>().ok().filter(|p| *p > 0),
+            _ => None,
+        };
+        let (Some(port), Some(addresses)) = (port, address_range(&m.keyword)) else {
+            cx.not_converted(
+                m,
+                "expected `IP PORT` or `IP-LAST PORT` with a port 1-65535",
+            );
+            continue;
+        };
+        cx.ok(m);
+        out.extend(addresses.into_iter().map(|a| (a, port, m.at)));
+    }
+    out
+}
+
+fn address_range(text: &str) -> Option<Vec<IpAddr>> {
+    let Some((first, last)) = text.split_once('-') else {
+        return Some(vec![text.parse().ok()?]);
+    };
+    match first.parse::<IpAddr>().ok()? {
+        IpAddr::V4(a) => {
+            let [x, y, z, lo] = a.octets();
+            let hi: u8 = last.parse().ok()?;
+            (lo <= hi).then(|| (lo..=hi).map(|o| IpAddr::from([x, y, z, o])).collect())
+        }
+        IpAddr::V6(a) => {
+            let mut segs = a.segments();
+            let lo = segs[7];
+            let hi = u16::from_str_radix(last, 16).ok()?;
+            if lo > hi || hi - lo > 1024 {
+                return None;
+            }
+            Some(
+                (lo..=hi)
+                    .map(|s| {
+                        segs[7] = s;
+                        IpAddr::from(segs)
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// One service from the block `n` at `address`:`port` (`member`: the
+/// group line it came from).
+fn service(
+    cx: &mut Cx,
+    n: &Node,
+    st: &mut State,
+    address: IpAddr,
+    port: u16,
+    member: Option<Src>,
+) -> Option<Vec<Section>> {
     let protocol = match peek(n, &["protocol"])
         .map(|p| p.to_ascii_uppercase())
         .as_deref()
@@ -74,7 +182,7 @@ pub(super) fn virtual_server(cx: &mut Cx, n: &Node, st: &mut State) -> Option<Ve
     if !st.services.insert((address, port, protocol)) {
         cx.not_converted(
             n,
-            "the same address, port and protocol as an earlier virtual_server",
+            format!("{address} port {port} {protocol} is already an earlier virtual_server"),
         );
         return None;
     }
@@ -94,9 +202,15 @@ pub(super) fn virtual_server(cx: &mut Cx, n: &Node, st: &mut State) -> Option<Ve
 
     let mut section = Section::new("[[virtual_server]]", Some(n.at));
     section.title = Some(n.text());
-    section.push(Entry::new("name", svc.name.as_str(), Some(n.at)));
-    section.push(Entry::new("address", address.to_string(), Some(n.at)));
-    section.push(Entry::new("port", i64::from(port), Some(n.at)));
+    let from = member.or(Some(n.at));
+    if let Some(m) = member {
+        section
+            .comments
+            .push(format!("one member (line {}) of its group", m.line));
+    }
+    section.push(Entry::new("name", svc.name.as_str(), from));
+    section.push(Entry::new("address", address.to_string(), from));
+    section.push(Entry::new("port", i64::from(port), from));
     let mut defaults = Defaults::default();
     let mut proto_at = None;
     let mut kind_at = None;
@@ -140,10 +254,6 @@ pub(super) fn virtual_server(cx: &mut Cx, n: &Node, st: &mut State) -> Option<Ve
 /// `virtual_server IP PORT`; groups and fwmarks are not converted.
 fn header(cx: &mut Cx, n: &Node) -> Option<(IpAddr, u16)> {
     match n.values.as_slice() {
-        [kind, _] if kind == "group" => {
-            cx.not_converted(n, "lb has no virtual server groups: write one virtual_server per address and port; not converted");
-            None
-        }
         [kind, _] if kind == "fwmark" => {
             cx.not_converted(n, "lb matches services by address, port and protocol, not by firewall mark; not converted");
             None
