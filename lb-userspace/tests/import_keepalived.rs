@@ -357,7 +357,6 @@ fn every_construct_is_converted_or_listed() {
         (155, NoteKind::NotConverted, "firewall mark"),
         (160, NoteKind::NotConverted, "no virtual_server_group WEB"),
         (166, NoteKind::NotConverted, "NAT replies"),
-        (171, NoteKind::NotConverted, "parameter substitution"),
         (172, NoteKind::NotConverted, "@host"),
         (178, NoteKind::NotConverted, "firewall mark"),
         (189, NoteKind::Ignored, "no virtual_server uses"),
@@ -368,6 +367,11 @@ fn every_construct_is_converted_or_listed() {
             notes(&import)
         );
     }
+    // A parameter definition is converted (it is used where it is named).
+    assert!(import
+        .converted
+        .iter()
+        .any(|at| at.file == 0 && at.line == 171));
     // A block that was not converted is listed with all its lines.
     let tun = import.notes.iter().find(|n| n.at.line == 148).unwrap();
     assert_eq!(tun.last_line, 153);

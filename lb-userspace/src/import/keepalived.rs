@@ -318,8 +318,8 @@ fn other_top_level(cx: &mut Cx, n: &Node) {
         }
         "garp_group" | "linkbeat_interfaces" => "lb has no equivalent",
         k if k.starts_with('$') => {
-            "keepalived's parameter substitution ($NAME=value) is not expanded by lb \
-             import: write the values out in the file and import it again"
+            "a parameter ($NAME) with no `$NAME=value` definition before it: define it \
+             or write the value out, and import again"
         }
         k if k.starts_with('@') => {
             "a line for some hosts only (@host): lb import does not choose by host name: \

@@ -5,7 +5,8 @@
 //! them), a word starting with `#` or `!` outside quotes starts a comment
 //! that runs to the end of the line, and double quotes group words with
 //! their spaces (`notify_master "/path/script arg"`). A line ending in
-//! `\` continues on the next one. The line number of every token is kept:
+//! `\` continues on the next one; `${NAME}` (a parameter reference) is
+//! part of its word. The line number of every token is kept:
 //! every message of `lb import` names the line it is about.
 
 /// One word, `{`, `}` or the end of a line.
@@ -118,6 +119,17 @@ fn lex_line(line: &str, number: u32, out: &mut Vec<Lexed>) -> Result<(), LexErro
                 flush(out, &mut word, &mut in_word, &mut quoted);
                 push(out, if c == '{' { Token::Open } else { Token::Close });
             }
+            // `${NAME}` is a parameter reference, not a block.
+            '$' if chars.peek() == Some(&'{') => {
+                in_word = true;
+                word.push('$');
+                for c in chars.by_ref() {
+                    word.push(c);
+                    if c == '}' {
+                        break;
+                    }
+                }
+            }
             '#' | '!' if !in_word => break,
             c if c.is_whitespace() => flush(out, &mut word, &mut in_word, &mut quoted),
             c => {
@@ -190,6 +202,11 @@ mod tests {
             words("vs 1.2.3.4 80{\n  weight 2}\n"),
             ["vs", "1.2.3.4", "80", "{", ";", "weight", "2", "}", ";"]
         );
+    }
+
+    #[test]
+    fn parameter_references_are_words() {
+        assert_eq!(words("a ${X}y {\n"), ["a", "${X}y", "{", ";"]);
     }
 
     #[test]

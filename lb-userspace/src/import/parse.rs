@@ -1,5 +1,7 @@
 //! keepalived.conf files to a tree of statements: `include` expansion
-//! (a glob relative to the including file, as keepalived does) and blocks.
+//! (a glob relative to the including file, as keepalived does),
+//! parameters (`$NAME=value` defines, `$NAME` / `${NAME}` in later lines,
+//! in included files too, is replaced) and blocks.
 //!
 //! A statement is a keyword, its values (the words up to the end of the
 //! line, a `{` or a `}`) and, when a `{` follows, a block of statements.
@@ -11,6 +13,7 @@
 
 use std::{
     cell::Cell,
+    collections::HashMap,
     path::{Path, PathBuf},
 };
 
@@ -102,6 +105,7 @@ pub fn parse_file(path: &Path) -> Result<Parsed, ImportError> {
         files: Vec::new(),
         notes: Vec::new(),
         includes: Vec::new(),
+        defs: HashMap::new(),
     };
     let tokens = reader.read(path, 0, None)?;
     let nodes = build(&tokens, &reader.files)?;
@@ -117,6 +121,8 @@ struct Reader {
     files: Vec<PathBuf>,
     notes: Vec<Note>,
     includes: Vec<Src>,
+    /// keepalived's `$NAME=value` definitions seen so far, in file order.
+    defs: HashMap<String, String>,
 }
 
 /// A token with its file.
@@ -165,19 +171,75 @@ impl Reader {
                     self.include(dir, &args, at, depth, &mut out)?;
                     i = end + 1;
                 }
-                (token, _) => {
-                    out.push(Located {
-                        token: token.clone(),
-                        at: Src {
-                            file,
-                            line: lexed[i].line,
-                        },
+                (
+                    Token::Word {
+                        text,
+                        quoted: false,
+                    },
+                    true,
+                ) if definition(text).is_some() => {
+                    let end = line_end(&lexed, i);
+                    let (name, first) = definition(text).expect("matched");
+                    let mut value = first.to_owned();
+                    for w in lexed[i + 1..end].iter().filter_map(word) {
+                        value.push(' ');
+                        value.push_str(&w);
+                    }
+                    self.defs.insert(name.to_owned(), value.trim().to_owned());
+                    // Converted: it takes effect in the lines after it.
+                    self.includes.push(Src {
+                        file,
+                        line: lexed[i].line,
                     });
+                    i = end + 1;
+                }
+                (token, _) => {
+                    let at = Src {
+                        file,
+                        line: lexed[i].line,
+                    };
+                    self.push_substituted(token, at, &mut out);
                     i += 1;
                 }
             }
         }
         Ok(out)
+    }
+
+    /// A token with `$NAME` / `${NAME}` replaced. As keepalived's
+    /// substitution is textual, an unquoted word whose value holds spaces
+    /// or braces becomes several tokens.
+    fn push_substituted(&self, token: &Token, at: Src, out: &mut Vec<Located>) {
+        let Token::Word { text, quoted } = token else {
+            out.push(Located {
+                token: token.clone(),
+                at,
+            });
+            return;
+        };
+        // A value may use other parameters; a bound keeps a loop finite.
+        let mut replaced = substitute(text, &self.defs);
+        for _ in 0..8 {
+            let again = substitute(&replaced, &self.defs);
+            if again == replaced {
+                break;
+            }
+            replaced = again;
+        }
+        if *quoted || replaced == *text {
+            out.push(Located {
+                token: Token::Word {
+                    text: replaced,
+                    quoted: *quoted,
+                },
+                at,
+            });
+            return;
+        }
+        let tokens = lex(&replaced).unwrap_or_default();
+        for l in tokens.into_iter().filter(|l| l.token != Token::LineEnd) {
+            out.push(Located { token: l.token, at });
+        }
     }
 
     fn include(
@@ -241,6 +303,55 @@ impl Reader {
     fn place(&self, at: Src) -> String {
         format!("{}:{}", self.files[at.file].display(), at.line)
     }
+}
+
+/// `$NAME=value` (the first word of a line): the name and the value's
+/// start.
+fn definition(word: &str) -> Option<(&str, &str)> {
+    let (name, value) = word.strip_prefix('$')?.split_once('=')?;
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid.then_some((name, value))
+}
+
+/// `$NAME` and `${NAME}` replaced by their definitions; others kept.
+fn substitute(text: &str, defs: &HashMap<String, String>) -> String {
+    if defs.is_empty() || !text.contains('$') {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let (name, used) = match after.strip_prefix('{') {
+            Some(braced) => match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => ("", 0),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        match defs.get(name) {
+            Some(value) if !name.is_empty() => {
+                out.push_str(value);
+                rest = &after[used..];
+            }
+            _ => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn line_end(lexed: &[Lexed], from: usize) -> usize {
@@ -445,6 +556,24 @@ mod tests {
         // Each node names its own file.
         assert_eq!(parsed.nodes[1].at.file, 2);
         assert!(parsed.notes.is_empty());
+    }
+
+    #[test]
+    fn parameters_are_substituted_in_the_lines_after_their_definition() {
+        let parsed = parse_text(
+            "a $PORT\n$PORT=80\n$RS=10.0.0.1 ${PORT}\nb $PORT ${PORT}x \"$PORT\" $OTHER\n\
+             real_server $RS {\n}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            outline(&parsed.nodes),
+            "a@1 $PORT; b@4 80 80x 80 $OTHER; real_server@5 10.0.0.1 80 []"
+        );
+        assert_eq!(
+            parsed.includes.len(),
+            2,
+            "the definitions count as converted"
+        );
     }
 
     #[test]
