@@ -25,6 +25,7 @@ const EXAMPLES: &str = "Examples:
   lb run --config /etc/lb/lb.toml
   lb status
   lb reload
+  lb vrrp handoff      (before a reboot: the backup takes over; lb vrrp resume)
   lb status --pinned   (no agent running: the pinned data plane)
   lb unload            (stop forwarding, remove the pinned maps)";
 
@@ -88,6 +89,17 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
+    /// Planned VRRP handoff (e.g. before a reboot) and its end.
+    Vrrp {
+        #[command(subcommand)]
+        action: VrrpAction,
+        /// Control socket (default: the config's, else /run/lb/lb.sock).
+        #[arg(long, global = true)]
+        socket: Option<PathBuf>,
+        /// Config whose [agent] control_socket to use.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Ask the running agent to re-read its config file.
     Reload {
         #[arg(long)]
@@ -100,6 +112,21 @@ pub enum Command {
     Import {
         #[command(subcommand)]
         from: ImportFrom,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum VrrpAction {
+    /// Give up mastership now (a priority 0 advert: the backup takes over
+    /// at once) and stay backup until `lb vrrp resume`.
+    Handoff {
+        /// The instance (the `name` of a `[[vrrp_instance]]`); default: all.
+        instance: Option<String>,
+    },
+    /// End a handoff: elect normally again (a higher priority preempts).
+    Resume {
+        /// The instance; default: all.
+        instance: Option<String>,
     },
 }
 

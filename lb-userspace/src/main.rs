@@ -13,9 +13,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use lb_userspace::{
     agent,
-    cli::{Cli, Command, ImportFrom, DEFAULT_CONFIG},
+    cli::{Cli, Command, ImportFrom, VrrpAction, DEFAULT_CONFIG},
     config::{self, DEFAULT_CONTROL_SOCKET},
-    control::{self, ControlError, Request},
+    control::{self, ControlError, Request, VrrpRequest},
     dataplane::{pin::PinDir, stats::pinned_snapshot},
     status::Status,
 };
@@ -90,6 +90,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 status(json, socket_path(socket, config.as_deref())?, &pin_dir)
             }
         }
+        Command::Vrrp {
+            action,
+            socket,
+            config,
+        } => vrrp(action, socket_path(socket, config.as_deref())?),
         Command::Reload { socket, config } => {
             let path = socket_path(socket, config.as_deref())?;
             let answer = control::request(&path, &Request::Reload)?;
@@ -268,5 +273,19 @@ fn print_status(json: bool, status: &Status) -> Result<(), Failure> {
     } else {
         print!("{}", status.render());
     }
+    Ok(())
+}
+
+/// `lb vrrp handoff|resume [INSTANCE]`: the agent's message, or its error.
+fn vrrp(action: VrrpAction, socket: PathBuf) -> Result<(), Failure> {
+    let request = match action {
+        VrrpAction::Handoff { instance } => VrrpRequest::VrrpHandoff { instance },
+        VrrpAction::Resume { instance } => VrrpRequest::VrrpResume { instance },
+    };
+    let answer = control::request(&socket, &request)?;
+    if !answer.ok {
+        return Err(anyhow::anyhow!(answer.error.unwrap_or_default()).into());
+    }
+    println!("{}", answer.message.unwrap_or_default());
     Ok(())
 }
