@@ -118,11 +118,7 @@ fn import_keepalived(file: &Path) -> Result<(), Failure> {
     for note in &import.notes {
         eprintln!("{}", import.render_note(note));
     }
-    eprintln!(
-        "lb import: {} statements converted as written, {} notes above",
-        import.converted.len(),
-        import.notes.len()
-    );
+    eprintln!("{}", import.summary());
     config::parse(&import.toml, "the converted config").map_err(|e| Failure {
         code: 2,
         error: anyhow::anyhow!("the converted config does not pass lb check: {e}"),

@@ -100,6 +100,21 @@ impl Import {
     pub fn notes_of(&self, kind: NoteKind) -> impl Iterator<Item = &Note> {
         self.notes.iter().filter(move |n| n.kind == kind)
     }
+
+    /// One line for the end of stderr: what was converted and the notes
+    /// by kind.
+    pub fn summary(&self) -> String {
+        let count = |k| self.notes_of(k).count();
+        format!(
+            "lb import: {} statements converted as written; {} to edit in the output, \
+             {} not converted, {} converted with a difference, {} ignored",
+            self.converted.len(),
+            count(NoteKind::Edit),
+            count(NoteKind::NotConverted),
+            count(NoteKind::Changed),
+            count(NoteKind::Ignored),
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
