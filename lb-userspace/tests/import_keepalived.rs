@@ -586,3 +586,40 @@ fn seed001_converted_matches_the_seed001_example() {
     };
     assert_eq!(shape(&converted), shape(&example));
 }
+
+/// A file cut anywhere (an editor's half-written state) gives a message
+/// or a config, never a panic; and whatever it gives passes `lb check`.
+#[test]
+fn a_file_cut_at_any_line_never_panics() {
+    let text = std::fs::read_to_string(data("everything/keepalived.conf")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let dir = std::env::temp_dir().join(format!("lb-import-cut-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+    std::fs::copy(
+        data("everything/conf.d/ipv6.conf"),
+        dir.join("conf.d/ipv6.conf"),
+    )
+    .unwrap();
+    let path = dir.join("keepalived.conf");
+    let (mut ok, mut refused) = (0, 0);
+    for cut in 0..=lines.len() {
+        std::fs::write(&path, lines[..cut].join("\n")).unwrap();
+        match import::keepalived(&path) {
+            Ok(import) if import.notes.iter().any(|n| n.what == "(the whole file)") => {
+                assert!(!import.toml.contains("[["), "cut at {cut}: {}", import.toml);
+                refused += 1;
+            }
+            Ok(import) => {
+                checked(&format!("cut at {cut}"), &import);
+                assert_every_line_accounted(&format!("cut at {cut}"), &import);
+                ok += 1;
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("not closed"), "cut at {cut}: {e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(ok > 10 && refused > 10, "{ok} converted, {refused} refused");
+    let _ = std::fs::remove_dir_all(&dir);
+}

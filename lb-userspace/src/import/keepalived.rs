@@ -205,6 +205,14 @@ pub(super) fn convert(parsed: Parsed) -> Import {
         .filter_map(|i: &vrrp::Converted| i.interface.clone())
         .collect();
     let mut sections = Vec::new();
+    if services.is_empty() && instances.is_empty() {
+        cx.edit(
+            Src { file: 0, line: 1 },
+            "(the whole file)",
+            "no virtual_server and no vrrp_instance converted: the output is no config \
+             lb can run (lb check refuses it)",
+        );
+    }
     if !services.is_empty() {
         sections.push(agent(&mut cx, &interfaces, &lvs_state, nodes));
     }
