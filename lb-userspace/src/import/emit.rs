@@ -103,10 +103,6 @@ pub fn render(preamble: &[String], sections: &[Section], files: &[PathBuf]) -> S
             out.push_str(indent);
             out.push_str(&key(&entry.key));
             out.push_str(" = ");
-            match &entry.raw {
-                Some(text) => out.push_str(text),
-                None => out.push_str(&value(&entry.value)),
-            }
             let mut said = Vec::new();
             if let Some(at) = entry.at {
                 said.push(place(files, at));
@@ -114,14 +110,51 @@ pub fn render(preamble: &[String], sections: &[Section], files: &[PathBuf]) -> S
             if let Some(c) = &entry.comment {
                 said.push(c.clone());
             }
-            if !said.is_empty() {
-                out.push_str("  # ");
-                out.push_str(&said.join(": ").replace('\n', " "));
+            let comment = if said.is_empty() {
+                String::new()
+            } else {
+                format!("  # {}", said.join(": ").replace('\n', " "))
+            };
+            let text = match &entry.raw {
+                Some(text) => text.clone(),
+                None => value(&entry.value),
+            };
+            match (&entry.value, entry.raw.is_none() && text.len() > WIDTH) {
+                (Value::Array(items), true) => wrapped(&mut out, indent, items, &comment),
+                _ => {
+                    out.push_str(&text);
+                    out.push_str(&comment);
+                    out.push('\n');
+                }
             }
-            out.push('\n');
         }
     }
     out
+}
+
+/// Longer arrays are written over several lines.
+const WIDTH: usize = 72;
+
+/// `[  # comment`, the items a line's width at a time, `]`.
+fn wrapped(out: &mut String, indent: &str, items: &[Value], comment: &str) {
+    out.push('[');
+    out.push_str(comment);
+    out.push('\n');
+    let mut line = String::new();
+    for item in items {
+        let text = value(item);
+        if !line.is_empty() && line.len() + text.len() + 2 > WIDTH {
+            out.push_str(&format!("{indent}  {}\n", line.trim_end()));
+            line.clear();
+        }
+        line.push_str(&text);
+        line.push_str(", ");
+    }
+    if !line.is_empty() {
+        out.push_str(&format!("{indent}  {}\n", line.trim_end()));
+    }
+    out.push_str(indent);
+    out.push_str("]\n");
 }
 
 fn comment_line(out: &mut String, indent: &str, text: &str) {
@@ -199,7 +232,10 @@ mod tests {
             Value::Array(vec!["a".into(), "b\\c".into()]),
             None,
         ));
+        let long: Vec<Value> = (200..300).map(Value::from).collect();
+        vs.push(Entry::new("codes", Value::Array(long), None));
         let text = render(&["head".into()], &[vs], &["k.conf".into()]);
+        assert!(text.lines().all(|l| l.len() < 100), "{text}");
         assert!(text.starts_with("# head\n\n# from line 3\n[[virtual_server]]\n"));
         assert!(text.contains("  # line 3\n"), "{text}");
         assert!(text.contains("# chosen"), "{text}");
@@ -208,5 +244,6 @@ mod tests {
         assert_eq!(vs["name"].as_str(), Some("10.0.0.1:80 \"q\""));
         assert_eq!(vs["health_check"]["port"].as_integer(), Some(8080));
         assert_eq!(vs["list"][1].as_str(), Some("b\\c"));
+        assert_eq!(vs["codes"].as_array().unwrap().len(), 100);
     }
 }
