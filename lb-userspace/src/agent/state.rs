@@ -1,0 +1,238 @@
+//! The agent's shared state: the data plane's maps and what is installed in
+//! them (when XDP is loaded), and the health table; and the one way to use
+//! it from async code, [`SharedState::with`], which runs a closure under
+//! the lock on a blocking thread (map writes are syscalls).
+//!
+//! What takes long stays off the lock: counting flows walks the whole flow
+//! table (two syscalls per entry, seconds for a million flows), so
+//! [`SharedState::status`] walks it through a handle of its own
+//! ([`FlowCounter`]) *before* taking the lock for the rest, and a health
+//! transition, a reload or SIGTERM never waits for a scrape's walk.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use tokio::task::JoinError;
+
+use crate::{
+    config::Config,
+    dataplane::{
+        maps::{KernelMaps, MapOpenError, MapWriteError},
+        programmer::{ApplySummary, ProgramError, Programmer, ServiceKey},
+        stats::{self, FlowCounter, FlowCounts},
+    },
+    health::{StatusReader, TargetKey},
+    status::{HealthStatus, Status},
+};
+
+/// The maps of the loaded XDP object and the programmer that knows what is
+/// installed in them. Absent when the config has no virtual servers and no
+/// interfaces (a VRRP-only agent loads no XDP).
+pub struct Dataplane {
+    pub maps: KernelMaps,
+    pub programmer: Programmer,
+}
+
+impl Dataplane {
+    /// Make the maps match `config` with each real server's health as the
+    /// checks last said (unknown and unchecked ones serve).
+    pub fn apply(
+        &mut self,
+        config: &Config,
+        health: &StatusReader,
+    ) -> Result<ApplySummary, ProgramError> {
+        // Looked up once per real server: a scan of the config for each made
+        // an apply of 1,000 services x 16 real servers quadratic.
+        let names: HashMap<ServiceKey, &str> = config
+            .virtual_servers
+            .iter()
+            .map(|vs| {
+                let key = ServiceKey {
+                    address: vs.address,
+                    port: vs.port,
+                    protocol: vs.protocol,
+                };
+                (key, vs.name.as_str())
+            })
+            .collect();
+        let is_up = |key: &ServiceKey, addr: std::net::SocketAddr| {
+            let Some(name) = names.get(key) else {
+                return true;
+            };
+            health.serves(&TargetKey {
+                service: (*name).to_owned(),
+                address: addr.ip(),
+                port: addr.port(),
+            })
+        };
+        self.programmer
+            .apply_with_health(config, &mut self.maps, &is_up)
+    }
+
+    /// End the drains and reverse-NAT lingers due by `now`; how many ended.
+    pub fn expire(&mut self, now: Instant) -> Result<usize, ProgramError> {
+        let Dataplane { maps, programmer } = self;
+        programmer.expire(now, maps)
+    }
+
+    /// Real servers of DR services, whose neighbour entries are kept resolved.
+    pub fn dr_neighbours(&self) -> Vec<IpAddr> {
+        self.programmer.dr_neighbours()
+    }
+
+    /// Services that have real servers but none in their Maglev table.
+    pub fn empty_services(&self) -> EmptyServices {
+        EmptyServices(
+            self.programmer
+                .services()
+                .into_iter()
+                .filter(|s| s.ring_size == 0 && s.backends.iter().any(|b| b.is_real))
+                .map(|s| (s.name, s.backends.iter().any(|b| b.is_sorry)))
+                .collect(),
+        )
+    }
+}
+
+/// Services with no real server in their Maglev table, each with whether a
+/// sorry server takes their new flows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EmptyServices(HashMap<String, bool>);
+
+impl EmptyServices {
+    /// Log once when a service loses its last real server or gets one back.
+    pub fn log_changes(&self, after: &EmptyServices) {
+        for (name, sorry) in &after.0 {
+            if !self.0.contains_key(name) {
+                if *sorry {
+                    tracing::warn!(
+                        "{name}: no real server is up: new flows go to the sorry server"
+                    );
+                } else {
+                    tracing::error!(
+                        "{name}: no real server is up and no sorry_server: its packets are \
+                         dropped (event no_backend counts them)"
+                    );
+                }
+            }
+        }
+        for name in self.0.keys() {
+            if !after.0.contains_key(name) {
+                tracing::info!("{name}: a real server is up again: new flows go to it");
+            }
+        }
+    }
+}
+
+/// Everything the state lock protects.
+pub struct AgentState {
+    pub dataplane: Option<Dataplane>,
+    /// Read-only view of the health checks' table.
+    pub health: StatusReader,
+}
+
+impl AgentState {
+    /// `lb status`: the counters and each real server's health, with the
+    /// flow counts of a walk done before the lock was taken.
+    fn status(&self, flows: &FlowCounts) -> Result<Status, MapWriteError> {
+        let Some(dataplane) = &self.dataplane else {
+            // No XDP loaded (VRRP only): no services and no counters.
+            return Ok(Status::default());
+        };
+        let mut status = stats::snapshot_with_flows(&dataplane.maps, &dataplane.programmer, flows)?;
+        for s in &mut status.services {
+            for r in &mut s.real_servers {
+                if r.sorry && r.weight == 0 {
+                    continue;
+                }
+                let Ok(address) = r.address.parse() else {
+                    continue;
+                };
+                let key = TargetKey {
+                    service: s.name.clone(),
+                    address,
+                    port: r.port,
+                };
+                r.health = self.health.get(&key).map(|t| HealthStatus {
+                    state: t.state.name().to_string(),
+                    kind: t.kind.to_string(),
+                    for_secs: t.since_instant.elapsed().as_secs(),
+                    last: t.last.as_ref().map(|c| match &c.outcome {
+                        Ok(()) => format!("ok in {} ms", c.latency.as_millis()),
+                        Err(e) => e.clone(),
+                    }),
+                    transitions: t.transitions,
+                });
+            }
+        }
+        Ok(status)
+    }
+}
+
+/// Why a status could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("reading counters: {0}")]
+    Read(#[from] MapWriteError),
+    #[error("status task failed: {0}")]
+    Task(#[from] JoinError),
+}
+
+/// The state behind its lock, shared by the event loop, status requests
+/// and metrics scrapes. Cloning shares it.
+#[derive(Clone)]
+pub struct SharedState {
+    locked: Arc<Mutex<AgentState>>,
+    /// Present exactly when `dataplane` is: set up together in [`Self::new`].
+    flow_counter: Option<Arc<FlowCounter>>,
+}
+
+impl SharedState {
+    pub fn new(state: AgentState) -> Result<Self, MapOpenError> {
+        let flow_counter = match &state.dataplane {
+            Some(dataplane) => Some(Arc::new(FlowCounter::new(&dataplane.maps)?)),
+            None => None,
+        };
+        Ok(Self {
+            locked: Arc::new(Mutex::new(state)),
+            flow_counter,
+        })
+    }
+
+    /// Whether XDP is loaded (fixed for the agent's life).
+    pub fn has_dataplane(&self) -> bool {
+        self.flow_counter.is_some()
+    }
+
+    /// Run `f` on the state under the lock, on a blocking thread. The one
+    /// place the lock is taken: keep what `f` does short (map writes, no
+    /// walks of the flow table).
+    pub async fn with<R, F>(&self, f: F) -> Result<R, JoinError>
+    where
+        F: FnOnce(&mut AgentState) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let locked = self.locked.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut state = locked.lock().expect("agent state lock");
+            f(&mut state)
+        })
+        .await
+    }
+
+    /// `lb status` and `/metrics`: flows counted off the lock, then the
+    /// counters and health read under it.
+    pub async fn status(&self) -> Result<Status, StatusError> {
+        let flows = match &self.flow_counter {
+            Some(counter) => {
+                let counter = counter.clone();
+                tokio::task::spawn_blocking(move || counter.count()).await?
+            }
+            None => FlowCounts::default(),
+        };
+        Ok(self.with(move |state| state.status(&flows)).await??)
+    }
+}
