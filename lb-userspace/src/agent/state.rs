@@ -236,3 +236,76 @@ impl SharedState {
         Ok(self.with(move |state| state.status(&flows)).await??)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Against real kernel maps (needs CAP_BPF: run as root, as `cargo xtask
+    //! test` does).
+
+    use std::time::{Duration, Instant};
+
+    use aya::maps::{HashMap as BpfHashMap, Map, MapData};
+    use lb_common::{Flow, FlowKey};
+
+    use super::*;
+    use crate::{dataplane::loader::MapSizes, health::Monitor};
+
+    /// Flows in the table: enough that walking them takes far longer than
+    /// a short job under the lock.
+    const FLOWS: u32 = 100_000;
+
+    fn fill_flows(maps: &KernelMaps) {
+        let fd = maps.flows_fd().try_clone_to_owned().unwrap();
+        let mut flows: BpfHashMap<MapData, FlowKey, Flow> =
+            BpfHashMap::try_from(Map::HashMap(MapData::from_fd(fd).unwrap())).unwrap();
+        for i in 0..FLOWS {
+            let key = FlowKey {
+                src: [i, 0, 0, 0],
+                proto: 6,
+                family: 4,
+                ..FlowKey::default()
+            };
+            flows.insert(key, Flow::default(), 0).unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn status_counts_flows_without_holding_the_state_lock() {
+        let sizes = MapSizes {
+            services: 16,
+            backends: 64,
+            ring_slots: 1024,
+            flows: FLOWS,
+        };
+        let maps = KernelMaps::standalone(&sizes)
+            .unwrap_or_else(|e| panic!("creating BPF maps failed (run as root): {e}"));
+        fill_flows(&maps);
+        let (monitor, _transitions) = Monitor::new();
+        let state = SharedState::new(AgentState {
+            dataplane: Some(Dataplane {
+                maps,
+                programmer: Programmer::new(sizes.services, sizes.backends, sizes.ring_slots),
+            }),
+            health: monitor.reader(),
+        })
+        .unwrap();
+
+        let started = Instant::now();
+        let status = tokio::spawn({
+            let state = state.clone();
+            async move { state.status().await }
+        });
+        // While the walk runs, a job under the lock (what a health
+        // transition does) gets it at once.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waited = Instant::now();
+        state.with(|_| ()).await.unwrap();
+        let lock_wait = waited.elapsed();
+        status.await.unwrap().unwrap();
+        let walk = started.elapsed();
+        assert!(
+            walk > Duration::from_millis(100) && lock_wait * 5 < walk,
+            "the lock was taken after {lock_wait:?} while status took {walk:?}"
+        );
+    }
+}
