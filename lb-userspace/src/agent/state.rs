@@ -21,9 +21,10 @@ use tokio::task::JoinError;
 use crate::{
     config::Config,
     dataplane::{
+        flows::{FlowCounter, FlowCounts},
         maps::{KernelMaps, MapOpenError, MapWriteError},
         programmer::{ApplySummary, ProgramError, Programmer, ServiceKey},
-        stats::{self, FlowCounter, FlowCounts},
+        stats,
     },
     health::{StatusReader, TargetKey},
     status::{HealthStatus, Status},
@@ -244,7 +245,6 @@ mod tests {
 
     use std::time::{Duration, Instant};
 
-    use aya::maps::{HashMap as BpfHashMap, Map, MapData};
     use lb_common::{Flow, FlowKey};
 
     use super::*;
@@ -252,21 +252,21 @@ mod tests {
 
     /// Flows in the table: enough that walking them takes far longer than
     /// a short job under the lock.
-    const FLOWS: u32 = 100_000;
+    const FLOWS: u32 = 500_000;
 
     fn fill_flows(maps: &KernelMaps) {
-        let fd = maps.flows_fd().try_clone_to_owned().unwrap();
-        let mut flows: BpfHashMap<MapData, FlowKey, Flow> =
-            BpfHashMap::try_from(Map::HashMap(MapData::from_fd(fd).unwrap())).unwrap();
-        for i in 0..FLOWS {
-            let key = FlowKey {
-                src: [i, 0, 0, 0],
-                proto: 6,
-                family: 4,
-                ..FlowKey::default()
-            };
-            flows.insert(key, Flow::default(), 0).unwrap();
-        }
+        let flows: Vec<(FlowKey, Flow)> = (0..FLOWS)
+            .map(|i| {
+                let key = FlowKey {
+                    src: [i, 0, 0, 0],
+                    proto: 6,
+                    family: 4,
+                    ..FlowKey::default()
+                };
+                (key, Flow::default())
+            })
+            .collect();
+        crate::dataplane::flows::insert_batched(maps.flows_fd(), &flows);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

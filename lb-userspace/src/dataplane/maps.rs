@@ -260,7 +260,7 @@ impl KernelMaps {
     }
 
     /// `FLOWS`' file descriptor, for a second handle on the map
-    /// ([`super::stats::FlowCounter`]).
+    /// ([`super::flows::FlowCounter`]).
     pub fn flows_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.flows.map().fd().as_fd()
     }
@@ -594,7 +594,7 @@ mod tests {
             writer.insert(key, flow, 0).unwrap();
         }
 
-        let counter = stats::FlowCounter::new(&maps).unwrap();
+        let counter = crate::dataplane::flows::FlowCounter::new(&maps).unwrap();
         let counts = counter.count();
         let status = stats::snapshot_with_flows(&maps, &p, &counts).unwrap();
         let per_real: Vec<u64> = status.services[0]
@@ -603,7 +603,10 @@ mod tests {
             .map(|r| r.flows)
             .collect();
         assert_eq!(per_real, [1, 3]);
-        // The same as walking the agent's own handle.
-        assert_eq!(stats::flows_per_backend(&maps), counts);
+        // The same as walking the agent's own handle entry by entry.
+        assert_eq!(
+            crate::dataplane::flows::FlowCounts::of(maps.flows().map(|(_, f)| f)),
+            counts
+        );
     }
 }

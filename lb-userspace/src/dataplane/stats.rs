@@ -1,19 +1,17 @@
 //! Reading the data plane's counters back: per-CPU counters summed, flows
-//! counted per backend by walking `FLOWS`, assembled into a [`Status`].
+//! counted per backend (see [`super::flows`]), assembled into a [`Status`].
 //!
-//! Walking `FLOWS` costs two syscalls per entry (seconds for a full table
-//! of a million flows), so the agent does it through a [`FlowCounter`]: a
-//! handle of its own on the map, used without the agent's state lock, and
-//! merges the [`FlowCounts`] into a [`snapshot_with_flows`] taken under it.
+//! The agent counts flows through a
+//! [`FlowCounter`](super::flows::FlowCounter) of its own, without its
+//! state lock, and merges the [`FlowCounts`] into a [`snapshot_with_flows`]
+//! taken under it.
 
-use std::collections::HashMap;
-
-use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use lb_common::{event, verdict, Flow, FlowKey};
+use lb_common::{event, verdict};
 
 use super::pin::PinDir;
 use super::{
-    maps::{KernelMaps, MapOpenError, MapWriteError},
+    flows::{FlowCounts, FlowOwner},
+    maps::{KernelMaps, MapWriteError},
     programmer::{Programmer, ServiceView},
 };
 use crate::{
@@ -21,75 +19,10 @@ use crate::{
     status::{RealServerStatus, ServiceStatus, Status},
 };
 
-/// Who a flow belongs to: the service it was scheduled in and its backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlowOwner {
-    pub service_id: u32,
-    pub backend_id: u32,
-}
-
-/// Flows per [`FlowOwner`], from one walk of `FLOWS`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FlowCounts(HashMap<FlowOwner, u64>);
-
-impl FlowCounts {
-    /// Count the flows `flows` yields.
-    pub fn of(flows: impl IntoIterator<Item = Flow>) -> Self {
-        let mut counts = HashMap::new();
-        for flow in flows {
-            let owner = FlowOwner {
-                service_id: flow.service_id,
-                backend_id: flow.backend_id,
-            };
-            *counts.entry(owner).or_insert(0) += 1;
-        }
-        Self(counts)
-    }
-
-    pub fn get(&self, owner: FlowOwner) -> u64 {
-        self.0.get(&owner).copied().unwrap_or(0)
-    }
-}
-
-/// A second handle on `FLOWS`, with its own file descriptor, that owns
-/// nothing else: flows are counted through it by a thread that does not
-/// hold the agent's state lock, so a status request or a metrics scrape
-/// never makes a health transition, a reload or SIGTERM wait for a walk
-/// of the whole flow table.
-pub struct FlowCounter {
-    flows: BpfHashMap<MapData, FlowKey, Flow>,
-}
-
-impl FlowCounter {
-    /// Open a handle on the same kernel map as `maps`' `FLOWS`.
-    pub fn new(maps: &KernelMaps) -> Result<Self, MapOpenError> {
-        let name = lb_common::names::FLOWS;
-        let reopen = |source| MapOpenError::Reopen { name, source };
-        let fd = maps.flows_fd().try_clone_to_owned().map_err(|io_error| {
-            reopen(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                call: "dup",
-                io_error,
-            }))
-        })?;
-        let data = MapData::from_fd(fd).map_err(reopen)?;
-        // `HashMap` accepts either kind; the loaded object's is an LRU, the
-        // standalone maps of the tests a plain hash.
-        let flows = BpfHashMap::try_from(Map::LruHashMap(data))
-            .map_err(|source| MapOpenError::WrongType { name, source })?;
-        Ok(Self { flows })
-    }
-
-    /// Walk the table once. Entries that vanish during the walk (the LRU
-    /// evicts under load) are skipped.
-    pub fn count(&self) -> FlowCounts {
-        FlowCounts::of(self.flows.iter().filter_map(Result::ok).map(|(_, f)| f))
-    }
-}
-
 /// Flows per (service id, backend id), walking `maps`' `FLOWS` directly
 /// (for `lb status --pinned`, where no lock is in the way).
 pub fn flows_per_backend(maps: &KernelMaps) -> FlowCounts {
-    FlowCounts::of(maps.flows().map(|(_, f)| f))
+    FlowCounts::walk(maps.flows_fd(), || maps.flows().map(|(_, f)| f))
 }
 
 /// The counters and installed services, with flows counted by walking
@@ -99,9 +32,10 @@ pub fn snapshot(maps: &KernelMaps, programmer: &Programmer) -> Result<Status, Ma
 }
 
 /// The counters and installed services, with flow counts from a walk done
-/// elsewhere (see [`FlowCounter`]). Counts of a backend whose id changed
-/// hands between the walk and this call are those of the walk: a flow
-/// count is a sample of a table the data plane changes all the time anyway.
+/// elsewhere (see [`FlowCounter`](super::flows::FlowCounter)). Counts of a
+/// backend whose id changed hands between the walk and this call are those
+/// of the walk: a flow count is a sample of a table the data plane changes
+/// all the time anyway.
 pub fn snapshot_with_flows(
     maps: &KernelMaps,
     programmer: &Programmer,
