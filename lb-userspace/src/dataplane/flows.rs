@@ -230,19 +230,8 @@ mod tests {
     use super::*;
     use crate::dataplane::loader::MapSizes;
 
-    #[test]
-    fn batched_walk_counts_every_flow_as_the_entry_by_entry_walk_does() {
-        // More than two batches, a last one partly filled.
-        let total = 2 * BATCH as u32 + 1000;
-        let sizes = MapSizes {
-            services: 4,
-            backends: 16,
-            ring_slots: 64,
-            flows: total,
-        };
-        let maps = KernelMaps::standalone(&sizes)
-            .unwrap_or_else(|e| panic!("creating BPF maps failed (run as root): {e}"));
-        let flows: Vec<(FlowKey, Flow)> = (0..total)
+    fn flows(total: u32) -> Vec<(FlowKey, Flow)> {
+        (0..total)
             .map(|i| {
                 let key = FlowKey {
                     src: [i, 0, 0, 0],
@@ -256,8 +245,78 @@ mod tests {
                 };
                 (key, flow)
             })
-            .collect();
-        insert_batched(maps.flows_fd(), &flows);
+            .collect()
+    }
+
+    /// An LRU hash map of `FLOWS`' types, as the loaded object has (the
+    /// standalone maps make a plain hash; aya creates no LRU map alone).
+    fn lru_flows_map(max_entries: u32) -> std::os::fd::OwnedFd {
+        /// `union bpf_attr`'s map-create member, as far as needed.
+        #[repr(C)]
+        #[derive(Default)]
+        struct CreateAttr {
+            map_type: u32,
+            key_size: u32,
+            value_size: u32,
+            max_entries: u32,
+            map_flags: u32,
+            _rest: [u32; 27],
+        }
+        const BPF_MAP_CREATE: libc::c_long = 0;
+        const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+        let mut attr = CreateAttr {
+            map_type: BPF_MAP_TYPE_LRU_HASH,
+            key_size: std::mem::size_of::<FlowKey>() as u32,
+            value_size: std::mem::size_of::<Flow>() as u32,
+            max_entries,
+            ..Default::default()
+        };
+        // SAFETY: a zeroed `bpf_attr` with the map-create fields set; on
+        // success the kernel returns a new fd this process owns.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_CREATE,
+                &mut attr as *mut CreateAttr,
+                std::mem::size_of::<CreateAttr>(),
+            )
+        };
+        assert!(
+            fd >= 0,
+            "creating an LRU hash map failed (run as root): {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) }
+    }
+
+    #[test]
+    fn batched_walk_of_an_lru_map_counts_every_flow() {
+        let total = BATCH as u32 + 500;
+        // Room to spare: an LRU map may evict before it is full.
+        let fd = lru_flows_map(4 * total);
+        insert_batched(fd.as_fd(), &flows(total));
+        let batched = lookup_batched(fd.as_fd()).expect("BPF_MAP_LOOKUP_BATCH failed");
+        assert_eq!(batched.total(), u64::from(total));
+        let map: BpfHashMap<MapData, FlowKey, Flow> =
+            BpfHashMap::try_from(Map::LruHashMap(MapData::from_fd(fd).unwrap())).unwrap();
+        let one_by_one = FlowCounts::of(map.iter().map(|e| e.unwrap().1));
+        assert_eq!(batched, one_by_one);
+    }
+
+    #[test]
+    fn batched_walk_counts_every_flow_as_the_entry_by_entry_walk_does() {
+        // More than two batches, a last one partly filled.
+        let total = 2 * BATCH as u32 + 1000;
+        let sizes = MapSizes {
+            services: 4,
+            backends: 16,
+            ring_slots: 64,
+            flows: total,
+        };
+        let maps = KernelMaps::standalone(&sizes)
+            .unwrap_or_else(|e| panic!("creating BPF maps failed (run as root): {e}"));
+        insert_batched(maps.flows_fd(), &flows(total));
 
         let batched = lookup_batched(maps.flows_fd()).expect("BPF_MAP_LOOKUP_BATCH failed");
         assert_eq!(batched.total(), u64::from(total));
