@@ -95,6 +95,9 @@ impl EventSources {
             Some(t) = self.transitions.recv() => Event::Health(t),
             _ = self.expiry.tick() => Event::ExpiryTick,
             Some((request, reply)) = self.requests.recv() => Event::Control(request, reply),
+            // A source present only with some configs (VRRP instances) is
+            // an `Option` of its receiver here, its branch guarded with
+            // `if self.vrrp.is_some()`.
         }
     }
 }
@@ -144,6 +147,7 @@ impl Agent {
             Event::Control(request, reply) => self.on_control(request, reply).await,
             Event::Health(transition) => self.on_health(transition).await,
             Event::ExpiryTick => self.on_expiry_tick().await,
+            // Event::Vrrp(event) => self.on_vrrp(event).await,
         }
         Next::Continue
     }

@@ -225,7 +225,8 @@ impl SharedState {
     }
 
     /// `lb status` and `/metrics`: flows counted off the lock, then the
-    /// counters and health read under it.
+    /// counters and health read under it. (`Status::vrrp` is left empty
+    /// here: VRRP state is not behind this lock.)
     pub async fn status(&self) -> Result<Status, StatusError> {
         let flows = match &self.flow_counter {
             Some(counter) => {
