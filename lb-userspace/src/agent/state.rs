@@ -7,7 +7,10 @@
 //! table (two syscalls per entry, seconds for a million flows), so
 //! [`SharedState::status`] walks it through a handle of its own
 //! ([`FlowCounter`]) *before* taking the lock for the rest, and a health
-//! transition, a reload or SIGTERM never waits for a scrape's walk.
+//! transition, a reload or SIGTERM never waits for a scrape's walk. Walks
+//! are also shared ([`FlowWalks`]): requests that arrive while one runs
+//! wait for the next and take its result, so a burst of scrapes costs two
+//! walks, not one each.
 
 use std::{
     collections::HashMap,
@@ -182,30 +185,75 @@ pub enum StatusError {
     Task(#[from] JoinError),
 }
 
+/// Walks of the flow table shared between the requests that want one:
+/// one walk at a time, and a request takes the result of the first walk
+/// that *started* after it arrived (never an older count than it would
+/// have got alone).
+pub struct FlowWalks {
+    counter: Arc<FlowCounter>,
+    /// The last walk; its lock is held for the length of a walk.
+    last: tokio::sync::Mutex<Option<FlowWalk>>,
+    /// Walks done, for the tests.
+    walks: std::sync::atomic::AtomicU64,
+}
+
+struct FlowWalk {
+    started: Instant,
+    counts: FlowCounts,
+}
+
+impl FlowWalks {
+    fn new(counter: FlowCounter) -> Self {
+        Self {
+            counter: Arc::new(counter),
+            last: tokio::sync::Mutex::new(None),
+            walks: Default::default(),
+        }
+    }
+
+    async fn count(&self) -> Result<FlowCounts, JoinError> {
+        let asked = Instant::now();
+        let mut last = self.last.lock().await;
+        if let Some(walk) = last.as_ref().filter(|w| w.started >= asked) {
+            return Ok(walk.counts.clone());
+        }
+        let started = Instant::now();
+        let counter = self.counter.clone();
+        let counts = tokio::task::spawn_blocking(move || counter.count()).await?;
+        self.walks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *last = Some(FlowWalk {
+            started,
+            counts: counts.clone(),
+        });
+        Ok(counts)
+    }
+}
+
 /// The state behind its lock, shared by the event loop, status requests
 /// and metrics scrapes. Cloning shares it.
 #[derive(Clone)]
 pub struct SharedState {
     locked: Arc<Mutex<AgentState>>,
     /// Present exactly when `dataplane` is: set up together in [`Self::new`].
-    flow_counter: Option<Arc<FlowCounter>>,
+    flow_walks: Option<Arc<FlowWalks>>,
 }
 
 impl SharedState {
     pub fn new(state: AgentState) -> Result<Self, MapOpenError> {
-        let flow_counter = match &state.dataplane {
-            Some(dataplane) => Some(Arc::new(FlowCounter::new(&dataplane.maps)?)),
+        let flow_walks = match &state.dataplane {
+            Some(dataplane) => Some(Arc::new(FlowWalks::new(FlowCounter::new(&dataplane.maps)?))),
             None => None,
         };
         Ok(Self {
             locked: Arc::new(Mutex::new(state)),
-            flow_counter,
+            flow_walks,
         })
     }
 
     /// Whether XDP is loaded (fixed for the agent's life).
     pub fn has_dataplane(&self) -> bool {
-        self.flow_counter.is_some()
+        self.flow_walks.is_some()
     }
 
     /// Run `f` on the state under the lock, on a blocking thread. The one
@@ -228,11 +276,8 @@ impl SharedState {
     /// counters and health read under it. (`Status::vrrp` is left empty
     /// here: VRRP state is not behind this lock.)
     pub async fn status(&self) -> Result<Status, StatusError> {
-        let flows = match &self.flow_counter {
-            Some(counter) => {
-                let counter = counter.clone();
-                tokio::task::spawn_blocking(move || counter.count()).await?
-            }
+        let flows = match &self.flow_walks {
+            Some(walks) => walks.count().await?,
             None => FlowCounts::default(),
         };
         Ok(self.with(move |state| state.status(&flows)).await??)
@@ -270,8 +315,8 @@ mod tests {
         crate::dataplane::flows::insert_batched(maps.flows_fd(), &flows);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn status_counts_flows_without_holding_the_state_lock() {
+    /// A state whose flow table holds [`FLOWS`] flows.
+    fn state_with_flows() -> SharedState {
         let sizes = MapSizes {
             services: 16,
             backends: 64,
@@ -282,14 +327,24 @@ mod tests {
             .unwrap_or_else(|e| panic!("creating BPF maps failed (run as root): {e}"));
         fill_flows(&maps);
         let (monitor, _transitions) = Monitor::new();
-        let state = SharedState::new(AgentState {
+        SharedState::new(AgentState {
             dataplane: Some(Dataplane {
                 maps,
                 programmer: Programmer::new(sizes.services, sizes.backends, sizes.ring_slots),
             }),
             health: monitor.reader(),
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    fn walks(state: &SharedState) -> u64 {
+        let walks = state.flow_walks.as_ref().expect("a data plane");
+        walks.walks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn status_counts_flows_without_holding_the_state_lock() {
+        let state = state_with_flows();
 
         let started = Instant::now();
         let status = tokio::spawn({
@@ -308,5 +363,27 @@ mod tests {
             walk > Duration::from_millis(100) && lock_wait * 5 < walk,
             "the lock was taken after {lock_wait:?} while status took {walk:?}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_status_requests_shares_walks_of_the_flow_table() {
+        let state = state_with_flows();
+        // Eight requests while the first walk runs: the first walks, the
+        // others wait for one more walk (started after they asked) and
+        // share it (or share the first, had they all asked before it began).
+        let requests: Vec<_> = (0..8)
+            .map(|_| {
+                let state = state.clone();
+                tokio::spawn(async move { state.status().await })
+            })
+            .collect();
+        for request in requests {
+            request.await.unwrap().unwrap();
+        }
+        let burst = walks(&state);
+        assert!(burst <= 2, "8 requests made {burst} walks");
+        // A request after them gets a walk of its own, not an old count.
+        state.status().await.unwrap();
+        assert_eq!(walks(&state), burst + 1);
     }
 }
