@@ -4,11 +4,11 @@
 //! has no virtual servers, refuses one that adds some with a message saying
 //! to restart, and stops on SIGTERM removing its socket.
 //!
-//! The agent runs in this process (`agent::run` with a config built here:
-//! the file parser does not accept an empty `interfaces` list before VRRP
-//! configs exist). Nothing is attached and no namespace is needed; the
-//! refused reload names `lo` only because the config check wants an
-//! existing interface. Needs root, as `lb run` does.
+//! The agent runs in this process (`agent::run` with a config built here,
+//! with no VRRP instance either, so nothing at all runs in the root
+//! namespace and no namespace is needed; a VRRP-only config would start
+//! VRRP). The reloaded files name `lo` only because the config check wants
+//! an existing interface. Needs root, as `lb run` does.
 
 use std::{
     path::{Path, PathBuf},
