@@ -23,7 +23,7 @@ use tokio::{
 use super::{
     events::{Agent, EventSources, Signals, EXPIRY_PERIOD},
     release_freed_memory,
-    state::{AgentState, Dataplane, SharedState},
+    state::{AgentState, Dataplane, EmptyServices, SharedState},
     sysctl::forwarding_problems,
     AgentError,
 };
@@ -39,6 +39,7 @@ use crate::{
     },
     health,
     metrics::HealthMetrics,
+    vrrp::{self, VrrpHandle},
 };
 
 /// Everything `run` needs once started.
@@ -138,18 +139,21 @@ pub async fn start(
     let neighbours = dataplane
         .as_ref()
         .map(|d| NeighbourWarmup::start(d.dr_neighbours()));
-    let state = SharedState::new(AgentState {
+    let mut state = SharedState::new(AgentState {
         dataplane,
         health: monitor.reader(),
     })?;
+    // After the data plane is attached: a node that becomes master (and
+    // draws the clients' traffic) already forwards it.
+    let vrrp = start_vrrp(&config, &empty).await?;
+    if let Some(vrrp) = &vrrp {
+        state.set_vrrp(vrrp.clone());
+    }
 
     tracing::info!("control socket {}", server.path().display());
     let metrics = serve_metrics(&config, &state, health_metrics).await?;
     let (req_tx, requests) = mpsc::channel::<Incoming>(16);
-    let serving = {
-        let server = server.clone();
-        tokio::spawn(async move { server.serve(req_tx).await })
-    };
+    let serving = serve_control(&server, req_tx, vrrp.as_ref());
     let mut expiry = tokio::time::interval(EXPIRY_PERIOD);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     Ok(Started {
@@ -160,6 +164,7 @@ pub async fn start(
             monitor,
             empty,
             neighbours,
+            vrrp,
         },
         events: EventSources {
             signals,
@@ -174,6 +179,44 @@ pub async fn start(
         },
         xdp,
     })
+}
+
+/// The VRRP instances of the config, started (none: `None`), told which
+/// tracked virtual servers have no real server up at start.
+async fn start_vrrp(
+    config: &Config,
+    empty: &EmptyServices,
+) -> Result<Option<Arc<VrrpHandle>>, AgentError> {
+    if config.vrrp_instances.is_empty() {
+        return Ok(None);
+    }
+    let handle = VrrpHandle::start(&config.vrrp_instances, &config.vrrp_sync_groups)
+        .await
+        .map_err(|e| AgentError::Vrrp(Box::new(e)))?;
+    handle.set_tracked_down(empty.names());
+    tracing::info!(
+        "VRRP: {} instances and {} sync groups started",
+        config.vrrp_instances.len(),
+        config.vrrp_sync_groups.len()
+    );
+    Ok(Some(Arc::new(handle)))
+}
+
+/// The control socket's server: agent requests to the event loop, VRRP
+/// requests (`lb vrrp handoff|resume`) straight to the VRRP driver, so a
+/// handoff never waits behind a reload.
+fn serve_control(
+    server: &Arc<ControlServer>,
+    requests: mpsc::Sender<Incoming>,
+    vrrp: Option<&Arc<VrrpHandle>>,
+) -> JoinHandle<()> {
+    let server = server.clone();
+    let vrrp_requests = vrrp.map(|handle| {
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(vrrp::serve_control(handle.clone(), rx));
+        tx
+    });
+    tokio::spawn(async move { server.serve_with_vrrp(requests, vrrp_requests).await })
 }
 
 /// Pin directory, load or adopt, first apply, attach (see the module doc).
