@@ -6,6 +6,12 @@
 //! routes, rules and neighbour table decide, as they would for IPVS. The
 //! kernel only answers when forwarding is enabled on the ingress device.
 //!
+//! A balancer with forwarding off (`ip_forward=0`, as seed 000's LVS-DR
+//! setup leaves it: IPVS DR does not need it) gets "forwarding disabled"
+//! for every lookup. DR requests then take the real server's next hop from
+//! `DR_NEXT_HOPS`, which the agent fills from the neighbour table
+//! ([`to_backend`] with `dr_fallback`); NAT still needs forwarding.
+//!
 //! Requests to a real server use a per-CPU cache of that lookup
 //! ([`to_backend`], map `NEXT_HOPS`): a full route + neighbour lookup was
 //! about half of an established flow's per-packet cost, and its answer for
@@ -15,16 +21,16 @@ use core::mem::{size_of, zeroed};
 
 use aya_ebpf::{
     bindings::{
-        bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_NOT_FWDED,
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_FWD_DISABLED,
+        BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
     },
     helpers::generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns, bpf_redirect},
     programs::XdpContext,
 };
-use lb_common::{Backend, FAMILY_IPV4, NEXT_HOP_TTL_NS};
+use lb_common::{AddrKey, Backend, FAMILY_IPV4, NEXT_HOP_TTL_NS};
 
 use crate::{
-    maps::NEXT_HOPS,
+    maps::{DR_NEXT_HOPS, NEXT_HOPS},
     parse::{ptr_at, EthHdr, Packet},
 };
 
@@ -48,7 +54,10 @@ pub enum Fib {
     /// The destination is not forwarded: an address of this host (or a
     /// broadcast/multicast route).
     Local,
-    /// No usable route: unreachable, forwarding disabled, MTU exceeded...
+    /// Forwarding is disabled on the ingress device: the kernel does not
+    /// look anything up.
+    NoForwarding,
+    /// No usable route: unreachable, MTU exceeded...
     Miss,
 }
 
@@ -87,6 +96,10 @@ const _: () = assert!(size_of::<NextHop>() == 48);
 /// to a real server would see every flow take the path of whichever
 /// packet refreshed the entry). DR real servers share a link with the
 /// balancer, where this holds by construction.
+///
+/// With `dr_fallback` (DR requests), a lookup refused because forwarding is
+/// off is answered from the agent's `DR_NEXT_HOPS` instead, and that answer
+/// is cached the same way.
 #[inline(always)]
 pub fn to_backend(
     ctx: &XdpContext,
@@ -95,6 +108,7 @@ pub fn to_backend(
     backend: &Backend,
     sport_be: u16,
     dport_be: u16,
+    dr_fallback: bool,
 ) -> Fib {
     let ingress = ctx.ingress_ifindex() as u32;
     // Coarse (tick resolution) is plenty for a TTL of tens of milliseconds,
@@ -114,7 +128,12 @@ pub fn to_backend(
             };
         }
     }
-    let fib = lookup(ctx, p, &p.src, &backend.addr, sport_be, dport_be);
+    let mut fib = lookup(ctx, p, &p.src, &backend.addr, sport_be, dport_be);
+    if dr_fallback {
+        if let Fib::NoForwarding = fib {
+            fib = dr_next_hop(backend);
+        }
+    }
     if let (
         Fib::Forward {
             ifindex,
@@ -138,6 +157,27 @@ pub fn to_backend(
         };
     }
     fib
+}
+
+/// The agent's next hop for a DR real server; `NoNeigh` when it has none
+/// (its neighbour entry is not resolved, or the agent has not run yet).
+#[inline(always)]
+fn dr_next_hop(backend: &Backend) -> Fib {
+    let key = AddrKey {
+        addr: backend.addr,
+        family: backend.family,
+        _pad: [0; 3],
+    };
+    // SAFETY: a map value pointer, read at once; the agent replaces values
+    // whole, so a torn read could mix two MACs of one real server at worst.
+    match unsafe { DR_NEXT_HOPS.get(key) } {
+        Some(h) => Fib::Forward {
+            ifindex: h.ifindex,
+            smac: h.smac,
+            dmac: h.dmac,
+        },
+        None => Fib::NoNeigh,
+    }
 }
 
 /// Looks up the path of a packet from `src` to `dst` (the addresses it will
@@ -192,6 +232,8 @@ pub fn lookup(
         Fib::NoNeigh
     } else if rc == BPF_FIB_LKUP_RET_NOT_FWDED as i64 {
         Fib::Local
+    } else if rc == BPF_FIB_LKUP_RET_FWD_DISABLED as i64 {
+        Fib::NoForwarding
     } else {
         Fib::Miss
     }

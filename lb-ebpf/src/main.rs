@@ -23,6 +23,7 @@
 //! | NAT, neighbour unresolved / no route     | PASS, rewritten    | `NEIGH_MISS` / `FIB_MISS` |
 //! | NAT, 802.1Q tagged, egress != ingress    | PASS, rewritten    | -                 |
 //! | DR, next hop resolved                    | TX / REDIRECT, MACs only (tagged: TX) | - |
+//! | DR, forwarding off on the balancer      | as above, next hop from `DR_NEXT_HOPS` (the agent's neighbour copy) | - |
 //! | DR, neighbour unresolved / no route      | DROP               | `NEIGH_MISS` / `FIB_MISS` |
 //! | IPv4 options on a service packet         | forwarded as above | `IP_OPTIONS`      |
 //! | agent bug (unknown forwarding flag, backend of the other family) | ABORTED | - |

@@ -34,7 +34,15 @@ pub fn request(ctx: &XdpContext, p: &Packet, backend_id: u32, backend: &Backend)
     if rewrite(ctx, p, Side::Dst, &backend.addr, backend.port_be).is_none() {
         return Verdict::aborted();
     }
-    let fib = fib::to_backend(ctx, p, backend_id, backend, p.sport_be, backend.port_be);
+    let fib = fib::to_backend(
+        ctx,
+        p,
+        backend_id,
+        backend,
+        p.sport_be,
+        backend.port_be,
+        false,
+    );
     forward(ctx, p, fib)
 }
 
@@ -92,7 +100,7 @@ fn forward(ctx: &XdpContext, p: &Packet, fib: Fib) -> Verdict {
         Fib::NoNeigh => Verdict::pass(event::NEIGH_MISS),
         // A real server address that is local to the balancer is a
         // configuration the kernel may still make sense of.
-        Fib::Miss | Fib::Local => Verdict::pass(event::FIB_MISS),
+        Fib::Miss | Fib::Local | Fib::NoForwarding => Verdict::pass(event::FIB_MISS),
     }
 }
 

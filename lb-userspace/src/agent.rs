@@ -61,6 +61,7 @@ use crate::{
     config::{self, Config},
     control::{self, ControlServer, Incoming, Request, Response},
     dataplane::{
+        dr_next_hops::DrNextHops,
         loader::{self, MapSizes},
         maps::MapWriteError,
         maps::{KernelMaps, MapOpenError},
@@ -123,11 +124,13 @@ pub fn forwarding_problems(config: &Config) -> Vec<Problem> {
             .unwrap_or(false)
     };
     let mut problems = Vec::new();
+    // DR needs no forwarding (its next hops come from the neighbour table
+    // when the kernel's FIB refuses, see `dataplane::dr_next_hops`).
     let any = |v6: bool| {
         config
             .virtual_servers
             .iter()
-            .any(|vs| vs.address.is_ipv6() == v6)
+            .any(|vs| vs.address.is_ipv6() == v6 && vs.forwarding == config::Forwarding::Nat)
     };
     if any(false) {
         for interface in &config.agent.interfaces {
@@ -135,7 +138,7 @@ pub fn forwarding_problems(config: &Config) -> Vec<Problem> {
             if !read(&path) {
                 problems.push(Problem::Error(format!(
                     "IPv4 forwarding is off on {interface}: the XDP program cannot forward IPv4 \
-                     virtual services (bpf_fib_lookup answers \"forwarding disabled\"); run \
+                     NAT virtual services (bpf_fib_lookup answers \"forwarding disabled\"); run \
                      `sysctl -w net.ipv4.ip_forward=1` (or net.ipv4.conf.{interface}.forwarding=1)"
                 )));
             }
@@ -160,7 +163,7 @@ pub fn forwarding_problems(config: &Config) -> Vec<Problem> {
     }
     if any(true) && !read("/proc/sys/net/ipv6/conf/all/forwarding") {
         problems.push(Problem::Error(
-            "IPv6 forwarding is off: the XDP program cannot forward IPv6 virtual services \
+            "IPv6 forwarding is off: the XDP program cannot forward IPv6 NAT virtual services \
              (bpf_fib_lookup answers \"forwarding disabled\"); run \
              `sysctl -w net.ipv6.conf.all.forwarding=1`"
                 .to_string(),
@@ -343,6 +346,7 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
     let mut ebpf = loader::load(crate::EBPF_OBJECT, &sizes, Some(&pins))?;
     let _logger = start_ebpf_logger(&mut ebpf);
     let mut maps = KernelMaps::take(&mut ebpf)?;
+    let dr_next_hops = DrNextHops::take(&mut ebpf)?;
     let mut programmer = if pinned.is_some() {
         let (services, backends, reverse) = maps.installed().map_err(ProgramError::from)?;
         let p = Programmer::adopt(
@@ -399,7 +403,7 @@ pub async fn run(config_path: PathBuf, config: Config, pin_dir: PathBuf) -> Resu
     }
 
     let (neigh_tx, neigh_rx) = watch::channel(programmer.dr_neighbours());
-    let neighbours = tokio::spawn(neighbour::keep_resolved(neigh_rx));
+    let neighbours = tokio::spawn(neighbour::keep_resolved(neigh_rx, Some(dr_next_hops)));
 
     let shared = Arc::new(Mutex::new(Shared {
         maps,

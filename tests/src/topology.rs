@@ -249,10 +249,12 @@ impl Topology {
         attach(&balancer, "lb")?;
         addr4(&balancer, "eth0", BALANCER, 24)?;
         addr4(&balancer, "eth0", VIP, 24)?;
-        // bpf_fib_lookup, which lb's DR path uses to find the real server's
-        // MAC, answers "forwarding disabled" on an interface that does not
-        // forward: a DR balancer needs ip_forward=1 like a NAT one.
-        balancer.sysctl("net.ipv4.ip_forward", "1")?;
+        // Forwarding stays off, as seed 000 leaves it (IPVS DR does not
+        // need it, and neither does lb's: the kernel's FIB refuses to
+        // answer then, and the program takes the real server's MAC from
+        // the agent's copy of the neighbour table). Set explicitly so a
+        // host default cannot turn it on behind the test's back.
+        balancer.sysctl("net.ipv4.ip_forward", "0")?;
 
         let mut hosts = Vec::new();
         for i in 0..reals {

@@ -163,6 +163,7 @@ pub fn load(object: &[u8], sizes: &MapSizes, pins: Option<&PinDir>) -> Result<Eb
         .map_max_entries(names::BACKENDS, sizes.backends)
         .map_max_entries(names::BACKEND_STATS, sizes.backends)
         .map_max_entries(names::NEXT_HOPS, sizes.backends)
+        .map_max_entries(names::DR_NEXT_HOPS, sizes.backends)
         .map_max_entries(names::REVERSE_NAT, sizes.backends)
         .map_max_entries(names::MAGLEV_RING, sizes.ring_slots)
         .map_max_entries(names::FLOWS, sizes.flows)

@@ -2,8 +2,10 @@
 //! object ([`loader`]), the maps ([`maps`]), turning a config into map
 //! contents ([`programmer`], with [`ids`] and [`ring`] allocation), reading
 //! counters back ([`stats`]), and keeping DR real servers' neighbour entries
-//! resolved ([`neighbour`]).
+//! resolved ([`neighbour`]) and copied where the program finds them with
+//! forwarding off ([`dr_next_hops`]).
 
+pub mod dr_next_hops;
 pub mod ids;
 pub mod keys;
 pub mod loader;

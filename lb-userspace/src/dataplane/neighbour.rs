@@ -15,7 +15,10 @@
 //! - shortly after, it reads the neighbour table (`ip -j neigh show`; for
 //!   IPv4 `/proc/net/arp` when `ip` is missing) and logs each real server's
 //!   resolution once per change, so an unreachable real server shows up in
-//!   the log instead of only in the `neigh_miss` counter.
+//!   the log instead of only in the `neigh_miss` counter;
+//! - and copies each resolved entry's device and MAC into `DR_NEXT_HOPS`
+//!   ([`super::dr_next_hops`]), which the program uses when forwarding is
+//!   off on the balancer (the kernel's FIB lookup then refuses to answer).
 //!
 //! Everything runs in one tokio task with timeouts on each step: a real
 //! server that does not answer never blocks the agent.
@@ -27,6 +30,8 @@ use std::{
 };
 
 use tokio::{net::UdpSocket, sync::watch};
+
+use super::dr_next_hops::{self, DrNextHops, NeighLink};
 
 /// How often the neighbours are refreshed. Well below the kernel's
 /// `base_reachable_time` (30 s) and `gc_stale_time` (60 s).
@@ -46,8 +51,20 @@ pub enum NeighState {
     Unresolved(String),
 }
 
-/// Run until `targets` is closed: keep every address in it resolved.
-pub async fn keep_resolved(mut targets: watch::Receiver<Vec<IpAddr>>) {
+/// The neighbour table: each address's state, and where resolved, its
+/// device and MAC.
+#[derive(Debug, Default)]
+struct Table {
+    states: HashMap<IpAddr, NeighState>,
+    links: HashMap<IpAddr, NeighLink>,
+}
+
+/// Run until `targets` is closed: keep every address in it resolved, and
+/// (with `next_hops`) mirror the resolved entries into `DR_NEXT_HOPS`.
+pub async fn keep_resolved(
+    mut targets: watch::Receiver<Vec<IpAddr>>,
+    mut next_hops: Option<DrNextHops>,
+) {
     let mut known: HashMap<IpAddr, NeighState> = HashMap::new();
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -63,6 +80,7 @@ pub async fn keep_resolved(mut targets: watch::Receiver<Vec<IpAddr>>) {
         let list = targets.borrow_and_update().clone();
         if list.is_empty() {
             known.clear();
+            write_next_hops(&mut next_hops, &[], &Table::default());
             continue;
         }
         for addr in &list {
@@ -82,9 +100,11 @@ pub async fn keep_resolved(mut targets: watch::Receiver<Vec<IpAddr>>) {
                 continue;
             }
         };
+        write_next_hops(&mut next_hops, &list, &table);
         known.retain(|a, _| list.contains(a));
         for addr in &list {
             let state = table
+                .states
                 .get(addr)
                 .cloned()
                 .unwrap_or_else(|| NeighState::Unresolved("absent".into()));
@@ -102,6 +122,18 @@ pub async fn keep_resolved(mut targets: watch::Receiver<Vec<IpAddr>>) {
                 known.insert(*addr, state);
             }
         }
+    }
+}
+
+fn write_next_hops(next_hops: &mut Option<DrNextHops>, list: &[IpAddr], table: &Table) {
+    let Some(next_hops) = next_hops else {
+        return;
+    };
+    let want = dr_next_hops::desired(list, &table.links, &dr_next_hops::device);
+    match next_hops.apply(want) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!("{n} DR next hops written"),
+        Err(e) => tracing::error!("writing the DR next hops: {e}"),
     }
 }
 
@@ -123,7 +155,7 @@ async fn poke(addr: IpAddr) -> std::io::Result<()> {
     }
 }
 
-async fn read_table() -> std::io::Result<HashMap<IpAddr, NeighState>> {
+async fn read_table() -> std::io::Result<Table> {
     match tokio::process::Command::new("ip")
         .args(["-j", "neigh", "show"])
         .kill_on_drop(true)
@@ -149,8 +181,8 @@ fn classify(states: &[&str]) -> NeighState {
 
 /// `ip -j neigh show`: `[{"dst":"10.0.0.2","dev":"eth1","lladdr":"..",
 /// "state":["REACHABLE"]}, ...]`.
-fn parse_ip_json(json: &[u8]) -> HashMap<IpAddr, NeighState> {
-    let mut table = HashMap::new();
+fn parse_ip_json(json: &[u8]) -> Table {
+    let mut table = Table::default();
     let Ok(serde_json::Value::Array(entries)) = serde_json::from_slice(json) else {
         return table;
     };
@@ -164,16 +196,23 @@ fn parse_ip_json(json: &[u8]) -> HashMap<IpAddr, NeighState> {
             .unwrap_or_default();
         let state = classify(&states);
         // The same address on two interfaces: one usable entry is enough.
-        if !matches!(table.get(&dst), Some(NeighState::Resolved(_))) {
-            table.insert(dst, state);
+        if !matches!(table.states.get(&dst), Some(NeighState::Resolved(_))) {
+            let link = e["dev"]
+                .as_str()
+                .zip(e["lladdr"].as_str().and_then(dr_next_hops::parse_mac));
+            if let (NeighState::Resolved(_), Some((dev, lladdr))) = (&state, link) {
+                let dev = dev.to_string();
+                table.links.insert(dst, NeighLink { dev, lladdr });
+            }
+            table.states.insert(dst, state);
         }
     }
     table
 }
 
 /// `/proc/net/arp` (IPv4 only): flags 0x2 (ATF_COM) = resolved.
-fn parse_proc_arp(text: &str) -> HashMap<IpAddr, NeighState> {
-    let mut table = HashMap::new();
+fn parse_proc_arp(text: &str) -> Table {
+    let mut table = Table::default();
     for line in text.lines().skip(1) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let (Some(ip), Some(flags)) = (fields.first(), fields.get(2)) else {
@@ -190,7 +229,12 @@ fn parse_proc_arp(text: &str) -> HashMap<IpAddr, NeighState> {
         } else {
             NeighState::Unresolved("incomplete".into())
         };
-        table.insert(ip, state);
+        let mac = fields.get(3).and_then(|m| dr_next_hops::parse_mac(m));
+        if let (NeighState::Resolved(_), Some(lladdr), Some(dev)) = (&state, mac, fields.get(5)) {
+            let dev = dev.to_string();
+            table.links.insert(ip, NeighLink { dev, lladdr });
+        }
+        table.states.insert(ip, state);
     }
     table
 }
@@ -208,11 +252,21 @@ mod tests {
             {"dst":"fd00::5","dev":"eth1","state":["INCOMPLETE"]}
         ]"#;
         let t = parse_ip_json(json);
-        let at = |a: &str| t[&a.parse::<IpAddr>().unwrap()].clone();
+        let at = |a: &str| t.states[&a.parse::<IpAddr>().unwrap()].clone();
         assert!(matches!(at("10.0.0.2"), NeighState::Resolved(_)));
         assert!(matches!(at("10.0.0.3"), NeighState::Unresolved(_)));
         assert!(matches!(at("10.0.0.4"), NeighState::Resolved(_)));
         assert!(matches!(at("fd00::5"), NeighState::Unresolved(_)));
+        // Resolved entries keep their device and MAC (the DR next hops).
+        let link = |a: &str| t.links.get(&a.parse::<IpAddr>().unwrap()).cloned();
+        assert_eq!(
+            link("10.0.0.4"),
+            Some(NeighLink {
+                dev: "eth1".into(),
+                lladdr: [2, 0, 0, 0, 0, 4]
+            })
+        );
+        assert_eq!(link("10.0.0.3"), None);
     }
 
     #[test]
@@ -222,12 +276,19 @@ mod tests {
                     10.0.0.2         0x1         0x2         02:00:00:00:00:02     *        eth1\n\
                     10.0.0.3         0x1         0x0         00:00:00:00:00:00     *        eth1\n";
         let t = parse_proc_arp(text);
+        assert_eq!(
+            t.links[&"10.0.0.2".parse::<IpAddr>().unwrap()],
+            NeighLink {
+                dev: "eth1".into(),
+                lladdr: [2, 0, 0, 0, 0, 2]
+            }
+        );
         assert!(matches!(
-            t[&"10.0.0.2".parse::<IpAddr>().unwrap()],
+            t.states[&"10.0.0.2".parse::<IpAddr>().unwrap()],
             NeighState::Resolved(_)
         ));
         assert!(matches!(
-            t[&"10.0.0.3".parse::<IpAddr>().unwrap()],
+            t.states[&"10.0.0.3".parse::<IpAddr>().unwrap()],
             NeighState::Unresolved(_)
         ));
     }
