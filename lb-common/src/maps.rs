@@ -265,7 +265,12 @@ pub mod event {
     pub const FLOW_RESCHEDULED: u32 = 9;
     /// Packet with TTL/hop limit <= 1 addressed to a VIP (passed to the kernel).
     pub const TTL_EXPIRED: u32 = 10;
-    pub const COUNT: u32 = 11;
+    /// A packet from a NAT real server's address:port that did not arrive
+    /// on the device the balancer's route to that real server leaves by
+    /// (forged, or misrouted): passed to the kernel untouched instead of
+    /// being rewritten to come from the VIP (no open reflector).
+    pub const REPLY_WRONG_INGRESS: u32 = 11;
+    pub const COUNT: u32 = 12;
     pub const NAMES: [&str; COUNT as usize] = [
         "truncated",
         "malformed",
@@ -278,6 +283,7 @@ pub mod event {
         "nat_reply",
         "flow_rescheduled",
         "ttl_expired",
+        "reply_wrong_ingress",
     ];
 }
 

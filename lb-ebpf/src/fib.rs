@@ -180,6 +180,32 @@ fn dr_next_hop(backend: &Backend) -> Fib {
     }
 }
 
+/// The device the balancer's own route to a NAT real server leaves by
+/// (backend `backend_id`, address `real`, which is the source of the reply
+/// `p`): where a genuine reply from it comes in. From the request path's
+/// cached next hop when this CPU has a fresh one for that real server,
+/// else looked up (as for a request from the reply's client, ports
+/// swapped; no MTU check, the route alone matters). `None` when the kernel
+/// has no route to it (or refuses to look up).
+#[inline(always)]
+pub fn reply_device(ctx: &XdpContext, p: &Packet, backend_id: u32, real: &[u32; 4]) -> Option<u32> {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if let Some(h) = NEXT_HOPS.get_ptr(backend_id) {
+        // SAFETY: this CPU's slot; nothing else writes it while we run.
+        let h = unsafe { &*h };
+        if now < h.expires && h.addr == *real {
+            return Some(h.ifindex);
+        }
+    }
+    let (rc, ifindex) = raw_lookup(ctx, p, &p.dst, real, p.dport_be, p.sport_be, 0);
+    if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 || rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
+        Some(ifindex)
+    } else {
+        None
+    }
+}
+
 /// Looks up the path of a packet from `src` to `dst` (the addresses it will
 /// carry when it leaves), with the ports it will carry.
 #[inline(always)]
@@ -191,37 +217,16 @@ pub fn lookup(
     sport_be: u16,
     dport_be: u16,
 ) -> Fib {
-    // SAFETY: a plain C struct; all-zero is its "no options" state.
-    let mut params: FibParams = unsafe { zeroed() };
-    params.l4_protocol = p.proto;
-    params.sport = sport_be;
-    params.dport = dport_be;
-    // Lets the kernel check the egress MTU (FRAG_NEEDED -> the kernel path,
-    // which fragments or answers "packet too big").
-    params.__bindgen_anon_1.tot_len = if p.ip_len > 0xffff {
+    // The length lets the kernel check the egress MTU (FRAG_NEEDED -> the
+    // kernel path, which fragments or answers "packet too big").
+    let tot_len = if p.ip_len > 0xffff {
         0xffff
     } else {
         p.ip_len as u16
     };
-    params.ifindex = ctx.ingress_ifindex() as u32;
-    if p.family == FAMILY_IPV4 {
-        params.family = AF_INET;
-        params.__bindgen_anon_3.ipv4_src = src[0];
-        params.__bindgen_anon_4.ipv4_dst = dst[0];
-    } else {
-        params.family = AF_INET6;
-        params.__bindgen_anon_3.ipv6_src = *src;
-        params.__bindgen_anon_4.ipv6_dst = *dst;
-    }
-    // SAFETY: params is a valid, writable bpf_fib_lookup of the size given.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.ctx.cast(),
-            &mut params,
-            size_of::<FibParams>() as i32,
-            0,
-        )
-    };
+    // SAFETY: a plain C struct; all-zero is its "no options" state.
+    let mut params: FibParams = unsafe { zeroed() };
+    let rc = fib_call(ctx, p, &mut params, src, dst, sport_be, dport_be, tot_len);
     if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 {
         Fib::Forward {
             ifindex: params.ifindex,
@@ -237,6 +242,56 @@ pub fn lookup(
     } else {
         Fib::Miss
     }
+}
+
+/// A lookup whose only answer of interest is the egress device:
+/// (return code, `ifindex`).
+#[inline(always)]
+fn raw_lookup(
+    ctx: &XdpContext,
+    p: &Packet,
+    src: &[u32; 4],
+    dst: &[u32; 4],
+    sport_be: u16,
+    dport_be: u16,
+    tot_len: u16,
+) -> (i64, u32) {
+    // SAFETY: as in `lookup`.
+    let mut params: FibParams = unsafe { zeroed() };
+    let rc = fib_call(ctx, p, &mut params, src, dst, sport_be, dport_be, tot_len);
+    (rc, params.ifindex)
+}
+
+/// `bpf_fib_lookup` from the ingress device with these addresses, ports
+/// and length (0: no MTU check); the answer is left in `params`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fib_call(
+    ctx: &XdpContext,
+    p: &Packet,
+    params: &mut FibParams,
+    src: &[u32; 4],
+    dst: &[u32; 4],
+    sport_be: u16,
+    dport_be: u16,
+    tot_len: u16,
+) -> i64 {
+    params.l4_protocol = p.proto;
+    params.sport = sport_be;
+    params.dport = dport_be;
+    params.__bindgen_anon_1.tot_len = tot_len;
+    params.ifindex = ctx.ingress_ifindex() as u32;
+    if p.family == FAMILY_IPV4 {
+        params.family = AF_INET;
+        params.__bindgen_anon_3.ipv4_src = src[0];
+        params.__bindgen_anon_4.ipv4_dst = dst[0];
+    } else {
+        params.family = AF_INET6;
+        params.__bindgen_anon_3.ipv6_src = *src;
+        params.__bindgen_anon_4.ipv6_dst = *dst;
+    }
+    // SAFETY: params is a valid, writable bpf_fib_lookup of the size given.
+    unsafe { bpf_fib_lookup(ctx.ctx.cast(), params, size_of::<FibParams>() as i32, 0) }
 }
 
 /// Rewrites the MACs and sends the frame: back out of the ingress device

@@ -17,6 +17,8 @@
 //! | TCP/UDP fragment (any destination)       | PASS, untouched    | `FRAGMENT`        |
 //! | ICMP / ICMPv6                            | PASS, untouched    | `ICMP_VIP` if it is an error quoting a VIP:port packet |
 //! | TCP/UDP not for a service, not a reply   | PASS, untouched    | -                 |
+//! | "reply" on a device the route to its real server does not leave by | PASS, untouched | `REPLY_WRONG_INGRESS` |
+//! | NAT reply, 802.1Q tagged                 | PASS, rewritten (the kernel judges) | (`NAT_REPLY`) |
 //! | NAT request/reply with TTL <= 1          | PASS, untouched    | `TTL_EXPIRED`     |
 //! | service request, no real server, no sorry server | DROP        | `NO_BACKEND`      |
 //! | NAT request/reply, next hop resolved     | TX / REDIRECT, TTL-1 | (`NAT_REPLY`)   |

@@ -49,6 +49,25 @@ pub fn request(ctx: &XdpContext, p: &Packet, backend_id: u32, backend: &Backend)
 /// A packet from a NAT real server's (address, port, protocol).
 #[inline(always)]
 pub fn reply(ctx: &XdpContext, p: &Packet, rn: &ReverseNat) -> Verdict {
+    // Reverse NAT is stateless (another balancer can take over flows it
+    // never saw), so the source address and port alone prove nothing:
+    // anyone could send "from" a real server to any host and have lb
+    // rewrite it to come from the VIP and send it past netfilter and
+    // rp_filter. A genuine reply arrives where the balancer's own route to
+    // that real server leaves; anything else goes to the kernel untouched.
+    let ingress = ctx.ingress_ifindex() as u32;
+    let same_device = fib::reply_device(ctx, p, rn.backend_id, &p.src) == Some(ingress);
+    if !same_device && !p.vlan {
+        return Verdict::pass(event::REPLY_WRONG_INGRESS);
+    }
+    // A tagged frame arrives on the trunk while the route names a VLAN
+    // device, which XDP cannot relate to the tag: one whose route is the
+    // trunk itself came from another network than the real server's, and
+    // any other is rewritten but handed to the kernel (never sent past it
+    // with TX/REDIRECT), so its VLAN device, rp_filter and netfilter judge.
+    if p.vlan && same_device {
+        return Verdict::pass(event::REPLY_WRONG_INGRESS);
+    }
     // Checked before any change so that the kernel sees the packet as it came
     // and its ICMP time exceeded quotes it correctly.
     if p.ttl <= 1 {
@@ -70,6 +89,10 @@ pub fn reply(ctx: &XdpContext, p: &Packet, rn: &ReverseNat) -> Verdict {
     );
     if rewrite(ctx, p, Side::Src, &rn.vip, rn.vip_port_be).is_none() {
         return Verdict::aborted();
+    }
+    if p.vlan {
+        // See above: the kernel forwards (and filters) tagged replies.
+        return Verdict::pass(NONE);
     }
     forward(ctx, p, fib)
 }

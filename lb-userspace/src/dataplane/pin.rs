@@ -278,7 +278,20 @@ impl PinDir {
                 names::VERDICT_STATS if n != lb_common::verdict::COUNT => {
                     return Err(layout_err(format!("{name} has {n} verdicts")))
                 }
-                names::EVENT_STATS if n != lb_common::event::COUNT => {
+                // Events are only ever appended: an older build's shorter
+                // array is adopted (so an upgrade keeps forwarding and the
+                // flow table), and the newer events count nothing until
+                // `lb unload`.
+                names::EVENT_STATS if n < lb_common::event::COUNT => {
+                    let missing = &lb_common::event::NAMES[n as usize..];
+                    tracing::warn!(
+                        "the pinned {name} was created by an older lb build: events {} are not \
+                         counted until `lb unload --pin-dir {}` and `lb run`",
+                        missing.join(", "),
+                        self.dir.display()
+                    );
+                }
+                names::EVENT_STATS if n > lb_common::event::COUNT => {
                     return Err(layout_err(format!("{name} has {n} events")))
                 }
                 _ => {}
