@@ -5,6 +5,7 @@
 //! resolved ([`neighbour`]) and copied where the program finds them with
 //! forwarding off ([`dr_next_hops`]).
 
+pub mod device;
 pub mod dr_next_hops;
 pub mod ids;
 pub mod keys;
