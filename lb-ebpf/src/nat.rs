@@ -147,8 +147,11 @@ fn rewrite(ctx: &XdpContext, p: &Packet, side: Side, addr: &[u32; 4], port_be: u
     let check: *mut [u8; 2] = ptr_at(ctx, p.l4_off + check_off)?;
     // SAFETY: bounds checked by ptr_at (here and below).
     let old_check = u16::from_ne_bytes(unsafe { *check });
-    // IPv4 UDP without checksum: 0 means "none" and must stay 0.
-    if !(v4 && p.proto == PROTO_UDP && old_check == 0) {
+    // UDP checksum 0 stays 0: over IPv4 it means "none"; over IPv6 it is
+    // invalid except for zero-checksum tunnels (RFC 6936), and the
+    // receiver judges it as the sender sent it. Updating it would make a
+    // wrong non-zero checksum of it.
+    if !(p.proto == PROTO_UDP && old_check == 0) {
         let mut c = if v4 {
             csum::replace4(old_check, old_addr[0], addr[0])
         } else {

@@ -244,6 +244,16 @@ fn forwarding_fixtures() {
             Expect::Frame(nat_out(&f, sock("[2001:db8:14::121]:5353"))),
             None,
         ));
+        let f =
+            Frame::udp(&format!("[{CLIENT6}]:33001"), &format!("[{VIP6}]:53")).udp_no_checksum();
+        t.push(case(
+            "NAT IPv6 UDP with checksum 0: stays 0 (not updated into a wrong value)",
+            Side::Client,
+            f.build(),
+            REDIRECT,
+            Expect::Frame(nat_out(&f, sock("[2001:db8:14::121]:5353"))),
+            None,
+        ));
     }
 
     // NAT replies: source real:port -> VIP:port, routed to the client.
