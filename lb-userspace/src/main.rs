@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use lb_userspace::{
     agent,
     config::{self, DEFAULT_CONTROL_SOCKET},
-    control::{self, ControlError, Request},
+    control::{self, ControlError, Request, VrrpRequest},
     dataplane::{
         pin::{PinDir, DEFAULT_PIN_DIR},
         stats::pinned_snapshot,
@@ -33,6 +33,21 @@ const DEFAULT_CONFIG: &str = "/etc/lb/lb.toml";
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum VrrpAction {
+    /// Give up mastership now (a priority 0 advert: the backup takes over
+    /// at once) and stay backup until `lb vrrp resume`.
+    Handoff {
+        /// The instance (the `name` of a `[[vrrp_instance]]`); default: all.
+        instance: Option<String>,
+    },
+    /// End a handoff: elect normally again (a higher priority preempts).
+    Resume {
+        /// The instance; default: all.
+        instance: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -82,6 +97,17 @@ enum Command {
         pinned: bool,
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
+    },
+    /// Planned VRRP handoff (e.g. before a reboot) and its end.
+    Vrrp {
+        #[command(subcommand)]
+        action: VrrpAction,
+        /// Control socket (default: the config's, else /run/lb/lb.sock).
+        #[arg(long, global = true)]
+        socket: Option<PathBuf>,
+        /// Config whose [agent] control_socket to use.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
     },
     /// Ask the running agent to re-read its config file.
     Reload {
@@ -162,6 +188,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 status(json, socket_path(socket, config.as_deref())?, &pin_dir)
             }
         }
+        Command::Vrrp {
+            action,
+            socket,
+            config,
+        } => vrrp(action, socket_path(socket, config.as_deref())?),
         Command::Reload { socket, config } => {
             let path = socket_path(socket, config.as_deref())?;
             let answer = control::request(&path, &Request::Reload)?;
@@ -187,10 +218,18 @@ fn check(path: &Path) -> Result<(), Failure> {
         .iter()
         .map(|vs| vs.real_servers.len())
         .sum();
-    println!(
+    let mut summary = format!(
         "config OK: {} virtual services, {reals} real servers",
         config.virtual_servers.len()
     );
+    if !config.vrrp_instances.is_empty() {
+        summary.push_str(&format!(
+            ", {} VRRP instances, {} sync groups",
+            config.vrrp_instances.len(),
+            config.vrrp_sync_groups.len()
+        ));
+    }
+    println!("{summary}");
     Ok(())
 }
 
@@ -309,5 +348,19 @@ fn print_status(json: bool, status: &Status) -> Result<(), Failure> {
     } else {
         print!("{}", status.render());
     }
+    Ok(())
+}
+
+/// `lb vrrp handoff|resume [INSTANCE]`: the agent's message, or its error.
+fn vrrp(action: VrrpAction, socket: PathBuf) -> Result<(), Failure> {
+    let request = match action {
+        VrrpAction::Handoff { instance } => VrrpRequest::VrrpHandoff { instance },
+        VrrpAction::Resume { instance } => VrrpRequest::VrrpResume { instance },
+    };
+    let answer = control::request(&socket, &request)?;
+    if !answer.ok {
+        return Err(anyhow::anyhow!(answer.error.unwrap_or_default()).into());
+    }
+    println!("{}", answer.message.unwrap_or_default());
     Ok(())
 }

@@ -143,6 +143,10 @@ pub struct LbConfig {
     /// `[agent] metrics_listen`, inside the balancer's namespace.
     pub metrics_listen: Option<SocketAddr>,
     pub services: Vec<VirtualServer>,
+    /// `[[vrrp_instance]]` sections (high availability).
+    pub vrrp: Vec<VrrpInstanceConfig>,
+    /// `[[vrrp_sync_group]]` sections.
+    pub vrrp_sync_groups: Vec<VrrpSyncGroupConfig>,
 }
 
 impl LbConfig {
@@ -154,6 +158,8 @@ impl LbConfig {
             control_socket,
             metrics_listen: None,
             services,
+            vrrp: Vec::new(),
+            vrrp_sync_groups: Vec::new(),
         }
     }
 
@@ -203,7 +209,165 @@ impl LbConfig {
                 let _ = writeln!(s, "  weight = {}", r.weight);
             }
         }
+        for v in &self.vrrp {
+            v.write_toml(&mut s);
+        }
+        for g in &self.vrrp_sync_groups {
+            g.write_toml(&mut s);
+        }
         s
+    }
+}
+
+/// One `[[vrrp_instance]]`, in the names of issue 9. The VRRP harness
+/// (`crate::vrrp`) also renders it as a keepalived `vrrp_instance`, so an
+/// lb node and a keepalived node of one test share the same numbers.
+#[derive(Clone, Debug)]
+pub struct VrrpInstanceConfig {
+    pub name: String,
+    pub interface: String,
+    pub virtual_router_id: u8,
+    pub priority: u8,
+    pub advert_interval: Duration,
+    /// 2 | 3
+    pub version: u8,
+    /// "backup" | "master"
+    pub state: String,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    pub auth_pass: Option<String>,
+    /// `address/prefix`
+    pub virtual_addresses: Vec<String>,
+    pub unicast_peers: Vec<IpAddr>,
+    pub unicast_source: Option<IpAddr>,
+    /// Called as keepalived's `notify`: `INSTANCE <name> <STATE> <priority>`.
+    pub notify: Option<String>,
+    pub notify_master: Option<String>,
+    pub notify_backup: Option<String>,
+    pub notify_fault: Option<String>,
+    /// lb only: called with `INSTANCE <name> <other master>` when two
+    /// masters are seen.
+    pub fence: Option<String>,
+    pub track_virtual_servers: Vec<String>,
+    pub track_weight: Option<u8>,
+}
+
+impl VrrpInstanceConfig {
+    /// Version 2, 1 s adverts, starting as backup, preempting: keepalived's
+    /// defaults.
+    pub fn new(
+        name: &str,
+        interface: &str,
+        virtual_router_id: u8,
+        priority: u8,
+        virtual_addresses: &[&str],
+    ) -> Self {
+        VrrpInstanceConfig {
+            name: name.into(),
+            interface: interface.into(),
+            virtual_router_id,
+            priority,
+            advert_interval: Duration::from_secs(1),
+            version: 2,
+            state: "backup".into(),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            auth_pass: None,
+            virtual_addresses: virtual_addresses.iter().map(|a| a.to_string()).collect(),
+            unicast_peers: Vec::new(),
+            unicast_source: None,
+            notify: None,
+            notify_master: None,
+            notify_backup: None,
+            notify_fault: None,
+            fence: None,
+            track_virtual_servers: Vec::new(),
+            track_weight: None,
+        }
+    }
+
+    fn write_toml(&self, s: &mut String) {
+        let strings = |v: &[String]| -> String {
+            v.iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(s, "\n[[vrrp_instance]]");
+        let _ = writeln!(s, "name = {:?}", self.name);
+        let _ = writeln!(s, "interface = {:?}", self.interface);
+        let _ = writeln!(s, "virtual_router_id = {}", self.virtual_router_id);
+        let _ = writeln!(s, "priority = {}", self.priority);
+        let _ = writeln!(
+            s,
+            "advert_interval = \"{}ms\"",
+            self.advert_interval.as_millis()
+        );
+        let _ = writeln!(s, "version = {}", self.version);
+        let _ = writeln!(s, "state = {:?}", self.state);
+        let _ = writeln!(s, "preempt = {}", self.preempt);
+        let _ = writeln!(
+            s,
+            "preempt_delay = \"{}ms\"",
+            self.preempt_delay.as_millis()
+        );
+        if let Some(p) = &self.auth_pass {
+            let _ = writeln!(s, "auth_pass = {p:?}");
+        }
+        let _ = writeln!(
+            s,
+            "virtual_addresses = [{}]",
+            strings(&self.virtual_addresses)
+        );
+        if !self.unicast_peers.is_empty() {
+            let peers: Vec<String> = self.unicast_peers.iter().map(|p| p.to_string()).collect();
+            let _ = writeln!(s, "unicast_peers = [{}]", strings(&peers));
+        }
+        if let Some(src) = self.unicast_source {
+            let _ = writeln!(s, "unicast_source = \"{src}\"");
+        }
+        for (key, script) in [
+            ("notify", &self.notify),
+            ("notify_master", &self.notify_master),
+            ("notify_backup", &self.notify_backup),
+            ("notify_fault", &self.notify_fault),
+            ("fence", &self.fence),
+        ] {
+            if let Some(script) = script {
+                let _ = writeln!(s, "{key} = {script:?}");
+            }
+        }
+        if !self.track_virtual_servers.is_empty() {
+            let _ = writeln!(
+                s,
+                "track_virtual_servers = [{}]",
+                strings(&self.track_virtual_servers)
+            );
+        }
+        if let Some(w) = self.track_weight {
+            let _ = writeln!(s, "track_weight = {w}");
+        }
+    }
+}
+
+/// One `[[vrrp_sync_group]]`.
+#[derive(Clone, Debug)]
+pub struct VrrpSyncGroupConfig {
+    pub name: String,
+    pub instances: Vec<String>,
+    /// Called with `GROUP <name> <STATE> 0`.
+    pub notify: Option<String>,
+}
+
+impl VrrpSyncGroupConfig {
+    fn write_toml(&self, s: &mut String) {
+        let names: Vec<String> = self.instances.iter().map(|i| format!("{i:?}")).collect();
+        let _ = writeln!(s, "\n[[vrrp_sync_group]]");
+        let _ = writeln!(s, "name = {:?}", self.name);
+        let _ = writeln!(s, "instances = [{}]", names.join(", "));
+        if let Some(script) = &self.notify {
+            let _ = writeln!(s, "notify = {script:?}");
+        }
     }
 }
 
@@ -361,6 +525,30 @@ impl Agent {
     /// Whether the agent is still running.
     pub fn running(&mut self) -> bool {
         self.process.try_wait().is_none()
+    }
+
+    /// The pid of `lb run` (for signals a test sends itself).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// `kill -9`: the agent dies without any clean-up (a crash); returns
+    /// once it is reaped.
+    pub fn kill(mut self) {
+        self.process.stop(libc::SIGKILL, Duration::from_secs(5));
+    }
+
+    /// `lb vrrp ARGS... --socket S` (handoff, resume); its output whatever
+    /// the exit status.
+    pub fn vrrp_command(&self, args: &[&str]) -> Result<Output> {
+        Command::new(&self.bin)
+            .arg("vrrp")
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .stdin(Stdio::null())
+            .output()
+            .context("running lb vrrp")
     }
 
     /// Stops the agent with SIGTERM and fails unless it exits cleanly.

@@ -14,4 +14,5 @@ pub mod scenario;
 pub mod tempdir;
 pub mod topology;
 pub mod udp;
+pub mod vrrp;
 pub mod xdp_pass;

@@ -91,6 +91,12 @@ impl Nginx {
         Ok(nginx)
     }
 
+    /// The directory nginx serves (also under `/slow/`): tests put their
+    /// own files there.
+    pub fn www(&self) -> PathBuf {
+        self.dir.join("www")
+    }
+
     pub fn access_log(&self) -> PathBuf {
         self.dir.join("access.log")
     }

@@ -62,6 +62,8 @@ fn generated_configs_parse() {
             service(Forwarding::Nat, IpAddr::V6(VIP6), "tcp", 80),
             service(Forwarding::Dr, IpAddr::V4(VIP), "tcp", 389),
         ],
+        vrrp: Vec::new(),
+        vrrp_sync_groups: Vec::new(),
     };
     let text = config.to_toml();
     let parsed = lb_userspace::config::parse(&text, "generated.toml")

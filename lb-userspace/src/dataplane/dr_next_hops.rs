@@ -14,12 +14,7 @@
 //! [`desired`] (pure) turns the table into the map's wanted contents;
 //! [`DrNextHops`] owns the map and writes only the difference.
 
-use std::{
-    collections::HashMap,
-    ffi::CString,
-    net::IpAddr,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-};
+use std::{collections::HashMap, net::IpAddr};
 
 use aya::{
     maps::{HashMap as BpfHashMap, MapData},
@@ -31,43 +26,35 @@ use super::{
     keys::{addr_words, family},
     maps::{MapOpenError, MapWriteError},
 };
-
-/// A resolved neighbour entry: the device it is on and the neighbour's MAC.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NeighLink {
-    pub dev: String,
-    pub lladdr: [u8; 6],
-}
-
-/// A device's index and MAC address.
-pub type Device = (u32, [u8; 6]);
+use crate::netlink::Neighbour;
 
 /// What `DR_NEXT_HOPS` should hold for the DR real servers `targets`, from
-/// the resolved neighbour entries `links` and `device` (name -> index and
-/// MAC). A target without a resolved entry, or whose device has vanished,
-/// gets no entry: the program then drops its packets (`neigh_miss`) rather
-/// than hand a VIP packet to the local stack.
+/// the kernel's neighbour entries and `device_mac` (interface index ->
+/// its MAC). A target without a usable entry (or whose device has no MAC
+/// any more) gets no entry: the program then drops its packets
+/// (`neigh_miss`) rather than hand a VIP packet to the local stack. The
+/// same address on two interfaces: the first usable entry.
 pub fn desired(
     targets: &[IpAddr],
-    links: &HashMap<IpAddr, NeighLink>,
-    device: &dyn Fn(&str) -> Option<Device>,
+    neighbours: &[Neighbour],
+    device_mac: &dyn Fn(u32) -> Option<[u8; 6]>,
 ) -> HashMap<AddrKey, DrNextHop> {
     let mut want = HashMap::new();
     for addr in targets {
-        let Some(link) = links.get(addr) else {
-            continue;
-        };
-        let Some((ifindex, smac)) = device(&link.dev) else {
-            continue;
-        };
-        want.insert(
-            addr_key(*addr),
-            DrNextHop {
-                ifindex,
-                smac,
-                dmac: link.lladdr,
-            },
-        );
+        let usable = neighbours
+            .iter()
+            .filter(|n| n.ip == *addr && n.state.is_usable())
+            .find_map(|n| Some((n.ifindex, n.mac?, device_mac(n.ifindex)?)));
+        if let Some((ifindex, dmac, smac)) = usable {
+            want.insert(
+                addr_key(*addr),
+                DrNextHop {
+                    ifindex,
+                    smac,
+                    dmac,
+                },
+            );
+        }
     }
     want
 }
@@ -78,50 +65,6 @@ pub fn addr_key(addr: IpAddr) -> AddrKey {
         family: family(addr),
         _pad: [0; 3],
     }
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut mac {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
-/// Index and MAC of the device `name` in the agent's namespace (ioctls, so
-/// neither a process nor a /sys of the right namespace is needed).
-pub fn device(name: &str) -> Option<Device> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: a valid NUL-terminated string.
-    let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if ifindex == 0 || c.as_bytes().len() >= libc::IFNAMSIZ {
-        return None;
-    }
-    // SAFETY: plain socket(2); the fd is owned at once.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return None;
-    }
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: ifreq is plain data; all-zero is valid.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(c.as_bytes()) {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: SIOCGIFHWADDR writes into the ifreq we own.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: the kernel filled the hwaddr member of the union.
-    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
-    let mut mac = [0u8; 6];
-    for (d, s) in mac.iter_mut().zip(data.iter()) {
-        *d = *s as u8;
-    }
-    Some((ifindex, mac))
 }
 
 /// The agent's handle on `DR_NEXT_HOPS` and what it last wrote there.
@@ -180,68 +123,59 @@ impl DrNextHops {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::NudState;
+
+    fn entry(ip: &str, ifindex: u32, state: NudState, mac: u8) -> Neighbour {
+        Neighbour {
+            ifindex,
+            ip: ip.parse().unwrap(),
+            mac: state.is_usable().then_some([2, 0, 0, 0, 0, mac]),
+            state,
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
     #[test]
-    fn only_resolved_targets_on_known_devices_get_an_entry() {
-        let links = HashMap::from([
-            (
-                ip("10.0.0.2"),
-                NeighLink {
-                    dev: "eth0".into(),
-                    lladdr: [2, 0, 0, 0, 0, 2],
-                },
-            ),
-            (
-                ip("10.0.0.3"),
-                NeighLink {
-                    dev: "gone0".into(),
-                    lladdr: [2, 0, 0, 0, 0, 3],
-                },
-            ),
-            (
-                ip("10.0.0.9"),
-                NeighLink {
-                    dev: "eth0".into(),
-                    lladdr: [2, 0, 0, 0, 0, 9],
-                },
-            ),
-        ]);
-        let device = |name: &str| (name == "eth0").then_some((7, [2, 0, 0, 0, 0, 0xfe]));
-        let want = desired(
-            &[ip("10.0.0.2"), ip("10.0.0.3"), ip("10.0.0.4")],
-            &links,
-            &device,
-        );
-        assert_eq!(want.len(), 1, "{want:?}");
+    fn only_usable_entries_on_known_devices_become_next_hops() {
+        let table = [
+            entry("10.0.0.2", 7, NudState::Stale, 2),
+            entry("10.0.0.3", 9, NudState::Reachable, 3),
+            entry("10.0.0.4", 7, NudState::Failed, 4),
+            entry("10.0.0.5", 7, NudState::Incomplete, 5),
+            entry("10.0.0.6", 7, NudState::Failed, 6),
+            entry("10.0.0.6", 8, NudState::Reachable, 6),
+            entry("10.0.0.9", 7, NudState::Reachable, 9),
+        ];
+        let device_mac = |i: u32| match i {
+            7 => Some([2, 0, 0, 0, 0, 0xf7]),
+            8 => Some([2, 0, 0, 0, 0, 0xf8]),
+            _ => None,
+        };
+        let targets = [
+            "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6", "10.0.0.7",
+        ]
+        .map(ip);
+        let want = desired(&targets, &table, &device_mac);
+        let got = |a: &str| want.get(&addr_key(ip(a))).copied();
         assert_eq!(
-            want[&addr_key(ip("10.0.0.2"))],
-            DrNextHop {
+            got("10.0.0.2"),
+            Some(DrNextHop {
                 ifindex: 7,
-                smac: [2, 0, 0, 0, 0, 0xfe],
+                smac: [2, 0, 0, 0, 0, 0xf7],
                 dmac: [2, 0, 0, 0, 0, 2],
-            }
+            })
         );
-    }
-
-    #[test]
-    fn macs_parse() {
-        assert_eq!(
-            parse_mac("02:00:0a:ff:00:01"),
-            Some([2, 0, 0x0a, 0xff, 0, 1])
-        );
-        assert_eq!(parse_mac("02:00:0a:ff:00"), None);
-        assert_eq!(parse_mac("02:00:0a:ff:00:01:02"), None);
-        assert_eq!(parse_mac("zz:00:0a:ff:00:01"), None);
-    }
-
-    #[test]
-    fn loopback_is_a_device() {
-        let (index, _) = device("lo").expect("lo exists in every namespace");
-        assert!(index > 0);
-        assert_eq!(device("no-such-dev0"), None);
+        // Device 9 vanished; failed, incomplete and absent entries: none.
+        for a in ["10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.7"] {
+            assert_eq!(got(a), None, "{a}");
+        }
+        // A failed entry on one device, a usable one on another.
+        assert_eq!(got("10.0.0.6").map(|h| h.ifindex), Some(8));
+        // Not a target (no DR real server): no entry.
+        assert_eq!(got("10.0.0.9"), None);
+        assert_eq!(want.len(), 2);
     }
 }
