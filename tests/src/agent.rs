@@ -153,7 +153,7 @@ impl LbConfig {
     pub fn new(topo: &Topology, control_socket: PathBuf, services: Vec<VirtualServer>) -> Self {
         LbConfig {
             interfaces: topo.interfaces.clone(),
-            xdp_mode: "auto".into(),
+            xdp_mode: topo.xdp_mode.into(),
             flow_table_size: 65536,
             control_socket,
             metrics_listen: None,

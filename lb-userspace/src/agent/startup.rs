@@ -31,6 +31,7 @@ use crate::{
     config::Config,
     control::{ControlServer, Incoming},
     dataplane::{
+        dr_next_hops::DrNextHops,
         loader::{self, MapSizes},
         maps::KernelMaps,
         neighbour,
@@ -75,11 +76,11 @@ pub struct NeighbourWarmup {
 }
 
 impl NeighbourWarmup {
-    fn start(targets: Vec<IpAddr>) -> Self {
+    fn start(targets: Vec<IpAddr>, next_hops: DrNextHops) -> Self {
         let (tx, rx) = watch::channel(targets);
         Self {
             targets: tx,
-            task: tokio::spawn(neighbour::keep_resolved(rx)),
+            task: tokio::spawn(neighbour::keep_resolved(rx, Some(next_hops))),
         }
     }
 
@@ -97,6 +98,8 @@ impl NeighbourWarmup {
 struct Loaded {
     xdp: Xdp,
     dataplane: Dataplane,
+    /// Filled by the neighbour warm-up (DR with forwarding off).
+    dr_next_hops: DrNextHops,
 }
 
 /// Whether the config needs XDP at all.
@@ -119,10 +122,14 @@ pub async fn start(
     let (mut monitor, transitions) = health::Monitor::new();
     let health_metrics = HealthMetrics::default();
     monitor.set_observer(health_metrics.observer());
-    let (xdp, dataplane) = if wants_xdp(&config) {
-        let Loaded { xdp, dataplane } =
-            load_dataplane(&config, PinDir::new(pin_dir), &mut monitor)?;
-        (Some(xdp), Some(dataplane))
+    let (xdp, dataplane, neighbours) = if wants_xdp(&config) {
+        let Loaded {
+            xdp,
+            dataplane,
+            dr_next_hops,
+        } = load_dataplane(&config, PinDir::new(pin_dir), &mut monitor)?;
+        let neighbours = NeighbourWarmup::start(dataplane.dr_neighbours(), dr_next_hops);
+        (Some(xdp), Some(dataplane), Some(neighbours))
     } else {
         tracing::info!(
             "no virtual servers and no interfaces: no XDP program loaded (pin directory {} \
@@ -130,15 +137,12 @@ pub async fn start(
             pin_dir.display()
         );
         monitor.update(health::targets(&config));
-        (None, None)
+        (None, None, None)
     };
     let empty = dataplane
         .as_ref()
         .map(Dataplane::empty_services)
         .unwrap_or_default();
-    let neighbours = dataplane
-        .as_ref()
-        .map(|d| NeighbourWarmup::start(d.dr_neighbours()));
     let mut state = SharedState::new(AgentState {
         dataplane,
         health: monitor.reader(),
@@ -234,6 +238,7 @@ fn load_dataplane(
     let mut ebpf = loader::load(crate::EBPF_OBJECT, &sizes, Some(&pins))?;
     let logger = start_ebpf_logger(&mut ebpf);
     let maps = KernelMaps::take(&mut ebpf)?;
+    let dr_next_hops = DrNextHops::take(&mut ebpf)?;
     let programmer = if pinned.is_some() {
         adopt(&maps, &sizes)?
     } else {
@@ -258,6 +263,7 @@ fn load_dataplane(
             _pin_lock: pin_lock,
         },
         dataplane,
+        dr_next_hops,
     })
 }
 
