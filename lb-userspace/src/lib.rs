@@ -9,7 +9,9 @@ pub mod dataplane;
 pub mod health;
 pub mod maglev;
 pub mod metrics;
+pub mod netlink;
 pub mod status;
+pub mod vrrp;
 
 /// The XDP object, built from `lb-ebpf` by `build.rs`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));

@@ -187,10 +187,18 @@ fn check(path: &Path) -> Result<(), Failure> {
         .iter()
         .map(|vs| vs.real_servers.len())
         .sum();
-    println!(
+    let mut summary = format!(
         "config OK: {} virtual services, {reals} real servers",
         config.virtual_servers.len()
     );
+    if !config.vrrp_instances.is_empty() {
+        summary.push_str(&format!(
+            ", {} VRRP instances, {} sync groups",
+            config.vrrp_instances.len(),
+            config.vrrp_sync_groups.len()
+        ));
+    }
+    println!("{summary}");
     Ok(())
 }
 

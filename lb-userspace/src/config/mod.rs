@@ -8,7 +8,9 @@
 //! where `path` counts from 0 (`virtual_server[1].real_server[0].weight`).
 //!
 //! Rules beyond the types (each with its message in `validate`):
-//! - required: `agent.interfaces` (non-empty), and per virtual server
+//! - required: `agent.interfaces` (non-empty) — except in a config with
+//!   VRRP instances and no virtual servers, which loads no XDP program and
+//!   may leave out `[agent]` or its interfaces — and per virtual server
 //!   `name` (unique), `address`, `port`, `protocol`, `forwarding`: a guessed
 //!   protocol or forwarding method would misroute silently;
 //! - one service per (address, port, protocol); a real server once per
@@ -24,9 +26,14 @@
 //! - health checks: see [`health`](self::health) for their rules; no
 //!   `health_check` = kind "none" (always up), so configs written before
 //!   health checks keep their meaning.
+//! - VRRP (`[[vrrp_instance]]`, `[[vrrp_sync_group]]`): see
+//!   `validate_vrrp` for their rules and [`vrrp`](self::vrrp) for the types.
+//! - a value that cannot be read is named, but never a secret's
+//!   (`auth_pass`, `bind_password`).
 //!
 //! Layout: `raw` mirrors the file (serde, unknown keys rejected),
-//! `validate` turns it into [`Config`], [`validate_host`] checks what
+//! `validate` (and `validate_vrrp`, `health`) turn it into [`Config`],
+//! [`validate_host`] checks what
 //! depends on the machine (interfaces) separately, so a config can be
 //! parsed and tested on a host that lacks its interfaces.
 
@@ -35,6 +42,7 @@ mod health;
 mod host;
 mod raw;
 mod validate;
+mod validate_vrrp;
 mod vrrp;
 
 use std::{
@@ -52,9 +60,12 @@ pub use health::{
 };
 pub use host::validate_host;
 pub use vrrp::{
-    Script, VirtualAddress, VrrpInitialState, VrrpInstance, VrrpSyncGroup, VrrpVersion,
-    DEFAULT_ADVERT_INTERVAL, DEFAULT_GARP_DELAY, DEFAULT_GARP_REPEAT, DEFAULT_NOTIFY_TIMEOUT,
-    DEFAULT_VRRP_PRIORITY, DEFAULT_VRRP_VERSION, MAX_ADVERT_ADDRESSES, VRRP_GROUP_V4,
+    Script, ScriptError, VirtualAddress, VrrpInitialState, VrrpInstance, VrrpSyncGroup,
+    VrrpVersion, DEFAULT_ADVERT_INTERVAL, DEFAULT_GARP_DELAY, DEFAULT_GARP_REPEAT,
+    DEFAULT_NOTIFY_TIMEOUT, DEFAULT_TRACK_WEIGHT, DEFAULT_VRRP_PRIORITY, DEFAULT_VRRP_VERSION,
+    MAX_ADVERT_ADDRESSES, MAX_ADVERT_INTERVAL_V2, MAX_ADVERT_INTERVAL_V3, MAX_AUTH_PASS_LEN,
+    MAX_GARP_DELAY, MAX_GARP_REPEAT, MAX_NOTIFY_TIMEOUT, MAX_PREEMPT_DELAY, MIN_ADVERT_INTERVAL_V3,
+    MIN_NOTIFY_TIMEOUT, VRRP_GROUP_V4,
 };
 
 // Defaults, written once. A user's file that leaves a key out gets these.
@@ -106,6 +117,8 @@ pub struct Config {
 pub struct SourceMap {
     /// One per `agent.interfaces` entry, in order.
     pub interfaces: Vec<Location>,
+    /// One per `[[vrrp_instance]]`: where its `interface` is.
+    pub vrrp_interfaces: Vec<Location>,
 }
 
 impl PartialEq for SourceMap {
@@ -266,7 +279,20 @@ fn mapping_error(
 ) -> ConfigError {
     let mut field = field_path(e.path());
     let inner = e.into_inner();
-    let message = one_line(inner.message());
+    let key = field.rsplit(['.', ']']).next().unwrap_or_default();
+    // serde quotes the value it could not use: never a secret's.
+    if SECRET_KEYS.contains(&key) {
+        return src.field_error(
+            inner.span().unwrap_or(0..0),
+            &field,
+            "expected a string in quotes (the value is not repeated here: it is a secret)",
+        );
+    }
+    let mut message = one_line(inner.message());
+    // keepalived writes `advert_int 1`: say how a duration is written.
+    if DURATION_KEYS.contains(&key) && message.starts_with("invalid type") {
+        message.push_str(": a duration is a string with a unit, e.g. \"1s\" or \"100ms\"");
+    }
     // The path may stop at the key's table; make sure it names the key.
     if let Some(key) = message
         .strip_prefix("unknown field `")
@@ -290,7 +316,10 @@ fn mapping_error(
         );
     }
     // `[virtual_server]` where `[[virtual_server]]` was meant.
-    let list_of_tables = field == "virtual_server" || field.ends_with(".real_server");
+    let list_of_tables = matches!(
+        field.as_str(),
+        "virtual_server" | "vrrp_instance" | "vrrp_sync_group"
+    ) || field.ends_with(".real_server");
     if list_of_tables && message.contains("invalid type: map") {
         let key = field
             .rsplit(['.', ']'])
@@ -300,7 +329,7 @@ fn mapping_error(
         let header = if key == "real_server" {
             "virtual_server.real_server"
         } else {
-            "virtual_server"
+            key.as_str()
         };
         return src.field_error(
             inner.span().unwrap_or(0..0),
@@ -342,6 +371,18 @@ fn field_path(path: &serde_path_to_error::Path) -> String {
     out
 }
 
+/// Keys whose values must never appear in a message.
+const SECRET_KEYS: &[&str] = &["auth_pass", "bind_password"];
+/// Keys that hold a duration string.
+const DURATION_KEYS: &[&str] = &[
+    "interval",
+    "timeout",
+    "advert_interval",
+    "preempt_delay",
+    "notify_timeout",
+    "garp_delay",
+];
+
 /// serde's words, made one line and readable to someone who writes TOML
 /// rather than Rust.
 fn one_line(s: &str) -> String {
@@ -354,6 +395,8 @@ fn one_line(s: &str) -> String {
         .replace("expected struct RawVirtualServer", "expected a table")
         .replace("expected struct RawRealServer", "expected a table")
         .replace("expected struct RawHealthCheck", "expected a table")
+        .replace("expected struct RawVrrpInstance", "expected a table")
+        .replace("expected struct RawVrrpSyncGroup", "expected a table")
 }
 
 #[cfg(test)]

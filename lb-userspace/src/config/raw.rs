@@ -19,6 +19,10 @@ pub(super) struct RawConfig {
     pub agent: Option<Spanned<RawAgent>>,
     #[serde(default)]
     pub virtual_server: Vec<Spanned<RawVirtualServer>>,
+    #[serde(default)]
+    pub vrrp_instance: Vec<Spanned<RawVrrpInstance>>,
+    #[serde(default)]
+    pub vrrp_sync_group: Vec<Spanned<RawVrrpSyncGroup>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,4 +84,47 @@ pub(super) struct RawHealthCheck {
     pub filter: Option<Spanned<String>>,
     // exec
     pub command: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[[vrrp_instance]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVrrpInstance {
+    pub name: Option<Spanned<String>>,
+    pub interface: Option<Spanned<String>>,
+    pub virtual_router_id: Option<Spanned<i64>>,
+    pub priority: Option<Spanned<i64>>,
+    pub advert_interval: Option<Spanned<String>>,
+    pub version: Option<Spanned<i64>>,
+    pub state: Option<Spanned<String>>,
+    pub preempt: Option<Spanned<bool>>,
+    pub preempt_delay: Option<Spanned<String>>,
+    pub auth_pass: Option<Spanned<String>>,
+    pub virtual_addresses: Option<Spanned<Vec<Spanned<String>>>>,
+    pub virtual_addresses_excluded: Option<Spanned<Vec<Spanned<String>>>>,
+    pub unicast_peers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub unicast_source: Option<Spanned<String>>,
+    pub notify_master: Option<Spanned<String>>,
+    pub notify_backup: Option<Spanned<String>>,
+    pub notify_fault: Option<Spanned<String>>,
+    pub notify_stop: Option<Spanned<String>>,
+    pub notify: Option<Spanned<String>>,
+    pub fence: Option<Spanned<String>>,
+    pub notify_timeout: Option<Spanned<String>>,
+    pub track_virtual_servers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub track_weight: Option<Spanned<i64>>,
+    pub garp_repeat: Option<Spanned<i64>>,
+    pub garp_delay: Option<Spanned<String>>,
+}
+
+/// `[[vrrp_sync_group]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVrrpSyncGroup {
+    pub name: Option<Spanned<String>>,
+    pub instances: Option<Spanned<Vec<Spanned<String>>>>,
+    pub notify_master: Option<Spanned<String>>,
+    pub notify_backup: Option<Spanned<String>>,
+    pub notify_fault: Option<Spanned<String>>,
+    pub notify: Option<Spanned<String>>,
 }

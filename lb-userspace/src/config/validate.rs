@@ -16,8 +16,8 @@ use super::{
     error::{Location, Source},
     health::{self, Layer},
     raw::{RawAgent, RawConfig, RawRealServer, RawVirtualServer},
-    AgentConfig, Config, ConfigError, Forwarding, Protocol, RealServer, Scheduler, SourceMap,
-    VirtualServer, XdpMode, DEFAULT_CONTROL_SOCKET, DEFAULT_FLOW_TABLE_SIZE,
+    validate_vrrp, AgentConfig, Config, ConfigError, Forwarding, Protocol, RealServer, Scheduler,
+    SourceMap, VirtualServer, XdpMode, DEFAULT_CONTROL_SOCKET, DEFAULT_FLOW_TABLE_SIZE,
     DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_SCHEDULER, DEFAULT_WEIGHT, DEFAULT_XDP_MODE,
     MAGLEV_SLOTS_PER_REAL_SERVER, MAX_FLOW_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT,
     MIN_MAGLEV_TABLE_SIZE,
@@ -30,7 +30,10 @@ type Result<T> = std::result::Result<T, ConfigError>;
 const MAX_IFNAME_LEN: usize = 15;
 
 pub(super) fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config> {
-    let (agent, sources) = agent(raw.agent, src)?;
+    // A VRRP-only node (keepalived used for VRRP alone, seed 003) loads no
+    // XDP program, so it needs no interfaces for one.
+    let vrrp_only = raw.virtual_server.is_empty() && !raw.vrrp_instance.is_empty();
+    let (agent, mut sources) = agent(raw.agent, vrrp_only, src)?;
 
     let mut virtual_servers = Vec::with_capacity(raw.virtual_server.len());
     let mut names: HashMap<String, usize> = HashMap::new();
@@ -113,17 +116,44 @@ pub(super) fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config> {
         virtual_servers.push(vs);
     }
 
+    let vrrp = validate_vrrp::vrrp(
+        raw.vrrp_instance,
+        raw.vrrp_sync_group,
+        &virtual_servers,
+        src,
+    )?;
+    sources.vrrp_interfaces = vrrp.interface_locations;
+
     Ok(Config {
         agent,
         virtual_servers,
-        vrrp_instances: Vec::new(),
-        vrrp_sync_groups: Vec::new(),
+        vrrp_instances: vrrp.instances,
+        vrrp_sync_groups: vrrp.sync_groups,
         sources,
     })
 }
 
-fn agent(raw: Option<Spanned<RawAgent>>, src: &Source<'_>) -> Result<(AgentConfig, SourceMap)> {
+fn default_agent() -> AgentConfig {
+    AgentConfig {
+        interfaces: Vec::new(),
+        xdp_mode: DEFAULT_XDP_MODE,
+        flow_table_size: DEFAULT_FLOW_TABLE_SIZE,
+        control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        metrics_listen: None,
+    }
+}
+
+/// `vrrp_only`: the config has VRRP instances and no virtual servers, so
+/// `[agent]` and its `interfaces` may be left out.
+fn agent(
+    raw: Option<Spanned<RawAgent>>,
+    vrrp_only: bool,
+    src: &Source<'_>,
+) -> Result<(AgentConfig, SourceMap)> {
     let Some(raw) = raw else {
+        if vrrp_only {
+            return Ok((default_agent(), SourceMap::default()));
+        }
         return Err(src.field_error(
             0..0,
             "agent.interfaces",
@@ -134,17 +164,21 @@ fn agent(raw: Option<Spanned<RawAgent>>, src: &Source<'_>) -> Result<(AgentConfi
     let table_span = raw.span();
     let raw = raw.into_inner();
 
-    let Some(list) = raw.interfaces else {
-        return Err(src.field_error(
-            table_span,
-            "agent.interfaces",
-            "missing: list the interfaces XDP attaches to, client side first, \
-             e.g. `interfaces = [\"eth0\", \"eth1\"]`",
-        ));
+    let list = match raw.interfaces {
+        Some(list) => list,
+        None if vrrp_only => Spanned::new(table_span.clone(), Vec::new()),
+        None => {
+            return Err(src.field_error(
+                table_span,
+                "agent.interfaces",
+                "missing: list the interfaces XDP attaches to, client side first, \
+                 e.g. `interfaces = [\"eth0\", \"eth1\"]`",
+            ));
+        }
     };
     let list_span = list.span();
     let list = list.into_inner();
-    if list.is_empty() {
+    if list.is_empty() && !vrrp_only {
         return Err(src.field_error(
             list_span,
             "agent.interfaces",
@@ -251,12 +285,13 @@ fn agent(raw: Option<Spanned<RawAgent>>, src: &Source<'_>) -> Result<(AgentConfi
         },
         SourceMap {
             interfaces: interface_locations,
+            ..SourceMap::default()
         },
     ))
 }
 
 /// Why `name` cannot be a Linux interface name, if it cannot.
-fn bad_ifname(name: &str) -> Option<String> {
+pub(super) fn bad_ifname(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("is empty: name an interface such as \"eth0\"".into());
     }
@@ -621,7 +656,7 @@ fn ip_addr(v: &Spanned<String>, field: &str, what: &str, src: &Source<'_>) -> Re
 }
 
 /// Why `addr` cannot be a service or server address, if it cannot.
-fn unusable_host(addr: IpAddr) -> Option<&'static str> {
+pub(super) fn unusable_host(addr: IpAddr) -> Option<&'static str> {
     if addr.is_unspecified() {
         Some("is the unspecified address: name a real host address")
     } else if addr.is_multicast() {

@@ -10,6 +10,7 @@
 use std::{
     fmt,
     net::{IpAddr, Ipv4Addr},
+    str::FromStr,
     time::Duration,
 };
 
@@ -26,6 +27,28 @@ pub const DEFAULT_GARP_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Addresses one advert can carry: the count field is one byte.
 pub const MAX_ADVERT_ADDRESSES: usize = 255;
+/// How far a tracked virtual server with every real server down lowers
+/// the priority when `track_weight` is not given: as far as it goes
+/// (effective priority 1), so any healthy peer takes over whatever the
+/// two priorities are. A smaller drop can leave a broken node master
+/// (150 - 50 ties a peer at 100, and the tie goes by address).
+pub const DEFAULT_TRACK_WEIGHT: u8 = 254;
+/// keepalived's own upper bound for `preempt_delay`.
+pub const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(1000);
+/// Bounds of `garp_repeat` (per address, per block).
+pub const MAX_GARP_REPEAT: u32 = 100;
+/// Bounds of `garp_delay` (0 = no second block).
+pub const MAX_GARP_DELAY: Duration = Duration::from_secs(3600);
+/// Bounds of `notify_timeout`.
+pub const MIN_NOTIFY_TIMEOUT: Duration = Duration::from_secs(1);
+pub const MAX_NOTIFY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Version 2 advert interval: whole seconds in one byte.
+pub const MAX_ADVERT_INTERVAL_V2: Duration = Duration::from_secs(255);
+/// Version 3 advert interval: 12 bits of centiseconds.
+pub const MIN_ADVERT_INTERVAL_V3: Duration = Duration::from_millis(10);
+pub const MAX_ADVERT_INTERVAL_V3: Duration = Duration::from_millis(40_950);
+/// Version 2 simple password: the 8 bytes of the advert's auth data.
+pub const MAX_AUTH_PASS_LEN: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum VrrpVersion {
@@ -50,6 +73,25 @@ impl fmt::Display for VrrpVersion {
     }
 }
 
+impl TryFrom<i64> for VrrpVersion {
+    type Error = ();
+    fn try_from(n: i64) -> Result<Self, ()> {
+        match n {
+            2 => Ok(VrrpVersion::V2),
+            3 => Ok(VrrpVersion::V3),
+            _ => Err(()),
+        }
+    }
+}
+
+impl FromStr for VrrpVersion {
+    type Err = ();
+    /// "2" | "3", as [`Display`](fmt::Display) writes it.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        s.parse::<i64>().map_err(|_| ()).and_then(Self::try_from)
+    }
+}
+
 /// The state an instance starts in (`state = "backup" | "master"`). As in
 /// keepalived, "master" only shortens the start-up when the priority is
 /// 255 (the address owner); otherwise both start as backup and elect.
@@ -57,6 +99,34 @@ impl fmt::Display for VrrpVersion {
 pub enum VrrpInitialState {
     Backup,
     Master,
+}
+
+impl VrrpInitialState {
+    /// The word used in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            VrrpInitialState::Backup => "backup",
+            VrrpInitialState::Master => "master",
+        }
+    }
+}
+
+impl fmt::Display for VrrpInitialState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for VrrpInitialState {
+    type Err = ();
+    /// "backup" | "master" (lower case, as written in the config).
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "backup" => Ok(VrrpInitialState::Backup),
+            "master" => Ok(VrrpInitialState::Master),
+            _ => Err(()),
+        }
+    }
 }
 
 /// A virtual address with its prefix length, as `ip addr add` takes it
@@ -81,6 +151,77 @@ pub struct Script {
     pub line: String,
     /// Program first; never empty.
     pub argv: Vec<String>,
+}
+
+impl Script {
+    /// Splits `line` into words: runs of whitespace separate words, double
+    /// quotes group (and are removed), so `"/opt/my scripts/n.sh" master`
+    /// is two words. Single quotes and backslashes are literal (no shell
+    /// runs the script). The program must be an absolute path: the agent
+    /// runs as root, and a PATH lookup would run whatever is first in the
+    /// agent's PATH.
+    pub fn parse(line: &str) -> Result<Script, ScriptError> {
+        let mut argv = Vec::new();
+        let mut word = String::new();
+        let mut in_word = false;
+        let mut quoted = false;
+        for c in line.chars() {
+            match c {
+                '"' => {
+                    quoted = !quoted;
+                    in_word = true;
+                }
+                c if c.is_whitespace() && !quoted => {
+                    if in_word {
+                        argv.push(std::mem::take(&mut word));
+                        in_word = false;
+                    }
+                }
+                c => {
+                    word.push(c);
+                    in_word = true;
+                }
+            }
+        }
+        if quoted {
+            return Err(ScriptError::UnclosedQuote);
+        }
+        if in_word {
+            argv.push(word);
+        }
+        let Some(program) = argv.first() else {
+            return Err(ScriptError::Empty);
+        };
+        if !program.starts_with('/') {
+            return Err(ScriptError::RelativeProgram(program.clone()));
+        }
+        if program.ends_with('/') {
+            return Err(ScriptError::Directory(program.clone()));
+        }
+        Ok(Script {
+            line: line.to_owned(),
+            argv,
+        })
+    }
+
+    pub fn program(&self) -> &str {
+        &self.argv[0]
+    }
+}
+
+/// Why a script line cannot be run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScriptError {
+    #[error(
+        "no program: write the absolute path of the script, e.g. \"/etc/lb/notify.sh master\""
+    )]
+    Empty,
+    #[error("a double quote is not closed: close it, or remove it")]
+    UnclosedQuote,
+    #[error("the program `{0}` is not an absolute path: write it in full, e.g. \"/etc/lb/{0}\" (no PATH lookup, no shell)")]
+    RelativeProgram(String),
+    #[error("the program `{0}` is a directory path: name the script file")]
+    Directory(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -164,3 +305,49 @@ pub struct VrrpSyncGroup {
 
 /// The multicast group adverts go to (RFC 3768 / 5798).
 pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_split_on_whitespace_and_double_quotes() {
+        let s = Script::parse("  /etc/lb/notify.sh   master \"two words\" x\"y z\"w ").unwrap();
+        assert_eq!(
+            s.argv,
+            ["/etc/lb/notify.sh", "master", "two words", "xy zw"]
+        );
+        assert_eq!(s.program(), "/etc/lb/notify.sh");
+        // An empty quoted word is a word; single quotes are literal.
+        assert_eq!(
+            Script::parse("/bin/x \"\" 'a b'").unwrap().argv,
+            ["/bin/x", "", "'a", "b'"]
+        );
+        assert_eq!(Script::parse(""), Err(ScriptError::Empty));
+        assert_eq!(Script::parse(" \t "), Err(ScriptError::Empty));
+        assert_eq!(
+            Script::parse("/bin/x \"open"),
+            Err(ScriptError::UnclosedQuote)
+        );
+        assert_eq!(
+            Script::parse("notify.sh master"),
+            Err(ScriptError::RelativeProgram("notify.sh".into()))
+        );
+        assert_eq!(
+            Script::parse("/etc/lb/"),
+            Err(ScriptError::Directory("/etc/lb/".into()))
+        );
+    }
+
+    #[test]
+    fn enums_read_what_they_write() {
+        for v in [VrrpVersion::V2, VrrpVersion::V3] {
+            assert_eq!(v.to_string().parse(), Ok(v));
+        }
+        assert_eq!("4".parse::<VrrpVersion>(), Err(()));
+        for s in [VrrpInitialState::Backup, VrrpInitialState::Master] {
+            assert_eq!(s.to_string().parse(), Ok(s));
+        }
+        assert_eq!("MASTER".parse::<VrrpInitialState>(), Err(()));
+    }
+}

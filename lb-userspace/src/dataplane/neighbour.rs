@@ -12,10 +12,10 @@
 //!   IPv6) or, for an existing entry, confirm it, so it never ages out of
 //!   the table. The real server at most answers with an ICMP port
 //!   unreachable.
-//! - shortly after, it reads the neighbour table (`ip -j neigh show`; for
-//!   IPv4 `/proc/net/arp` when `ip` is missing) and logs each real server's
-//!   resolution once per change, so an unreachable real server shows up in
-//!   the log instead of only in the `neigh_miss` counter.
+//! - shortly after, it reads the neighbour table (through [`Netlink`]) and
+//!   logs each real server's resolution once per change, so an unreachable
+//!   real server shows up in the log instead of only in the `neigh_miss`
+//!   counter.
 //!
 //! Everything runs in one tokio task with timeouts on each step: a real
 //! server that does not answer never blocks the agent.
@@ -27,6 +27,8 @@ use std::{
 };
 
 use tokio::{net::UdpSocket, sync::watch};
+
+use crate::netlink::{Neighbour, Netlink};
 
 /// How often the neighbours are refreshed. Well below the kernel's
 /// `base_reachable_time` (30 s) and `gc_stale_time` (60 s).
@@ -49,6 +51,13 @@ pub enum NeighState {
 /// Run until `targets` is closed: keep every address in it resolved.
 pub async fn keep_resolved(mut targets: watch::Receiver<Vec<IpAddr>>) {
     let mut known: HashMap<IpAddr, NeighState> = HashMap::new();
+    let netlink = match Netlink::new() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!("DR neighbour resolution will not be logged: {e}");
+            None
+        }
+    };
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -71,8 +80,9 @@ pub async fn keep_resolved(mut targets: watch::Receiver<Vec<IpAddr>>) {
             }
         }
         tokio::time::sleep(SETTLE).await;
-        let table = match tokio::time::timeout(STEP_TIMEOUT, read_table()).await {
-            Ok(Ok(t)) => t,
+        let Some(netlink) = &netlink else { continue };
+        let table = match tokio::time::timeout(STEP_TIMEOUT, netlink.neighbours()).await {
+            Ok(Ok(t)) => classify_table(&t),
             Ok(Err(e)) => {
                 tracing::debug!("reading the neighbour table: {e}");
                 continue;
@@ -123,74 +133,20 @@ async fn poke(addr: IpAddr) -> std::io::Result<()> {
     }
 }
 
-async fn read_table() -> std::io::Result<HashMap<IpAddr, NeighState>> {
-    match tokio::process::Command::new("ip")
-        .args(["-j", "neigh", "show"])
-        .kill_on_drop(true)
-        .output()
-        .await
-    {
-        Ok(out) if out.status.success() => Ok(parse_ip_json(&out.stdout)),
-        _ => Ok(parse_proc_arp(
-            &tokio::fs::read_to_string("/proc/net/arp").await?,
-        )),
-    }
-}
-
-fn classify(states: &[&str]) -> NeighState {
-    const VALID: [&str; 6] = ["REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP"];
-    let label = states.join(",");
-    if states.iter().any(|s| VALID.contains(s)) {
-        NeighState::Resolved(label)
-    } else {
-        NeighState::Unresolved(label)
-    }
-}
-
-/// `ip -j neigh show`: `[{"dst":"10.0.0.2","dev":"eth1","lladdr":"..",
-/// "state":["REACHABLE"]}, ...]`.
-fn parse_ip_json(json: &[u8]) -> HashMap<IpAddr, NeighState> {
+/// The state of each address in the table. The same address on two
+/// interfaces: one usable entry is enough.
+fn classify_table(neighbours: &[Neighbour]) -> HashMap<IpAddr, NeighState> {
     let mut table = HashMap::new();
-    let Ok(serde_json::Value::Array(entries)) = serde_json::from_slice(json) else {
-        return table;
-    };
-    for e in entries {
-        let Some(dst) = e["dst"].as_str().and_then(|d| d.parse::<IpAddr>().ok()) else {
-            continue;
-        };
-        let states: Vec<&str> = e["state"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
-            .unwrap_or_default();
-        let state = classify(&states);
-        // The same address on two interfaces: one usable entry is enough.
-        if !matches!(table.get(&dst), Some(NeighState::Resolved(_))) {
-            table.insert(dst, state);
-        }
-    }
-    table
-}
-
-/// `/proc/net/arp` (IPv4 only): flags 0x2 (ATF_COM) = resolved.
-fn parse_proc_arp(text: &str) -> HashMap<IpAddr, NeighState> {
-    let mut table = HashMap::new();
-    for line in text.lines().skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(ip), Some(flags)) = (fields.first(), fields.get(2)) else {
-            continue;
-        };
-        let (Ok(ip), Ok(flags)) = (
-            ip.parse::<IpAddr>(),
-            u32::from_str_radix(flags.trim_start_matches("0x"), 16),
-        ) else {
-            continue;
-        };
-        let state = if flags & 0x2 != 0 {
-            NeighState::Resolved("complete".into())
+    for n in neighbours {
+        let label = n.state.to_string();
+        let state = if n.state.is_usable() {
+            NeighState::Resolved(label)
         } else {
-            NeighState::Unresolved("incomplete".into())
+            NeighState::Unresolved(label)
         };
-        table.insert(ip, state);
+        if !matches!(table.get(&n.ip), Some(NeighState::Resolved(_))) {
+            table.insert(n.ip, state);
+        }
     }
     table
 }
@@ -199,36 +155,46 @@ fn parse_proc_arp(text: &str) -> HashMap<IpAddr, NeighState> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ip_json_states_are_classified() {
-        let json = br#"[
-            {"dst":"10.0.0.2","dev":"eth1","lladdr":"02:00:00:00:00:02","state":["REACHABLE"]},
-            {"dst":"10.0.0.3","dev":"eth1","state":["FAILED"]},
-            {"dst":"10.0.0.4","dev":"eth1","lladdr":"02:00:00:00:00:04","state":["STALE"]},
-            {"dst":"fd00::5","dev":"eth1","state":["INCOMPLETE"]}
-        ]"#;
-        let t = parse_ip_json(json);
-        let at = |a: &str| t[&a.parse::<IpAddr>().unwrap()].clone();
-        assert!(matches!(at("10.0.0.2"), NeighState::Resolved(_)));
-        assert!(matches!(at("10.0.0.3"), NeighState::Unresolved(_)));
-        assert!(matches!(at("10.0.0.4"), NeighState::Resolved(_)));
-        assert!(matches!(at("fd00::5"), NeighState::Unresolved(_)));
+    use crate::netlink::NudState;
+
+    fn entry(ip: &str, ifindex: u32, state: NudState) -> Neighbour {
+        Neighbour {
+            ifindex,
+            ip: ip.parse().unwrap(),
+            mac: state.is_usable().then_some([2, 0, 0, 0, 0, 2]),
+            state,
+        }
     }
 
     #[test]
-    fn proc_arp_flags_are_read() {
-        let text =
-            "IP address       HW type     Flags       HW address            Mask     Device\n\
-                    10.0.0.2         0x1         0x2         02:00:00:00:00:02     *        eth1\n\
-                    10.0.0.3         0x1         0x0         00:00:00:00:00:00     *        eth1\n";
-        let t = parse_proc_arp(text);
-        assert!(matches!(
-            t[&"10.0.0.2".parse::<IpAddr>().unwrap()],
-            NeighState::Resolved(_)
-        ));
-        assert!(matches!(
-            t[&"10.0.0.3".parse::<IpAddr>().unwrap()],
-            NeighState::Unresolved(_)
-        ));
+    fn kernel_states_are_classified() {
+        let t = classify_table(&[
+            entry("10.0.0.2", 3, NudState::Reachable),
+            entry("10.0.0.3", 3, NudState::Failed),
+            entry("10.0.0.4", 3, NudState::Stale),
+            entry("fd00::5", 3, NudState::Incomplete),
+            entry("10.0.0.6", 3, NudState::Permanent),
+        ]);
+        let at = |a: &str| t[&a.parse::<IpAddr>().unwrap()].clone();
+        assert_eq!(at("10.0.0.2"), NeighState::Resolved("REACHABLE".into()));
+        assert_eq!(at("10.0.0.3"), NeighState::Unresolved("FAILED".into()));
+        assert_eq!(at("10.0.0.4"), NeighState::Resolved("STALE".into()));
+        assert_eq!(at("fd00::5"), NeighState::Unresolved("INCOMPLETE".into()));
+        assert_eq!(at("10.0.0.6"), NeighState::Resolved("PERMANENT".into()));
+    }
+
+    #[test]
+    fn one_usable_entry_on_any_interface_is_enough() {
+        for order in [[0, 1], [1, 0]] {
+            let entries = [
+                entry("10.0.0.2", 3, NudState::Failed),
+                entry("10.0.0.2", 4, NudState::Reachable),
+            ];
+            let t = classify_table(&order.map(|i| entries[i].clone()));
+            assert!(matches!(
+                t[&"10.0.0.2".parse::<IpAddr>().unwrap()],
+                NeighState::Resolved(_)
+            ));
+        }
     }
 }
