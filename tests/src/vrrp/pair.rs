@@ -268,8 +268,12 @@ impl HaPair {
         if self.kind != Kind::Lb {
             return None;
         }
-        match self.cluster.lb_vrrp(0, self.instance) {
-            Ok(_) => None,
+        match self.cluster.nodes[0].agent().status_json() {
+            Ok(s) if s["vrrp"].as_array().is_some_and(|v| !v.is_empty()) => None,
+            Ok(_) => Some(format!(
+                "`lb status` on node1 shows no VRRP instance, {} configured",
+                self.instance
+            )),
             Err(e) => Some(format!("{e:#}")),
         }
     }
