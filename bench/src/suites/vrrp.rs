@@ -101,7 +101,7 @@ fn one_failover(
 
 /// Builds one pair, starts it and runs every fault `reps` times.
 fn measure_pair(kind: Kind, timers: Timers, reps: usize, lb: &Path) -> PairResult {
-    let run = || -> anyhow::Result<Result<Vec<(Fault, Vec<Sample>)>, String>> {
+    let run = || -> anyhow::Result<PairResult> {
         let mut pair = HaPair::new(Forwarding::Dr, 2, kind, timers, lb)?;
         let wire = AdvertLog::start(pair.client(), "eth0", false)?;
         pair.start(0)?;
