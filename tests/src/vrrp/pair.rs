@@ -268,8 +268,14 @@ impl HaPair {
         if self.kind != Kind::Lb {
             return None;
         }
-        match self.cluster.nodes[0].agent().status_json() {
-            Ok(s) if s["vrrp"].as_array().is_some_and(|v| !v.is_empty()) => None,
+        let has_vrrp = |s: &serde_json::Value| s["vrrp"].as_array().is_some_and(|v| !v.is_empty());
+        let agent = self.cluster.nodes[0].agent();
+        // The control socket may answer before the VRRP task has reported.
+        wait_until(Duration::from_secs(3), || {
+            agent.status_json().is_ok_and(|s| has_vrrp(&s))
+        });
+        match agent.status_json() {
+            Ok(s) if has_vrrp(&s) => None,
             Ok(_) => Some(format!(
                 "`lb status` on node1 shows no VRRP instance, {} configured",
                 self.instance
