@@ -6,6 +6,7 @@ mod build;
 mod cmd;
 mod demo;
 mod demo_ha;
+mod man;
 mod run;
 mod setup;
 mod test;
@@ -36,6 +37,8 @@ enum Command {
     Demo(demo::Options),
     /// Requests/s and p99 through the VIP against direct; Maglev build time.
     Bench(bench::Options),
+    /// Man pages and shell completions of lb, into target/assets/.
+    Man(man::Options),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Test(o) => setup::setup().and_then(|()| test::test(o)),
         Command::Demo(o) => setup::setup().and_then(|()| demo::demo(o)),
         Command::Bench(o) => setup::setup().and_then(|()| bench::bench(o)),
+        Command::Man(o) => man::man(o),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
