@@ -10,6 +10,8 @@
 //! what a client sees meanwhile.
 
 pub mod keepalived;
+pub mod pair;
+pub mod timeline;
 pub mod topology;
 pub mod traffic;
 pub mod wire;
