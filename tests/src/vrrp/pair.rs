@@ -269,12 +269,12 @@ impl HaPair {
             return None;
         }
         let has_vrrp = |s: &serde_json::Value| s["vrrp"].as_array().is_some_and(|v| !v.is_empty());
-        let agent = self.cluster.nodes[0].agent();
+        let node = &self.cluster.nodes[0];
         // The control socket may answer before the VRRP task has reported.
         wait_until(Duration::from_secs(3), || {
-            agent.status_json().is_ok_and(|s| has_vrrp(&s))
+            node.with_agent(|a| a.status_json().is_ok_and(|s| has_vrrp(&s)))
         });
-        match agent.status_json() {
+        match node.with_agent(|a| a.status_json()) {
             Ok(s) if has_vrrp(&s) => None,
             Ok(_) => Some(format!(
                 "`lb status` on node1 shows no VRRP instance, {} configured",
