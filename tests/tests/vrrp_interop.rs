@@ -20,8 +20,8 @@
 //! whole advert interval or more, which this still catches) and -0.1 s
 //! early (a takeover before the RFC's timer means a backup that would
 //! flap on one lost advert). Unicast adverts never reach the client, so
-//! there the takeover is timed from the signal to the address appearing
-//! on the new master.
+//! there the takeover is timed from the signal to the new master's
+//! notify call (made within a few ms of the transition by both daemons).
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -33,6 +33,10 @@ use lb_tests::vrrp::{Cluster, Kind, NodeSpec};
 
 const EARLY: f64 = 0.1;
 const LATE: f64 = 0.3;
+/// A restart's preemption is timed from the process start, so it also
+/// holds the daemon's start-up (keepalived: 20 ms idle, up to 0.3 s seen
+/// while the machine builds; lb: loading its config and sockets).
+const RESTART_LATE: f64 = 0.6;
 const HIGH: u8 = 150;
 const LOW: u8 = 100;
 
@@ -120,7 +124,9 @@ fn margins(case: Case, expected: f64) -> (f64, f64) {
 
 /// Takeover of the address by `new` after `since`: on the wire (old
 /// master's last advert to the new one's first) for multicast; from
-/// `since` to the address on `new` for unicast.
+/// `since` to the new master's notify call for unicast (the stop itself
+/// can take a second: keepalived's parent exits well after its VRRP
+/// child has sent priority 0).
 fn takeover(
     c: &Cluster,
     wire: &AdvertLog,
@@ -133,7 +139,9 @@ fn takeover(
     let limit = Duration::from_secs_f64(case.master_down(LOW) + 3.0);
     let t = if case.unicast {
         c.wait_holders(case.vip(), holders, limit).unwrap();
-        since.elapsed().as_secs_f64()
+        c.notified(new, "VI_1", "MASTER", since)
+            .unwrap_or_else(|| panic!("no MASTER notify on node{}\n{}", new + 1, c.report()))
+            .as_secs_f64()
     } else {
         let t = wire
             .wait_takeover(&c.sources(old), &c.sources(new), since, limit)
@@ -263,7 +271,7 @@ fn interop(case: Case, master_kind: Kind, crash: bool) {
         "restart -> node1 MASTER (preempt)",
         up.elapsed().as_secs_f64(),
         case.master_down(HIGH),
-        (EARLY, LATE),
+        (EARLY, RESTART_LATE),
         &c,
     );
     c.wait_holders(vip, &[0], Duration::from_secs(1)).unwrap();

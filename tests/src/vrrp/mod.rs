@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
@@ -414,6 +414,27 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// When node `i`'s `notify` hook was first called with `instance`
+    /// entering `state` after `since` (both daemons call it within a few
+    /// ms of the transition): how long after `since`, if it was.
+    pub fn notified(
+        &self,
+        i: usize,
+        instance: &str,
+        state: &str,
+        since: Instant,
+    ) -> Option<Duration> {
+        let since_wall = SystemTime::now().checked_sub(since.elapsed())?;
+        let since_epoch = since_wall.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+        let wanted = format!("INSTANCE {instance} {state} ");
+        self.nodes[i].notify_log().lines().find_map(|l| {
+            let (at, rest) = l.split_once(' ')?;
+            let at: f64 = at.parse().ok()?;
+            (at > since_epoch && rest.starts_with(&wanted))
+                .then(|| Duration::from_secs_f64(at - since_epoch))
+        })
     }
 
     /// Node `i`'s advert sources (its addresses on `eth0`).
