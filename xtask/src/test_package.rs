@@ -1,0 +1,277 @@
+//! `cargo xtask test-package`: the amd64 .deb installed with dpkg into a
+//! clean Debian bookworm root (debootstrap, minbase plus systemd for
+//! `systemd-analyze`), then purged. Slow (the first run bootstraps for
+//! minutes), so not part of `cargo xtask test`.
+//!
+//! The bootstrapped root is cached in `target/pkg-test/rootfs` (stamped
+//! with its package list, made again when that changes) and copied for
+//! every run, so each run starts clean. Commands run in the copy through
+//! `chroot` inside a private mount namespace (`unshare --mount`) that has
+//! its own /proc and /sys: nothing is mounted on the host, and nothing
+//! runs in or reaches another network namespace.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::build::host_triple;
+use crate::cmd::{display, status};
+
+/// What the clean root holds besides minbase: `systemd-analyze` (package
+/// systemd; it brings init-system-helpers, which the unit's maintainer
+/// scripts call).
+const INCLUDE: &str = "systemd";
+const SUITE: &str = "bookworm";
+const MIRROR: &str = "http://deb.debian.org/debian";
+
+/// Paths dpkg itself keeps for a package that was installed once, which
+/// a purge may leave behind.
+const BOOKKEEPING: &[&str] = &["/var/lib/dpkg/", "/var/log/", "/var/cache/"];
+
+pub fn test_package() -> Result<()> {
+    crate::setup::packages(crate::setup::PACKAGE_TEST_PACKAGES)?;
+    let deb = crate::package::build_deb(host_triple())?;
+    let dir = crate::build::target_dir()?.join("pkg-test");
+    let clean = bootstrap(&dir)?;
+    let root = dir.join("work");
+    if root.exists() {
+        fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
+    }
+    status(Command::new("cp").args(["-a"]).arg(&clean).arg(&root))?;
+    fs::copy(&deb, root.join("lb.deb"))?;
+    let before = tree(&root)?;
+
+    let mut checks = Checks::default();
+    let staged = staged_files()?;
+    checks.run("dpkg -i lb.deb", || {
+        expect_ok(chroot(&root, &["dpkg", "-i", "/lb.deb"])?).map(drop)
+    });
+    checks.run("files in place (binary, unit, conffile, docs)", || {
+        files_in_place(&root)
+    });
+    checks.run(
+        &format!("man pages and completions ({} staged)", staged.len()),
+        || staged_installed(&root, &staged),
+    );
+    checks.run("unit installed disabled", || {
+        let wants = root.join("etc/systemd/system/multi-user.target.wants/lb.service");
+        anyhow::ensure!(!wants.exists(), "{} exists", wants.display());
+        Ok(())
+    });
+    checks.run("systemd-analyze verify lb.service", || {
+        let out = chroot(
+            &root,
+            &[
+                "systemd-analyze",
+                "verify",
+                "--man=no",
+                "/usr/lib/systemd/system/lb.service",
+            ],
+        )?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(stderr.trim().is_empty(), "it says: {stderr}");
+        expect_ok(out).map(drop)
+    });
+    checks.run("lb --version", || {
+        let out = expect_ok(chroot(&root, &["lb", "--version"])?)?;
+        anyhow::ensure!(out.starts_with("lb "), "printed {out:?}");
+        Ok(())
+    });
+    checks.run("lb check --config /etc/lb/lb.toml", || {
+        let out = expect_ok(chroot(
+            &root,
+            &["lb", "check", "--config", "/etc/lb/lb.toml"],
+        )?)?;
+        anyhow::ensure!(out.contains("Config OK"), "printed {out:?}");
+        Ok(())
+    });
+    // A file of the user's own next to the config: purge takes /etc/lb
+    // with everything in it (postrm), as the README says.
+    fs::write(root.join("etc/lb/notify.sh"), "#!/bin/sh\n")?;
+    checks.run("dpkg --purge lb", || {
+        expect_ok(chroot(&root, &["dpkg", "--purge", "lb"])?).map(drop)
+    });
+    checks.run("purge leaves no files", || {
+        let after = tree(&root)?;
+        let left: Vec<&String> = after
+            .difference(&before)
+            .filter(|p| !BOOKKEEPING.iter().any(|b| p.starts_with(b)))
+            .collect();
+        anyhow::ensure!(left.is_empty(), "left behind: {left:?}");
+        Ok(())
+    });
+
+    let _ = fs::remove_dir_all(&root);
+    checks.report()
+}
+
+/// The cached clean root, made by debootstrap when missing or stale.
+fn bootstrap(dir: &Path) -> Result<PathBuf> {
+    let rootfs = dir.join("rootfs");
+    let stamp = dir.join("rootfs.stamp");
+    let want = format!("{SUITE} minbase {INCLUDE} {MIRROR}");
+    if rootfs.join("usr/bin/systemd-analyze").exists()
+        && fs::read_to_string(&stamp).is_ok_and(|s| s == want)
+    {
+        return Ok(rootfs);
+    }
+    if rootfs.exists() {
+        fs::remove_dir_all(&rootfs)?;
+    }
+    fs::create_dir_all(dir)?;
+    eprintln!("debootstrap {SUITE} into {} (minutes)", rootfs.display());
+    status(
+        Command::new("debootstrap")
+            .args(["--variant=minbase", &format!("--include={INCLUDE}"), SUITE])
+            .arg(&rootfs)
+            .arg(MIRROR),
+    )?;
+    fs::write(&stamp, want)?;
+    Ok(rootfs)
+}
+
+/// Runs `args` in `root` with its own /proc and /sys (lb check looks up
+/// interfaces in /sys/class/net), in a private mount namespace.
+fn chroot(root: &Path, args: &[&str]) -> Result<Output> {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(
+            "mount -t proc proc \"$0/proc\" && mount -t sysfs sysfs \"$0/sys\" && \
+             exec chroot \"$0\" \"$@\"",
+        )
+        .arg(root)
+        .args(args)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    eprintln!("+ chroot {} {}", root.display(), args.join(" "));
+    cmd.output()
+        .with_context(|| format!("cannot start {}", display(&cmd)))
+}
+
+/// stdout of a successful command, else its output as the error.
+fn expect_ok(out: Output) -> Result<String> {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "{}: {}{}",
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+fn files_in_place(root: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &str| -> Result<u32> {
+        Ok(fs::metadata(root.join(p))
+            .with_context(|| format!("/{p} is missing"))?
+            .permissions()
+            .mode()
+            & 0o7777)
+    };
+    anyhow::ensure!(mode("usr/sbin/lb")? == 0o755, "/usr/sbin/lb is not 0755");
+    mode("usr/lib/systemd/system/lb.service")?;
+    anyhow::ensure!(
+        mode("etc/lb/lb.toml")? == 0o640,
+        "/etc/lb/lb.toml is not 0640"
+    );
+    mode("usr/share/doc/lb/README.md")?;
+    mode("usr/share/doc/lb/examples/full.toml")?;
+    let conffiles = fs::read_to_string(root.join("var/lib/dpkg/info/lb.conffiles"))
+        .context("the package has no conffiles")?;
+    anyhow::ensure!(
+        conffiles.lines().any(|l| l.trim() == "/etc/lb/lb.toml"),
+        "/etc/lb/lb.toml is not a conffile: {conffiles:?}"
+    );
+    Ok(())
+}
+
+/// Man pages and completions in `target/deb-staging` (what this package
+/// was given), as installed paths.
+fn staged_files() -> Result<Vec<String>> {
+    let staging = crate::cmd::workspace_root().join("target/deb-staging");
+    Ok(tree(&staging)?
+        .into_iter()
+        .filter(|p| p.starts_with("/usr/share/man/") || p.contains("completion"))
+        .filter(|p| staging.join(&p[1..]).is_file())
+        .collect())
+}
+
+fn staged_installed(root: &Path, staged: &[String]) -> Result<()> {
+    anyhow::ensure!(
+        staged.iter().any(|p| p.ends_with("/lb.1.gz")),
+        "no man page lb.1 was staged (`cargo xtask man`)"
+    );
+    for p in staged {
+        let len = fs::metadata(root.join(&p[1..]))
+            .with_context(|| format!("{p} is missing"))?
+            .len();
+        anyhow::ensure!(len > 0, "{p} is empty");
+    }
+    Ok(())
+}
+
+/// Every path under `root` (not following /proc and /sys), as absolute
+/// paths inside it.
+fn tree(root: &Path) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let entry = entry?;
+            let path = entry.path();
+            let rel = format!("/{}", path.strip_prefix(root)?.display());
+            if rel == "/proc" || rel == "/sys" {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+            }
+            out.insert(rel);
+        }
+    }
+    Ok(out)
+}
+
+/// Pass/fail per check, every check run even after a failure.
+#[derive(Default)]
+struct Checks {
+    results: Vec<(String, Result<()>, f64)>,
+}
+
+impl Checks {
+    fn run(&mut self, name: &str, f: impl FnOnce() -> Result<()>) {
+        eprintln!("\n==> {name}");
+        let t = Instant::now();
+        let r = f();
+        if let Err(e) = &r {
+            eprintln!("FAILED: {name}: {e:#}");
+        }
+        self.results
+            .push((name.to_string(), r, t.elapsed().as_secs_f64()));
+    }
+
+    fn report(self) -> Result<()> {
+        eprintln!("\n==> test-package summary");
+        let mut failed = 0;
+        for (name, r, secs) in &self.results {
+            let verdict = if r.is_ok() { "ok" } else { "FAILED" };
+            failed += usize::from(r.is_err());
+            eprintln!("  {verdict:<6} {name:<52} {secs:>6.1} s");
+        }
+        println!(
+            "test-package: {} passed, {failed} failed",
+            self.results.len() - failed
+        );
+        if failed > 0 {
+            bail!("{failed} check(s) failed");
+        }
+        Ok(())
+    }
+}
