@@ -6,7 +6,16 @@
 //! - `{"cmd":"status"}` -> `{"ok":true,"status":{...}}` (see [`Status`])
 //! - `{"cmd":"reload"}` -> `{"ok":true,"message":"..."}`: re-read the
 //!   config file the agent was started with and apply the difference.
+//! - `{"cmd":"vrrp_handoff","instance":"VI_1"}` -> `{"ok":true,"message":"..."}`:
+//!   give up mastership now (priority 0 advert) and stay backup until
+//!   resumed; without `instance` (or with `null`), every instance.
+//! - `{"cmd":"vrrp_resume","instance":"VI_1"}`: end a handoff; normal
+//!   election (and preemption) again. `instance` as above.
 //! - anything else -> `{"ok":false,"error":"..."}`.
+//!
+//! The agent's main loop answers [`Request`]s; [`VrrpRequest`]s go to the
+//! VRRP task when the server is given one ([`ControlServer::serve_with_vrrp`]),
+//! else the server answers them itself: "no VRRP in this agent".
 //!
 //! Protection is by file mode: the socket's directory is created 0700 when
 //! it does not exist and the socket itself is 0600, so only root (the
@@ -34,11 +43,59 @@ const MAX_LINE: u64 = 64 * 1024;
 /// waits for the agent (walking a large flow table takes a while).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Requests the agent's main loop answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase")]
 pub enum Request {
     Status,
     Reload,
+}
+
+/// Requests for the VRRP instances (`lb vrrp handoff|resume [INSTANCE]`),
+/// tagged by `cmd` like [`Request`]. `instance: None` = every instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd")]
+pub enum VrrpRequest {
+    /// Give up mastership at once and stay backup until `VrrpResume`.
+    #[serde(rename = "vrrp_handoff")]
+    VrrpHandoff {
+        #[serde(default)]
+        instance: Option<String>,
+    },
+    /// End a handoff: elect (and preempt) normally again.
+    #[serde(rename = "vrrp_resume")]
+    VrrpResume {
+        #[serde(default)]
+        instance: Option<String>,
+    },
+}
+
+/// What the VRRP task receives: a request with the channel for its answer.
+pub type VrrpIncoming = (VrrpRequest, oneshot::Sender<Response>);
+
+/// The answer to a VRRP request when no VRRP task is wired to the socket.
+pub const NO_VRRP: &str = "no VRRP in this agent: its config has no [[vrrp_instance]] \
+                           (or this agent does not run VRRP)";
+
+/// A request line, routed by its `cmd` to the agent's loop or the VRRP
+/// task. Parsed in two steps so a bad request gets the error of the family
+/// its `cmd` names, not serde's "did not match any variant".
+enum AnyRequest {
+    Agent(Request),
+    Vrrp(VrrpRequest),
+}
+
+fn parse_request(line: &str) -> Result<AnyRequest, serde_json::Error> {
+    let value: serde_json::Value = serde_json::from_str(line)?;
+    let is_vrrp = value
+        .get("cmd")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|c| c.starts_with("vrrp_"));
+    if is_vrrp {
+        serde_json::from_value(value).map(AnyRequest::Vrrp)
+    } else {
+        serde_json::from_value(value).map(AnyRequest::Agent)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,11 +203,27 @@ impl ControlServer {
     /// Accept clients until the task is dropped, forwarding each request to
     /// `requests` and writing back the answer. A slow or broken client only
     /// holds its own task.
+    ///
+    /// VRRP requests are answered [`NO_VRRP`]: see [`Self::serve_with_vrrp`].
     pub async fn serve(&self, requests: mpsc::Sender<Incoming>) {
+        self.serve_with_vrrp(requests, None).await
+    }
+
+    /// As [`Self::serve`], with VRRP requests forwarded to `vrrp` (answered
+    /// [`NO_VRRP`] when `None`).
+    pub async fn serve_with_vrrp(
+        &self,
+        requests: mpsc::Sender<Incoming>,
+        vrrp: Option<mpsc::Sender<VrrpIncoming>>,
+    ) {
         loop {
             match self.listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(handle_client(stream, requests.clone()));
+                    let routes = Routes {
+                        agent: requests.clone(),
+                        vrrp: vrrp.clone(),
+                    };
+                    tokio::spawn(handle_client(stream, routes));
                 }
                 Err(e) => {
                     tracing::warn!("control socket {}: accept: {e}", self.path.display());
@@ -167,7 +240,32 @@ impl Drop for ControlServer {
     }
 }
 
-async fn handle_client(stream: UnixStream, requests: mpsc::Sender<Incoming>) {
+/// Where a client's requests go.
+struct Routes {
+    agent: mpsc::Sender<Incoming>,
+    vrrp: Option<mpsc::Sender<VrrpIncoming>>,
+}
+
+impl Routes {
+    /// The answer to one request; `None` when its receiver is gone (the
+    /// agent is stopping: the connection is closed).
+    async fn answer(&self, request: AnyRequest) -> Option<Response> {
+        let (tx, rx) = oneshot::channel();
+        match request {
+            AnyRequest::Agent(r) => self.agent.send((r, tx)).await.ok()?,
+            AnyRequest::Vrrp(r) => match &self.vrrp {
+                None => return Some(Response::error(NO_VRRP)),
+                Some(vrrp) => vrrp.send((r, tx)).await.ok()?,
+            },
+        }
+        Some(
+            rx.await
+                .unwrap_or_else(|_| Response::error("the agent is shutting down")),
+        )
+    }
+}
+
+async fn handle_client(stream: UnixStream, routes: Routes) {
     let (read, mut write) = stream.into_split();
     let mut lines = AsyncBufReader::new(tokio::io::AsyncReadExt::take(read, MAX_LINE * 16));
     loop {
@@ -185,15 +283,11 @@ async fn handle_client(stream: UnixStream, requests: mpsc::Sender<Incoming>) {
         let response = if line.len() as u64 > MAX_LINE {
             Response::error("request line too long")
         } else {
-            match serde_json::from_str::<Request>(&line) {
-                Ok(request) => {
-                    let (tx, rx) = oneshot::channel();
-                    if requests.send((request, tx)).await.is_err() {
-                        return;
-                    }
-                    rx.await
-                        .unwrap_or_else(|_| Response::error("the agent is shutting down"))
-                }
+            match parse_request(&line) {
+                Ok(request) => match routes.answer(request).await {
+                    Some(answer) => answer,
+                    None => return,
+                },
                 Err(e) => Response::error(format!(
                     "bad request ({e}): send one JSON object per line, e.g. {{\"cmd\":\"status\"}}"
                 )),
@@ -207,9 +301,10 @@ async fn handle_client(stream: UnixStream, requests: mpsc::Sender<Incoming>) {
     }
 }
 
-/// Send one request to the agent listening on `path` and wait for its
-/// answer (blocking; used by the `lb status`/`lb reload` commands).
-pub fn request(path: &Path, request: &Request) -> Result<Response, ControlError> {
+/// Send one request ([`Request`] or [`VrrpRequest`]) to the agent
+/// listening on `path` and wait for its answer (blocking; used by the
+/// `lb status`/`lb reload`/`lb vrrp` commands).
+pub fn request<R: Serialize>(path: &Path, request: &R) -> Result<Response, ControlError> {
     let io = |source| ControlError::Io {
         path: path.to_path_buf(),
         source,
@@ -254,6 +349,58 @@ mod tests {
             r#"{"cmd":"reload"}"#
         );
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"explode"}"#).is_err());
+        assert_eq!(
+            serde_json::to_string(&VrrpRequest::VrrpHandoff {
+                instance: Some("VI_1".into())
+            })
+            .unwrap(),
+            r#"{"cmd":"vrrp_handoff","instance":"VI_1"}"#
+        );
+        // Without an instance: every instance.
+        assert!(matches!(
+            parse_request(r#"{"cmd":"vrrp_resume"}"#),
+            Ok(AnyRequest::Vrrp(VrrpRequest::VrrpResume { instance: None }))
+        ));
+        assert!(matches!(
+            parse_request(r#"{"cmd":"reload"}"#),
+            Ok(AnyRequest::Agent(Request::Reload))
+        ));
+        let err = parse_request(r#"{"cmd":"vrrp_explode"}"#).err().unwrap();
+        assert!(err.to_string().contains("vrrp_handoff"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn vrrp_requests_go_to_the_vrrp_task_or_are_refused() {
+        let (agent, _agent_rx) = mpsc::channel::<Incoming>(1);
+        let refused = Routes {
+            agent: agent.clone(),
+            vrrp: None,
+        };
+        let handoff = || {
+            AnyRequest::Vrrp(VrrpRequest::VrrpHandoff {
+                instance: Some("VI_1".into()),
+            })
+        };
+        assert_eq!(
+            refused.answer(handoff()).await,
+            Some(Response::error(NO_VRRP))
+        );
+
+        let (vrrp, mut vrrp_rx) = mpsc::channel::<VrrpIncoming>(1);
+        let task = tokio::spawn(async move {
+            let (req, reply) = vrrp_rx.recv().await.unwrap();
+            let _ = reply.send(Response::message(format!("{req:?}")));
+        });
+        let routed = Routes {
+            agent,
+            vrrp: Some(vrrp),
+        };
+        let answer = routed.answer(handoff()).await.unwrap();
+        assert_eq!(
+            answer.message.as_deref(),
+            Some(r#"VrrpHandoff { instance: Some("VI_1") }"#)
+        );
+        task.await.unwrap();
     }
 
     #[tokio::test]
@@ -293,6 +440,15 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(answer, Response::message("reloaded"));
+        // No VRRP task given to `serve`: the server answers for it.
+        let p = path.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            request(&p, &VrrpRequest::VrrpResume { instance: None })
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(answer, Response::error(NO_VRRP));
         serving.abort();
         let _ = serving.await;
         agent.abort();

@@ -10,87 +10,15 @@ use std::{
 };
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use lb_userspace::{
     agent,
+    cli::{Cli, Command, ImportFrom, VrrpAction, DEFAULT_CONFIG},
     config::{self, DEFAULT_CONTROL_SOCKET},
-    control::{self, ControlError, Request},
-    dataplane::{
-        pin::{PinDir, DEFAULT_PIN_DIR},
-        stats::pinned_snapshot,
-    },
+    control::{self, ControlError, Request, VrrpRequest},
+    dataplane::{pin::PinDir, stats::pinned_snapshot},
     status::Status,
 };
-
-const DEFAULT_CONFIG: &str = "/etc/lb/lb.toml";
-
-#[derive(Parser)]
-#[command(
-    name = "lb",
-    version,
-    about = "XDP layer-4 load balancer (DR and NAT, Maglev)"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Attach the load balancer and serve the config in the foreground.
-    Run {
-        #[arg(long, short, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// Where the maps and XDP links are pinned (on a BPF filesystem);
-        /// an agent restarted with the same directory adopts them.
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
-    },
-    /// Detach XDP from every interface and remove the pinned maps: the
-    /// balancer stops forwarding. Refused while an agent runs.
-    Unload {
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
-        /// Control socket of the agent that must not be running.
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
-    /// Validate a config file (and that its interfaces exist here).
-    Check {
-        #[arg(long, short, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-    },
-    /// Show services, real servers and counters of the running agent (or,
-    /// with --pinned, of the pinned data plane).
-    Status {
-        /// Print JSON instead of the table.
-        #[arg(long)]
-        json: bool,
-        /// Control socket (default: the config's, else /run/lb/lb.sock).
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        /// Config whose [agent] control_socket to use; with --pinned, where
-        /// names and weights come from (default /etc/lb/lb.toml when
-        /// readable).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Read the maps pinned in --pin-dir instead of asking the agent:
-        /// works while no agent runs (the data plane keeps forwarding).
-        #[arg(long)]
-        pinned: bool,
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
-    },
-    /// Ask the running agent to re-read its config file.
-    Reload {
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
-}
 
 /// An error with the exit code it deserves.
 struct Failure {
@@ -162,6 +90,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 status(json, socket_path(socket, config.as_deref())?, &pin_dir)
             }
         }
+        Command::Vrrp {
+            action,
+            socket,
+            config,
+        } => vrrp(action, socket_path(socket, config.as_deref())?),
         Command::Reload { socket, config } => {
             let path = socket_path(socket, config.as_deref())?;
             let answer = control::request(&path, &Request::Reload)?;
@@ -171,7 +104,26 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             println!("{}", answer.message.unwrap_or_default());
             Ok(())
         }
+        Command::Import {
+            from: ImportFrom::Keepalived { file },
+        } => import_keepalived(&file),
     }
+}
+
+/// The TOML on stdout, the notes on stderr, then the output's own
+/// `lb check` (without the host): exit 2 if lb would refuse it.
+fn import_keepalived(file: &Path) -> Result<(), Failure> {
+    let import = lb_userspace::import::keepalived(file)?;
+    print!("{}", import.toml);
+    for note in &import.notes {
+        eprintln!("{}", import.render_note(note));
+    }
+    eprintln!("{}", import.summary());
+    config::parse(&import.toml, "the converted config").map_err(|e| Failure {
+        code: 2,
+        error: anyhow::anyhow!("the converted config does not pass lb check: {e}"),
+    })?;
+    Ok(())
 }
 
 fn load_checked(path: &Path) -> Result<config::Config, Failure> {
@@ -317,5 +269,19 @@ fn print_status(json: bool, status: &Status) -> Result<(), Failure> {
     } else {
         print!("{}", status.render());
     }
+    Ok(())
+}
+
+/// `lb vrrp handoff|resume [INSTANCE]`: the agent's message, or its error.
+fn vrrp(action: VrrpAction, socket: PathBuf) -> Result<(), Failure> {
+    let request = match action {
+        VrrpAction::Handoff { instance } => VrrpRequest::VrrpHandoff { instance },
+        VrrpAction::Resume { instance } => VrrpRequest::VrrpResume { instance },
+    };
+    let answer = control::request(&socket, &request)?;
+    if !answer.ok {
+        return Err(anyhow::anyhow!(answer.error.unwrap_or_default()).into());
+    }
+    println!("{}", answer.message.unwrap_or_default());
     Ok(())
 }

@@ -16,7 +16,17 @@
 //!   down), `lb_health_transitions_total`, and
 //!   `lb_health_check_duration_seconds` (histogram of every check's
 //!   latency, fed by the health monitor's observer: [`HealthMetrics`]);
-//! - `lb_build_info{version}` = 1.
+//! - `lb_build_info{version}` = 1;
+//! - VRRP, per instance (label `instance`): `lb_vrrp_state{state}`, 1 for
+//!   the current state and 0 for the others (init, backup, master, fault,
+//!   stopped: one series per state, so `lb_vrrp_state{state="master"} == 1`
+//!   selects masters and a change shows as a flip, not a number to decode);
+//!   `lb_vrrp_priority` (configured), `lb_vrrp_effective_priority`,
+//!   `lb_vrrp_handed_off`, `lb_vrrp_adverts_sent_total`,
+//!   `lb_vrrp_adverts_received_total`, `lb_vrrp_adverts_rejected_total{reason}`,
+//!   `lb_vrrp_master_conflicts_total`, and
+//!   `lb_vrrp_last_transition_timestamp_seconds` (the status keeps the last
+//!   transition, not a count: `changes()` over it counts transitions).
 //!
 //! The server is a minimal HTTP/1.0-style responder on tokio: one request
 //! per connection, answered and closed, which is all a scraper needs.
@@ -40,7 +50,7 @@ use tokio::{
 
 use crate::{
     health::{CheckObserver, CheckResult, TargetKey},
-    status::{Stats, Status},
+    status::{Stats, Status, VrrpStatus},
 };
 
 type Labels = Vec<(String, String)>;
@@ -242,9 +252,88 @@ pub fn render(status: &Status, health: Option<&HealthMetrics>) -> String {
             .get_or_create(&vec![("event".into(), name.clone())])
             .inc_by(*n);
     }
+    vrrp(&mut registry, &status.vrrp);
     let mut out = String::new();
     encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
+}
+
+/// The states a VRRP instance reports (`VrrpStatus::state`).
+const VRRP_STATES: [&str; 5] = ["init", "backup", "master", "fault", "stopped"];
+
+fn vrrp(registry: &mut Registry, instances: &[VrrpStatus]) {
+    if instances.is_empty() {
+        return;
+    }
+    let state = gauges(
+        registry,
+        "lb_vrrp_state",
+        "1 for the VRRP instance's current state, 0 for the others",
+    );
+    let priority = gauges(registry, "lb_vrrp_priority", "Configured VRRP priority");
+    let effective = gauges(
+        registry,
+        "lb_vrrp_effective_priority",
+        "Priority the instance advertises now (tracking and handoff applied)",
+    );
+    let handed_off = gauges(
+        registry,
+        "lb_vrrp_handed_off",
+        "1 while `lb vrrp handoff` holds the instance in backup",
+    );
+    let sent = counters(registry, "lb_vrrp_adverts_sent", "VRRP adverts sent");
+    let received = counters(
+        registry,
+        "lb_vrrp_adverts_received",
+        "VRRP adverts received and accepted",
+    );
+    let rejected = counters(
+        registry,
+        "lb_vrrp_adverts_rejected",
+        "VRRP adverts ignored, by reason",
+    );
+    let conflicts = counters(
+        registry,
+        "lb_vrrp_master_conflicts",
+        "Times another master was seen while this node was master",
+    );
+    let last = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    registry.register(
+        "lb_vrrp_last_transition_timestamp_seconds",
+        "Unix time of the instance's last state transition",
+        last.clone(),
+    );
+    for v in instances {
+        let labels: Labels = vec![("instance".into(), v.name.clone())];
+        let mut states: Vec<&str> = VRRP_STATES.to_vec();
+        if !states.contains(&v.state.as_str()) {
+            states.push(&v.state);
+        }
+        for s in states {
+            state
+                .get_or_create(&with(&labels, &[("state", s)]))
+                .set(i64::from(s == v.state));
+        }
+        priority.get_or_create(&labels).set(i64::from(v.priority));
+        effective
+            .get_or_create(&labels)
+            .set(i64::from(v.effective_priority));
+        handed_off
+            .get_or_create(&labels)
+            .set(i64::from(v.handed_off));
+        sent.get_or_create(&labels).inc_by(v.adverts_sent);
+        received.get_or_create(&labels).inc_by(v.adverts_received);
+        for (reason, n) in &v.rejected {
+            rejected
+                .get_or_create(&with(&labels, &[("reason", reason)]))
+                .inc_by(*n);
+        }
+        conflicts.get_or_create(&labels).inc_by(v.master_conflicts);
+        if let Some(t) = &v.last_transition {
+            last.get_or_create(&labels)
+                .set(t.at_unix_ms as f64 / 1000.0);
+        }
+    }
 }
 
 fn parse_ip(s: &str) -> std::net::IpAddr {
@@ -311,7 +400,54 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{RealServerStatus, ServiceStatus};
+    use crate::status::{RealServerStatus, ServiceStatus, VrrpTransition};
+
+    #[test]
+    fn vrrp_series_per_instance() {
+        let status = Status {
+            vrrp: vec![VrrpStatus {
+                name: "VI_1".into(),
+                interface: "eth0".into(),
+                virtual_router_id: 51,
+                version: 2,
+                state: "master".into(),
+                priority: 150,
+                effective_priority: 100,
+                handed_off: true,
+                last_transition: Some(VrrpTransition {
+                    at_unix_ms: 1_700_000_000_500,
+                    ..VrrpTransition::default()
+                }),
+                adverts_sent: 42,
+                adverts_received: 3,
+                rejected: [("auth".to_string(), 2u64)].into_iter().collect(),
+                master_conflicts: 1,
+                ..VrrpStatus::default()
+            }],
+            ..Status::default()
+        };
+        let text = render(&status, None);
+        for line in [
+            "lb_vrrp_state{instance=\"VI_1\",state=\"master\"} 1\n",
+            "lb_vrrp_state{instance=\"VI_1\",state=\"backup\"} 0\n",
+            "lb_vrrp_state{instance=\"VI_1\",state=\"fault\"} 0\n",
+            "lb_vrrp_priority{instance=\"VI_1\"} 150\n",
+            "lb_vrrp_effective_priority{instance=\"VI_1\"} 100\n",
+            "lb_vrrp_handed_off{instance=\"VI_1\"} 1\n",
+            "lb_vrrp_adverts_sent_total{instance=\"VI_1\"} 42\n",
+            "lb_vrrp_adverts_received_total{instance=\"VI_1\"} 3\n",
+            "lb_vrrp_adverts_rejected_total{instance=\"VI_1\",reason=\"auth\"} 2\n",
+            "lb_vrrp_master_conflicts_total{instance=\"VI_1\"} 1\n",
+            "lb_vrrp_last_transition_timestamp_seconds{instance=\"VI_1\"} 1700000000.5\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert_eq!(
+            text.matches("lb_vrrp_state{").count(),
+            VRRP_STATES.len(),
+            "{text}"
+        );
+    }
 
     #[test]
     fn counters_and_labels_appear_in_the_text_format() {
@@ -362,6 +498,7 @@ mod tests {
             },
         );
         let text = render(&status, Some(&h));
+        assert!(!text.contains("lb_vrrp"), "no VRRP, no VRRP series");
         for line in [
             "lb_service_packets_total{service=\"web\",vip=\"192.168.253.120:80/tcp\",direction=\"in\"} 10",
             "lb_service_connections_total{service=\"web\",vip=\"192.168.253.120:80/tcp\"} 3",

@@ -1,6 +1,7 @@
 //! What `lb status` shows: the report the agent sends over the control
 //! socket (JSON, shape documented on [`Status`]) and its rendering as text,
-//! modelled on `ipvsadm -Ln --stats`.
+//! modelled on `ipvsadm -Ln --stats`, with a block per VRRP instance after
+//! the services (see [`VrrpStatus::render`]).
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -15,8 +16,18 @@ use serde::{Deserialize, Serialize};
 ///   "real_servers":[{"address":"172.16.14.121","port":80,"weight":1,"flows":0,
 ///     "active":true,"sorry":false,"stats":{...}}]}],
 ///  "verdicts":{"pass":0,"tx":0,"redirect":0,"drop":0,"aborted":0},
-///  "events":{"truncated":0,...}}
+///  "events":{"truncated":0,...},
+///  "vrrp":[{"name":"VI_1","interface":"eth0","virtual_router_id":51,
+///    "version":2,"state":"master","priority":150,"effective_priority":150,
+///    "master":"192.168.1.11","handed_off":false,"sync_group":"G1",
+///    "addresses":["192.168.1.10/24"],
+///    "last_transition":{"from":"backup","to":"master",
+///      "reason":"master down timer expired","at_unix_ms":0,"ms_ago":0},
+///    "adverts_sent":0,"adverts_received":0,"rejected":{"auth":0},
+///    "master_conflicts":0}]}
 /// ```
+/// (`vrrp` is absent without VRRP instances; `master`, `sync_group` and
+/// `last_transition` when unknown or none.)
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub services: Vec<ServiceStatus>,
@@ -234,6 +245,15 @@ impl Status {
                 }
             }
         }
+        if !self.vrrp.is_empty() {
+            let _ = writeln!(out, "\nVRRP");
+            for (k, v) in self.vrrp.iter().enumerate() {
+                if k > 0 {
+                    out.push('\n');
+                }
+                out.push_str(&v.render());
+            }
+        }
         let named = |names: &[&str], values: &BTreeMap<String, u64>| {
             names
                 .iter()
@@ -252,6 +272,126 @@ impl Status {
             named(&lb_common::event::NAMES, &self.events)
         );
         out
+    }
+}
+
+/// Longest line of the address list before it wraps.
+const ADDRESS_LINE: usize = 96;
+
+impl VrrpStatus {
+    /// One instance's block, as `lb status` prints it:
+    ///
+    /// ```text
+    /// VI_1 on eth0: MASTER, VRID 51, VRRPv2, sync group G1
+    ///   priority 150 (effective 100), master 192.168.1.11, handed off
+    ///   addresses (2): 192.168.1.10/24, 192.168.1.101/24
+    ///   last transition backup -> master 2m 5s ago: master down timer expired
+    ///   adverts sent 125, received 0; rejected: auth 3, ttl 1; master conflicts 0
+    /// ```
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let group = self
+            .sync_group
+            .as_ref()
+            .map_or(String::new(), |g| format!(", sync group {g}"));
+        let _ = writeln!(
+            out,
+            "{} on {}: {}, VRID {}, VRRPv{}{group}",
+            self.name,
+            self.interface,
+            self.state.to_uppercase(),
+            self.virtual_router_id,
+            self.version
+        );
+        let effective = if self.effective_priority == self.priority {
+            String::new()
+        } else {
+            format!(" (effective {})", self.effective_priority)
+        };
+        let handed_off = if self.handed_off {
+            ", handed off (until `lb vrrp resume`)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  priority {}{effective}, master {}{handed_off}",
+            self.priority,
+            self.master.as_deref().unwrap_or("unknown")
+        );
+        wrap_addresses(&mut out, &self.addresses);
+        match &self.last_transition {
+            None => {
+                let _ = writeln!(out, "  no transition yet");
+            }
+            Some(t) => {
+                let _ = writeln!(
+                    out,
+                    "  last transition {} -> {} {} ago: {}",
+                    t.from,
+                    t.to,
+                    age(t.ms_ago),
+                    t.reason
+                );
+            }
+        }
+        let rejected: Vec<String> = self
+            .rejected
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        let rejected = if rejected.is_empty() {
+            "none".to_owned()
+        } else {
+            rejected.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "  adverts sent {}, received {}; rejected: {rejected}; master conflicts {}",
+            self.adverts_sent, self.adverts_received, self.master_conflicts
+        );
+        out
+    }
+}
+
+/// `  addresses (N): a, b, ...`, wrapped under itself past [`ADDRESS_LINE`].
+fn wrap_addresses(out: &mut String, addresses: &[String]) {
+    let head = format!("  addresses ({}): ", addresses.len());
+    let indent = " ".repeat(head.len());
+    let mut line = head;
+    let mut first = true;
+    for (k, a) in addresses.iter().enumerate() {
+        let sep = if k + 1 < addresses.len() { "," } else { "" };
+        if !first && line.len() + 1 + a.len() + sep.len() > ADDRESS_LINE {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = indent.clone();
+            first = true;
+        }
+        if !first {
+            line.push(' ');
+        }
+        line.push_str(a);
+        line.push_str(sep);
+        first = false;
+    }
+    if addresses.is_empty() {
+        line.push_str("none");
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+}
+
+/// "850ms", "12s", "2m 5s", "3h 2m", "4d 1h".
+fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
     }
 }
 
@@ -315,6 +455,144 @@ mod tests {
         assert!(text.contains("pass 7"), "{text}");
         assert!(text.contains("redirect 30"), "{text}");
         assert!(text.contains("nat_reply 25"), "{text}");
+    }
+
+    fn vrrp_sample() -> VrrpStatus {
+        VrrpStatus {
+            name: "VI_1".into(),
+            interface: "eth0".into(),
+            virtual_router_id: 51,
+            version: 2,
+            state: "master".into(),
+            priority: 150,
+            effective_priority: 100,
+            master: Some("192.168.1.11".into()),
+            handed_off: false,
+            sync_group: Some("G1".into()),
+            addresses: (0..23)
+                .map(|n| format!("192.168.1.{}/24", 100 + n))
+                .collect(),
+            last_transition: Some(VrrpTransition {
+                from: "backup".into(),
+                to: "master".into(),
+                reason: "master down timer expired".into(),
+                at_unix_ms: 1_700_000_000_000,
+                ms_ago: 125_400,
+            }),
+            adverts_sent: 125,
+            adverts_received: 7,
+            rejected: [
+                ("auth".to_string(), 3u64),
+                ("ttl".to_string(), 1),
+                ("vrid".to_string(), 0),
+            ]
+            .into_iter()
+            .collect(),
+            master_conflicts: 2,
+        }
+    }
+
+    #[test]
+    fn vrrp_block_follows_the_services() {
+        let mut status = sample();
+        let mut backup = vrrp_sample();
+        backup.name = "VI_2".into();
+        backup.state = "backup".into();
+        backup.effective_priority = 0;
+        backup.handed_off = true;
+        backup.master = None;
+        backup.sync_group = None;
+        backup.addresses = vec!["fd00::10/64".into()];
+        backup.last_transition = None;
+        backup.rejected.clear();
+        status.vrrp = vec![vrrp_sample(), backup];
+        let text = status.render();
+        let services = text.find("TCP  192.168.253.120:80").unwrap();
+        let vrrp = text.find("\nVRRP\n").expect(&text);
+        let verdicts = text.find("Verdicts:").unwrap();
+        assert!(services < vrrp && vrrp < verdicts, "{text}");
+
+        let block: Vec<&str> = text[vrrp..verdicts].lines().collect();
+        assert_eq!(
+            block[2],
+            "VI_1 on eth0: MASTER, VRID 51, VRRPv2, sync group G1"
+        );
+        assert_eq!(
+            block[3],
+            "  priority 150 (effective 100), master 192.168.1.11"
+        );
+        assert!(
+            block[4].starts_with("  addresses (23): 192.168.1.100/24, "),
+            "{text}"
+        );
+        // 23 addresses wrap under the first one, every one shown once.
+        let listed: Vec<&str> = text[vrrp..verdicts]
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|w| w.starts_with("192.168.1.") && w.ends_with("/24"))
+            .collect();
+        assert_eq!(listed.len(), 23, "{text}");
+        assert!(
+            text[vrrp..verdicts]
+                .lines()
+                .all(|l| l.len() <= ADDRESS_LINE),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  last transition backup -> master 2m 5s ago: master down timer expired\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  adverts sent 125, received 7; rejected: auth 3, ttl 1; master conflicts 2\n"
+            ),
+            "{text}"
+        );
+        // The second instance: handed off, nothing known yet.
+        assert!(
+            text.contains("VI_2 on eth0: BACKUP, VRID 51, VRRPv2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  priority 150 (effective 0), master unknown, handed off (until `lb vrrp resume`)\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("  addresses (1): fd00::10/64\n"), "{text}");
+        assert!(text.contains("  no transition yet\n"), "{text}");
+        assert!(text.contains("rejected: none;"), "{text}");
+
+        // Without VRRP the report is what it was.
+        assert!(!sample().render().contains("VRRP"));
+    }
+
+    #[test]
+    fn ages_read_like_a_clock() {
+        assert_eq!(age(850), "850ms");
+        assert_eq!(age(12_300), "12s");
+        assert_eq!(age(125_400), "2m 5s");
+        assert_eq!(age(3 * 3_600_000 + 120_000), "3h 2m");
+        assert_eq!(age(4 * 86_400_000 + 3_600_000), "4d 1h");
+    }
+
+    #[test]
+    fn vrrp_json_is_the_struct() {
+        let mut status = sample();
+        status.vrrp = vec![vrrp_sample()];
+        let v = serde_json::to_value(&status).unwrap();
+        let i = &v["vrrp"][0];
+        assert_eq!(i["name"], "VI_1");
+        assert_eq!(i["virtual_router_id"], 51);
+        assert_eq!(i["effective_priority"], 100);
+        assert_eq!(i["last_transition"]["reason"], "master down timer expired");
+        assert_eq!(i["rejected"]["auth"], 3);
+        let back: Status = serde_json::from_value(v).unwrap();
+        assert_eq!(back, status);
+        // No VRRP: no key, and reports of older agents still read.
+        let v = serde_json::to_value(sample()).unwrap();
+        assert!(v.get("vrrp").is_none());
     }
 
     #[test]

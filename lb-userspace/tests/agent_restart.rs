@@ -410,6 +410,18 @@ fn kill_9_under_load_then_restart_adopts_flows_and_unload_removes_everything() {
         before.iter().any(|n| n == "r1") && before.iter().any(|n| n == "r2"),
         "both real servers should have connections: {before:?}"
     );
+    // `lb status` counts each real server's flows (one per connection at
+    // least; the LRU keeps ended ones too).
+    let flows: Vec<u64> = status_json(&t)["services"][0]["real_servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["flows"].as_u64().unwrap())
+        .collect();
+    assert!(
+        flows.len() == 2 && flows.iter().all(|&f| f > 0) && flows.iter().sum::<u64>() >= 24,
+        "flows per real server {flows:?} for 24 connections ({before:?})"
+    );
 
     let packets =
         "lb_service_packets_total{service=\"web\",vip=\"10.91.0.100:80/tcp\",direction=\"in\"}";

@@ -385,8 +385,26 @@ impl Agent {
     /// Writes `config` into `dir`, runs `lb run` in `ns`, and waits until
     /// `lb status` answers on the control socket.
     pub fn start(bin: &Path, ns: &Netns, dir: &Path, config: &LbConfig) -> Result<Agent> {
+        Agent::start_text(
+            bin,
+            ns,
+            dir,
+            &config.to_toml(),
+            config.control_socket.clone(),
+        )
+    }
+
+    /// Like `start`, with the config's text as it is (one `lb import`
+    /// wrote, say) and the control socket it names.
+    pub fn start_text(
+        bin: &Path,
+        ns: &Netns,
+        dir: &Path,
+        text: &str,
+        socket: PathBuf,
+    ) -> Result<Agent> {
         let config_path = dir.join("lb.toml");
-        std::fs::write(&config_path, config.to_toml())?;
+        std::fs::write(&config_path, text)?;
         let log_path = dir.join("lb.log");
         let log = std::fs::File::create(&log_path)?;
         let mut cmd = ns.command(bin);
@@ -403,7 +421,7 @@ impl Agent {
         let mut agent = Agent {
             bin: bin.to_path_buf(),
             config_path,
-            socket: config.control_socket.clone(),
+            socket,
             log_path,
             process,
         };

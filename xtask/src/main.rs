@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod cmd;
 mod demo;
+mod man;
 mod package;
 mod run;
 mod setup;
@@ -43,6 +44,8 @@ enum Command {
     /// Slow, not part of `test`: the amd64 .deb installed into a clean
     /// debootstrap root and purged, checked at each step.
     TestPackage,
+    /// Man pages and shell completions of lb, into target/assets/.
+    Man(man::Options),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Bench(o) => setup::setup().and_then(|()| bench::bench(o)),
         Command::Package(o) => setup::setup().and_then(|()| package::package(o)),
         Command::TestPackage => setup::setup().and_then(|()| test_package::test_package()),
+        Command::Man(o) => man::man(o),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,11 +3,10 @@
 //! `[package.metadata.deb]` in lb-userspace/Cargo.toml.
 //!
 //! xtask builds the binary itself (see `build`: the cross build reuses the
-//! host's eBPF objects) and stages what is collected or generated into
-//! `target/deb-staging/` laid out as installed: the example configs, and
-//! the man pages and shell completions from `target/assets/` when they are
-//! there (`cargo xtask man` writes them). cargo-deb then runs with
-//! `--no-build`.
+//! host's eBPF objects), generates the man pages and shell completions
+//! into `target/assets/` (as `cargo xtask man` does) and stages them with
+//! the example configs into `target/deb-staging/`, laid out as installed.
+//! cargo-deb then runs with `--no-build`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -107,15 +106,14 @@ fn stage(staging: &Path) -> Result<()> {
         }
     }
     let assets = root.join("target/assets");
+    crate::man::generate(&assets).context("generating the man pages and completions")?;
     let pages = stage_man(&assets.join("man"), staging)?;
     let completions = stage_completions(&assets.join("completions"), staging)?;
-    if pages == 0 || completions == 0 {
-        eprintln!(
-            "note: {} has {pages} man pages and {completions} completions: the package \
-             carries what is there (`cargo xtask man` writes them)",
-            assets.display()
-        );
-    }
+    anyhow::ensure!(
+        pages > 0 && completions == 3,
+        "{} has {pages} man pages and {completions} of 3 completions",
+        assets.display()
+    );
     Ok(())
 }
 

@@ -27,7 +27,7 @@
 //!   `health_check` = kind "none" (always up), so configs written before
 //!   health checks keep their meaning.
 //! - VRRP (`[[vrrp_instance]]`, `[[vrrp_sync_group]]`): see
-//!   `validate_vrrp` for their rules and [`vrrp`](self::vrrp) for the types.
+//!   `validate_vrrp` for their rules and [`VrrpInstance`] for the types.
 //! - a value that cannot be read is named, but never a secret's
 //!   (`auth_pass`, `bind_password`).
 //!
@@ -105,7 +105,7 @@ pub const MAGLEV_SLOTS_PER_REAL_SERVER: u32 = 100;
 pub struct Config {
     pub agent: AgentConfig,
     pub virtual_servers: Vec<VirtualServer>,
-    /// `[[vrrp_instance]]`: high availability (see [`vrrp`](self::vrrp)).
+    /// `[[vrrp_instance]]`: high availability (see [`VrrpInstance`]).
     pub vrrp_instances: Vec<VrrpInstance>,
     /// `[[vrrp_sync_group]]`: instances that change state together.
     pub vrrp_sync_groups: Vec<VrrpSyncGroup>,

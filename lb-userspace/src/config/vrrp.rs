@@ -4,7 +4,7 @@
 //! auth_pass) so one keepalived node and one lb node can share a group.
 //!
 //! These are the validated, typed forms; the rules and messages live in
-//! the validation of the raw file. A config may hold VRRP instances and no
+//! `validate_vrrp` (its module doc lists every rule). A config may hold VRRP instances and no
 //! virtual servers (keepalived is often used for VRRP alone, seed 003).
 
 use std::{
@@ -238,7 +238,9 @@ pub struct VrrpInstance {
     pub advert_interval: Duration,
     pub version: VrrpVersion,
     pub initial_state: VrrpInitialState,
+    /// false only with `initial_state` Backup.
     pub preempt: bool,
+    /// 0..=[`MAX_PREEMPT_DELAY`]; zero when `preempt` is false.
     pub preempt_delay: Duration,
     /// Version 2 simple password (keepalived's `auth_type PASS`), 1..=8
     /// bytes; `None` = no authentication.
@@ -265,13 +267,18 @@ pub struct VrrpInstance {
     /// healed partition), with `INSTANCE <name> <other master's address>`
     /// appended: the place for a fencing agent (seed 002's STONITH).
     pub fence: Option<Script>,
+    /// [`MIN_NOTIFY_TIMEOUT`]..=[`MAX_NOTIFY_TIMEOUT`].
     pub notify_timeout: Duration,
     /// Virtual servers (by name) whose health this instance tracks: while
     /// every real server of one of them is down, the effective priority is
     /// `priority - track_weight` (at least 1).
     pub track_virtual_servers: Vec<String>,
+    /// 0..=254, default [`DEFAULT_TRACK_WEIGHT`]; 0 = tracked for status
+    /// only, the priority stays.
     pub track_weight: u8,
+    /// 1..=[`MAX_GARP_REPEAT`].
     pub garp_repeat: u32,
+    /// 0..=[`MAX_GARP_DELAY`]; 0 = no second block.
     pub garp_delay: Duration,
 }
 

@@ -82,6 +82,12 @@ pub enum MapOpenError {
         #[source]
         source: MapError,
     },
+    #[error("cannot open a second handle on BPF map {name}: {source}")]
+    Reopen {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
 }
 
 fn take<T: TryFrom<Map, Error = MapError>>(
@@ -251,6 +257,12 @@ impl KernelMaps {
     /// walked (the LRU evicts under load) are skipped.
     pub fn flows(&self) -> impl Iterator<Item = (FlowKey, Flow)> + '_ {
         self.flows.iter().filter_map(Result::ok)
+    }
+
+    /// `FLOWS`' file descriptor, for a second handle on the map
+    /// ([`super::flows::FlowCounter`]).
+    pub fn flows_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.flows.map().fd().as_fd()
     }
 
     fn zero_counters(&self) -> PerCpuValues<Counters> {
@@ -539,5 +551,62 @@ mod tests {
         let svc2 = maps.service(&vip).unwrap();
         assert_ne!(svc2.ring_offset, svc.ring_offset);
         assert_eq!(maps.ring_slot(svc2.ring_offset + 7).unwrap(), ids[0]);
+    }
+
+    #[test]
+    fn flows_counted_through_a_second_handle_reach_their_real_servers() {
+        let cfg = config(&[("172.16.14.121:80", 1), ("172.16.14.122:80", 1)], 65537);
+        let (mut maps, sizes) = kernel_maps(&cfg);
+        let mut p = Programmer::with_table_builder(
+            sizes.services,
+            sizes.backends,
+            sizes.ring_slots,
+            round_robin,
+        );
+        p.apply(&cfg, &mut maps).unwrap();
+        let view = &p.services()[0];
+        let (service, first, second) = (view.id, view.backends[0].id, view.backends[1].id);
+
+        // Flows written as the data plane would: one to the first real
+        // server, three to the second, one left by a removed service.
+        let fd = maps.flows_fd().try_clone_to_owned().unwrap();
+        let mut writer: HashMap<MapData, FlowKey, Flow> =
+            HashMap::try_from(Map::HashMap(MapData::from_fd(fd).unwrap())).unwrap();
+        let flows = [
+            (service, first),
+            (service, second),
+            (service, second),
+            (service, second),
+            (service + 1, first),
+        ];
+        for (port, (service_id, backend_id)) in (40000u16..).zip(flows) {
+            let key = FlowKey {
+                src: [0x0a00_0001, 0, 0, 0],
+                src_port_be: port.to_be(),
+                proto: 6,
+                family: 4,
+                ..FlowKey::default()
+            };
+            let flow = Flow {
+                backend_id,
+                service_id,
+            };
+            writer.insert(key, flow, 0).unwrap();
+        }
+
+        let counter = crate::dataplane::flows::FlowCounter::new(&maps).unwrap();
+        let counts = counter.count();
+        let status = stats::snapshot_with_flows(&maps, &p, &counts).unwrap();
+        let per_real: Vec<u64> = status.services[0]
+            .real_servers
+            .iter()
+            .map(|r| r.flows)
+            .collect();
+        assert_eq!(per_real, [1, 3]);
+        // The same as walking the agent's own handle entry by entry.
+        assert_eq!(
+            crate::dataplane::flows::FlowCounts::of(maps.flows().map(|(_, f)| f)),
+            counts
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! The data plane as the agent sees it: loading and attaching the XDP
 //! object ([`loader`]), the maps ([`maps`]), turning a config into map
 //! contents ([`programmer`], with [`ids`] and [`ring`] allocation), reading
-//! counters back ([`stats`]), and keeping DR real servers' neighbour entries
-//! resolved ([`neighbour`]).
+//! counters back ([`stats`], flows counted by [`flows`]), and keeping DR
+//! real servers' neighbour entries resolved ([`neighbour`]).
 
+pub mod flows;
 pub mod ids;
 pub mod keys;
 pub mod loader;

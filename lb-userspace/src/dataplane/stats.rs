@@ -1,12 +1,16 @@
 //! Reading the data plane's counters back: per-CPU counters summed, flows
-//! counted per backend by walking `FLOWS`, assembled into a [`Status`].
-
-use std::collections::HashMap;
+//! counted per backend (see [`super::flows`]), assembled into a [`Status`].
+//!
+//! The agent counts flows through a
+//! [`FlowCounter`](super::flows::FlowCounter) of its own, without its
+//! state lock, and merges the [`FlowCounts`] into a [`snapshot_with_flows`]
+//! taken under it.
 
 use lb_common::{event, verdict};
 
 use super::pin::PinDir;
 use super::{
+    flows::{FlowCounts, FlowOwner},
     maps::{KernelMaps, MapWriteError},
     programmer::{Programmer, ServiceView},
 };
@@ -15,24 +19,32 @@ use crate::{
     status::{RealServerStatus, ServiceStatus, Status},
 };
 
-/// Flows per (service id, backend id). Walking a large LRU costs two
-/// syscalls per entry; fine for an on-demand `lb status`.
-pub fn flows_per_backend(maps: &KernelMaps) -> HashMap<(u32, u32), u64> {
-    let mut counts = HashMap::new();
-    for (_, flow) in maps.flows() {
-        *counts
-            .entry((flow.service_id, flow.backend_id))
-            .or_insert(0) += 1;
-    }
-    counts
+/// Flows per (service id, backend id), walking `maps`' `FLOWS` directly
+/// (for `lb status --pinned`, where no lock is in the way).
+pub fn flows_per_backend(maps: &KernelMaps) -> FlowCounts {
+    FlowCounts::walk(maps.flows_fd(), || maps.flows().map(|(_, f)| f))
 }
 
+/// The counters and installed services, with flows counted by walking
+/// `FLOWS` first.
 pub fn snapshot(maps: &KernelMaps, programmer: &Programmer) -> Result<Status, MapWriteError> {
-    let flows = flows_per_backend(maps);
+    snapshot_with_flows(maps, programmer, &flows_per_backend(maps))
+}
+
+/// The counters and installed services, with flow counts from a walk done
+/// elsewhere (see [`FlowCounter`](super::flows::FlowCounter)). Counts of a
+/// backend whose id changed hands between the walk and this call are those
+/// of the walk: a flow count is a sample of a table the data plane changes
+/// all the time anyway.
+pub fn snapshot_with_flows(
+    maps: &KernelMaps,
+    programmer: &Programmer,
+    flows: &FlowCounts,
+) -> Result<Status, MapWriteError> {
     let services = programmer
         .services()
         .into_iter()
-        .map(|s| service_status(maps, &flows, s))
+        .map(|s| service_status(maps, flows, s))
         .collect::<Result<_, _>>()?;
     let mut verdicts = std::collections::BTreeMap::new();
     for (i, name) in verdict::NAMES.iter().enumerate() {
@@ -53,7 +65,7 @@ pub fn snapshot(maps: &KernelMaps, programmer: &Programmer) -> Result<Status, Ma
 
 fn service_status(
     maps: &KernelMaps,
-    flows: &HashMap<(u32, u32), u64>,
+    flows: &FlowCounts,
     s: ServiceView,
 ) -> Result<ServiceStatus, MapWriteError> {
     let real_servers = s
@@ -64,7 +76,10 @@ fn service_status(
                 address: b.address.ip().to_string(),
                 port: b.address.port(),
                 weight: b.weight,
-                flows: flows.get(&(s.id, b.id)).copied().unwrap_or(0),
+                flows: flows.get(FlowOwner {
+                    service_id: s.id,
+                    backend_id: b.id,
+                }),
                 active: b.active,
                 sorry: b.is_sorry,
                 stats: maps.backend_counters(b.id)?.into(),

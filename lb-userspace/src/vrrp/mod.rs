@@ -1,7 +1,190 @@
-//! VRRP high availability (issue 9). This file is a placeholder owned by
-//! the VRRP driver's author; the I/O modules below are the raw socket, the
-//! gratuitous ARP / unsolicited NA sender and the notify script runner.
+//! VRRP (RFC 3768 version 2, RFC 5798 version 3), compatible with
+//! keepalived: two lb nodes, or one lb and one keepalived node, share the
+//! virtual addresses; the master holds them and announces them. It never
+//! touches the BPF maps: failover is addresses and ARP, the data plane is
+//! the same on both nodes.
+//!
+//! - `codec`: the advert on the wire (pure);
+//! - `validate`: what an instance accepts and what it sends (pure);
+//! - `state`: one instance's state machine, time as input (pure);
+//! - `sync`: sync groups (pure);
+//! - `socket`, `announce`, `notify`: the raw socket, gratuitous ARP /
+//!   unsolicited NA, the notify script runner;
+//! - `driver`: the task that ties them together;
+//! - this file: [`VrrpHandle`], what the agent holds.
 
 pub mod announce;
+pub mod codec;
+mod driver;
 pub mod notify;
 pub mod socket;
+pub mod state;
+pub mod sync;
+pub mod validate;
+
+use std::{collections::HashSet, sync::Mutex, time::Duration};
+
+use thiserror::Error;
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+
+use crate::{
+    config::{VrrpInstance, VrrpSyncGroup},
+    netlink::NetlinkError,
+    status::VrrpStatus,
+};
+use driver::{Command, Driver};
+
+/// How long [`VrrpHandle::shutdown`] waits at most beyond the notify
+/// timeout: the priority 0 adverts and address removals take
+/// milliseconds; this only guards against a wedged netlink socket.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum VrrpError {
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    Socket(#[from] socket::SocketError),
+    #[error(transparent)]
+    Announce(#[from] announce::AnnounceError),
+    #[error(
+        "VRRP instance {instance}: {addresses} virtual addresses make a {bytes}-byte advert, \
+         more than the interface's MTU of {mtu}; move some to virtual_addresses_excluded \
+         (held by the master but not advertised)"
+    )]
+    AdvertTooLarge {
+        instance: String,
+        addresses: usize,
+        bytes: usize,
+        mtu: u32,
+    },
+}
+
+/// The running VRRP instances. Dropping the handle stops them as
+/// [`VrrpHandle::shutdown`] does, without waiting.
+pub struct VrrpHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    status: watch::Receiver<Vec<VrrpStatus>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    notify_timeout: Duration,
+}
+
+impl VrrpHandle {
+    /// Opens the sockets, removes virtual addresses an earlier run left
+    /// behind, and starts every instance (as backup, or master at once
+    /// for priority 255). Needs a tokio runtime, CAP_NET_RAW and
+    /// CAP_NET_ADMIN.
+    pub async fn start(
+        instances: &[VrrpInstance],
+        groups: &[VrrpSyncGroup],
+    ) -> Result<VrrpHandle, VrrpError> {
+        let (status_tx, status) = watch::channel(Vec::new());
+        let (driver, inputs) = Driver::open(instances, groups, status_tx).await?;
+        let (commands, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(driver.run(inputs, rx));
+        Ok(VrrpHandle {
+            commands,
+            status,
+            task: Mutex::new(Some(task)),
+            notify_timeout: instances
+                .iter()
+                .map(|i| i.notify_timeout)
+                .max()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Every instance as `lb status` shows it.
+    pub fn status(&self) -> Vec<VrrpStatus> {
+        let now = driver_unix_ms();
+        let mut all = self.status.borrow().clone();
+        for s in &mut all {
+            if let Some(t) = &mut s.last_transition {
+                t.ms_ago = now.saturating_sub(t.at_unix_ms);
+            }
+        }
+        all
+    }
+
+    /// Changes of the status, for the agent's metrics or a waiting test.
+    pub fn subscribe(&self) -> watch::Receiver<Vec<VrrpStatus>> {
+        self.status.clone()
+    }
+
+    /// `lb vrrp handoff [INSTANCE]`: masters give up at once (priority 0)
+    /// and every selected instance stays backup until [`Self::resume`].
+    /// An instance in a sync group takes its whole group along.
+    pub async fn handoff(&self, instance: Option<String>) -> Result<String, String> {
+        self.ask(|reply| Command::Handoff { instance, reply }).await
+    }
+
+    /// `lb vrrp resume [INSTANCE]`: back to normal elections.
+    pub async fn resume(&self, instance: Option<String>) -> Result<String, String> {
+        self.ask(|reply| Command::Resume { instance, reply }).await
+    }
+
+    async fn ask(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<String, String>>) -> Command,
+    ) -> Result<String, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .map_err(|_| "VRRP is stopped".to_string())?;
+        answer.await.map_err(|_| "VRRP is stopped".to_string())?
+    }
+
+    /// The virtual servers (by name) whose real servers are all down now;
+    /// instances tracking one of them lower their priority by
+    /// `track_weight`.
+    pub fn set_tracked_down(&self, down: HashSet<String>) {
+        let _ = self.commands.send(Command::TrackedDown(down));
+    }
+
+    /// A clean stop: masters send priority 0 and remove their addresses,
+    /// notify_stop runs; returns when done, or after the notify timeout
+    /// and a few seconds more.
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { reply }).is_ok() {
+            let bound = self.notify_timeout + SHUTDOWN_GRACE;
+            if tokio::time::timeout(bound, done).await.is_err() {
+                tracing::warn!("VRRP: the stop did not finish within {bound:?}");
+            }
+        }
+        let task = self.task.lock().map(|mut t| t.take()).unwrap_or_default();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+fn driver_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Answers `lb vrrp handoff|resume` from the control socket (see
+/// `ControlServer::serve_with_vrrp`) until the socket's side closes.
+pub async fn serve_control(
+    handle: std::sync::Arc<VrrpHandle>,
+    mut requests: mpsc::Receiver<crate::control::VrrpIncoming>,
+) {
+    use crate::control::{Response, VrrpRequest};
+    while let Some((request, reply)) = requests.recv().await {
+        let answer = match request {
+            VrrpRequest::VrrpHandoff { instance } => handle.handoff(instance).await,
+            VrrpRequest::VrrpResume { instance } => handle.resume(instance).await,
+        };
+        let _ = reply.send(match answer {
+            Ok(m) => Response::message(m),
+            Err(e) => Response::error(e),
+        });
+    }
+}

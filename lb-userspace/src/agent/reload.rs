@@ -1,0 +1,104 @@
+//! Reload (`lb reload` and SIGHUP, one code path): re-read the config file,
+//! validate it as `lb check` does, and apply only the difference. A config
+//! that fails anywhere is rejected and the running one stays, health
+//! targets included. Settings fixed at start-up (`[agent]`: interfaces,
+//! XDP mode, map sizes, sockets) keep their running value, with a warning.
+
+use std::path::Path;
+
+use tokio::task::JoinError;
+
+use super::{release_freed_memory, state::SharedState, sysctl::forwarding_problems};
+use crate::{
+    config::{self, Config, ConfigError},
+    dataplane::programmer::{ApplySummary, ProgramError},
+    health,
+};
+
+/// Why a reload was rejected (the running config stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    #[error("reload task failed: {0}")]
+    Task(#[from] JoinError),
+    #[error(
+        "the agent was started with no virtual servers and no interfaces, so it loaded no XDP \
+         program: restart it (`lb run`) to add virtual servers"
+    )]
+    NeedsRestart,
+}
+
+/// A config that is now the running one.
+pub struct Reloaded {
+    pub config: Config,
+    /// What the user is told: "config reloaded: ...".
+    pub message: String,
+}
+
+/// Re-read `path` and apply what differs from `running`; the health
+/// targets follow the new config once it is applied.
+pub async fn reload(
+    state: &SharedState,
+    path: &Path,
+    running: &Config,
+    monitor: &mut health::Monitor,
+) -> Result<Reloaded, ReloadError> {
+    let result = reload_config(state, path, running, monitor).await;
+    release_freed_memory();
+    result
+}
+
+async fn reload_config(
+    state: &SharedState,
+    path: &Path,
+    running: &Config,
+    monitor: &mut health::Monitor,
+) -> Result<Reloaded, ReloadError> {
+    let config = config::load(path)?;
+    config::validate_host(&config)?;
+    if !state.has_dataplane() && !config.virtual_servers.is_empty() {
+        // The maps were never created (their sizes come from the config at
+        // load time): adding services needs a new `lb run`.
+        return Err(ReloadError::NeedsRestart);
+    }
+    if config.agent != running.agent {
+        tracing::warn!(
+            "[agent] settings changed in {}: they take effect at the next `lb run` restart",
+            path.display()
+        );
+    }
+    // Targets first, so the new real servers are known (unknown = serve)
+    // when the tables are built; put back if the apply is refused.
+    monitor.update(health::targets(&config));
+    let applied = apply(state, config.clone()).await;
+    let summary = match applied {
+        Ok(summary) => summary,
+        Err(e) => {
+            monitor.update(health::targets(running));
+            return Err(e);
+        }
+    };
+    for problem in forwarding_problems(&config) {
+        problem.log();
+    }
+    let message = match summary {
+        Some(summary) => format!("config reloaded: {summary}"),
+        None => "config reloaded: no virtual servers (no XDP program loaded)".to_string(),
+    };
+    Ok(Reloaded { config, message })
+}
+
+/// Program the maps for `config`; `None` when no XDP is loaded (then
+/// `config` has no virtual servers: checked before).
+async fn apply(state: &SharedState, config: Config) -> Result<Option<ApplySummary>, ReloadError> {
+    let applied = state
+        .with(move |s| match &mut s.dataplane {
+            Some(dataplane) => dataplane.apply(&config, &s.health).map(Some),
+            None => Ok(None),
+        })
+        .await?;
+    Ok(applied?)
+}

@@ -1,0 +1,36 @@
+//! Stopping on SIGINT/SIGTERM: the agent's tasks end and its control socket
+//! is removed; XDP stays attached and forwarding with the maps pinned (the
+//! next `lb run` adopts them, `lb unload` removes everything).
+
+use super::{
+    events::Agent,
+    startup::{Background, Xdp},
+};
+
+/// Stop what runs beside the event loop, then say what stays.
+pub async fn stop(background: Background, agent: Agent, xdp: Option<Xdp>) {
+    let Background {
+        server,
+        serving,
+        metrics,
+    } = background;
+    serving.abort();
+    let _ = serving.await;
+    // The last reference: removes the socket file.
+    drop(server);
+    if let Some(neighbours) = agent.neighbours {
+        neighbours.stop();
+    }
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
+    match xdp {
+        Some(xdp) => tracing::info!(
+            "stopped; XDP stays attached and forwarding with the maps pinned in {} (the next \
+             `lb run` adopts them; `lb unload --pin-dir {}` removes everything)",
+            xdp.pins.path().display(),
+            xdp.pins.path().display()
+        ),
+        None => tracing::info!("stopped"),
+    }
+}

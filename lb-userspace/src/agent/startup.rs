@@ -1,0 +1,357 @@
+//! Start-up, in this order: privileges, signal handlers, the control socket
+//! (a second agent stops there), then, when the config has virtual servers
+//! or interfaces, the data plane: the pin directory (locked: one agent per
+//! data plane), the object loaded with its maps taken from their pins or
+//! created and pinned, the maps filled, *then* attached (the first packet
+//! already sees the whole config), stale links detached; last the metrics
+//! endpoint, the control socket's server and the neighbour warm-up.
+//!
+//! A config with no virtual servers and no interfaces (VRRP only) loads no
+//! XDP and leaves the pin directory alone: the agent then has no
+//! [`Dataplane`], answers `lb status` with no services and refuses a reload
+//! that adds virtual servers.
+
+use std::{net::IpAddr, path::PathBuf, sync::Arc};
+
+use aya::Ebpf;
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+
+use super::{
+    events::{Agent, EventSources, Signals, EXPIRY_PERIOD},
+    release_freed_memory,
+    state::{AgentState, Dataplane, SharedState},
+    sysctl::forwarding_problems,
+    AgentError,
+};
+use crate::{
+    config::Config,
+    control::{ControlServer, Incoming},
+    dataplane::{
+        loader::{self, MapSizes},
+        maps::KernelMaps,
+        neighbour,
+        pin::PinDir,
+        programmer::{ProgramError, Programmer},
+    },
+    health,
+    metrics::HealthMetrics,
+};
+
+/// Everything `run` needs once started.
+pub struct Started {
+    pub agent: Agent,
+    pub events: EventSources,
+    pub background: Background,
+    /// `None` when no XDP is loaded (VRRP only).
+    pub xdp: Option<Xdp>,
+}
+
+/// The loaded XDP object and its pin directory, held for the agent's life.
+/// Dropping it detaches nothing: the links are pinned.
+pub struct Xdp {
+    _ebpf: Ebpf,
+    _logger: Option<JoinHandle<()>>,
+    pub pins: PinDir,
+    /// The pin directory's lock: one agent per data plane.
+    _pin_lock: std::fs::File,
+}
+
+/// Tasks that run beside the event loop, stopped at shutdown.
+pub struct Background {
+    pub server: Arc<ControlServer>,
+    pub serving: JoinHandle<()>,
+    pub metrics: Option<JoinHandle<()>>,
+}
+
+/// Keeps the DR real servers' neighbour entries resolved.
+pub struct NeighbourWarmup {
+    targets: watch::Sender<Vec<IpAddr>>,
+    task: JoinHandle<()>,
+}
+
+impl NeighbourWarmup {
+    fn start(targets: Vec<IpAddr>) -> Self {
+        let (tx, rx) = watch::channel(targets);
+        Self {
+            targets: tx,
+            task: tokio::spawn(neighbour::keep_resolved(rx)),
+        }
+    }
+
+    pub fn update(&self, targets: Vec<IpAddr>) {
+        let _ = self.targets.send(targets);
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// A data plane loaded and programmed: the part the state lock protects
+/// and the part held beside it.
+struct Loaded {
+    xdp: Xdp,
+    dataplane: Dataplane,
+}
+
+/// Whether the config needs XDP at all.
+fn wants_xdp(config: &Config) -> bool {
+    !config.virtual_servers.is_empty() || !config.agent.interfaces.is_empty()
+}
+
+/// Start the agent up to its event loop (see the module doc for the order).
+pub async fn start(
+    config_path: PathBuf,
+    config: Config,
+    pin_dir: PathBuf,
+) -> Result<Started, AgentError> {
+    loader::check_privileges()?;
+    let signals = Signals::install().map_err(AgentError::Signal)?;
+    // First, so a second agent on the same config stops here with a clear
+    // message instead of fighting over the interfaces.
+    let server = Arc::new(ControlServer::bind(&config.agent.control_socket)?);
+
+    let (mut monitor, transitions) = health::Monitor::new();
+    let health_metrics = HealthMetrics::default();
+    monitor.set_observer(health_metrics.observer());
+    let (xdp, dataplane) = if wants_xdp(&config) {
+        let Loaded { xdp, dataplane } =
+            load_dataplane(&config, PinDir::new(pin_dir), &mut monitor)?;
+        (Some(xdp), Some(dataplane))
+    } else {
+        tracing::info!(
+            "no virtual servers and no interfaces: no XDP program loaded (pin directory {} \
+             untouched)",
+            pin_dir.display()
+        );
+        monitor.update(health::targets(&config));
+        (None, None)
+    };
+    let empty = dataplane
+        .as_ref()
+        .map(Dataplane::empty_services)
+        .unwrap_or_default();
+    let neighbours = dataplane
+        .as_ref()
+        .map(|d| NeighbourWarmup::start(d.dr_neighbours()));
+    let state = SharedState::new(AgentState {
+        dataplane,
+        health: monitor.reader(),
+    })?;
+
+    tracing::info!("control socket {}", server.path().display());
+    let metrics = serve_metrics(&config, &state, health_metrics).await?;
+    let (req_tx, requests) = mpsc::channel::<Incoming>(16);
+    let serving = {
+        let server = server.clone();
+        tokio::spawn(async move { server.serve(req_tx).await })
+    };
+    let mut expiry = tokio::time::interval(EXPIRY_PERIOD);
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Ok(Started {
+        agent: Agent {
+            config_path,
+            running: config,
+            state,
+            monitor,
+            empty,
+            neighbours,
+        },
+        events: EventSources {
+            signals,
+            requests,
+            transitions,
+            expiry,
+        },
+        background: Background {
+            server,
+            serving,
+            metrics,
+        },
+        xdp,
+    })
+}
+
+/// Pin directory, load or adopt, first apply, attach (see the module doc).
+fn load_dataplane(
+    config: &Config,
+    pins: PinDir,
+    monitor: &mut health::Monitor,
+) -> Result<Loaded, AgentError> {
+    loader::raise_memlock_limit();
+    pins.prepare()?;
+    let pin_lock = pins.lock()?;
+    let pinned = pins.probe()?;
+    let sizes = pinned.unwrap_or_else(|| MapSizes::for_config(config));
+    log_sizes(config, &pins, &sizes, pinned.is_some());
+    let mut ebpf = loader::load(crate::EBPF_OBJECT, &sizes, Some(&pins))?;
+    let logger = start_ebpf_logger(&mut ebpf);
+    let maps = KernelMaps::take(&mut ebpf)?;
+    let programmer = if pinned.is_some() {
+        adopt(&maps, &sizes)?
+    } else {
+        Programmer::new(sizes.services, sizes.backends, sizes.ring_slots)
+    };
+    // Before the first apply: the checks start now, every checked real
+    // server is `unknown` (serves) until its first result.
+    monitor.update(health::targets(config));
+    let mut dataplane = Dataplane { maps, programmer };
+    let summary = dataplane.apply(config, &monitor.reader())?;
+    tracing::info!("maps programmed: {summary}");
+    release_freed_memory();
+    attach(&mut ebpf, config, &pins)?;
+    for problem in forwarding_problems(config) {
+        problem.log();
+    }
+    Ok(Loaded {
+        xdp: Xdp {
+            _ebpf: ebpf,
+            _logger: logger,
+            pins,
+            _pin_lock: pin_lock,
+        },
+        dataplane,
+    })
+}
+
+fn log_sizes(config: &Config, pins: &PinDir, sizes: &MapSizes, adopting: bool) {
+    if adopting {
+        tracing::info!(
+            "adopting the data plane pinned in {}: {} services, {} backends, {} Maglev ring \
+             slots, {} flows",
+            pins.path().display(),
+            sizes.services,
+            sizes.backends,
+            sizes.ring_slots,
+            sizes.flows
+        );
+        let wanted = MapSizes::for_config(config);
+        if wanted.flows != sizes.flows {
+            tracing::warn!(
+                "flow_table_size {} differs from the pinned flow table ({}): it takes effect \
+                 after `lb unload` and a new `lb run`",
+                wanted.flows,
+                sizes.flows
+            );
+        }
+    } else {
+        tracing::info!(
+            "loading XDP object: {} services, {} backends, {} Maglev ring slots, {} flows \
+             (pinned in {})",
+            sizes.services,
+            sizes.backends,
+            sizes.ring_slots,
+            sizes.flows,
+            pins.path().display()
+        );
+    }
+}
+
+/// Rebuild the id and ring allocations from what a previous agent left in
+/// the pinned maps.
+fn adopt(maps: &KernelMaps, sizes: &MapSizes) -> Result<Programmer, AgentError> {
+    let (services, backends, reverse) = maps.installed().map_err(ProgramError::from)?;
+    let programmer = Programmer::adopt(
+        sizes.services,
+        sizes.backends,
+        sizes.ring_slots,
+        &services,
+        &backends,
+        &reverse,
+    )
+    .map_err(AgentError::Adopt)?;
+    tracing::info!(
+        "adopted {} services and {} real server slots from the pinned maps",
+        services.len(),
+        backends.len()
+    );
+    Ok(programmer)
+}
+
+/// Attach to (or take over the pinned link of) every configured interface,
+/// and detach from the pinned ones no longer configured.
+fn attach(ebpf: &mut Ebpf, config: &Config, pins: &PinDir) -> Result<(), AgentError> {
+    for interface in &config.agent.interfaces {
+        match loader::attach_pinned(ebpf, interface, config.agent.xdp_mode, pins)? {
+            loader::Attached::New(mode) => tracing::info!(
+                "attached {} to {interface} in {} mode",
+                lb_common::names::PROGRAM,
+                mode.name()
+            ),
+            loader::Attached::Adopted => tracing::info!(
+                "{interface}: this agent's program replaced the previous one in the pinned link"
+            ),
+        }
+    }
+    for interface in pins.linked_interfaces() {
+        if !config.agent.interfaces.contains(&interface) {
+            match pins.remove_link(&interface) {
+                Ok(()) => tracing::info!("detached from {interface} (no longer configured)"),
+                Err(e) => tracing::error!("detaching from {interface}: {e}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[agent] metrics_listen`: serve `/metrics` from the same status as
+/// `lb status`.
+async fn serve_metrics(
+    config: &Config,
+    state: &SharedState,
+    health_metrics: HealthMetrics,
+) -> Result<Option<JoinHandle<()>>, AgentError> {
+    let Some(addr) = config.agent.metrics_listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AgentError::Metrics { addr, source })?;
+    tracing::info!("metrics on http://{addr}/metrics");
+    let state = state.clone();
+    let snapshot = move || {
+        let state = state.clone();
+        async move { state.status().await.map_err(|e| e.to_string()) }
+    };
+    Ok(Some(tokio::spawn(crate::metrics::serve(
+        listener,
+        health_metrics,
+        snapshot,
+    ))))
+}
+
+/// Forward the eBPF program's aya-log records to `tracing` when the object
+/// has a log map; `None` when it does not log.
+fn start_ebpf_logger(ebpf: &mut Ebpf) -> Option<JoinHandle<()>> {
+    let logger = match aya_log::EbpfLogger::init(ebpf) {
+        Ok(logger) => logger,
+        Err(e) => {
+            tracing::debug!("no eBPF log forwarding: {e}");
+            return None;
+        }
+    };
+    // SAFETY: the logger owns its ring-buffer fd and is moved into the
+    // AsyncFd, so the fd stays open exactly as long as it is registered.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) };
+    let mut fd = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!("cannot poll the eBPF log map: {}", e.into_parts().1);
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    }))
+}

@@ -1,0 +1,933 @@
+//! The VRRP driver: the one tokio task that owns every instance's state
+//! machine and carries out what they decide. It feeds received adverts
+//! through decode, validation and the state machine, runs a single timer
+//! (the earliest of the machines' deadlines), moves the virtual addresses
+//! through netlink, announces them (gratuitous ARP / unsolicited NA),
+//! queues the notify and fence scripts, keeps the counters and publishes
+//! every instance's status on a `watch` channel.
+//!
+//! One task for all instances rather than one per interface: sync groups
+//! span interfaces (NAT's client-side and server-side addresses), and one
+//! owner of every machine applies a group's change in one step, with no
+//! messages between tasks that could interleave. The blocking-free parts
+//! around it are small tasks of their own: one receiver per socket (it
+//! only forwards packets), one forwarder per link watch, and the
+//! announcement blocks (the second block waits `garp_delay`).
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+
+use super::{
+    announce::Announcer,
+    codec,
+    notify::Notifier,
+    socket::{self, Family, Received, VrrpSocket},
+    state::{Action, Machine, Params, State},
+    sync::{Directive, SyncGroups},
+    validate, VrrpError,
+};
+use crate::{
+    config::{VrrpInstance, VrrpSyncGroup},
+    netlink::Netlink,
+    status::{VrrpStatus, VrrpTransition},
+};
+
+/// At most one fence run per instance in this long: a peer that never
+/// yields would otherwise be fenced at every advert.
+const FENCE_HOLDOFF: Duration = Duration::from_secs(30);
+/// Packets waiting for the driver; adverts are rare, this only absorbs a
+/// burst while the driver talks to netlink.
+const PACKET_QUEUE: usize = 256;
+/// IPv4 / IPv6 header bytes in front of an advert, for the MTU check.
+const IPV4_HEADER: usize = 20;
+const IPV6_HEADER: usize = 40;
+
+/// What the handle asks of the driver.
+pub(crate) enum Command {
+    Handoff {
+        instance: Option<String>,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    Resume {
+        instance: Option<String>,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Names of the virtual servers whose real servers are all down.
+    TrackedDown(HashSet<String>),
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// One socket: an interface, a family and, in unicast mode, a source.
+struct Link {
+    ifindex: u32,
+    socket: Arc<VrrpSocket>,
+    /// Where our adverts come from: the tie-break address, and the one
+    /// the v3 checksum is computed with.
+    source: IpAddr,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: u64,
+    received: u64,
+    rejected: BTreeMap<String, u64>,
+    conflicts: u64,
+}
+
+struct Instance {
+    cfg: VrrpInstance,
+    machine: Machine,
+    link: usize,
+    announcer: Arc<Announcer>,
+    notifier: Notifier,
+    counters: Counters,
+    last_transition: Option<VrrpTransition>,
+    /// The running announcement blocks, stopped when the addresses go.
+    announcing: Option<JoinHandle<()>>,
+    last_fence: Option<Instant>,
+}
+
+struct Group {
+    cfg: VrrpSyncGroup,
+    notifier: Notifier,
+    /// The state the group's scripts were last run for.
+    notified: Option<State>,
+}
+
+/// The channels the helper tasks feed.
+pub(crate) struct Inputs {
+    packets: mpsc::Receiver<(usize, Received)>,
+    links: mpsc::Receiver<(u32, bool)>,
+}
+
+pub(crate) struct Driver {
+    netlink: Netlink,
+    links: Vec<Link>,
+    instances: Vec<Instance>,
+    sync: SyncGroups,
+    groups: Vec<Group>,
+    status: watch::Sender<Vec<VrrpStatus>>,
+    /// Receivers and link-watch forwarders, stopped when the driver is
+    /// dropped (held only for that).
+    _helpers: Helpers,
+}
+
+/// Tasks that must not outlive their owner (also when `open` fails
+/// half-way: the receivers hold sockets).
+#[derive(Default)]
+struct Helpers(Vec<JoinHandle<()>>);
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        for i in &self.instances {
+            if let Some(a) = &i.announcing {
+                a.abort();
+            }
+        }
+    }
+}
+
+impl Driver {
+    /// Opens the sockets, resolves the interfaces, removes virtual
+    /// addresses a crashed run left behind, and builds the machines (not
+    /// started yet: [`Driver::run`] starts them).
+    pub(crate) async fn open(
+        instances: &[VrrpInstance],
+        groups: &[VrrpSyncGroup],
+        status: watch::Sender<Vec<VrrpStatus>>,
+    ) -> Result<(Driver, Inputs), VrrpError> {
+        let netlink = Netlink::new()?;
+        let (packet_tx, packets) = mpsc::channel(PACKET_QUEUE);
+        let (link_tx, links_rx) = mpsc::channel(16);
+        let mut links: Vec<Link> = Vec::new();
+        // Interface, family, multicast or unicast, unicast source: a
+        // unicast socket joins no group, so it cannot serve a multicast
+        // instance.
+        let mut link_keys: Vec<(String, Family, bool, Option<IpAddr>)> = Vec::new();
+        let mut announcers: HashMap<u32, Arc<Announcer>> = HashMap::new();
+        let mut helpers = Helpers::default();
+        let mut built = Vec::new();
+        for cfg in instances {
+            let info = netlink.link(cfg.interface.as_str()).await?;
+            let family = if cfg.is_ipv6() {
+                Family::V6
+            } else {
+                Family::V4
+            };
+            // Before the source is chosen: a left-over virtual address
+            // must not become the source of our adverts.
+            remove_leftovers(&netlink, cfg, info.index).await;
+            let unicast = !cfg.unicast_peers.is_empty();
+            let key = (cfg.interface.clone(), family, unicast, cfg.unicast_source);
+            let link = match link_keys.iter().position(|k| *k == key) {
+                Some(l) => l,
+                None => {
+                    let l = open_link(&netlink, cfg, info.index, family).await?;
+                    helpers.0.push(spawn_receiver(
+                        links.len(),
+                        l.socket.clone(),
+                        packet_tx.clone(),
+                    ));
+                    if !announcers.contains_key(&info.index) {
+                        let watch = netlink.watch_link(info.index).await?;
+                        helpers
+                            .0
+                            .push(spawn_link_forwarder(watch.into_receiver(), link_tx.clone()));
+                    }
+                    links.push(l);
+                    link_keys.push(key);
+                    links.len() - 1
+                }
+            };
+            check_advert_size(cfg, info.mtu)?;
+            let announcer = match announcers.get(&info.index) {
+                Some(a) => a.clone(),
+                None => {
+                    let a = Arc::new(Announcer::new(info.index, info.mac)?);
+                    announcers.insert(info.index, a.clone());
+                    a
+                }
+            };
+            built.push(Instance {
+                machine: Machine::new(Params::from(cfg), links[link].source),
+                cfg: cfg.clone(),
+                link,
+                announcer,
+                notifier: Notifier::new(cfg.name.clone()),
+                counters: Counters::default(),
+                last_transition: None,
+                announcing: None,
+                last_fence: None,
+            });
+        }
+        let driver = Driver {
+            netlink,
+            links,
+            sync: SyncGroups::new(instances, groups),
+            groups: groups
+                .iter()
+                .map(|g| Group {
+                    cfg: g.clone(),
+                    notifier: Notifier::new(format!("sync group {}", g.name)),
+                    notified: None,
+                })
+                .collect(),
+            instances: built,
+            status,
+            _helpers: helpers,
+        };
+        driver.publish();
+        let inputs = Inputs {
+            packets,
+            links: links_rx,
+        };
+        Ok((driver, inputs))
+    }
+
+    /// Starts every machine, then serves packets, link changes, commands
+    /// and the timer until a shutdown (or the handle is dropped, which is
+    /// a shutdown too).
+    pub(crate) async fn run(
+        mut self,
+        mut inputs: Inputs,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
+        for i in 0..self.instances.len() {
+            let actions = self.instances[i].machine.start(Instant::now());
+            self.step(i, actions).await;
+        }
+        loop {
+            self.publish();
+            let deadline = self.next_deadline();
+            let timer = async move {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some((link, packet)) = inputs.packets.recv() => self.on_packet(link, packet).await,
+                Some((ifindex, up)) = inputs.links.recv() => self.on_link(ifindex, up).await,
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        self.shutdown().await;
+                        self.publish();
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command).await,
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                _ = timer => self.on_timers().await,
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.instances
+            .iter()
+            .filter_map(|i| i.machine.next_deadline())
+            .min()
+    }
+
+    async fn on_timers(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.instances.len() {
+            if self.instances[i]
+                .machine
+                .next_deadline()
+                .is_some_and(|d| d <= now)
+            {
+                let actions = self.instances[i].machine.on_timer(now);
+                self.step(i, actions).await;
+            }
+        }
+    }
+
+    async fn on_packet(&mut self, link: usize, packet: Received) {
+        if packet.src == self.links[link].source {
+            return; // our own advert, looped back
+        }
+        let members: Vec<usize> = (0..self.instances.len())
+            .filter(|&i| self.instances[i].link == link)
+            .collect();
+        let advert = match codec::decode(&packet.payload, packet.src, packet.dst) {
+            Ok(a) => a,
+            Err(e) => {
+                // Charge it to the instance its VRID byte names, if any.
+                let vrid = packet.payload.get(1).copied();
+                let named: Vec<usize> = members
+                    .iter()
+                    .copied()
+                    .filter(|&i| Some(self.instances[i].cfg.virtual_router_id) == vrid)
+                    .collect();
+                let targets = if named.is_empty() { members } else { named };
+                for i in targets {
+                    self.reject(i, e.reason(), &e.to_string(), packet.src);
+                }
+                return;
+            }
+        };
+        let Some(i) = members
+            .iter()
+            .copied()
+            .find(|&i| self.instances[i].cfg.virtual_router_id == advert.vrid)
+        else {
+            // Another router's group on the same segment: counted, not logged.
+            for i in members {
+                *self.instances[i]
+                    .counters
+                    .rejected
+                    .entry("vrid".into())
+                    .or_default() += 1;
+            }
+            return;
+        };
+        let inst = &self.instances[i];
+        if let Err(e) = validate::validate(&inst.cfg, &advert, packet.src, packet.ttl_or_hoplimit) {
+            self.reject(i, e.reason(), &e.to_string(), packet.src);
+            return;
+        }
+        self.instances[i].counters.received += 1;
+        let actions = self.instances[i].machine.on_advert(
+            Instant::now(),
+            packet.src,
+            advert.priority,
+            advert.advert_interval,
+        );
+        self.step(i, actions).await;
+    }
+
+    fn reject(&mut self, i: usize, reason: &str, detail: &str, src: IpAddr) {
+        let inst = &mut self.instances[i];
+        let n = inst.counters.rejected.entry(reason.into()).or_default();
+        *n += 1;
+        // The 1st, 2nd, 4th, 8th... of each kind: a steady stream of bad
+        // adverts cannot flood the log, a new kind is always seen.
+        if n.is_power_of_two() {
+            tracing::warn!(
+                "VRRP {}: ignored an advert from {src}: {detail} ({reason}, {n} so far)",
+                inst.cfg.name
+            );
+        }
+    }
+
+    async fn on_link(&mut self, ifindex: u32, up: bool) {
+        let now = Instant::now();
+        for i in 0..self.instances.len() {
+            if self.links[self.instances[i].link].ifindex != ifindex {
+                continue;
+            }
+            let machine = &mut self.instances[i].machine;
+            let actions = if up {
+                machine.interface_up(now)
+            } else {
+                machine.interface_down(now)
+            };
+            self.step(i, actions).await;
+        }
+    }
+
+    /// Carries out `actions` of instance `i`, then what its sync group
+    /// asks of the other members because of its transitions.
+    async fn step(&mut self, i: usize, actions: Vec<Action>) {
+        let transitions = self.apply(i, actions).await;
+        for (from, to) in transitions {
+            let states: Vec<State> = self.instances.iter().map(|x| x.machine.state()).collect();
+            let name = self.instances[i].cfg.name.clone();
+            let directives = self.sync.react(i, from, to, &states, &name);
+            let now = Instant::now();
+            for d in directives {
+                let (member, actions) = match d {
+                    Directive::Follow { member, to, reason } => (
+                        member,
+                        self.instances[member].machine.follow(to, now, &reason),
+                    ),
+                    Directive::Hold {
+                        member,
+                        held,
+                        reason,
+                    } => (
+                        member,
+                        self.instances[member].machine.set_held(held, now, &reason),
+                    ),
+                };
+                // Transitions a directive caused are not fed back.
+                self.apply(member, actions).await;
+            }
+            self.notify_group(i);
+        }
+    }
+
+    /// Carries out `actions`; returns the transitions among them.
+    async fn apply(&mut self, i: usize, actions: Vec<Action>) -> Vec<(State, State)> {
+        let mut transitions = Vec::new();
+        for action in actions {
+            match action {
+                Action::SendAdvert { priority } => self.send_advert(i, priority).await,
+                Action::AddAddresses => self.add_addresses(i).await,
+                Action::RemoveAddresses => self.remove_addresses(i).await,
+                Action::Announce => self.announce(i),
+                Action::Transition { from, to, reason } => {
+                    self.on_transition(i, from, to, reason);
+                    transitions.push((from, to));
+                }
+                Action::Conflict { other } => self.on_conflict(i, other),
+            }
+        }
+        transitions
+    }
+
+    async fn send_advert(&mut self, i: usize, priority: u8) {
+        let inst = &self.instances[i];
+        let link = &self.links[inst.link];
+        let advert = validate::advert_for(&inst.cfg, priority, inst.cfg.advert_interval);
+        let destinations = if inst.cfg.unicast_peers.is_empty() {
+            vec![Family::of(link.source).group()]
+        } else {
+            inst.cfg.unicast_peers.clone()
+        };
+        let mut sent = false;
+        for dst in destinations {
+            let bytes = codec::encode(&advert, link.source, dst);
+            match link.socket.send(dst, &bytes).await {
+                Ok(()) => sent = true,
+                Err(e) => tracing::warn!("VRRP {}: {e}", inst.cfg.name),
+            }
+        }
+        if sent {
+            self.instances[i].counters.sent += 1;
+        }
+    }
+
+    async fn add_addresses(&mut self, i: usize) {
+        let inst = &self.instances[i];
+        let ifindex = self.links[inst.link].ifindex;
+        for a in inst.cfg.all_addresses() {
+            if let Err(e) = self
+                .netlink
+                .add_address(ifindex, a.address, a.prefix_len)
+                .await
+            {
+                tracing::error!("VRRP {}: {e}", inst.cfg.name);
+            }
+        }
+    }
+
+    async fn remove_addresses(&mut self, i: usize) {
+        if let Some(a) = self.instances[i].announcing.take() {
+            a.abort();
+        }
+        let inst = &self.instances[i];
+        let ifindex = self.links[inst.link].ifindex;
+        for a in inst.cfg.all_addresses() {
+            if let Err(e) = self
+                .netlink
+                .remove_address(ifindex, a.address, a.prefix_len)
+                .await
+            {
+                tracing::error!("VRRP {}: {e}", inst.cfg.name);
+            }
+        }
+    }
+
+    /// `garp_repeat` announcements of every address now, and as many
+    /// again after `garp_delay` (keepalived's two blocks), in a task of
+    /// their own so the second block does not hold the driver.
+    fn announce(&mut self, i: usize) {
+        let inst = &mut self.instances[i];
+        if let Some(a) = inst.announcing.take() {
+            a.abort();
+        }
+        let announcer = inst.announcer.clone();
+        let addresses: Vec<IpAddr> = inst.cfg.all_addresses().map(|a| a.address).collect();
+        let (repeat, delay, name) = (
+            inst.cfg.garp_repeat,
+            inst.cfg.garp_delay,
+            inst.cfg.name.clone(),
+        );
+        inst.announcing = Some(tokio::spawn(async move {
+            // garp_delay 0: one block only.
+            let blocks = if delay.is_zero() { 1 } else { 2 };
+            for block in 0..blocks {
+                if block == 1 {
+                    tokio::time::sleep(delay).await;
+                }
+                let mut failed = None;
+                for _ in 0..repeat {
+                    for a in &addresses {
+                        if let Err(e) = announcer.announce(*a).await {
+                            failed = Some(e);
+                        }
+                    }
+                }
+                if let Some(e) = failed {
+                    tracing::warn!("VRRP {name}: {e}");
+                }
+            }
+        }));
+    }
+
+    fn on_transition(&mut self, i: usize, from: State, to: State, reason: String) {
+        let inst = &mut self.instances[i];
+        let name = inst.cfg.name.clone();
+        tracing::info!("VRRP {name}: {from} -> {to} ({reason})");
+        inst.last_transition = Some(VrrpTransition {
+            from: from.to_string(),
+            to: to.to_string(),
+            reason,
+            at_unix_ms: unix_ms(),
+            ms_ago: 0,
+        });
+        let script = match to {
+            State::Master => &inst.cfg.notify_master,
+            State::Backup => &inst.cfg.notify_backup,
+            State::Fault => &inst.cfg.notify_fault,
+            State::Stopped => &inst.cfg.notify_stop,
+            State::Init => &None,
+        };
+        let timeout = inst.cfg.notify_timeout;
+        if let Some(s) = script {
+            inst.notifier.notify(s.clone(), Vec::new(), timeout);
+        }
+        if let Some(s) = &inst.cfg.notify {
+            let args = vec![
+                "INSTANCE".to_string(),
+                name,
+                to.keepalived_name().to_string(),
+                inst.machine.effective_priority().to_string(),
+            ];
+            inst.notifier.notify(s.clone(), args, timeout);
+        }
+    }
+
+    /// Runs the group's scripts once every member has reached the state.
+    fn notify_group(&mut self, i: usize) {
+        let Some(g) = self.sync.group_index(i) else {
+            return;
+        };
+        let state = self.instances[i].machine.state();
+        let all = self
+            .sync
+            .members(g)
+            .iter()
+            .all(|&m| self.instances[m].machine.state() == state);
+        let group = &mut self.groups[g];
+        if !all || group.notified == Some(state) {
+            return;
+        }
+        let script = match state {
+            State::Master => &group.cfg.notify_master,
+            State::Backup => &group.cfg.notify_backup,
+            State::Fault => &group.cfg.notify_fault,
+            _ => return,
+        };
+        group.notified = Some(state);
+        tracing::info!("VRRP sync group {}: {state}", group.cfg.name);
+        let timeout = self.instances[i].cfg.notify_timeout;
+        if let Some(s) = script {
+            group.notifier.notify(s.clone(), Vec::new(), timeout);
+        }
+        if let Some(s) = &group.cfg.notify {
+            let args = ["GROUP", &group.cfg.name, state.keepalived_name(), "0"];
+            let args = args.iter().map(|a| a.to_string()).collect();
+            group.notifier.notify(s.clone(), args, timeout);
+        }
+    }
+
+    /// Another master that yields to us: a healed partition. The fence
+    /// hook (or, without one, `notify_fault`) runs at most once per
+    /// [`FENCE_HOLDOFF`].
+    fn on_conflict(&mut self, i: usize, other: IpAddr) {
+        let inst = &mut self.instances[i];
+        inst.counters.conflicts += 1;
+        tracing::warn!(
+            "VRRP {}: another master, {other}, was active while this node is master \
+             (a healed partition?); it has the lower priority or address and must step down",
+            inst.cfg.name
+        );
+        let now = Instant::now();
+        if inst
+            .last_fence
+            .is_some_and(|t| now.duration_since(t) < FENCE_HOLDOFF)
+        {
+            return;
+        }
+        inst.last_fence = Some(now);
+        let timeout = inst.cfg.notify_timeout;
+        let name = inst.cfg.name.clone();
+        if let Some(fence) = &inst.cfg.fence {
+            let args = vec!["INSTANCE".into(), name, other.to_string()];
+            inst.notifier.notify(fence.clone(), args, timeout);
+        } else if let Some(fault) = &inst.cfg.notify_fault {
+            inst.notifier.notify(fault.clone(), Vec::new(), timeout);
+        }
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Handoff { instance, reply } => {
+                let r = self.handoff(instance.as_deref(), true).await;
+                let _ = reply.send(r);
+            }
+            Command::Resume { instance, reply } => {
+                let r = self.handoff(instance.as_deref(), false).await;
+                let _ = reply.send(r);
+            }
+            Command::TrackedDown(down) => {
+                let now = Instant::now();
+                for i in 0..self.instances.len() {
+                    let tracked = &self.instances[i].cfg.track_virtual_servers;
+                    let is_down = tracked.iter().any(|v| down.contains(v));
+                    let actions = self.instances[i].machine.set_tracked_down(is_down, now);
+                    self.step(i, actions).await;
+                }
+            }
+            Command::Shutdown { .. } => unreachable!("handled by run"),
+        }
+    }
+
+    /// `handoff` (or `resume` when `give_up` is false) of one instance, or
+    /// of all; the members of its sync group go with it, so a group is
+    /// never split between the nodes.
+    async fn handoff(&mut self, instance: Option<&str>, give_up: bool) -> Result<String, String> {
+        let selected = self.select(instance)?;
+        let now = Instant::now();
+        let mut lines = Vec::new();
+        for i in selected {
+            let before = self.instances[i].machine.state();
+            let machine = &mut self.instances[i].machine;
+            let actions = if give_up {
+                machine.handoff(now)
+            } else {
+                machine.resume(now)
+            };
+            // Not `step`: every member is handed off itself (each master
+            // sends its own priority 0), no sync reaction is wanted.
+            self.apply(i, actions).await;
+            let inst = &self.instances[i];
+            let after = inst.machine.state();
+            let what = if give_up { "handed off" } else { "resumed" };
+            let name = &inst.cfg.name;
+            lines.push(if before == after {
+                format!("{name}: {after}, {what}")
+            } else {
+                format!("{name}: {before} -> {after}, {what}")
+            });
+        }
+        Ok(lines.join("\n"))
+    }
+
+    /// Instance indexes for a command: the named one (with its sync
+    /// group), or all.
+    fn select(&self, instance: Option<&str>) -> Result<Vec<usize>, String> {
+        let Some(name) = instance else {
+            return Ok((0..self.instances.len()).collect());
+        };
+        let Some(i) = self.instances.iter().position(|x| x.cfg.name == name) else {
+            let known: Vec<&str> = self.instances.iter().map(|x| x.cfg.name.as_str()).collect();
+            return Err(format!(
+                "no VRRP instance named {name:?} (instances: {})",
+                known.join(", ")
+            ));
+        };
+        Ok(match self.sync.group_index(i) {
+            Some(g) => self.sync.members(g).to_vec(),
+            None => vec![i],
+        })
+    }
+
+    /// A clean stop: masters send priority 0 and remove their addresses,
+    /// every instance runs notify_stop; the queued scripts get their
+    /// timeout to finish.
+    async fn shutdown(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.instances.len() {
+            let actions = self.instances[i].machine.shutdown(now);
+            self.apply(i, actions).await;
+        }
+        let bound = self
+            .instances
+            .iter()
+            .map(|i| i.cfg.notify_timeout)
+            .max()
+            .unwrap_or_default()
+            + Duration::from_secs(1);
+        let flush = async {
+            for i in &self.instances {
+                i.notifier.flush().await;
+            }
+            for g in &self.groups {
+                g.notifier.flush().await;
+            }
+        };
+        if tokio::time::timeout(bound, flush).await.is_err() {
+            tracing::warn!(
+                "VRRP: notify scripts still running {bound:?} after the stop; not waiting"
+            );
+        }
+    }
+
+    fn publish(&self) {
+        let status = self
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(i, inst)| self.status_of(i, inst))
+            .collect();
+        self.status.send_replace(status);
+    }
+
+    fn status_of(&self, i: usize, inst: &Instance) -> VrrpStatus {
+        let cfg = &inst.cfg;
+        VrrpStatus {
+            name: cfg.name.clone(),
+            interface: cfg.interface.clone(),
+            virtual_router_id: cfg.virtual_router_id,
+            version: cfg.version.number(),
+            state: inst.machine.state().to_string(),
+            priority: cfg.priority,
+            effective_priority: inst.machine.advertised_priority(),
+            master: inst.machine.master().map(|m| m.to_string()),
+            handed_off: inst.machine.handed_off(),
+            sync_group: self.sync.group_name(i).map(str::to_string),
+            addresses: cfg.all_addresses().map(|a| a.to_string()).collect(),
+            last_transition: inst.last_transition.clone(),
+            adverts_sent: inst.counters.sent,
+            adverts_received: inst.counters.received,
+            rejected: inst.counters.rejected.clone(),
+            master_conflicts: inst.counters.conflicts,
+        }
+    }
+}
+
+/// The socket of `cfg`'s interface and family, with its source pinned:
+/// the unicast source, or the interface's primary address (IPv4) or
+/// link-local address (IPv6).
+async fn open_link(
+    netlink: &Netlink,
+    cfg: &VrrpInstance,
+    ifindex: u32,
+    family: Family,
+) -> Result<Link, VrrpError> {
+    let unicast = if cfg.unicast_peers.is_empty() {
+        None
+    } else {
+        match cfg.unicast_source {
+            Some(s) => Some(s),
+            None => Some(socket::source_for(netlink, ifindex, family).await?),
+        }
+    };
+    let mut sock = VrrpSocket::open(&cfg.interface, ifindex, family, unicast)?;
+    let source = match unicast {
+        Some(s) => s,
+        None => {
+            let s = socket::source_for(netlink, ifindex, family).await?;
+            sock.set_source(s)?;
+            s
+        }
+    };
+    Ok(Link {
+        ifindex,
+        socket: Arc::new(sock),
+        source,
+    })
+}
+
+/// An advert that does not fit the interface's MTU would be fragmented,
+/// and keepalived drops fragments of adverts: refuse it at start.
+fn check_advert_size(cfg: &VrrpInstance, mtu: u32) -> Result<(), VrrpError> {
+    let (header, address) = if cfg.is_ipv6() {
+        (IPV6_HEADER, 16)
+    } else {
+        (IPV4_HEADER, 4)
+    };
+    let tail = if cfg.version.number() == 2 {
+        codec::AUTH_DATA_LEN
+    } else {
+        0
+    };
+    let bytes = header + codec::HEADER_LEN + cfg.virtual_addresses.len() * address + tail;
+    if mtu > 0 && bytes > mtu as usize {
+        return Err(VrrpError::AdvertTooLarge {
+            instance: cfg.name.clone(),
+            addresses: cfg.virtual_addresses.len(),
+            bytes,
+            mtu,
+        });
+    }
+    Ok(())
+}
+
+/// keepalived's "removing VIPs" at start: a node that crashed while
+/// master left its virtual addresses on the interface; a backup must not
+/// keep answering for them.
+async fn remove_leftovers(netlink: &Netlink, cfg: &VrrpInstance, ifindex: u32) {
+    let present = match netlink.addresses(ifindex).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("VRRP {}: {e}", cfg.name);
+            return;
+        }
+    };
+    for a in cfg.all_addresses() {
+        if present.iter().any(|(p, _)| *p == a.address) {
+            tracing::info!(
+                "VRRP {}: removing {a}, left on {} by an earlier run",
+                cfg.name,
+                cfg.interface
+            );
+            if let Err(e) = netlink
+                .remove_address(ifindex, a.address, a.prefix_len)
+                .await
+            {
+                tracing::warn!("VRRP {}: {e}", cfg.name);
+            }
+        }
+    }
+}
+
+fn spawn_receiver(
+    link: usize,
+    socket: Arc<VrrpSocket>,
+    tx: mpsc::Sender<(usize, Received)>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match socket.recv().await {
+                Ok(packet) => {
+                    if tx.send((link, packet)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("VRRP: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    })
+}
+
+fn spawn_link_forwarder(
+    mut rx: mpsc::Receiver<(u32, bool)>,
+    tx: mpsc::Sender<(u32, bool)>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(change) = rx.recv().await {
+            if tx.send(change).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{VirtualAddress, VrrpVersion};
+    use crate::vrrp::validate::tests::instance;
+
+    fn with_addresses(count: u16, ipv6: bool) -> VrrpInstance {
+        let mut i = instance();
+        i.virtual_addresses = (0..count)
+            .map(|n| VirtualAddress {
+                address: if ipv6 {
+                    IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n))
+                } else {
+                    IpAddr::V4(std::net::Ipv4Addr::new(10, 0, (n >> 8) as u8, n as u8))
+                },
+                prefix_len: 24,
+            })
+            .collect();
+        if ipv6 {
+            i.version = VrrpVersion::V3;
+        }
+        i
+    }
+
+    /// 255 IPv4 addresses fit any Ethernet MTU (1056 bytes with v2); IPv6
+    /// stops at 90 on a 1500-byte MTU, and the error says what to do.
+    #[test]
+    fn adverts_must_fit_the_mtu() {
+        assert!(check_advert_size(&with_addresses(255, false), 1500).is_ok());
+        assert!(check_advert_size(&with_addresses(90, true), 1500).is_ok());
+        let e = check_advert_size(&with_addresses(91, true), 1500).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "VRRP instance VI_1: 91 virtual addresses make a 1504-byte advert, more than the \
+             interface's MTU of 1500; move some to virtual_addresses_excluded (held by the \
+             master but not advertised)"
+        );
+        assert!(check_advert_size(&with_addresses(30, false), 128).is_err());
+    }
+}
