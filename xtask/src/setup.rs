@@ -41,7 +41,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// a release that builds with this machine's Rust 1.95 (it declares
 /// rust-version 1.85), and what the chroot test needs.
 const CARGO_DEB_VERSION: &str = "3.8.0";
-pub const PACKAGE_TEST_PACKAGES: &[&str] = &["debootstrap"];
+pub const PACKAGE_TEST_PACKAGES: &[&str] = &["debootstrap", "systemd-container"];
 
 /// Only for builds for another architecture: Debian's cross linker (with
 /// its binutils, whose strip cargo-deb uses).

@@ -9,6 +9,13 @@
 //! `chroot` inside a private mount namespace (`unshare --mount`) that has
 //! its own /proc and /sys: nothing is mounted on the host, and nothing
 //! runs in or reaches another network namespace.
+//!
+//! Then the unit under systemd: another copy with the package installed is
+//! booted by systemd-nspawn (systemd as its PID 1, a private network with
+//! only `lo`), and `test_package_systemd.sh` runs inside it: start with
+//! READY=1, the capability set, reload (and a rejected one), stop keeping
+//! the pins, adoption, restart after kill -9, no restart loop on an
+//! invalid config, `dpkg -r` unloading.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -112,7 +119,113 @@ pub fn test_package() -> Result<()> {
     });
 
     let _ = fs::remove_dir_all(&root);
+    if let Err(e) = under_systemd(&dir, &clean, &deb, &mut checks) {
+        checks.run("boot the root under systemd-nspawn", || Err(e));
+    }
     checks.report()
+}
+
+/// The unit under systemd: a copy of the clean root with the package
+/// installed, booted by systemd-nspawn with a private network (its own
+/// namespace with only `lo`), runs test_package_systemd.sh. nspawn gives
+/// the container no /sys/fs/bpf, which every systemd host has: one is
+/// mounted in the container's mount namespace first.
+fn under_systemd(dir: &Path, clean: &Path, deb: &Path, checks: &mut Checks) -> Result<()> {
+    let root = dir.join("boot");
+    if root.exists() {
+        fs::remove_dir_all(&root)?;
+    }
+    status(Command::new("cp").args(["-a"]).arg(clean).arg(&root))?;
+    fs::copy(deb, root.join("lb.deb"))?;
+    expect_ok(chroot(&root, &["dpkg", "-i", "/lb.deb"])?)?;
+    let log = fs::File::create(dir.join("nspawn.log"))?;
+    let mut nspawn = Command::new("systemd-nspawn")
+        .arg("-D")
+        .arg(&root)
+        .args([
+            "--boot",
+            "--private-network",
+            "--register=no",
+            "--keep-unit",
+            "--capability=CAP_BPF,CAP_PERFMON",
+            "--system-call-filter=bpf perf_event_open",
+            &format!("--machine=lbpkg-{}", std::process::id()),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting systemd-nspawn (apt-get install systemd-container)")?;
+    let result = booted_checks(nspawn.id(), checks);
+    // SIGTERM asks nspawn to shut the container down.
+    let _ = Command::new("kill").arg(nspawn.id().to_string()).status();
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while nspawn.try_wait()?.is_none() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = nspawn.kill();
+    let _ = nspawn.wait();
+    let _ = fs::remove_dir_all(&root);
+    result
+}
+
+fn booted_checks(nspawn: u32, checks: &mut Checks) -> Result<()> {
+    // The container's systemd is nspawn's child.
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    let init = loop {
+        let out = Command::new("pgrep")
+            .args(["-P", &nspawn.to_string()])
+            .output()?;
+        let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !pid.is_empty() {
+            let state = Command::new("nsenter")
+                .args(["-t", &pid, "-a", "systemctl", "is-system-running"])
+                .output()?;
+            let state = String::from_utf8_lossy(&state.stdout).trim().to_string();
+            if state == "running" || state == "degraded" {
+                break pid;
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the container did not finish booting in 120 s (target/pkg-test/nspawn.log)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let inside = |script: &str| {
+        Command::new("nsenter")
+            .args(["-t", &init, "-a", "sh", "-c", script])
+            .output()
+            .context("nsenter")
+    };
+    expect_ok(inside(
+        "mountpoint -q /sys/fs/bpf || { mount -o remount,rw /sys && mkdir -p /sys/fs/bpf \
+         && mount -t bpf bpf /sys/fs/bpf && mount -o remount,ro /sys; }",
+    )?)?;
+    let out = inside(include_str!("test_package_systemd.sh"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut seen = 0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("CHECK ") else {
+            continue;
+        };
+        seen += 1;
+        let (verdict, what) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (name, detail) = what.split_once(" -- ").unwrap_or((what, ""));
+        let name = format!("systemd: {name}");
+        if verdict == "ok" {
+            checks.run(&name, || Ok(()));
+        } else {
+            let detail = detail.to_string();
+            checks.run(&name, || bail!("{detail}"));
+        }
+    }
+    anyhow::ensure!(
+        seen == 9,
+        "the systemd script reported {seen} of 9 checks: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
 
 /// The cached clean root, made by debootstrap when missing or stale.
