@@ -5,7 +5,7 @@
 //! Modules: [`suites`] (one per suite), [`report`] (tables, JSON, markdown),
 //! [`plot`] (SVG), [`netns`] (namespaces and their cleanup), [`xdp`] (the
 //! real object and the baselines, maps filled by hand), [`packet`] (test
-//! frames), [`tools`] (ab and wrk output, /proc/stat), [`gen`] (packet generator), [`stats`],
+//! frames), [`probe`] (TCP outage prober), [`tools`] (ab and wrk output, /proc/stat), [`gen`] (packet generator), [`stats`],
 //! [`machine`].
 
 pub mod gen;
@@ -13,6 +13,7 @@ pub mod machine;
 pub mod netns;
 pub mod packet;
 pub mod plot;
+pub mod probe;
 pub mod report;
 pub mod stats;
 pub mod suites;

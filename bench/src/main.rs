@@ -9,13 +9,13 @@ use lb_bench::{machine::Machine, netns, suites, Counts, Ctx};
 
 /// Suites in the order `all` runs them. `ipvs` boots a VM and is run only
 /// when named.
-const SUITES: [&str; 5] = ["packet", "control", "agent", "rate", "http"];
+const SUITES: [&str; 6] = ["packet", "control", "agent", "rate", "http", "vrrp"];
 
 #[derive(Parser)]
 #[command(about = "Benchmark suites of lb: ratios against baselines measured in the same run")]
 struct Args {
     /// Suite to run (repeatable); default: every suite except ipvs.
-    #[arg(long = "suite", value_parser = ["packet", "control", "agent", "rate", "http", "ipvs"])]
+    #[arg(long = "suite", value_parser = ["packet", "control", "agent", "rate", "http", "vrrp", "ipvs"])]
     suites: Vec<String>,
     /// Tiny counts for a smoke run (seconds per suite); results go to a
     /// temporary directory unless --out is given, so the committed results
@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             "agent" => suites::agent::run(&ctx),
             "rate" => suites::rate::run(&ctx),
             "http" => suites::http::run(&ctx),
+            "vrrp" => suites::vrrp::run(&ctx),
             "ipvs" => suites::ipvs::run(&ctx),
             other => anyhow::bail!("unknown suite {other}"),
         }

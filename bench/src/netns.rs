@@ -244,6 +244,25 @@ pub fn install_signal_cleanup() {
             for n in names {
                 remove(&n);
             }
+            // The vrrp suite builds its networks with lb-tests' harness,
+            // whose namespaces are named lbt<our pid>x<n>: ours too.
+            let own = format!("lbt{}x", std::process::id());
+            if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    let name = line.split_whitespace().next().unwrap_or_default();
+                    if name.starts_with(&own) {
+                        remove(name);
+                    }
+                }
+            }
+            // ...and its scratch directories (configs, logs, sockets).
+            if let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) {
+                for e in dir.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(&own) {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
             std::process::exit(130);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));

@@ -27,6 +27,11 @@ pub mod names {
     /// Not part of the contract's contents: the agent only sizes it like
     /// `BACKENDS` and never pins it, since a fresh program may start empty.
     pub const NEXT_HOPS: &str = "NEXT_HOPS";
+    /// Next hops of DR real servers from the kernel's neighbour table,
+    /// written by the agent: what DR uses where `bpf_fib_lookup` refuses
+    /// (forwarding off). Pinned, but optional when adopting a pinned set
+    /// from a build that did not have it (created empty then).
+    pub const DR_NEXT_HOPS: &str = "DR_NEXT_HOPS";
     /// The XDP entry point.
     pub const PROGRAM: &str = "lb_xdp";
 }
@@ -165,6 +170,40 @@ pub struct ReverseNat {
 }
 const _: () = assert!(size_of::<ReverseNat>() == 28);
 
+/// An address alone (IPv4 in word 0): the key of `DR_NEXT_HOPS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct AddrKey {
+    /// Network byte order words; IPv4 in word 0, other words zero.
+    pub addr: [u32; 4],
+    /// `FAMILY_IPV4` or `FAMILY_IPV6`.
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<AddrKey>() == 20);
+
+/// How to reach a DR real server on the balancer's own segment without the
+/// kernel's forwarding: `DR_NEXT_HOPS[AddrKey of the real server]`.
+///
+/// The agent fills it from the neighbour table (the entry's device and
+/// link-layer address) and that device's own MAC, for the real servers of
+/// DR services whose neighbour entry is resolved, and removes an entry when
+/// the neighbour stops being resolved or the real server leaves DR. The
+/// program uses it only when `bpf_fib_lookup` answers "forwarding
+/// disabled", which is what a balancer with `ip_forward=0` gets (IPVS DR
+/// works there, so lb's must too).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DrNextHop {
+    /// Egress device (where the neighbour entry lives).
+    pub ifindex: u32,
+    /// That device's MAC.
+    pub smac: [u8; 6],
+    /// The real server's MAC.
+    pub dmac: [u8; 6],
+}
+const _: () = assert!(size_of::<DrNextHop>() == 16);
+
 /// Per service and per real server traffic, as `ipvsadm -Ln --stats` shows
 /// it. Per-CPU: the agent sums the CPUs.
 #[repr(C)]
@@ -226,7 +265,12 @@ pub mod event {
     pub const FLOW_RESCHEDULED: u32 = 9;
     /// Packet with TTL/hop limit <= 1 addressed to a VIP (passed to the kernel).
     pub const TTL_EXPIRED: u32 = 10;
-    pub const COUNT: u32 = 11;
+    /// A packet from a NAT real server's address:port that did not arrive
+    /// on the device the balancer's route to that real server leaves by
+    /// (forged, or misrouted): passed to the kernel untouched instead of
+    /// being rewritten to come from the VIP (no open reflector).
+    pub const REPLY_WRONG_INGRESS: u32 = 11;
+    pub const COUNT: u32 = 12;
     pub const NAMES: [&str; COUNT as usize] = [
         "truncated",
         "malformed",
@@ -239,6 +283,7 @@ pub mod event {
         "nat_reply",
         "flow_rescheduled",
         "ttl_expired",
+        "reply_wrong_ingress",
     ];
 }
 
@@ -254,4 +299,6 @@ mod pod {
     unsafe impl aya::Pod for Flow {}
     unsafe impl aya::Pod for ReverseNat {}
     unsafe impl aya::Pod for Counters {}
+    unsafe impl aya::Pod for AddrKey {}
+    unsafe impl aya::Pod for DrNextHop {}
 }

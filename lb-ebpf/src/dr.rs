@@ -15,8 +15,9 @@ use crate::{
 pub fn forward(ctx: &XdpContext, p: &Packet, backend_id: u32, backend: &Backend) -> Verdict {
     // The cached next hop may lag a neighbour change by up to the cache's
     // TTL; a real server whose entry fails is dropped once the entry
-    // expires (`fib::to_backend`).
-    match fib::to_backend(ctx, p, backend_id, backend, p.sport_be, p.dport_be) {
+    // expires (`fib::to_backend`). With forwarding off the agent's
+    // neighbour-table copy answers instead of the kernel's FIB.
+    match fib::to_backend(ctx, p, backend_id, backend, p.sport_be, p.dport_be, true) {
         Fib::Forward {
             ifindex,
             smac,
@@ -36,6 +37,6 @@ pub fn forward(ctx: &XdpContext, p: &Packet, backend_id: u32, backend: &Backend)
         }
         // Passing would deliver the VIP packet to the balancer itself.
         Fib::NoNeigh => Verdict::drop(event::NEIGH_MISS),
-        Fib::Miss | Fib::Local => Verdict::drop(event::FIB_MISS),
+        Fib::Miss | Fib::Local | Fib::NoForwarding => Verdict::drop(event::FIB_MISS),
     }
 }

@@ -6,6 +6,12 @@
 //! routes, rules and neighbour table decide, as they would for IPVS. The
 //! kernel only answers when forwarding is enabled on the ingress device.
 //!
+//! A balancer with forwarding off (`ip_forward=0`, as seed 000's LVS-DR
+//! setup leaves it: IPVS DR does not need it) gets "forwarding disabled"
+//! for every lookup. DR requests then take the real server's next hop from
+//! `DR_NEXT_HOPS`, which the agent fills from the neighbour table
+//! ([`to_backend`] with `dr_fallback`); NAT still needs forwarding.
+//!
 //! Requests to a real server use a per-CPU cache of that lookup
 //! ([`to_backend`], map `NEXT_HOPS`): a full route + neighbour lookup was
 //! about half of an established flow's per-packet cost, and its answer for
@@ -15,16 +21,16 @@ use core::mem::{size_of, zeroed};
 
 use aya_ebpf::{
     bindings::{
-        bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_NOT_FWDED,
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_FWD_DISABLED,
+        BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
     },
     helpers::generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns, bpf_redirect},
     programs::XdpContext,
 };
-use lb_common::{Backend, FAMILY_IPV4, NEXT_HOP_TTL_NS};
+use lb_common::{AddrKey, Backend, FAMILY_IPV4, NEXT_HOP_TTL_NS};
 
 use crate::{
-    maps::NEXT_HOPS,
+    maps::{DR_NEXT_HOPS, NEXT_HOPS},
     parse::{ptr_at, EthHdr, Packet},
 };
 
@@ -48,7 +54,10 @@ pub enum Fib {
     /// The destination is not forwarded: an address of this host (or a
     /// broadcast/multicast route).
     Local,
-    /// No usable route: unreachable, forwarding disabled, MTU exceeded...
+    /// Forwarding is disabled on the ingress device: the kernel does not
+    /// look anything up.
+    NoForwarding,
+    /// No usable route: unreachable, MTU exceeded...
     Miss,
 }
 
@@ -87,6 +96,10 @@ const _: () = assert!(size_of::<NextHop>() == 48);
 /// to a real server would see every flow take the path of whichever
 /// packet refreshed the entry). DR real servers share a link with the
 /// balancer, where this holds by construction.
+///
+/// With `dr_fallback` (DR requests), a lookup refused because forwarding is
+/// off is answered from the agent's `DR_NEXT_HOPS` instead, and that answer
+/// is cached the same way.
 #[inline(always)]
 pub fn to_backend(
     ctx: &XdpContext,
@@ -95,6 +108,7 @@ pub fn to_backend(
     backend: &Backend,
     sport_be: u16,
     dport_be: u16,
+    dr_fallback: bool,
 ) -> Fib {
     let ingress = ctx.ingress_ifindex() as u32;
     // Coarse (tick resolution) is plenty for a TTL of tens of milliseconds,
@@ -114,7 +128,12 @@ pub fn to_backend(
             };
         }
     }
-    let fib = lookup(ctx, p, &p.src, &backend.addr, sport_be, dport_be);
+    let mut fib = lookup(ctx, p, &p.src, &backend.addr, sport_be, dport_be);
+    if dr_fallback {
+        if let Fib::NoForwarding = fib {
+            fib = dr_next_hop(backend);
+        }
+    }
     if let (
         Fib::Forward {
             ifindex,
@@ -140,6 +159,53 @@ pub fn to_backend(
     fib
 }
 
+/// The agent's next hop for a DR real server; `NoNeigh` when it has none
+/// (its neighbour entry is not resolved, or the agent has not run yet).
+#[inline(always)]
+fn dr_next_hop(backend: &Backend) -> Fib {
+    let key = AddrKey {
+        addr: backend.addr,
+        family: backend.family,
+        _pad: [0; 3],
+    };
+    // SAFETY: a map value pointer, read at once; the agent replaces values
+    // whole, so a torn read could mix two MACs of one real server at worst.
+    match unsafe { DR_NEXT_HOPS.get(key) } {
+        Some(h) => Fib::Forward {
+            ifindex: h.ifindex,
+            smac: h.smac,
+            dmac: h.dmac,
+        },
+        None => Fib::NoNeigh,
+    }
+}
+
+/// The device the balancer's own route to a NAT real server leaves by
+/// (backend `backend_id`, address `real`, which is the source of the reply
+/// `p`): where a genuine reply from it comes in. From the request path's
+/// cached next hop when this CPU has a fresh one for that real server,
+/// else looked up (as for a request from the reply's client, ports
+/// swapped; no MTU check, the route alone matters). `None` when the kernel
+/// has no route to it (or refuses to look up).
+#[inline(always)]
+pub fn reply_device(ctx: &XdpContext, p: &Packet, backend_id: u32, real: &[u32; 4]) -> Option<u32> {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if let Some(h) = NEXT_HOPS.get_ptr(backend_id) {
+        // SAFETY: this CPU's slot; nothing else writes it while we run.
+        let h = unsafe { &*h };
+        if now < h.expires && h.addr == *real {
+            return Some(h.ifindex);
+        }
+    }
+    let (rc, ifindex) = raw_lookup(ctx, p, &p.dst, real, p.dport_be, p.sport_be, 0);
+    if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 || rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
+        Some(ifindex)
+    } else {
+        None
+    }
+}
+
 /// Looks up the path of a packet from `src` to `dst` (the addresses it will
 /// carry when it leaves), with the ports it will carry.
 #[inline(always)]
@@ -151,18 +217,69 @@ pub fn lookup(
     sport_be: u16,
     dport_be: u16,
 ) -> Fib {
-    // SAFETY: a plain C struct; all-zero is its "no options" state.
-    let mut params: FibParams = unsafe { zeroed() };
-    params.l4_protocol = p.proto;
-    params.sport = sport_be;
-    params.dport = dport_be;
-    // Lets the kernel check the egress MTU (FRAG_NEEDED -> the kernel path,
-    // which fragments or answers "packet too big").
-    params.__bindgen_anon_1.tot_len = if p.ip_len > 0xffff {
+    // The length lets the kernel check the egress MTU (FRAG_NEEDED -> the
+    // kernel path, which fragments or answers "packet too big").
+    let tot_len = if p.ip_len > 0xffff {
         0xffff
     } else {
         p.ip_len as u16
     };
+    // SAFETY: a plain C struct; all-zero is its "no options" state.
+    let mut params: FibParams = unsafe { zeroed() };
+    let rc = fib_call(ctx, p, &mut params, src, dst, sport_be, dport_be, tot_len);
+    if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        Fib::Forward {
+            ifindex: params.ifindex,
+            smac: params.smac,
+            dmac: params.dmac,
+        }
+    } else if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
+        Fib::NoNeigh
+    } else if rc == BPF_FIB_LKUP_RET_NOT_FWDED as i64 {
+        Fib::Local
+    } else if rc == BPF_FIB_LKUP_RET_FWD_DISABLED as i64 {
+        Fib::NoForwarding
+    } else {
+        Fib::Miss
+    }
+}
+
+/// A lookup whose only answer of interest is the egress device:
+/// (return code, `ifindex`).
+#[inline(always)]
+fn raw_lookup(
+    ctx: &XdpContext,
+    p: &Packet,
+    src: &[u32; 4],
+    dst: &[u32; 4],
+    sport_be: u16,
+    dport_be: u16,
+    tot_len: u16,
+) -> (i64, u32) {
+    // SAFETY: as in `lookup`.
+    let mut params: FibParams = unsafe { zeroed() };
+    let rc = fib_call(ctx, p, &mut params, src, dst, sport_be, dport_be, tot_len);
+    (rc, params.ifindex)
+}
+
+/// `bpf_fib_lookup` from the ingress device with these addresses, ports
+/// and length (0: no MTU check); the answer is left in `params`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fib_call(
+    ctx: &XdpContext,
+    p: &Packet,
+    params: &mut FibParams,
+    src: &[u32; 4],
+    dst: &[u32; 4],
+    sport_be: u16,
+    dport_be: u16,
+    tot_len: u16,
+) -> i64 {
+    params.l4_protocol = p.proto;
+    params.sport = sport_be;
+    params.dport = dport_be;
+    params.__bindgen_anon_1.tot_len = tot_len;
     params.ifindex = ctx.ingress_ifindex() as u32;
     if p.family == FAMILY_IPV4 {
         params.family = AF_INET;
@@ -174,27 +291,7 @@ pub fn lookup(
         params.__bindgen_anon_4.ipv6_dst = *dst;
     }
     // SAFETY: params is a valid, writable bpf_fib_lookup of the size given.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.ctx.cast(),
-            &mut params,
-            size_of::<FibParams>() as i32,
-            0,
-        )
-    };
-    if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 {
-        Fib::Forward {
-            ifindex: params.ifindex,
-            smac: params.smac,
-            dmac: params.dmac,
-        }
-    } else if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
-        Fib::NoNeigh
-    } else if rc == BPF_FIB_LKUP_RET_NOT_FWDED as i64 {
-        Fib::Local
-    } else {
-        Fib::Miss
-    }
+    unsafe { bpf_fib_lookup(ctx.ctx.cast(), params, size_of::<FibParams>() as i32, 0) }
 }
 
 /// Rewrites the MACs and sends the frame: back out of the ingress device

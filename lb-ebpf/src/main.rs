@@ -17,12 +17,15 @@
 //! | TCP/UDP fragment (any destination)       | PASS, untouched    | `FRAGMENT`        |
 //! | ICMP / ICMPv6                            | PASS, untouched    | `ICMP_VIP` if it is an error quoting a VIP:port packet |
 //! | TCP/UDP not for a service, not a reply   | PASS, untouched    | -                 |
+//! | "reply" on a device the route to its real server does not leave by | PASS, untouched | `REPLY_WRONG_INGRESS` |
+//! | NAT reply, 802.1Q tagged                 | PASS, rewritten (the kernel judges) | (`NAT_REPLY`) |
 //! | NAT request/reply with TTL <= 1          | PASS, untouched    | `TTL_EXPIRED`     |
 //! | service request, no real server, no sorry server | DROP        | `NO_BACKEND`      |
 //! | NAT request/reply, next hop resolved     | TX / REDIRECT, TTL-1 | (`NAT_REPLY`)   |
 //! | NAT, neighbour unresolved / no route     | PASS, rewritten    | `NEIGH_MISS` / `FIB_MISS` |
 //! | NAT, 802.1Q tagged, egress != ingress    | PASS, rewritten    | -                 |
 //! | DR, next hop resolved                    | TX / REDIRECT, MACs only (tagged: TX) | - |
+//! | DR, forwarding off on the balancer      | as above, next hop from `DR_NEXT_HOPS` (the agent's neighbour copy) | - |
 //! | DR, neighbour unresolved / no route      | DROP               | `NEIGH_MISS` / `FIB_MISS` |
 //! | IPv4 options on a service packet         | forwarded as above | `IP_OPTIONS`      |
 //! | agent bug (unknown forwarding flag, backend of the other family) | ABORTED | - |

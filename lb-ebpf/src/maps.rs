@@ -9,7 +9,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    defaults, event, verdict, Backend, Counters, EndpointKey, Flow, FlowKey, ReverseNat, Service,
+    defaults, event, verdict, AddrKey, Backend, Counters, DrNextHop, EndpointKey, Flow, FlowKey,
+    ReverseNat, Service,
 };
 
 use crate::fib::NextHop;
@@ -76,3 +77,10 @@ pub static EVENT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(event::
 #[map]
 pub static NEXT_HOPS: PerCpuArray<NextHop> =
     PerCpuArray::with_max_entries(defaults::MAX_BACKENDS, 0);
+
+/// Next hops of DR real servers as the kernel's neighbour table has them
+/// (`lb_common::DrNextHop`). Written by the agent; read by XDP only when
+/// `bpf_fib_lookup` answers "forwarding disabled" (see `fib::to_backend`).
+#[map]
+pub static DR_NEXT_HOPS: HashMap<AddrKey, DrNextHop> =
+    HashMap::with_max_entries(defaults::MAX_BACKENDS, 0);

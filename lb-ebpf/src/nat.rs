@@ -34,13 +34,40 @@ pub fn request(ctx: &XdpContext, p: &Packet, backend_id: u32, backend: &Backend)
     if rewrite(ctx, p, Side::Dst, &backend.addr, backend.port_be).is_none() {
         return Verdict::aborted();
     }
-    let fib = fib::to_backend(ctx, p, backend_id, backend, p.sport_be, backend.port_be);
+    let fib = fib::to_backend(
+        ctx,
+        p,
+        backend_id,
+        backend,
+        p.sport_be,
+        backend.port_be,
+        false,
+    );
     forward(ctx, p, fib)
 }
 
 /// A packet from a NAT real server's (address, port, protocol).
 #[inline(always)]
 pub fn reply(ctx: &XdpContext, p: &Packet, rn: &ReverseNat) -> Verdict {
+    // Reverse NAT is stateless (another balancer can take over flows it
+    // never saw), so the source address and port alone prove nothing:
+    // anyone could send "from" a real server to any host and have lb
+    // rewrite it to come from the VIP and send it past netfilter and
+    // rp_filter. A genuine reply arrives where the balancer's own route to
+    // that real server leaves; anything else goes to the kernel untouched.
+    let ingress = ctx.ingress_ifindex() as u32;
+    let same_device = fib::reply_device(ctx, p, rn.backend_id, &p.src) == Some(ingress);
+    if !same_device && !p.vlan {
+        return Verdict::pass(event::REPLY_WRONG_INGRESS);
+    }
+    // A tagged frame arrives on the trunk while the route names a VLAN
+    // device, which XDP cannot relate to the tag: one whose route is the
+    // trunk itself came from another network than the real server's, and
+    // any other is rewritten but handed to the kernel (never sent past it
+    // with TX/REDIRECT), so its VLAN device, rp_filter and netfilter judge.
+    if p.vlan && same_device {
+        return Verdict::pass(event::REPLY_WRONG_INGRESS);
+    }
     // Checked before any change so that the kernel sees the packet as it came
     // and its ICMP time exceeded quotes it correctly.
     if p.ttl <= 1 {
@@ -62,6 +89,10 @@ pub fn reply(ctx: &XdpContext, p: &Packet, rn: &ReverseNat) -> Verdict {
     );
     if rewrite(ctx, p, Side::Src, &rn.vip, rn.vip_port_be).is_none() {
         return Verdict::aborted();
+    }
+    if p.vlan {
+        // See above: the kernel forwards (and filters) tagged replies.
+        return Verdict::pass(NONE);
     }
     forward(ctx, p, fib)
 }
@@ -92,7 +123,7 @@ fn forward(ctx: &XdpContext, p: &Packet, fib: Fib) -> Verdict {
         Fib::NoNeigh => Verdict::pass(event::NEIGH_MISS),
         // A real server address that is local to the balancer is a
         // configuration the kernel may still make sense of.
-        Fib::Miss | Fib::Local => Verdict::pass(event::FIB_MISS),
+        Fib::Miss | Fib::Local | Fib::NoForwarding => Verdict::pass(event::FIB_MISS),
     }
 }
 
@@ -116,8 +147,11 @@ fn rewrite(ctx: &XdpContext, p: &Packet, side: Side, addr: &[u32; 4], port_be: u
     let check: *mut [u8; 2] = ptr_at(ctx, p.l4_off + check_off)?;
     // SAFETY: bounds checked by ptr_at (here and below).
     let old_check = u16::from_ne_bytes(unsafe { *check });
-    // IPv4 UDP without checksum: 0 means "none" and must stay 0.
-    if !(v4 && p.proto == PROTO_UDP && old_check == 0) {
+    // UDP checksum 0 stays 0: over IPv4 it means "none"; over IPv6 it is
+    // invalid except for zero-checksum tunnels (RFC 6936), and the
+    // receiver judges it as the sender sent it. Updating it would make a
+    // wrong non-zero checksum of it.
+    if !(p.proto == PROTO_UDP && old_check == 0) {
         let mut c = if v4 {
             csum::replace4(old_check, old_addr[0], addr[0])
         } else {

@@ -153,7 +153,7 @@ impl LbConfig {
     pub fn new(topo: &Topology, control_socket: PathBuf, services: Vec<VirtualServer>) -> Self {
         LbConfig {
             interfaces: topo.interfaces.clone(),
-            xdp_mode: "auto".into(),
+            xdp_mode: topo.xdp_mode.into(),
             flow_table_size: 65536,
             control_socket,
             metrics_listen: None,
@@ -306,11 +306,14 @@ impl VrrpInstanceConfig {
         let _ = writeln!(s, "version = {}", self.version);
         let _ = writeln!(s, "state = {:?}", self.state);
         let _ = writeln!(s, "preempt = {}", self.preempt);
-        let _ = writeln!(
-            s,
-            "preempt_delay = \"{}ms\"",
-            self.preempt_delay.as_millis()
-        );
+        // Only with preemption: lb refuses a delay that cannot apply.
+        if !self.preempt_delay.is_zero() {
+            let _ = writeln!(
+                s,
+                "preempt_delay = \"{}ms\"",
+                self.preempt_delay.as_millis()
+            );
+        }
         if let Some(p) = &self.auth_pass {
             let _ = writeln!(s, "auth_pass = {p:?}");
         }

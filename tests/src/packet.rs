@@ -79,7 +79,8 @@ pub enum Transport {
     Udp {
         sport: u16,
         dport: u16,
-        /// IPv4 only: send checksum 0 ("none").
+        /// Send checksum 0: "none" over IPv4; over IPv6 invalid except for
+        /// zero-checksum tunnels (RFC 6936), and left to the receiver.
         no_checksum: bool,
     },
     /// ICMP or ICMPv6 (after the family): type, code, 4 bytes of "rest".
@@ -260,7 +261,7 @@ impl Frame {
         self
     }
 
-    /// IPv4 UDP with checksum 0.
+    /// UDP with checksum 0 (IPv4 and IPv6).
     pub fn udp_no_checksum(mut self) -> Self {
         match &mut self.transport {
             Transport::Udp { no_checksum, .. } => *no_checksum = true,
@@ -400,14 +401,11 @@ impl Frame {
         b.extend_from_slice(&self.payload);
         let Some(at) = check_at else { return b };
         let no_checksum = matches!(
-            (&self.transport, &self.net),
-            (
-                Transport::Udp {
-                    no_checksum: true,
-                    ..
-                },
-                Net::V4 { .. }
-            )
+            self.transport,
+            Transport::Udp {
+                no_checksum: true,
+                ..
+            }
         );
         if no_checksum {
             return b;
@@ -569,24 +567,42 @@ fn fold(mut sum: u32) -> u16 {
 
 /// Checks every checksum of a built or captured frame (IPv4 header, TCP,
 /// UDP, ICMP, ICMPv6; IPv6 with extension headers only up to the first).
-/// Returns what is wrong, if anything.
+/// UDP checksum 0 passes in both families (see `udp_no_checksum`). Returns
+/// what is wrong, if anything; a frame too short for what its headers
+/// announce is wrong too (never a panic: the fuzzer feeds it anything).
 pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
+    let short = || "shorter than its headers say".to_string();
     let mut off = ETH_HLEN;
-    let mut ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let at = |i: usize| frame.get(i).copied().ok_or_else(short);
+    let mut ethertype = u16::from_be_bytes([at(12)?, at(13)?]);
     if ethertype == ETH_P_8021Q {
-        ethertype = u16::from_be_bytes([frame[16], frame[17]]);
+        ethertype = u16::from_be_bytes([at(16)?, at(17)?]);
         off += VLAN_HLEN;
     }
     let (proto, l4, pseudo) = match ethertype {
         ETH_P_IP => {
-            let h = &frame[off..];
+            let h = frame
+                .get(off..)
+                .filter(|h| h.len() >= IPV4_HLEN)
+                .ok_or_else(short)?;
             let hlen = usize::from(h[0] & 0x0f) * 4;
             let tot = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            if hlen < IPV4_HLEN || tot < hlen || tot > h.len() {
+                return Err(short());
+            }
             if fold(ones_sum(&h[..hlen])) != 0xffff {
                 return Err("IPv4 header checksum".into());
             }
             let proto = h[9];
             let l4 = &h[hlen..tot];
+            let min = match proto {
+                PROTO_TCP => TCP_HLEN,
+                PROTO_UDP => UDP_HLEN,
+                _ => 0,
+            };
+            if l4.len() < min {
+                return Err(short());
+            }
             let mut p = Vec::new();
             p.extend_from_slice(&h[12..20]);
             p.extend_from_slice(&[0, proto]);
@@ -598,10 +614,24 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
             (proto, l4, pseudo)
         }
         ETH_P_IPV6 => {
-            let h = &frame[off..];
+            let h = frame
+                .get(off..)
+                .filter(|h| h.len() >= IPV6_HLEN)
+                .ok_or_else(short)?;
             let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
             let proto = h[6];
-            let l4 = &h[IPV6_HLEN..IPV6_HLEN + plen];
+            let l4 = h.get(IPV6_HLEN..IPV6_HLEN + plen).ok_or_else(short)?;
+            let min = match proto {
+                PROTO_TCP => TCP_HLEN,
+                PROTO_UDP => UDP_HLEN,
+                _ => 0,
+            };
+            if l4.len() < min {
+                return Err(short());
+            }
+            if proto == PROTO_UDP && l4[6..8] == [0, 0] {
+                return Ok(());
+            }
             let mut p = Vec::new();
             p.extend_from_slice(&h[8..40]);
             p.extend_from_slice(&(l4.len() as u32).to_be_bytes());

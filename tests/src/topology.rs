@@ -35,6 +35,27 @@ pub const BALANCER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x253, 0, 0, 0, 0, 0, 0x25
 pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x253, 0, 0, 0, 0, 0, 0x120);
 pub const SERVER_GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x14, 0, 0, 0, 0, 0, 0x120);
 
+/// How the veth pairs are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Veths {
+    /// As the harness has always made them: transmit checksum offload off,
+    /// GRO on (`netns::veth`), and an XDP_PASS program on the peers of the
+    /// balancer's interfaces (`xdp_pass`), so veths behave like a wire.
+    Tuned,
+    /// As `ip link add ... type veth` makes them: what a user trying lb in
+    /// namespaces or containers has.
+    Default,
+}
+
+impl Veths {
+    fn xdp_mode(self) -> &'static str {
+        match self {
+            Veths::Tuned => "native",
+            Veths::Default => "auto",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Forwarding {
     Nat,
@@ -92,6 +113,10 @@ pub struct Topology {
     pub vip6: Option<Ipv6Addr>,
     /// The balancer's interfaces for `[agent] interfaces`, client side first.
     pub interfaces: Vec<String>,
+    /// The `xdp_mode` the agent gets: "native" on tuned veths (made to
+    /// behave like NICs, so the tests exercise native XDP as a NIC runs
+    /// it; `auto` would pick generic on a veth), "auto" on default ones.
+    pub xdp_mode: &'static str,
     /// Kept for its `Drop`: the segment the real servers hang off.
     pub switch: Netns,
     /// XDP_PASS links on the peers of the balancer's interfaces (see
@@ -120,6 +145,29 @@ fn addr6(ns: &Netns, dev: &str, addr: Ipv6Addr) -> Result<()> {
         .map(drop)
 }
 
+/// A veth pair, tuned (`netns::veth`) or as `ip` makes it.
+fn make_veth(veths: Veths, a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
+    match veths {
+        Veths::Tuned => veth(a, a_if, b, b_if),
+        Veths::Default => {
+            a.ip(&[
+                "link",
+                "add",
+                a_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                b_if,
+                "netns",
+                b.name(),
+            ])?;
+            a.ip(&["link", "set", a_if, "up"])?;
+            b.ip(&["link", "set", b_if, "up"]).map(drop)
+        }
+    }
+}
+
 fn addr4(ns: &Netns, dev: &str, addr: Ipv4Addr, prefix: u8) -> Result<()> {
     ns.ip(&["addr", "add", &format!("{addr}/{prefix}"), "dev", dev])
         .map(drop)
@@ -135,6 +183,13 @@ impl Topology {
 
     /// Seed 001's LVS-NAT layout with `reals` real servers.
     pub fn nat(reals: usize) -> Result<Topology> {
+        Topology::nat_with(reals, Veths::Tuned)
+    }
+
+    /// Seed 001's LVS-NAT layout with veths made as `veths` says.
+    pub fn nat_with(reals: usize, veths: Veths) -> Result<Topology> {
+        let veth =
+            |a: &Netns, a_if: &str, b: &Netns, b_if: &str| make_veth(veths, a, a_if, b, b_if);
         let p = unique_prefix();
         let client = Netns::new(format!("{p}-client"))?;
         let balancer = Netns::new(format!("{p}-lb"))?;
@@ -202,10 +257,13 @@ impl Topology {
             });
         }
 
-        let napi = vec![
-            xdp_pass::attach(&client, "eth0")?,
-            xdp_pass::attach(&switch, "lb")?,
-        ];
+        let napi = match veths {
+            Veths::Tuned => vec![
+                xdp_pass::attach(&client, "eth0")?,
+                xdp_pass::attach(&switch, "lb")?,
+            ],
+            Veths::Default => Vec::new(),
+        };
         Ok(Topology {
             forwarding: Forwarding::Nat,
             client: Host {
@@ -224,6 +282,7 @@ impl Topology {
             vip: VIP,
             vip6: Some(VIP6),
             interfaces: vec!["eth0".into(), "eth1".into()],
+            xdp_mode: veths.xdp_mode(),
             _napi: napi,
             switch,
         })
@@ -231,6 +290,13 @@ impl Topology {
 
     /// Seed 000's LVS-DR layout (one segment) with `reals` real servers.
     pub fn dr(reals: usize) -> Result<Topology> {
+        Topology::dr_with(reals, Veths::Tuned)
+    }
+
+    /// Seed 000's LVS-DR layout with veths made as `veths` says.
+    pub fn dr_with(reals: usize, veths: Veths) -> Result<Topology> {
+        let veth =
+            |a: &Netns, a_if: &str, b: &Netns, b_if: &str| make_veth(veths, a, a_if, b, b_if);
         let p = unique_prefix();
         let switch = Netns::new(format!("{p}-switch"))?;
         switch.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
@@ -249,10 +315,12 @@ impl Topology {
         attach(&balancer, "lb")?;
         addr4(&balancer, "eth0", BALANCER, 24)?;
         addr4(&balancer, "eth0", VIP, 24)?;
-        // bpf_fib_lookup, which lb's DR path uses to find the real server's
-        // MAC, answers "forwarding disabled" on an interface that does not
-        // forward: a DR balancer needs ip_forward=1 like a NAT one.
-        balancer.sysctl("net.ipv4.ip_forward", "1")?;
+        // Forwarding stays off, as seed 000 leaves it (IPVS DR does not
+        // need it, and neither does lb's: the kernel's FIB refuses to
+        // answer then, and the program takes the real server's MAC from
+        // the agent's copy of the neighbour table). Set explicitly so a
+        // host default cannot turn it on behind the test's back.
+        balancer.sysctl("net.ipv4.ip_forward", "0")?;
 
         let mut hosts = Vec::new();
         for i in 0..reals {
@@ -276,7 +344,10 @@ impl Topology {
             });
         }
 
-        let napi = vec![xdp_pass::attach(&switch, "lb")?];
+        let napi = match veths {
+            Veths::Tuned => vec![xdp_pass::attach(&switch, "lb")?],
+            Veths::Default => Vec::new(),
+        };
         Ok(Topology {
             forwarding: Forwarding::Dr,
             client: Host {
@@ -295,6 +366,7 @@ impl Topology {
             vip: VIP,
             vip6: None,
             interfaces: vec!["eth0".into()],
+            xdp_mode: veths.xdp_mode(),
             _napi: napi,
             switch,
         })

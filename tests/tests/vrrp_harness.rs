@@ -53,7 +53,7 @@ fn pair(a: VrrpInstanceConfig, b: VrrpInstanceConfig) -> Cluster {
 
 #[test]
 fn keepalived_pair_v2_stop_crash_and_preempt_match_measurements() {
-    let mut c = pair(v2_pass(150, "master"), v2_pass(100, "backup"));
+    let c = pair(v2_pass(150, "master"), v2_pass(100, "backup"));
     let wire = AdvertLog::start(&c.topo.client.ns, "eth0", false).unwrap();
     let vip = IpAddr::V4(VIP);
     let t0 = c.start(0).unwrap();
@@ -153,7 +153,7 @@ fn keepalived_pair_v3_100ms_crash_under_half_a_second() {
         state: state.into(),
         ..VrrpInstanceConfig::new("VI_1", "eth0", 51, priority, &[&format!("{VIP}/24")])
     };
-    let mut c = pair(v3(150, "master"), v3(100, "backup"));
+    let c = pair(v3(150, "master"), v3(100, "backup"));
     let wire = AdvertLog::start(&c.topo.client.ns, "eth0", false).unwrap();
     c.start_all().unwrap();
     c.wait_state(0, "VI_1", "MASTER", Duration::from_secs(2))
@@ -176,7 +176,7 @@ fn keepalived_pair_v3_ipv6_stop_moves_the_address() {
         state: state.into(),
         ..VrrpInstanceConfig::new("VI_6", "eth0", 52, priority, &[&format!("{VIP6}/64")])
     };
-    let mut c = pair(v6(150, "master"), v6(100, "backup"));
+    let c = pair(v6(150, "master"), v6(100, "backup"));
     let wire = AdvertLog::start(&c.topo.client.ns, "eth0", true).unwrap();
     let vip = IpAddr::V6(VIP6);
     let t0 = c.start(0).unwrap();
@@ -238,7 +238,7 @@ fn keepalived_pair_nat_sync_group_moves_both_addresses() {
             ..NodeSpec::new(Kind::Keepalived, vec![client_side, server_side])
         }
     };
-    let mut c = Cluster::new(
+    let c = Cluster::new(
         Layout::Nat { reals: 1 },
         vec![node(150, "master"), node(100, "backup")],
     )

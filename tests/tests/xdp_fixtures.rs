@@ -15,372 +15,21 @@
 //! real routing decides where a packet goes. Needs root (CAP_SYS_ADMIN,
 //! CAP_BPF, CAP_NET_ADMIN) and `ip` (iproute2).
 
+#[path = "common/xdp_world.rs"]
+mod xdp_world;
+
 use std::{
     collections::HashMap as StdHashMap,
-    ffi::CString,
-    fs::File,
     net::{IpAddr, SocketAddr},
-    os::fd::AsRawFd,
-    process::Command,
 };
 
-use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray},
-    programs::{ProgramError, TestRun, TestRunOptions, Xdp},
-    Ebpf, EbpfLoader,
-};
 use lb_common::{
-    event,
-    hash::{flow_hash, MAGLEV_SEED},
-    names, verdict, Backend, EndpointKey, Flow, FlowKey, ReverseNat, Service, BACKEND_F_ACTIVE,
-    FAMILY_IPV4, FAMILY_IPV6, NO_BACKEND, PROTO_TCP, PROTO_UDP, SVC_F_DR, SVC_F_NAT,
+    event, names, verdict, Flow, NO_BACKEND, PROTO_TCP, PROTO_UDP, SVC_F_DR, SVC_F_NAT,
 };
 use lb_tests::packet::{
-    verify_checksums, Frame, Mac, BALANCER_MAC, CLIENT_MAC, ETH_P_8021Q, TCP_ACK, TCP_PSH, TCP_SYN,
+    verify_checksums, Frame, Mac, CLIENT_MAC, ETH_P_8021Q, TCP_ACK, TCP_PSH, TCP_SYN,
 };
-
-// ---------------------------------------------------------------------------
-// The balancer's namespace (seed 001 layout, plus a DR segment on eth0).
-
-/// eth0: client side. Its MAC is the builder's default destination.
-const ETH0_MAC: Mac = BALANCER_MAC;
-/// eth1: real server side (NAT).
-const ETH1_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0xfe];
-
-/// MAC of host `n` on the server side: 172.16.14.n / 2001:db8:14::n.
-fn server_mac(n: u8) -> Mac {
-    [0x02, 0, 0, 0, 0x01, n]
-}
-
-/// MAC of DR real server `n` on the client side: 192.168.253.n.
-fn dr_mac(n: u8) -> Mac {
-    [0x02, 0, 0, 0, 0x02, n]
-}
-
-/// A private network namespace for the current thread; `Drop` moves the
-/// thread back, and the namespace disappears with its last user.
-struct NetNs {
-    orig: File,
-}
-
-impl NetNs {
-    fn enter() -> Self {
-        let orig = File::open("/proc/thread-self/ns/net")
-            .unwrap_or_else(|e| panic!("open /proc/thread-self/ns/net: {e}"));
-        // SAFETY: plain syscall; affects only this thread.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            panic!(
-                "unshare(CLONE_NEWNET): {} -- the XDP fixtures must run as root (CAP_SYS_ADMIN)",
-                std::io::Error::last_os_error()
-            );
-        }
-        NetNs { orig }
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        // SAFETY: plain syscall on a namespace fd we hold.
-        unsafe { libc::setns(self.orig.as_raw_fd(), libc::CLONE_NEWNET) };
-    }
-}
-
-/// Runs `ip ARGS` in this thread's namespace (a child inherits it).
-fn ip(args: &str) {
-    let status = Command::new("ip")
-        .args(args.split_whitespace())
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run `ip` (install iproute2): {e}"));
-    assert!(status.success(), "`ip {args}` failed: {status}");
-}
-
-fn mac_str(m: Mac) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn sysctl(path: &str, value: &str) {
-    // /proc/sys/net belongs to the namespace of the thread that opens it.
-    std::fs::write(format!("/proc/sys/{path}"), value)
-        .unwrap_or_else(|e| panic!("write /proc/sys/{path}: {e}"));
-}
-
-fn ifindex(name: &str) -> u32 {
-    let c = CString::new(name).unwrap();
-    // SAFETY: valid C string.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    assert!(i != 0, "no interface {name} in the test namespace");
-    i
-}
-
-struct Net {
-    _ns: NetNs,
-    eth0: u32,
-    eth1: u32,
-}
-
-fn network() -> Net {
-    let ns = NetNs::enter();
-    ip(&format!(
-        "link add eth0 address {} type veth peer name eth0p",
-        mac_str(ETH0_MAC)
-    ));
-    ip(&format!(
-        "link add eth1 address {} type veth peer name eth1p",
-        mac_str(ETH1_MAC)
-    ));
-    for dev in ["lo", "eth0", "eth0p", "eth1", "eth1p"] {
-        ip(&format!("link set {dev} up"));
-    }
-    ip("addr add 192.168.253.254/24 dev eth0");
-    ip("addr add 2001:db8:253::254/64 dev eth0 nodad");
-    ip("addr add 172.16.14.120/24 dev eth1");
-    ip("addr add 2001:db8:14::120/64 dev eth1 nodad");
-    let neigh = |addr: &str, mac: Mac, dev: &str| {
-        ip(&format!(
-            "neigh add {addr} lladdr {} dev {dev} nud permanent",
-            mac_str(mac)
-        ))
-    };
-    neigh("192.168.253.1", CLIENT_MAC, "eth0");
-    neigh("2001:db8:253::1", CLIENT_MAC, "eth0");
-    for n in [16, 17] {
-        neigh(&format!("192.168.253.{n}"), dr_mac(n), "eth0");
-    }
-    neigh("2001:db8:253::10", dr_mac(10), "eth0");
-    for n in [121, 122, 123] {
-        neigh(&format!("172.16.14.{n}"), server_mac(n), "eth1");
-        neigh(&format!("2001:db8:14::{n}"), server_mac(n), "eth1");
-    }
-    // 172.16.14.124 and 192.168.253.12 deliberately have no neighbour entry.
-    sysctl("net/ipv4/ip_forward", "1");
-    sysctl("net/ipv6/conf/all/forwarding", "1");
-    Net {
-        eth0: ifindex("eth0"),
-        eth1: ifindex("eth1"),
-        _ns: ns,
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The loaded program and its maps.
-
-fn addr_words(ip: IpAddr) -> ([u32; 4], u8) {
-    match ip {
-        IpAddr::V4(a) => ([u32::from_ne_bytes(a.octets()), 0, 0, 0], FAMILY_IPV4),
-        IpAddr::V6(a) => {
-            let o = a.octets();
-            (
-                core::array::from_fn(|i| {
-                    u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
-                }),
-                FAMILY_IPV6,
-            )
-        }
-    }
-}
-
-fn sock(s: &str) -> SocketAddr {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-}
-
-fn endpoint(s: &str, proto: u8) -> EndpointKey {
-    let a = sock(s);
-    let (addr, family) = addr_words(a.ip());
-    EndpointKey {
-        addr,
-        port_be: a.port().to_be(),
-        proto,
-        family,
-    }
-}
-
-fn flow_key(src: &str, dst: &str, proto: u8) -> FlowKey {
-    let (s, d) = (sock(src), sock(dst));
-    let (src, family) = addr_words(s.ip());
-    let (dst, _) = addr_words(d.ip());
-    FlowKey {
-        src,
-        dst,
-        src_port_be: s.port().to_be(),
-        dst_port_be: d.port().to_be(),
-        proto,
-        family,
-        _pad: [0; 2],
-    }
-}
-
-struct Lb {
-    net: Net,
-    ebpf: Ebpf,
-    /// Host copy of each service's ring, to predict backends.
-    rings: StdHashMap<u32, Vec<u32>>,
-    backends: StdHashMap<u32, SocketAddr>,
-    next_ring_offset: u32,
-}
-
-impl Lb {
-    fn new() -> Self {
-        let net = network();
-        let mut ebpf = EbpfLoader::new()
-            // Small tables: the fixtures need a few entries, not the defaults.
-            .map_max_entries(names::FLOWS, 4096)
-            .map_max_entries(names::MAGLEV_RING, 4096)
-            .map_max_entries(names::BACKENDS, 256)
-            .map_max_entries(names::REVERSE_NAT, 256)
-            .map_max_entries(names::SERVICES, 64)
-            .map_max_entries(names::SERVICE_STATS, 64)
-            .map_max_entries(names::BACKEND_STATS, 256)
-            .load(lb_userspace::EBPF_OBJECT)
-            .unwrap_or_else(|e| panic!("loading the eBPF object: {e}"));
-        let prog: &mut Xdp = ebpf
-            .program_mut(names::PROGRAM)
-            .expect("program lb_xdp in the object")
-            .try_into()
-            .expect("lb_xdp is an XDP program");
-        if let Err(e) = prog.load() {
-            match e {
-                ProgramError::LoadError {
-                    io_error,
-                    verifier_log,
-                } => panic!("the verifier rejected lb_xdp: {io_error}\n{verifier_log}"),
-                e => panic!("loading lb_xdp: {e}"),
-            }
-        }
-        Lb {
-            net,
-            ebpf,
-            rings: StdHashMap::new(),
-            backends: StdHashMap::new(),
-            next_ring_offset: 0,
-        }
-    }
-
-    fn backend(&mut self, id: u32, service_id: u32, addr: &str, active: bool) {
-        let a = sock(addr);
-        let (words, family) = addr_words(a.ip());
-        let b = Backend {
-            addr: words,
-            port_be: a.port().to_be(),
-            family,
-            flags: if active { BACKEND_F_ACTIVE } else { 0 },
-            service_id,
-        };
-        let mut m: Array<&mut MapData, Backend> =
-            Array::try_from(self.ebpf.map_mut(names::BACKENDS).unwrap()).unwrap();
-        m.set(id, b, 0).unwrap();
-        self.backends.insert(id, a);
-    }
-
-    /// Writes `ring` into a fresh range and (re)points the service at it,
-    /// as the agent swaps tables.
-    fn service(&mut self, id: u32, vip: &str, proto: u8, flags: u32, ring: &[u32], fallback: u32) {
-        let offset = self.next_ring_offset;
-        self.next_ring_offset += ring.len() as u32;
-        {
-            let mut m: Array<&mut MapData, u32> =
-                Array::try_from(self.ebpf.map_mut(names::MAGLEV_RING).unwrap()).unwrap();
-            for (i, b) in ring.iter().enumerate() {
-                m.set(offset + i as u32, *b, 0).unwrap();
-            }
-        }
-        let svc = Service {
-            id,
-            flags,
-            ring_offset: offset,
-            ring_size: ring.len() as u32,
-            fallback_backend: fallback,
-            _pad: 0,
-        };
-        let mut m: HashMap<&mut MapData, EndpointKey, Service> =
-            HashMap::try_from(self.ebpf.map_mut(names::SERVICES).unwrap()).unwrap();
-        m.insert(endpoint(vip, proto), svc, 0).unwrap();
-        self.rings.insert(id, ring.to_vec());
-    }
-
-    fn reverse_nat(&mut self, backend_id: u32, service_id: u32, vip: &str, proto: u8) {
-        let real = self.backends[&backend_id];
-        let v = endpoint(vip, proto);
-        let rn = ReverseNat {
-            vip: v.addr,
-            vip_port_be: v.port_be,
-            _pad: 0,
-            service_id,
-            backend_id,
-        };
-        let mut m: HashMap<&mut MapData, EndpointKey, ReverseNat> =
-            HashMap::try_from(self.ebpf.map_mut(names::REVERSE_NAT).unwrap()).unwrap();
-        m.insert(endpoint(&real.to_string(), proto), rn, 0).unwrap();
-    }
-
-    /// The backend the host predicts for a new flow: flow_hash over the
-    /// 5-tuple, modulo the ring size, as the contract says.
-    fn predict(&self, service_id: u32, key: &FlowKey) -> u32 {
-        let ring = &self.rings[&service_id];
-        ring[(flow_hash(key, MAGLEV_SEED) % ring.len() as u32) as usize]
-    }
-
-    fn flow(&self, key: &FlowKey) -> Option<Flow> {
-        let m: HashMap<&MapData, FlowKey, Flow> =
-            HashMap::try_from(self.ebpf.map(names::FLOWS).unwrap()).unwrap();
-        m.get(key, 0).ok()
-    }
-
-    fn per_cpu_sum(&self, map: &str, index: u32) -> u64 {
-        let m: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.ebpf.map(map).unwrap()).unwrap();
-        m.get(&index, 0).unwrap().iter().sum()
-    }
-
-    fn events(&self) -> Vec<u64> {
-        (0..event::COUNT)
-            .map(|e| self.per_cpu_sum(names::EVENT_STATS, e))
-            .collect()
-    }
-
-    fn verdicts(&self) -> Vec<u64> {
-        (0..verdict::COUNT)
-            .map(|v| self.per_cpu_sum(names::VERDICT_STATS, v))
-            .collect()
-    }
-
-    fn counters(&self, map: &str, index: u32) -> lb_common::Counters {
-        let m: PerCpuArray<&MapData, lb_common::Counters> =
-            PerCpuArray::try_from(self.ebpf.map(map).unwrap()).unwrap();
-        let mut total = lb_common::Counters::default();
-        for c in m.get(&index, 0).unwrap().iter() {
-            total.add(c);
-        }
-        total
-    }
-
-    /// One BPF_PROG_TEST_RUN: the frame arrives on `ingress`.
-    fn run(&self, ingress: u32, frame: &[u8]) -> (u32, Vec<u8>) {
-        let prog: &Xdp = self
-            .ebpf
-            .program(names::PROGRAM)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
-        // rx_queue_index, egress_ifindex. data_end must equal the frame size.
-        let md: [u32; 6] = [0, frame.len() as u32, 0, ingress, 0, 0];
-        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let mut out = vec![0u8; frame.len() + 256];
-        let r = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                ..TestRunOptions::default()
-            })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
-    }
-}
+use xdp_world::*;
 
 // ---------------------------------------------------------------------------
 // Fixture tables.
@@ -506,161 +155,6 @@ fn verdict_name(v: u32) -> &'static str {
     verdict::NAMES.get(v as usize).copied().unwrap_or("?")
 }
 
-// Services of the fixture world.
-const VIP: &str = "192.168.253.120";
-const VIP6: &str = "2001:db8:253::120";
-const CLIENT: &str = "192.168.253.1";
-const CLIENT6: &str = "2001:db8:253::1";
-
-const WEB: u32 = 0; // NAT TCP 192.168.253.120:80 -> 172.16.14.121:80, .122:8080, .123:80
-const DNS: u32 = 1; // NAT UDP :53 -> .121:5353, .122:5353
-const WEB6: u32 = 2; // NAT TCP [2001:db8:253::120]:80 -> [..14::121]:80, [..14::122]:8080
-const LDAP: u32 = 3; // DR TCP 192.168.253.130:389 -> 192.168.253.16, .17
-const EMPTY: u32 = 4; // NAT :81, no real server, no sorry server
-const SORRY: u32 = 5; // NAT :82, only a sorry server .123:80
-const UNRESOLVED: u32 = 6; // NAT :83 -> 172.16.14.124 (no neighbour entry)
-const LDAP_UNRESOLVED: u32 = 7; // DR 192.168.253.131:389 -> 192.168.253.12 (no neighbour)
-const UNROUTED: u32 = 8; // NAT :84 -> 10.99.0.1 (no route)
-const LDAP6: u32 = 9; // DR [2001:db8:253::130]:389 -> [2001:db8:253::10]
-const DNS6: u32 = 10; // NAT UDP [..::120]:53 -> [..14::121]:5353
-
-/// Loads the program and configures the fixture services.
-fn world() -> Lb {
-    let mut lb = Lb::new();
-    let nat = SVC_F_NAT;
-    lb.backend(1, WEB, "172.16.14.121:80", true);
-    lb.backend(2, WEB, "172.16.14.122:8080", true);
-    lb.backend(3, WEB, "172.16.14.123:80", true);
-    lb.service(
-        WEB,
-        "192.168.253.120:80",
-        PROTO_TCP,
-        nat,
-        &[1, 2, 3, 1, 2, 3, 1],
-        NO_BACKEND,
-    );
-    for b in [1, 2, 3] {
-        lb.reverse_nat(b, WEB, "192.168.253.120:80", PROTO_TCP);
-    }
-    lb.backend(4, DNS, "172.16.14.121:5353", true);
-    lb.backend(5, DNS, "172.16.14.122:5353", true);
-    lb.service(
-        DNS,
-        "192.168.253.120:53",
-        PROTO_UDP,
-        nat,
-        &[4, 5, 4, 5, 4],
-        NO_BACKEND,
-    );
-    for b in [4, 5] {
-        lb.reverse_nat(b, DNS, "192.168.253.120:53", PROTO_UDP);
-    }
-    lb.backend(6, WEB6, "[2001:db8:14::121]:80", true);
-    lb.backend(7, WEB6, "[2001:db8:14::122]:8080", true);
-    lb.service(
-        WEB6,
-        "[2001:db8:253::120]:80",
-        PROTO_TCP,
-        nat,
-        &[6, 7, 6, 7, 6, 7, 7],
-        NO_BACKEND,
-    );
-    for b in [6, 7] {
-        lb.reverse_nat(b, WEB6, "[2001:db8:253::120]:80", PROTO_TCP);
-    }
-    lb.backend(8, LDAP, "192.168.253.16:389", true);
-    lb.backend(9, LDAP, "192.168.253.17:389", true);
-    lb.service(
-        LDAP,
-        "192.168.253.130:389",
-        PROTO_TCP,
-        SVC_F_DR,
-        &[8, 9, 8, 9, 9],
-        NO_BACKEND,
-    );
-    lb.service(EMPTY, "192.168.253.120:81", PROTO_TCP, nat, &[], NO_BACKEND);
-    lb.backend(10, SORRY, "172.16.14.123:80", true);
-    lb.service(SORRY, "192.168.253.120:82", PROTO_TCP, nat, &[], 10);
-    lb.backend(11, UNRESOLVED, "172.16.14.124:80", true);
-    lb.service(
-        UNRESOLVED,
-        "192.168.253.120:83",
-        PROTO_TCP,
-        nat,
-        &[11],
-        NO_BACKEND,
-    );
-    lb.backend(12, LDAP_UNRESOLVED, "192.168.253.12:389", true);
-    lb.service(
-        LDAP_UNRESOLVED,
-        "192.168.253.131:389",
-        PROTO_TCP,
-        SVC_F_DR,
-        &[12],
-        NO_BACKEND,
-    );
-    lb.backend(13, UNROUTED, "10.99.0.1:80", true);
-    lb.service(
-        UNROUTED,
-        "192.168.253.120:84",
-        PROTO_TCP,
-        nat,
-        &[13],
-        NO_BACKEND,
-    );
-    lb.backend(14, LDAP6, "[2001:db8:253::10]:389", true);
-    lb.service(
-        LDAP6,
-        "[2001:db8:253::130]:389",
-        PROTO_TCP,
-        SVC_F_DR,
-        &[14],
-        NO_BACKEND,
-    );
-    lb.backend(15, DNS6, "[2001:db8:14::121]:5353", true);
-    lb.service(
-        DNS6,
-        "[2001:db8:253::120]:53",
-        PROTO_UDP,
-        nat,
-        &[15],
-        NO_BACKEND,
-    );
-    lb.reverse_nat(15, DNS6, "[2001:db8:253::120]:53", PROTO_UDP);
-    lb
-}
-
-/// MAC of the host behind a fixture address, from the neighbour table the
-/// namespace was given. Hosts are numbered by their last address group,
-/// read in decimal for IPv6 too (2001:db8:14::121 is host 121).
-fn neighbour_mac(a: IpAddr) -> Mac {
-    let s = a.to_string();
-    if s == CLIENT || s == CLIENT6 {
-        return CLIENT_MAC;
-    }
-    let n: u8 = s
-        .rsplit(['.', ':'])
-        .next()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("no host number in {s}"));
-    if s.starts_with("172.16.14.") || s.starts_with("2001:db8:14:") {
-        server_mac(n)
-    } else {
-        dr_mac(n)
-    }
-}
-
-/// The frame a NAT request should leave as: destination = the backend,
-/// one hop less, MACs of the server-side link.
-fn nat_out(input: &Frame, backend: SocketAddr) -> Vec<u8> {
-    input
-        .clone()
-        .dst(&backend.to_string())
-        .ttl(input.ttl_value() - 1)
-        .macs(ETH1_MAC, neighbour_mac(backend.ip()))
-        .build()
-}
-
 #[test]
 fn forwarding_fixtures() {
     let lb = world();
@@ -744,6 +238,16 @@ fn forwarding_fixtures() {
         let f = Frame::udp(&format!("[{CLIENT6}]:33000"), &format!("[{VIP6}]:53"));
         t.push(case(
             "NAT IPv6 UDP",
+            Side::Client,
+            f.build(),
+            REDIRECT,
+            Expect::Frame(nat_out(&f, sock("[2001:db8:14::121]:5353"))),
+            None,
+        ));
+        let f =
+            Frame::udp(&format!("[{CLIENT6}]:33001"), &format!("[{VIP6}]:53")).udp_no_checksum();
+        t.push(case(
+            "NAT IPv6 UDP with checksum 0: stays 0 (not updated into a wrong value)",
             Side::Client,
             f.build(),
             REDIRECT,
@@ -1877,6 +1381,249 @@ fn next_hops_follow_the_kernel() {
                 DROP,
                 Expect::Unchanged,
                 Some(event::NEIGH_MISS),
+            ),
+        ],
+    );
+}
+
+/// Seed 000 never turns forwarding on, and IPVS DR does not need it; the
+/// kernel's FIB then refuses every lookup ("forwarding disabled"). DR takes
+/// its next hop from the agent's copy of the neighbour table instead; NAT
+/// still needs forwarding (and says so in `fib_miss`).
+#[test]
+fn dr_works_with_forwarding_off() {
+    let mut lb = world();
+    use verdict::{DROP, PASS, TX};
+    sysctl("net/ipv4/ip_forward", "0");
+    sysctl("net/ipv6/conf/all/forwarding", "0");
+    let c = format!("{CLIENT}:53000");
+    let v = "192.168.253.130:389";
+    let dr = Frame::tcp(&c, v);
+    let b = lb.backends[&lb.predict(LDAP, &flow_key(&c, v, PROTO_TCP))];
+    let dr6 = Frame::tcp(&format!("[{CLIENT6}]:53000"), "[2001:db8:253::130]:389");
+    let nat = Frame::tcp(&format!("{CLIENT}:53000"), &format!("{VIP}:80"));
+    let nat_key = flow_key(&format!("{CLIENT}:53000"), &format!("{VIP}:80"), PROTO_TCP);
+    let nat_backend = lb.backends[&lb.predict(WEB, &nat_key)];
+
+    run_table(
+        &lb,
+        &[case(
+            "DR, forwarding off, the agent has no next hop yet: dropped",
+            Side::Client,
+            dr.build(),
+            DROP,
+            Expect::Unchanged,
+            Some(event::NEIGH_MISS),
+        )],
+    );
+
+    // The agent copies the resolved neighbour entries (device, its MAC,
+    // the real server's MAC). A MAC unlike the kernel's table shows the
+    // program used the copy.
+    let agent_mac = |n: u8| [0x02, 0, 0, 0, 0x0a, n];
+    for n in [16u8, 17] {
+        lb.dr_next_hop(
+            &format!("192.168.253.{n}"),
+            lb.net.eth0,
+            ETH0_MAC,
+            agent_mac(n),
+        );
+    }
+    lb.dr_next_hop("2001:db8:253::10", lb.net.eth0, ETH0_MAC, agent_mac(10));
+    let n = match b.ip() {
+        IpAddr::V4(a) => a.octets()[3],
+        IpAddr::V6(_) => unreachable!(),
+    };
+    run_table(
+        &lb,
+        &[
+            case(
+                format!("DR, forwarding off: next hop from DR_NEXT_HOPS -> {b}"),
+                Side::Client,
+                dr.build(),
+                TX,
+                Expect::Frame(dr.clone().macs(ETH0_MAC, agent_mac(n)).build()),
+                None,
+            ),
+            case(
+                "DR IPv6, forwarding off: next hop from DR_NEXT_HOPS",
+                Side::Client,
+                dr6.build(),
+                TX,
+                Expect::Frame(dr6.clone().macs(ETH0_MAC, agent_mac(10)).build()),
+                None,
+            ),
+            case(
+                "DR, forwarding off, real server the agent has no entry for: dropped",
+                Side::Client,
+                Frame::tcp(&c, "192.168.253.131:389").build(),
+                DROP,
+                Expect::Unchanged,
+                Some(event::NEIGH_MISS),
+            ),
+            case(
+                "NAT, forwarding off: rewritten, to the kernel (NAT needs forwarding)",
+                Side::Client,
+                nat.build(),
+                PASS,
+                Expect::Frame(nat.clone().dst(&nat_backend.to_string()).build()),
+                Some(event::FIB_MISS),
+            ),
+        ],
+    );
+
+    // Forwarding back on: the kernel's FIB answers again (its neighbour
+    // table, not the agent's copy), once the cached next hop expires.
+    sysctl("net/ipv4/ip_forward", "1");
+    std::thread::sleep(std::time::Duration::from_nanos(
+        3 * lb_common::NEXT_HOP_TTL_NS,
+    ));
+    run_table(
+        &lb,
+        &[case(
+            "DR, forwarding on: the kernel's neighbour table decides",
+            Side::Client,
+            dr.build(),
+            TX,
+            Expect::Frame(dr.clone().macs(ETH0_MAC, dr_mac(n)).build()),
+            None,
+        )],
+    );
+}
+
+/// Reverse NAT is stateless, so "from a real server's address:port" alone
+/// proves nothing: a packet forged with that source on the client side
+/// must not come out rewritten to the VIP (an open reflector past
+/// netfilter and rp_filter). Only what arrives where the balancer's route
+/// to that real server leaves is a reply.
+#[test]
+fn forged_replies_from_the_wrong_side_pass_untouched() {
+    let lb = world();
+    use verdict::{PASS, REDIRECT};
+    let forged = |from: &str, to: &str| Frame::tcp(from, to).macs(CLIENT_MAC, ETH0_MAC);
+    let genuine =
+        Frame::tcp("172.16.14.121:80", "192.168.253.1:40001").macs(server_mac(121), ETH1_MAC);
+    let tagged = Frame::tcp("172.16.14.121:80", "192.168.253.1:40001")
+        .macs(server_mac(121), ETH1_MAC)
+        .vlan(14);
+    run_table(
+        &lb,
+        &[
+            case(
+                "forged reply on the client side, to the client side",
+                Side::Client,
+                forged("172.16.14.121:80", "192.168.253.1:40000").build(),
+                PASS,
+                Expect::Unchanged,
+                Some(event::REPLY_WRONG_INGRESS),
+            ),
+            case(
+                "forged reply on the client side, to a third host behind the server side",
+                Side::Client,
+                forged("172.16.14.122:8080", "172.16.14.123:5000").build(),
+                PASS,
+                Expect::Unchanged,
+                Some(event::REPLY_WRONG_INGRESS),
+            ),
+            case(
+                "forged UDP reply on the client side",
+                Side::Client,
+                Frame::udp("172.16.14.121:5353", "192.168.253.1:33000")
+                    .macs(CLIENT_MAC, ETH0_MAC)
+                    .build(),
+                PASS,
+                Expect::Unchanged,
+                Some(event::REPLY_WRONG_INGRESS),
+            ),
+            case(
+                "forged IPv6 reply on the client side",
+                Side::Client,
+                forged("[2001:db8:14::121]:80", "[2001:db8:253::1]:40000").build(),
+                PASS,
+                Expect::Unchanged,
+                Some(event::REPLY_WRONG_INGRESS),
+            ),
+            case(
+                "genuine reply on the server side: still rewritten and sent",
+                Side::Server,
+                genuine.build(),
+                REDIRECT,
+                Expect::Frame(
+                    genuine
+                        .clone()
+                        .src("192.168.253.120:80")
+                        .ttl(63)
+                        .macs(ETH0_MAC, CLIENT_MAC)
+                        .build(),
+                ),
+                Some(event::NAT_REPLY),
+            ),
+            case(
+                "802.1Q-tagged reply whose real server is routed untagged on that device: not a reply",
+                Side::Server,
+                tagged.build(),
+                PASS,
+                Expect::Unchanged,
+                Some(event::REPLY_WRONG_INGRESS),
+            ),
+        ],
+    );
+    // Nothing above was counted as a reply, except the genuine one.
+    let b1 = lb.counters(names::BACKEND_STATS, 1);
+    assert_eq!(b1.out_packets, 1, "replies counted on backend 1: {b1:?}");
+}
+
+/// Real servers behind a VLAN device: their replies arrive tagged on the
+/// trunk, which XDP cannot tie to the VLAN device the route names. They are
+/// rewritten and handed to the kernel (its VLAN device, rp_filter and
+/// netfilter judge), never sent on with TX/REDIRECT.
+#[test]
+fn tagged_replies_go_through_the_kernel() {
+    let mut lb = world();
+    // This kernel has no 8021q module: any device other than the trunk
+    // stands in for the VLAN device (the program sees only its index).
+    ip("link add eth1.14 type veth peer name eth1.14p");
+    ip("link set eth1.14 up");
+    ip("link set eth1.14p up");
+    ip("addr add 10.14.0.120/24 dev eth1.14");
+    ip(&format!(
+        "neigh add 10.14.0.121 lladdr {} dev eth1.14 nud permanent",
+        mac_str(server_mac(121))
+    ));
+    const VLAN_WEB: u32 = 30;
+    lb.backend(60, VLAN_WEB, "10.14.0.121:80", true);
+    lb.service(
+        VLAN_WEB,
+        &format!("{VIP}:96"),
+        PROTO_TCP,
+        SVC_F_NAT,
+        &[60],
+        NO_BACKEND,
+    );
+    lb.reverse_nat(60, VLAN_WEB, &format!("{VIP}:96"), PROTO_TCP);
+    let reply = Frame::tcp("10.14.0.121:80", "192.168.253.1:40000")
+        .macs(server_mac(121), ETH1_MAC)
+        .vlan(14);
+    run_table(
+        &lb,
+        &[
+            case(
+                "tagged reply of a real server behind a VLAN device: rewritten, to the kernel",
+                Side::Server,
+                reply.build(),
+                verdict::PASS,
+                Expect::Frame(reply.clone().src(&format!("{VIP}:96")).build()),
+                Some(event::NAT_REPLY),
+            ),
+            case(
+                "the same reply untagged (not from the VLAN the route names): untouched",
+                Side::Server,
+                Frame::tcp("10.14.0.121:80", "192.168.253.1:40000")
+                    .macs(server_mac(121), ETH1_MAC)
+                    .build(),
+                verdict::PASS,
+                Expect::Unchanged,
+                Some(event::REPLY_WRONG_INGRESS),
             ),
         ],
     );

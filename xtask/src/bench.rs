@@ -30,14 +30,14 @@ pub struct Options {
     quick: bool,
     /// Run only these suites (repeatable): `vip` (this first-version HTTP
     /// bench), and lb-bench's `packet`, `control`, `agent`, `rate`, `http`,
-    /// `ipvs`.
+    /// `vrrp`, `ipvs`.
     /// Default: every suite but `ipvs` (a VM under TCG: run it on its own).
     #[arg(long = "suite", value_name = "NAME")]
     suites: Vec<String>,
 }
 
 /// lb-bench's suites that run by default.
-const LB_BENCH_SUITES: [&str; 5] = ["packet", "control", "agent", "rate", "http"];
+const LB_BENCH_SUITES: [&str; 6] = ["packet", "control", "agent", "rate", "http", "vrrp"];
 
 struct Load {
     ab_requests: u32,
@@ -280,7 +280,9 @@ fn update_benchmarks_md(table: &str) -> Result<()> {
 pub fn bench(o: Options) -> Result<()> {
     for s in &o.suites {
         if s != "vip" && s != "ipvs" && !LB_BENCH_SUITES.contains(&s.as_str()) {
-            bail!("unknown suite `{s}`: choose vip, packet, control, agent, rate, http or ipvs");
+            bail!(
+                "unknown suite `{s}`: choose vip, packet, control, agent, rate, http, vrrp or ipvs"
+            );
         }
     }
     if o.suites.iter().any(|s| s == "ipvs") {

@@ -2,7 +2,8 @@
 //! seed 000's layout (`--mode dr`) rebuilt in network namespaces with `lb`
 //! in place of IPVS: curl and ab through the VIP, each real server's share
 //! counted from its own access log, `lb status`, and everything removed
-//! afterwards, on failure and on Ctrl-C too.
+//! afterwards, on failure and on Ctrl-C too. `--ha` runs the
+//! high-availability demo instead (`demo_ha.rs`).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -33,9 +34,18 @@ pub struct Options {
     /// Real server weights, comma separated (one per real server).
     #[arg(long, value_delimiter = ',', default_value = "1,1,1")]
     weights: Vec<u32>,
+    /// High availability: two balancer nodes share the VIP through VRRP;
+    /// the master is killed and brought back under traffic (demo_ha.rs).
+    #[arg(long)]
+    ha: bool,
+    #[command(flatten)]
+    ha_options: crate::demo_ha::HaOptions,
 }
 
 pub fn demo(o: Options) -> Result<()> {
+    if o.ha {
+        return crate::demo_ha::demo(o.lb_bin, o.mode, o.concurrency, &o.ha_options);
+    }
     let interrupted = interrupt_flag()?;
     let lb = match &o.lb_bin {
         Some(p) => p.clone(),

@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod cmd;
 mod demo;
+mod demo_ha;
 mod man;
 mod package;
 mod run;

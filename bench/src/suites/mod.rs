@@ -6,3 +6,4 @@ pub mod http;
 pub mod ipvs;
 pub mod packet;
 pub mod rate;
+pub mod vrrp;

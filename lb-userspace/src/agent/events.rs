@@ -6,7 +6,7 @@
 //! To add a source (VRRP, route announcement): a variant of [`Event`], a
 //! branch in [`EventSources::next`] and a handler in [`Agent::handle`].
 
-use std::{path::PathBuf, time::Instant};
+use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use tokio::{
     signal::unix::{signal, SignalKind},
@@ -24,6 +24,7 @@ use crate::{
     control::{Incoming, Request, Response},
     dataplane::programmer::{ApplySummary, ProgramError},
     health::{self, Transition},
+    vrrp::VrrpHandle,
 };
 
 /// How often removed real servers' drains and lingering reverse-NAT
@@ -129,6 +130,8 @@ pub struct Agent {
     /// The DR real servers whose neighbour entries are kept resolved;
     /// `None` without XDP.
     pub neighbours: Option<NeighbourWarmup>,
+    /// The VRRP instances; `None` without `[[vrrp_instance]]`.
+    pub vrrp: Option<Arc<VrrpHandle>>,
 }
 
 impl Agent {
@@ -257,12 +260,21 @@ impl Agent {
                 tracing::debug!("health change applied: {summary}");
                 self.empty.log_changes(&empty);
                 self.empty = empty;
+                self.track_empty_services();
             }
             Ok(Some(HealthApplied { result: Err(e), .. })) => {
                 tracing::error!("applying a health change: {e}")
             }
             Ok(None) => {}
             Err(e) => tracing::error!("health task failed: {e}"),
+        }
+    }
+
+    /// VRRP instances that track a virtual server lower their priority
+    /// while it has no real server up.
+    fn track_empty_services(&self) {
+        if let Some(vrrp) = &self.vrrp {
+            vrrp.set_tracked_down(self.empty.names());
         }
     }
 

@@ -69,6 +69,8 @@ pub enum AgentError {
     },
     #[error("cannot install a signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("cannot start VRRP: {0}")]
+    Vrrp(Box<crate::vrrp::VrrpError>),
 }
 
 /// Run the agent in the foreground until SIGINT/SIGTERM, with the data

@@ -51,14 +51,35 @@ pub async fn reload(
     result
 }
 
+/// VRRP instances and sync groups keep running as started: restarting an
+/// instance on a reload would make a master give its addresses up (and a
+/// keepalived peer take them) for a config edit. Changes to them take
+/// effect at the next `lb run`, as `[agent]` settings do, with a warning;
+/// the running config goes on saying what runs.
+fn keep_running_vrrp(config: &mut Config, running: &Config, path: &Path) {
+    if config.vrrp_instances != running.vrrp_instances
+        || config.vrrp_sync_groups != running.vrrp_sync_groups
+    {
+        tracing::warn!(
+            "[[vrrp_instance]] / [[vrrp_sync_group]] changed in {}: VRRP keeps running as \
+             started; the change takes effect at the next `lb run` restart (use `lb vrrp \
+             handoff` first on a master to hand its addresses over cleanly)",
+            path.display()
+        );
+    }
+    config.vrrp_instances = running.vrrp_instances.clone();
+    config.vrrp_sync_groups = running.vrrp_sync_groups.clone();
+}
+
 async fn reload_config(
     state: &SharedState,
     path: &Path,
     running: &Config,
     monitor: &mut health::Monitor,
 ) -> Result<Reloaded, ReloadError> {
-    let config = config::load(path)?;
+    let mut config = config::load(path)?;
     config::validate_host(&config)?;
+    keep_running_vrrp(&mut config, running, path);
     if !state.has_dataplane() && !config.virtual_servers.is_empty() {
         // The maps were never created (their sizes come from the config at
         // load time): adding services needs a new `lb run`.

@@ -14,6 +14,11 @@ pub async fn stop(background: Background, agent: Agent, xdp: Option<Xdp>) {
         serving,
         metrics,
     } = background;
+    // First: a master hands its addresses over (priority 0) while this
+    // node still forwards what reaches it.
+    if let Some(vrrp) = &agent.vrrp {
+        vrrp.shutdown().await;
+    }
     serving.abort();
     let _ = serving.await;
     // The last reference: removes the socket file.

@@ -23,7 +23,7 @@ use tokio::{
 use super::{
     events::{Agent, EventSources, Signals, EXPIRY_PERIOD},
     release_freed_memory,
-    state::{AgentState, Dataplane, SharedState},
+    state::{AgentState, Dataplane, EmptyServices, SharedState},
     sysctl::forwarding_problems,
     AgentError,
 };
@@ -31,6 +31,7 @@ use crate::{
     config::Config,
     control::{ControlServer, Incoming},
     dataplane::{
+        dr_next_hops::DrNextHops,
         loader::{self, MapSizes},
         maps::KernelMaps,
         neighbour,
@@ -39,6 +40,7 @@ use crate::{
     },
     health,
     metrics::HealthMetrics,
+    vrrp::{self, VrrpHandle},
 };
 
 /// Everything `run` needs once started.
@@ -74,11 +76,11 @@ pub struct NeighbourWarmup {
 }
 
 impl NeighbourWarmup {
-    fn start(targets: Vec<IpAddr>) -> Self {
+    fn start(targets: Vec<IpAddr>, next_hops: DrNextHops) -> Self {
         let (tx, rx) = watch::channel(targets);
         Self {
             targets: tx,
-            task: tokio::spawn(neighbour::keep_resolved(rx)),
+            task: tokio::spawn(neighbour::keep_resolved(rx, Some(next_hops))),
         }
     }
 
@@ -96,6 +98,8 @@ impl NeighbourWarmup {
 struct Loaded {
     xdp: Xdp,
     dataplane: Dataplane,
+    /// Filled by the neighbour warm-up (DR with forwarding off).
+    dr_next_hops: DrNextHops,
 }
 
 /// Whether the config needs XDP at all.
@@ -118,10 +122,14 @@ pub async fn start(
     let (mut monitor, transitions) = health::Monitor::new();
     let health_metrics = HealthMetrics::default();
     monitor.set_observer(health_metrics.observer());
-    let (xdp, dataplane) = if wants_xdp(&config) {
-        let Loaded { xdp, dataplane } =
-            load_dataplane(&config, PinDir::new(pin_dir), &mut monitor)?;
-        (Some(xdp), Some(dataplane))
+    let (xdp, dataplane, neighbours) = if wants_xdp(&config) {
+        let Loaded {
+            xdp,
+            dataplane,
+            dr_next_hops,
+        } = load_dataplane(&config, PinDir::new(pin_dir), &mut monitor)?;
+        let neighbours = NeighbourWarmup::start(dataplane.dr_neighbours(), dr_next_hops);
+        (Some(xdp), Some(dataplane), Some(neighbours))
     } else {
         tracing::info!(
             "no virtual servers and no interfaces: no XDP program loaded (pin directory {} \
@@ -129,27 +137,27 @@ pub async fn start(
             pin_dir.display()
         );
         monitor.update(health::targets(&config));
-        (None, None)
+        (None, None, None)
     };
     let empty = dataplane
         .as_ref()
         .map(Dataplane::empty_services)
         .unwrap_or_default();
-    let neighbours = dataplane
-        .as_ref()
-        .map(|d| NeighbourWarmup::start(d.dr_neighbours()));
-    let state = SharedState::new(AgentState {
+    let mut state = SharedState::new(AgentState {
         dataplane,
         health: monitor.reader(),
     })?;
+    // After the data plane is attached: a node that becomes master (and
+    // draws the clients' traffic) already forwards it.
+    let vrrp = start_vrrp(&config, &empty).await?;
+    if let Some(vrrp) = &vrrp {
+        state.set_vrrp(vrrp.clone());
+    }
 
     tracing::info!("control socket {}", server.path().display());
     let metrics = serve_metrics(&config, &state, health_metrics).await?;
     let (req_tx, requests) = mpsc::channel::<Incoming>(16);
-    let serving = {
-        let server = server.clone();
-        tokio::spawn(async move { server.serve(req_tx).await })
-    };
+    let serving = serve_control(&server, req_tx, vrrp.as_ref());
     let mut expiry = tokio::time::interval(EXPIRY_PERIOD);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     Ok(Started {
@@ -160,6 +168,7 @@ pub async fn start(
             monitor,
             empty,
             neighbours,
+            vrrp,
         },
         events: EventSources {
             signals,
@@ -174,6 +183,44 @@ pub async fn start(
         },
         xdp,
     })
+}
+
+/// The VRRP instances of the config, started (none: `None`), told which
+/// tracked virtual servers have no real server up at start.
+async fn start_vrrp(
+    config: &Config,
+    empty: &EmptyServices,
+) -> Result<Option<Arc<VrrpHandle>>, AgentError> {
+    if config.vrrp_instances.is_empty() {
+        return Ok(None);
+    }
+    let handle = VrrpHandle::start(&config.vrrp_instances, &config.vrrp_sync_groups)
+        .await
+        .map_err(|e| AgentError::Vrrp(Box::new(e)))?;
+    handle.set_tracked_down(empty.names());
+    tracing::info!(
+        "VRRP: {} instances and {} sync groups started",
+        config.vrrp_instances.len(),
+        config.vrrp_sync_groups.len()
+    );
+    Ok(Some(Arc::new(handle)))
+}
+
+/// The control socket's server: agent requests to the event loop, VRRP
+/// requests (`lb vrrp handoff|resume`) straight to the VRRP driver, so a
+/// handoff never waits behind a reload.
+fn serve_control(
+    server: &Arc<ControlServer>,
+    requests: mpsc::Sender<Incoming>,
+    vrrp: Option<&Arc<VrrpHandle>>,
+) -> JoinHandle<()> {
+    let server = server.clone();
+    let vrrp_requests = vrrp.map(|handle| {
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(vrrp::serve_control(handle.clone(), rx));
+        tx
+    });
+    tokio::spawn(async move { server.serve_with_vrrp(requests, vrrp_requests).await })
 }
 
 /// Pin directory, load or adopt, first apply, attach (see the module doc).
@@ -191,6 +238,7 @@ fn load_dataplane(
     let mut ebpf = loader::load(crate::EBPF_OBJECT, &sizes, Some(&pins))?;
     let logger = start_ebpf_logger(&mut ebpf);
     let maps = KernelMaps::take(&mut ebpf)?;
+    let dr_next_hops = DrNextHops::take(&mut ebpf)?;
     let programmer = if pinned.is_some() {
         adopt(&maps, &sizes)?
     } else {
@@ -215,6 +263,7 @@ fn load_dataplane(
             _pin_lock: pin_lock,
         },
         dataplane,
+        dr_next_hops,
     })
 }
 

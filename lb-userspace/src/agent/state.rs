@@ -31,6 +31,7 @@ use crate::{
     },
     health::{StatusReader, TargetKey},
     status::{HealthStatus, Status},
+    vrrp::VrrpHandle,
 };
 
 /// The maps of the loaded XDP object and the programmer that knows what is
@@ -107,6 +108,12 @@ impl Dataplane {
 pub struct EmptyServices(HashMap<String, bool>);
 
 impl EmptyServices {
+    /// The services without a real server up (sorry server or not): what
+    /// VRRP instances tracking them lower their priority for.
+    pub fn names(&self) -> std::collections::HashSet<String> {
+        self.0.keys().cloned().collect()
+    }
+
     /// Log once when a service loses its last real server or gets one back.
     pub fn log_changes(&self, after: &EmptyServices) {
         for (name, sorry) in &after.0 {
@@ -237,6 +244,9 @@ pub struct SharedState {
     locked: Arc<Mutex<AgentState>>,
     /// Present exactly when `dataplane` is: set up together in [`Self::new`].
     flow_walks: Option<Arc<FlowWalks>>,
+    /// The VRRP instances, when the config has any: their status is read
+    /// from the driver's own channel, never under the lock.
+    vrrp: Option<Arc<VrrpHandle>>,
 }
 
 impl SharedState {
@@ -248,7 +258,13 @@ impl SharedState {
         Ok(Self {
             locked: Arc::new(Mutex::new(state)),
             flow_walks,
+            vrrp: None,
         })
+    }
+
+    /// Report these VRRP instances in [`Self::status`] from now on.
+    pub fn set_vrrp(&mut self, vrrp: Arc<VrrpHandle>) {
+        self.vrrp = Some(vrrp);
     }
 
     /// Whether XDP is loaded (fixed for the agent's life).
@@ -280,7 +296,11 @@ impl SharedState {
             Some(walks) => walks.count().await?,
             None => FlowCounts::default(),
         };
-        Ok(self.with(move |state| state.status(&flows)).await??)
+        let mut status = self.with(move |state| state.status(&flows)).await??;
+        if let Some(vrrp) = &self.vrrp {
+            status.vrrp = vrrp.status();
+        }
+        Ok(status)
     }
 }
 

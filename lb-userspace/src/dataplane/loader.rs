@@ -170,6 +170,7 @@ pub fn load(object: &[u8], sizes: &MapSizes, pins: Option<&PinDir>) -> Result<Eb
         .map_max_entries(names::BACKENDS, sizes.backends)
         .map_max_entries(names::BACKEND_STATS, sizes.backends)
         .map_max_entries(names::NEXT_HOPS, sizes.backends)
+        .map_max_entries(names::DR_NEXT_HOPS, sizes.backends)
         .map_max_entries(names::REVERSE_NAT, sizes.backends)
         .map_max_entries(names::MAGLEV_RING, sizes.ring_slots)
         .map_max_entries(names::FLOWS, sizes.flows)
@@ -300,7 +301,8 @@ fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
 /// Attach the program to `interface`, the link owned by the program (it
 /// goes when the program is dropped). `auto` tries native (driver) mode and
 /// falls back to generic with a log line: some NIC drivers (the Pi 4's) have
-/// no native XDP. `native` and `generic` are strict.
+/// no native XDP; on a veth it picks generic at once (`device`). `native`
+/// and `generic` are strict.
 pub fn attach(
     ebpf: &mut Ebpf,
     interface: &str,
@@ -335,6 +337,7 @@ fn attach_link(
     match mode {
         XdpMode::Native => try_mode(program, AttachedMode::Native),
         XdpMode::Generic => try_mode(program, AttachedMode::Generic),
+        XdpMode::Auto if on_veth(interface) => try_mode(program, AttachedMode::Generic),
         XdpMode::Auto => try_mode(program, AttachedMode::Native).or_else(|e| {
             tracing::warn!(
                 "{interface}: native XDP not available ({}), falling back to generic (skb) mode",
@@ -343,6 +346,23 @@ fn attach_link(
             try_mode(program, AttachedMode::Generic)
         }),
     }
+}
+
+/// `auto` on a veth: generic mode, said once per interface (see
+/// `device`).
+fn on_veth(interface: &str) -> bool {
+    let veth = super::device::driver(interface).is_some_and(|d| super::device::prefers_generic(&d));
+    if veth {
+        tracing::info!(
+            "{interface} is a veth: attaching in generic (skb) mode, where veth senders' \
+             partial checksums, XDP_TX and XDP_REDIRECT need nothing from the other hosts; \
+             native mode on veths needs `ethtool -K <dev> tx off` on every veth whose host \
+             sends through lb, `ethtool -K <peer> gro on` on the peers of lb's interfaces and \
+             an XDP program on the peers that receive XDP_TX frames: then set xdp_mode = \
+             \"native\""
+        );
+    }
+    veth
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -2,8 +2,11 @@
 //! object ([`loader`]), the maps ([`maps`]), turning a config into map
 //! contents ([`programmer`], with [`ids`] and [`ring`] allocation), reading
 //! counters back ([`stats`], flows counted by [`flows`]), and keeping DR
-//! real servers' neighbour entries resolved ([`neighbour`]).
+//! real servers' neighbour entries resolved ([`neighbour`]) and copied
+//! where the program finds them with forwarding off ([`dr_next_hops`]).
 
+pub mod device;
+pub mod dr_next_hops;
 pub mod flows;
 pub mod ids;
 pub mod keys;

@@ -15,7 +15,10 @@
 //! - shortly after, it reads the neighbour table (through [`Netlink`]) and
 //!   logs each real server's resolution once per change, so an unreachable
 //!   real server shows up in the log instead of only in the `neigh_miss`
-//!   counter.
+//!   counter;
+//! - and copies each usable entry's device and MAC into `DR_NEXT_HOPS`
+//!   ([`super::dr_next_hops`]), which the program uses when forwarding is
+//!   off on the balancer (the kernel's FIB lookup then refuses to answer).
 //!
 //! Everything runs in one tokio task with timeouts on each step: a real
 //! server that does not answer never blocks the agent.
@@ -28,6 +31,7 @@ use std::{
 
 use tokio::{net::UdpSocket, sync::watch};
 
+use super::dr_next_hops::{self, DrNextHops};
 use crate::netlink::{Neighbour, Netlink};
 
 /// How often the neighbours are refreshed. Well below the kernel's
@@ -48,13 +52,20 @@ pub enum NeighState {
     Unresolved(String),
 }
 
-/// Run until `targets` is closed: keep every address in it resolved.
-pub async fn keep_resolved(mut targets: watch::Receiver<Vec<IpAddr>>) {
+/// Run until `targets` is closed: keep every address in it resolved, and
+/// (with `next_hops`) mirror the usable entries into `DR_NEXT_HOPS`.
+pub async fn keep_resolved(
+    mut targets: watch::Receiver<Vec<IpAddr>>,
+    mut next_hops: Option<DrNextHops>,
+) {
     let mut known: HashMap<IpAddr, NeighState> = HashMap::new();
     let netlink = match Netlink::new() {
         Ok(n) => Some(n),
         Err(e) => {
-            tracing::warn!("DR neighbour resolution will not be logged: {e}");
+            tracing::warn!(
+                "DR neighbour resolution will not be logged, nor DR next hops written (DR \
+                 then needs forwarding on): {e}"
+            );
             None
         }
     };
@@ -72,6 +83,9 @@ pub async fn keep_resolved(mut targets: watch::Receiver<Vec<IpAddr>>) {
         let list = targets.borrow_and_update().clone();
         if list.is_empty() {
             known.clear();
+            if let (Some(netlink), Some(next_hops)) = (&netlink, &mut next_hops) {
+                write_next_hops(netlink, next_hops, &[], &[]).await;
+            }
             continue;
         }
         for addr in &list {
@@ -82,7 +96,12 @@ pub async fn keep_resolved(mut targets: watch::Receiver<Vec<IpAddr>>) {
         tokio::time::sleep(SETTLE).await;
         let Some(netlink) = &netlink else { continue };
         let table = match tokio::time::timeout(STEP_TIMEOUT, netlink.neighbours()).await {
-            Ok(Ok(t)) => classify_table(&t),
+            Ok(Ok(t)) => {
+                if let Some(next_hops) = &mut next_hops {
+                    write_next_hops(netlink, next_hops, &list, &t).await;
+                }
+                classify_table(&t)
+            }
             Ok(Err(e)) => {
                 tracing::debug!("reading the neighbour table: {e}");
                 continue;
@@ -112,6 +131,31 @@ pub async fn keep_resolved(mut targets: watch::Receiver<Vec<IpAddr>>) {
                 known.insert(*addr, state);
             }
         }
+    }
+}
+
+/// `DR_NEXT_HOPS` from the neighbour entries of the DR real servers `list`,
+/// with the MAC of each device they are on.
+async fn write_next_hops(
+    netlink: &Netlink,
+    next_hops: &mut DrNextHops,
+    list: &[IpAddr],
+    neighbours: &[Neighbour],
+) {
+    let mut macs = HashMap::new();
+    for n in neighbours.iter().filter(|n| list.contains(&n.ip)) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = macs.entry(n.ifindex) {
+            let link = tokio::time::timeout(STEP_TIMEOUT, netlink.link(n.ifindex)).await;
+            if let Ok(Ok(link)) = link {
+                slot.insert(link.mac);
+            }
+        }
+    }
+    let want = dr_next_hops::desired(list, neighbours, &|i| macs.get(&i).copied());
+    match next_hops.apply(want) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!("{n} DR next hops written"),
+        Err(e) => tracing::error!("writing the DR next hops: {e}"),
     }
 }
 

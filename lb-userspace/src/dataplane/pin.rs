@@ -28,7 +28,9 @@ use aya::{
     maps::{MapData, MapType},
     programs::links::PinnedLink,
 };
-use lb_common::{names, Backend, Counters, EndpointKey, Flow, FlowKey, ReverseNat, Service};
+use lb_common::{
+    names, AddrKey, Backend, Counters, DrNextHop, EndpointKey, Flow, FlowKey, ReverseNat, Service,
+};
 
 use super::loader::MapSizes;
 
@@ -129,9 +131,27 @@ fn expected_layout() -> Vec<(&'static str, MapType, usize, usize)> {
     ]
 }
 
+/// Maps pinned like the contract maps, but which a pinned set left by an
+/// older build may lack: adopting such a set creates them (empty; the
+/// agent fills them) instead of refusing it. When present they must have
+/// this layout.
+fn optional_layout() -> Vec<(&'static str, MapType, usize, usize)> {
+    use std::mem::size_of;
+    vec![(
+        names::DR_NEXT_HOPS,
+        MapType::Hash,
+        size_of::<AddrKey>(),
+        size_of::<DrNextHop>(),
+    )]
+}
+
 /// Names of every map the agent pins.
 pub fn map_names() -> Vec<&'static str> {
-    expected_layout().into_iter().map(|(n, ..)| n).collect()
+    expected_layout()
+        .into_iter()
+        .chain(optional_layout())
+        .map(|(n, ..)| n)
+        .collect()
 }
 
 /// A pin directory.
@@ -222,7 +242,10 @@ impl PinDir {
             ring_slots: 0,
             flows: 0,
         };
-        for (name, kind, key, value) in layout {
+        let optional = optional_layout()
+            .into_iter()
+            .filter(|(n, ..)| self.map(n).exists());
+        for (name, kind, key, value) in layout.into_iter().chain(optional) {
             let layout_err = |detail: String| PinError::Layout {
                 dir: self.dir.clone(),
                 detail,
@@ -255,7 +278,20 @@ impl PinDir {
                 names::VERDICT_STATS if n != lb_common::verdict::COUNT => {
                     return Err(layout_err(format!("{name} has {n} verdicts")))
                 }
-                names::EVENT_STATS if n != lb_common::event::COUNT => {
+                // Events are only ever appended: an older build's shorter
+                // array is adopted (so an upgrade keeps forwarding and the
+                // flow table), and the newer events count nothing until
+                // `lb unload`.
+                names::EVENT_STATS if n < lb_common::event::COUNT => {
+                    let missing = &lb_common::event::NAMES[n as usize..];
+                    tracing::warn!(
+                        "the pinned {name} was created by an older lb build: events {} are not \
+                         counted until `lb unload --pin-dir {}` and `lb run`",
+                        missing.join(", "),
+                        self.dir.display()
+                    );
+                }
+                names::EVENT_STATS if n > lb_common::event::COUNT => {
                     return Err(layout_err(format!("{name} has {n} events")))
                 }
                 _ => {}

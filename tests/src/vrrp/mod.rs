@@ -10,12 +10,16 @@
 //! what a client sees meanwhile.
 
 pub mod keepalived;
+pub mod pair;
+pub mod timeline;
 pub mod topology;
 pub mod traffic;
 pub mod wire;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -65,17 +69,25 @@ enum Process {
     Keepalived(Keepalived),
 }
 
-/// A node's processes and files.
+/// What changes as a node is started and stopped.
+#[derive(Debug, Default)]
+struct Life {
+    process: Option<Process>,
+    starts: u32,
+    /// Every log file this node's processes wrote, oldest first.
+    logs: Vec<PathBuf>,
+}
+
+/// A node's processes and files. Behind a lock, so a test can stop and
+/// start nodes while another thread drives client traffic through the
+/// same [`Cluster`].
 #[derive(Debug)]
 pub struct Node {
     pub name: String,
     pub spec: NodeSpec,
     /// notify.log, fence.log, state files, and one `runN/` per start.
     pub dir: PathBuf,
-    process: Option<Process>,
-    starts: u32,
-    /// Every log file this node's processes wrote, oldest first.
-    logs: Vec<PathBuf>,
+    life: Mutex<Life>,
 }
 
 impl Node {
@@ -97,16 +109,25 @@ impl Node {
         std::fs::read_to_string(self.dir.join("fence.log")).unwrap_or_default()
     }
 
-    /// The running lb agent; panics on a keepalived or stopped node.
-    pub fn agent(&self) -> &Agent {
-        match &self.process {
-            Some(Process::Lb(a)) => a,
+    fn life(&self) -> MutexGuard<'_, Life> {
+        self.life.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `f` on the running lb agent; panics on a keepalived or stopped node.
+    pub fn with_agent<R>(&self, f: impl FnOnce(&Agent) -> R) -> R {
+        match &self.life().process {
+            Some(Process::Lb(a)) => f(a),
             _ => panic!("{} runs no lb agent", self.name),
         }
     }
 
+    /// `lb vrrp ARGS...` against this node's agent.
+    pub fn vrrp_command(&self, args: &[&str]) -> Result<Output> {
+        self.with_agent(|a| a.vrrp_command(args))
+    }
+
     pub fn running(&self) -> bool {
-        self.process.is_some()
+        self.life().process.is_some()
     }
 }
 
@@ -180,9 +201,7 @@ impl Cluster {
                 name,
                 spec,
                 dir: node_dir,
-                process: None,
-                starts: 0,
-                logs: Vec::new(),
+                life: Mutex::new(Life::default()),
             };
             let notify = node.notify_script().display().to_string();
             let fence = node.fence_script().display().to_string();
@@ -224,14 +243,15 @@ impl Cluster {
     /// Starts node `i`'s VRRP process (again, after a stop); returns the
     /// moment it was started, once it runs (lb: answers `lb status`;
     /// keepalived: its VRRP process is up).
-    pub fn start(&mut self, i: usize) -> Result<Instant> {
+    pub fn start(&self, i: usize) -> Result<Instant> {
         let config = self.lb_config(i);
-        let node = &mut self.nodes[i];
-        if node.process.is_some() {
+        let node = &self.nodes[i];
+        let mut life = node.life();
+        if life.process.is_some() {
             bail!("{} is already running", node.name);
         }
-        node.starts += 1;
-        let run = node.dir.join(format!("run{}", node.starts));
+        life.starts += 1;
+        let run = node.dir.join(format!("run{}", life.starts));
         std::fs::create_dir_all(&run)?;
         for v in &node.spec.instances {
             let _ = std::fs::remove_file(node.dir.join(format!("state-{}", v.name)));
@@ -240,24 +260,24 @@ impl Cluster {
         let started = Instant::now();
         let process = match node.spec.kind {
             Kind::Lb => {
-                node.logs.push(run.join("lb.log"));
+                life.logs.push(run.join("lb.log"));
                 let agent = Agent::start(&lb_bin(), ns, &run, &config).with_context(|| {
                     format!("starting lb on {} with\n{}", node.name, config.to_toml())
                 })?;
                 Process::Lb(agent)
             }
             Kind::Keepalived => {
-                node.logs.push(run.join("keepalived.log"));
+                life.logs.push(run.join("keepalived.log"));
                 let conf =
                     keepalived::render(&node.name, &node.spec.instances, &node.spec.sync_groups);
                 Process::Keepalived(Keepalived::start(ns, &run, &conf)?)
             }
         };
-        node.process = Some(process);
+        life.process = Some(process);
         Ok(started)
     }
 
-    pub fn start_all(&mut self) -> Result<()> {
+    pub fn start_all(&self) -> Result<()> {
         for i in 0..self.nodes.len() {
             self.start(i)?;
         }
@@ -266,8 +286,12 @@ impl Cluster {
 
     /// SIGTERM (a clean stop: priority-0 advert, addresses removed);
     /// returns the moment the signal was sent, once the process exited.
-    pub fn stop(&mut self, i: usize) -> Result<Instant> {
-        let process = self.nodes[i].process.take().context("node not running")?;
+    pub fn stop(&self, i: usize) -> Result<Instant> {
+        let process = self.nodes[i]
+            .life()
+            .process
+            .take()
+            .context("node not running")?;
         let at = Instant::now();
         match process {
             Process::Lb(agent) => agent
@@ -280,8 +304,12 @@ impl Cluster {
 
     /// `kill -9`: no priority-0 advert, addresses left behind (the node
     /// still answers ARP for them, as after a daemon crash).
-    pub fn kill(&mut self, i: usize) -> Result<Instant> {
-        let process = self.nodes[i].process.take().context("node not running")?;
+    pub fn kill(&self, i: usize) -> Result<Instant> {
+        let process = self.nodes[i]
+            .life()
+            .process
+            .take()
+            .context("node not running")?;
         let at = Instant::now();
         match process {
             Process::Lb(agent) => agent.kill(),
@@ -292,7 +320,7 @@ impl Cluster {
 
     /// Node loss: `kill -9` and every link down at once (no advert, no ARP
     /// answer); the moment of the kill.
-    pub fn crash(&mut self, i: usize) -> Result<Instant> {
+    pub fn crash(&self, i: usize) -> Result<Instant> {
         let at = self.kill(i)?;
         for dev in self.devices() {
             self.topo.set_link(i, dev, false)?;
@@ -301,7 +329,7 @@ impl Cluster {
     }
 
     /// Brings a crashed node's links up and starts it again.
-    pub fn recover(&mut self, i: usize) -> Result<Instant> {
+    pub fn recover(&self, i: usize) -> Result<Instant> {
         for dev in self.devices() {
             self.topo.set_link(i, dev, true)?;
         }
@@ -320,7 +348,7 @@ impl Cluster {
     /// keepalived's comes from its notify calls, lb's from `lb status`.
     pub fn state(&self, i: usize, instance: &str) -> String {
         let node = &self.nodes[i];
-        match &node.process {
+        match &node.life().process {
             None => "DOWN".into(),
             Some(Process::Keepalived(_)) => {
                 std::fs::read_to_string(node.dir.join(format!("state-{instance}")))
@@ -395,7 +423,7 @@ impl Cluster {
 
     /// `lb status --json`'s `vrrp[]` entry for `instance` on node `i`.
     pub fn lb_vrrp(&self, i: usize, instance: &str) -> Result<serde_json::Value> {
-        vrrp_instance(self.nodes[i].agent(), instance)
+        self.nodes[i].with_agent(|a| vrrp_instance(a, instance))
     }
 
     /// Every node's state, notify and fence calls, and the end of each of
@@ -415,7 +443,7 @@ impl Cluster {
                 node.notify_log(),
                 node.fence_log()
             );
-            for log in &node.logs {
+            for log in &node.life().logs {
                 let text = std::fs::read_to_string(log).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
                 let tail = &lines[lines.len().saturating_sub(40)..];

@@ -68,7 +68,8 @@ pub fn node_server_addr(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(172, 16, 14, 2 + i as u8)
 }
 
-fn real_addr(layout: Layout, i: usize) -> Ipv4Addr {
+/// Real server `i`'s (0-based) address in `layout`.
+pub fn real_addr(layout: Layout, i: usize) -> Ipv4Addr {
     match layout {
         Layout::Nat { .. } => Ipv4Addr::new(172, 16, 14, 121 + i as u8),
         _ => Ipv4Addr::new(192, 168, 253, 121 + i as u8),
@@ -235,19 +236,29 @@ impl HaTopology {
         self.nodes[i].ns.ip(&["link", "set", dev, state]).map(drop)
     }
 
-    /// Cuts node `i` off from the other nodes while the client still
-    /// reaches every node (bridge port isolation: isolated ports talk to
-    /// non-isolated ones only). Carriers stay up, so no node sees a fault:
-    /// a partition between the balancers, as a broken switch link makes.
-    pub fn isolate_nodes(&self, isolated: bool) -> Result<()> {
-        let on = if isolated { "on" } else { "off" };
-        for i in 0..self.nodes.len() {
-            let port = format!("n{}", i + 1);
-            self.switch
-                .exec(&["bridge", "link", "set", "dev", &port, "isolated", on])
-                .with_context(|| format!("bridge port isolation {on} on {port}"))?;
-        }
-        Ok(())
+    /// Makes node `i` deaf to VRRP (an nftables input rule dropping
+    /// protocol 112) or hearing again. Its own adverts still go out and
+    /// the client still reaches it: a partition between the balancers as
+    /// a broken link or filter makes, healed one side at a time if the
+    /// test wants a known order.
+    pub fn deafen(&self, i: usize, deaf: bool) -> Result<()> {
+        let ns = &self.nodes[i].ns;
+        let rules = if deaf {
+            "table inet lbtest_deaf {\n\
+             \tchain input {\n\
+             \t\ttype filter hook input priority 0; policy accept;\n\
+             \t\tmeta l4proto 112 drop\n\
+             \t}\n\
+             }\n"
+        } else {
+            "delete table inet lbtest_deaf\n"
+        };
+        let path = std::env::temp_dir().join(format!("{}-nft", ns.name()));
+        std::fs::write(&path, rules)?;
+        let out = ns.exec(&["nft", "-f", &path.display().to_string()]);
+        let _ = std::fs::remove_file(&path);
+        out.with_context(|| format!("nft in {}", ns.name()))
+            .map(drop)
     }
 }
 
