@@ -382,7 +382,7 @@ impl Checks {
         for (name, r, secs) in &self.results {
             let verdict = if r.is_ok() { "ok" } else { "FAILED" };
             failed += usize::from(r.is_err());
-            eprintln!("  {verdict:<6} {name:<52} {secs:>6.1} s");
+            eprintln!("  {verdict:<6} {name:<76} {secs:>6.1} s");
         }
         println!(
             "test-package: {} passed, {failed} failed",
