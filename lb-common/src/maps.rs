@@ -68,19 +68,26 @@ const _: () = assert!(1u64 << ENDPOINT_FILTER_BITS_LOG2 == ENDPOINT_FILTER_WORDS
 /// The bit of `ENDPOINT_FILTER` that stands for `key`: set when `key` may be
 /// in `SERVICES` or `REVERSE_NAT`. A clear bit proves the key is in neither
 /// (no false negatives); a set bit only sends the packet on to the hash
-/// lookups. Multiplicative hashing of the key's words: a handful of ALU
-/// instructions, the same on the host and in the kernel.
+/// lookups. Each word is multiplied in and its high bits folded down (a
+/// multiply alone never carries a high-byte difference, such as the last
+/// byte of an IPv4 address in network order, into the low bits): a
+/// handful of ALU instructions, the same on the host and in the kernel.
 #[inline(always)]
 pub fn endpoint_filter_bit(key: &EndpointKey) -> u32 {
     const K: u32 = 0x9e37_79b1;
+    #[inline(always)]
+    fn step(h: u32, w: u32) -> u32 {
+        let h = (h ^ w).wrapping_mul(K);
+        h ^ (h >> 16)
+    }
     let tail = ((key.port_be as u32) << 16) | ((key.proto as u32) << 8) | key.family as u32;
-    let mut h = tail.wrapping_mul(K);
-    h = (h ^ key.addr[0]).wrapping_mul(K);
-    h = (h ^ key.addr[1]).wrapping_mul(K);
-    h = (h ^ key.addr[2]).wrapping_mul(K);
-    h = (h ^ key.addr[3]).wrapping_mul(K);
-    h ^= h >> 15;
+    let mut h = step(0, tail);
+    h = step(h, key.addr[0]);
+    h = step(h, key.addr[1]);
+    h = step(h, key.addr[2]);
+    h = step(h, key.addr[3]);
     h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
     h >> (32 - ENDPOINT_FILTER_BITS_LOG2)
 }
 
