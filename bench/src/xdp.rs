@@ -138,8 +138,15 @@ pub struct Lb {
 
 impl Lb {
     /// Loads `lb_xdp` with a flow table of `flows` entries and room for
-    /// `ring_slots` Maglev slots in all.
+    /// `ring_slots` Maglev slots in all. `LB_BENCH_OBJECT=<file>` loads
+    /// another build's object instead (an older one, to compare old and new
+    /// on the same machine minutes apart; it may lack `ENDPOINT_FILTER`).
     pub fn load(flows: u32, ring_slots: u32) -> anyhow::Result<Self> {
+        let other = match std::env::var_os("LB_BENCH_OBJECT") {
+            Some(path) => Some(std::fs::read(&path).with_context(|| format!("{path:?}"))?),
+            None => None,
+        };
+        let object = other.as_deref().unwrap_or(lb_userspace::EBPF_OBJECT);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::FLOWS, flows)
             .map_max_entries(names::MAGLEV_RING, ring_slots)
@@ -148,7 +155,7 @@ impl Lb {
             .map_max_entries(names::SERVICES, 64)
             .map_max_entries(names::SERVICE_STATS, 64)
             .map_max_entries(names::BACKEND_STATS, 256)
-            .load(lb_userspace::EBPF_OBJECT)
+            .load(object)
             .context("loading the lb eBPF object")?;
         load_xdp(&mut ebpf, names::PROGRAM)?;
         Ok(Lb {
@@ -204,6 +211,7 @@ impl Lb {
             fallback_backend: NO_BACKEND,
             _pad: 0,
         };
+        self.filter_set(&endpoint(vip, proto))?;
         let mut m: HashMap<&mut MapData, EndpointKey, Service> =
             HashMap::try_from(self.ebpf.map_mut(names::SERVICES).context("SERVICES")?)?;
         m.insert(endpoint(vip, proto), svc, 0)?;
@@ -225,12 +233,26 @@ impl Lb {
             service_id,
             backend_id,
         };
+        self.filter_set(&endpoint(real, proto))?;
         let mut m: HashMap<&mut MapData, EndpointKey, ReverseNat> = HashMap::try_from(
             self.ebpf
                 .map_mut(names::REVERSE_NAT)
                 .context("REVERSE_NAT")?,
         )?;
         m.insert(endpoint(real, proto), rn, 0)?;
+        Ok(())
+    }
+
+    /// Sets `key`'s bit in `ENDPOINT_FILTER`, as the agent does before it
+    /// inserts the key into `SERVICES` or `REVERSE_NAT`.
+    fn filter_set(&mut self, key: &EndpointKey) -> anyhow::Result<()> {
+        let Some(map) = self.ebpf.map_mut(names::ENDPOINT_FILTER) else {
+            return Ok(()); // an older object (LB_BENCH_OBJECT)
+        };
+        let mut a: Array<&mut MapData, u64> = Array::try_from(map)?;
+        let bit = lb_common::endpoint_filter_bit(key);
+        let w = a.get(&(bit >> 6), 0)?;
+        a.set(bit >> 6, w | (1u64 << (bit & 63)), 0)?;
         Ok(())
     }
 

@@ -32,6 +32,12 @@ pub mod names {
     /// (forwarding off). Pinned, but optional when adopting a pinned set
     /// from a build that did not have it (created empty then).
     pub const DR_NEXT_HOPS: &str = "DR_NEXT_HOPS";
+    /// A bitmap of `endpoint_filter_bit` over every key of `SERVICES` and
+    /// `REVERSE_NAT`, written by the agent with those maps: the data plane's
+    /// "not ours" test before any hash lookup. Pinned, but optional when
+    /// adopting a set from a build that did not have it (created and filled
+    /// from the pinned `SERVICES` / `REVERSE_NAT` then).
+    pub const ENDPOINT_FILTER: &str = "ENDPOINT_FILTER";
     /// The XDP entry point.
     pub const PROGRAM: &str = "lb_xdp";
 }
@@ -52,6 +58,38 @@ pub mod defaults {
 /// asks the kernel again: the longest a route or neighbour change of a real
 /// server takes to reach its requests. A lookup that fails is never cached.
 pub const NEXT_HOP_TTL_NS: u64 = 50_000_000;
+
+/// Words (u64) of `ENDPOINT_FILTER`: 2^18 bits, 32 KiB. Fixed (never
+/// resized by the agent) so the bit of a key is a pure function of the key.
+pub const ENDPOINT_FILTER_WORDS: u32 = 1 << 12;
+const ENDPOINT_FILTER_BITS_LOG2: u32 = 18;
+const _: () = assert!(1u64 << ENDPOINT_FILTER_BITS_LOG2 == ENDPOINT_FILTER_WORDS as u64 * 64);
+
+/// The bit of `ENDPOINT_FILTER` that stands for `key`: set when `key` may be
+/// in `SERVICES` or `REVERSE_NAT`. A clear bit proves the key is in neither
+/// (no false negatives); a set bit only sends the packet on to the hash
+/// lookups. Each word is multiplied in and its high bits folded down (a
+/// multiply alone never carries a high-byte difference, such as the last
+/// byte of an IPv4 address in network order, into the low bits): a
+/// handful of ALU instructions, the same on the host and in the kernel.
+#[inline(always)]
+pub fn endpoint_filter_bit(key: &EndpointKey) -> u32 {
+    const K: u32 = 0x9e37_79b1;
+    #[inline(always)]
+    fn step(h: u32, w: u32) -> u32 {
+        let h = (h ^ w).wrapping_mul(K);
+        h ^ (h >> 16)
+    }
+    let tail = ((key.port_be as u32) << 16) | ((key.proto as u32) << 8) | key.family as u32;
+    let mut h = step(0, tail);
+    h = step(h, key.addr[0]);
+    h = step(h, key.addr[1]);
+    h = step(h, key.addr[2]);
+    h = step(h, key.addr[3]);
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h >> (32 - ENDPOINT_FILTER_BITS_LOG2)
+}
 
 pub const FAMILY_IPV4: u8 = 4;
 pub const FAMILY_IPV6: u8 = 6;

@@ -51,7 +51,7 @@ use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lb_common::{event, EndpointKey, Service, SVC_F_DR, SVC_F_NAT};
 
 use crate::{
-    maps::{REVERSE_NAT, SERVICES},
+    maps::{may_hold, REVERSE_NAT, SERVICES},
     parse::{Packet, L4},
     verdict::{Outcome, Verdict, NONE},
 };
@@ -89,11 +89,15 @@ fn try_lb_xdp(ctx: &XdpContext) -> Outcome {
         proto: p.proto,
         family: p.family,
     };
-    if let Some(svc) = SERVICES.get_ptr(vip) {
-        // SAFETY: a map value pointer; copied because the agent may replace
-        // the value while we run, and one packet should see one version.
-        let svc = unsafe { *svc };
-        return service(ctx, &p, &svc);
+    // The filter first: most packets that are not ours leave after two
+    // array reads, before the hash lookups.
+    if may_hold(&vip) {
+        if let Some(svc) = SERVICES.get_ptr(vip) {
+            // SAFETY: a map value pointer; copied because the agent may replace
+            // the value while we run, and one packet should see one version.
+            let svc = unsafe { *svc };
+            return service(ctx, &p, &svc);
+        }
     }
 
     let real = EndpointKey {
@@ -102,6 +106,9 @@ fn try_lb_xdp(ctx: &XdpContext) -> Outcome {
         proto: p.proto,
         family: p.family,
     };
+    if !may_hold(&real) {
+        return Ok(Verdict::pass(NONE));
+    }
     if let Some(rn) = REVERSE_NAT.get_ptr(real) {
         let rn = unsafe { *rn };
         return Ok(nat::reply(ctx, &p, &rn));
@@ -126,7 +133,7 @@ fn service(ctx: &XdpContext, p: &Packet, svc: &Service) -> Outcome {
         // length and touches neither them nor their checksum coverage.
         stats::event(event::IP_OPTIONS);
     }
-    let choice = schedule::choose(p, svc)?;
+    let choice = schedule::choose(ctx, p, svc)?;
     if choice.backend.family != p.family {
         return Err(Verdict::aborted());
     }

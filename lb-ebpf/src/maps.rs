@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     defaults, event, verdict, AddrKey, Backend, Counters, DrNextHop, EndpointKey, Flow, FlowKey,
-    ReverseNat, Service,
+    ReverseNat, Service, ENDPOINT_FILTER_WORDS,
 };
 
 use crate::fib::NextHop;
@@ -84,3 +84,22 @@ pub static NEXT_HOPS: PerCpuArray<NextHop> =
 #[map]
 pub static DR_NEXT_HOPS: HashMap<AddrKey, DrNextHop> =
     HashMap::with_max_entries(defaults::MAX_BACKENDS, 0);
+
+/// One bit per possible key of `SERVICES` and `REVERSE_NAT`
+/// (`lb_common::endpoint_filter_bit`). Written by the agent (a bit is set
+/// before its key is inserted and cleared after the last such key is
+/// removed); read by XDP first, so a packet that is neither for a service
+/// nor a NAT reply leaves after array reads the verifier inlines, without a
+/// hash lookup.
+#[map]
+pub static ENDPOINT_FILTER: Array<u64> = Array::with_max_entries(ENDPOINT_FILTER_WORDS, 0);
+
+/// Whether `key` may be in `SERVICES` or `REVERSE_NAT` (false: certainly not).
+#[inline(always)]
+pub fn may_hold(key: &EndpointKey) -> bool {
+    let bit = lb_common::endpoint_filter_bit(key);
+    match ENDPOINT_FILTER.get(bit >> 6) {
+        Some(w) => *w & (1u64 << (bit & 63)) != 0,
+        None => true,
+    }
+}

@@ -193,13 +193,27 @@ pub struct Packet {
     pub ip_len: u32,
     /// IPv4 header longer than 20 bytes.
     pub ip_options: bool,
-    /// A TCP SYN without ACK: the first packet of a new connection.
-    pub syn: bool,
 }
 
 /// TCP flags (the second byte of `off_flags`).
 const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_ACK: u8 = 0x10;
+
+/// A TCP SYN without ACK: the first packet of a new connection. Read only
+/// for service packets (`transport` has checked the whole TCP header lies
+/// in the IP packet; this check is the verifier's).
+#[inline(always)]
+pub fn tcp_syn(ctx: &XdpContext, p: &Packet) -> bool {
+    if p.proto != PROTO_TCP {
+        return false;
+    }
+    let Some(tcp) = ptr_at::<TcpHdr>(ctx, p.l4_off) else {
+        return false;
+    };
+    // SAFETY: bounds checked.
+    let flags = unsafe { (*tcp).off_flags[1] };
+    flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN
+}
 
 /// Reads the ports of TCP / UDP; `Other` for the rest. A TCP/UDP header
 /// shorter than its fixed part is truncated, since balancing needs the
@@ -225,13 +239,6 @@ fn transport(ctx: &XdpContext, p: &mut Packet) -> Result<(), Verdict> {
             unsafe {
                 p.sport_be = u16::from_ne_bytes((*ports).sport);
                 p.dport_be = u16::from_ne_bytes((*ports).dport);
-            }
-            if p.proto == PROTO_TCP {
-                let tcp: *const TcpHdr =
-                    ptr_at(ctx, p.l4_off).ok_or(Verdict::pass(event::TRUNCATED))?;
-                // SAFETY: bounds checked.
-                let flags = unsafe { (*tcp).off_flags[1] };
-                p.syn = flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
             }
             p.l4 = L4::Ports;
         }
@@ -289,7 +296,6 @@ pub fn ipv4(ctx: &XdpContext, l2: &L2) -> Result<Packet, Verdict> {
         ttl: ttl_proto[0],
         ip_len: tot_len as u32,
         ip_options: hlen > IPV4_HLEN,
-        syn: false,
     };
     transport(ctx, &mut p)?;
     Ok(p)
@@ -345,7 +351,6 @@ pub fn ipv6(ctx: &XdpContext, l2: &L2) -> Result<Packet, Verdict> {
         ttl: hop_limit,
         ip_len: (IPV6_HLEN + payload_len) as u32,
         ip_options: false,
-        syn: false,
     };
     transport(ctx, &mut p)?;
     Ok(p)

@@ -9,6 +9,7 @@
 //! through a client's reused source port (IPVS's conn_reuse_mode does the
 //! same for its connection table).
 
+use aya_ebpf::programs::XdpContext;
 use lb_common::{
     event, hash::flow_hash, hash::MAGLEV_SEED, Backend, Flow, FlowKey, Service, BACKEND_F_ACTIVE,
     NO_BACKEND,
@@ -16,7 +17,7 @@ use lb_common::{
 
 use crate::{
     maps::{BACKENDS, FLOWS, MAGLEV_RING},
-    parse::Packet,
+    parse::{self, Packet},
     stats,
     verdict::Verdict,
 };
@@ -29,7 +30,7 @@ pub struct Choice {
 }
 
 #[inline(always)]
-pub fn choose(p: &Packet, svc: &Service) -> Result<Choice, Verdict> {
+pub fn choose(ctx: &XdpContext, p: &Packet, svc: &Service) -> Result<Choice, Verdict> {
     let key = FlowKey {
         src: p.src,
         dst: p.dst,
@@ -39,7 +40,11 @@ pub fn choose(p: &Packet, svc: &Service) -> Result<Choice, Verdict> {
         family: p.family,
         _pad: [0; 2],
     };
-    let known = if p.syn { None } else { FLOWS.get_ptr(key) };
+    let known = if parse::tcp_syn(ctx, p) {
+        None
+    } else {
+        FLOWS.get_ptr(key)
+    };
     if let Some(flow) = known {
         // SAFETY: a map value pointer, valid for this program run.
         let flow = unsafe { *flow };

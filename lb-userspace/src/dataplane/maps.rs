@@ -7,6 +7,7 @@
 
 use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
 
+use super::filter::KernelFilter;
 use aya::{
     maps::{Array, HashMap, IterableMap as _, Map, MapData, MapError, PerCpuArray, PerCpuValues},
     sys::SyscallError,
@@ -60,6 +61,10 @@ pub struct KernelMaps {
     verdict_stats: PerCpuArray<MapData, u64>,
     event_stats: PerCpuArray<MapData, u64>,
     flows: HashMap<MapData, FlowKey, Flow>,
+    /// `ENDPOINT_FILTER`, kept in step with `services` and `reverse_nat` by
+    /// the writes below; absent on read-only handles (`open_pinned`) and
+    /// standalone maps (no program reads them).
+    filter: Option<KernelFilter>,
     nr_cpus: usize,
 }
 
@@ -82,6 +87,8 @@ pub enum MapOpenError {
         #[source]
         source: MapError,
     },
+    #[error("cannot fill BPF map ENDPOINT_FILTER: {0}")]
+    Filter(#[source] MapWriteError),
     #[error("cannot open a second handle on BPF map {name}: {source}")]
     Reopen {
         name: &'static str,
@@ -102,16 +109,30 @@ impl KernelMaps {
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, MapOpenError> {
         let nr_cpus =
             aya::util::nr_cpus().map_err(|(what, e)| MapOpenError::Cpus(format!("{what}: {e}")))?;
+        let services: HashMap<MapData, EndpointKey, Service> = take(ebpf, names::SERVICES)?;
+        let reverse_nat: HashMap<MapData, EndpointKey, ReverseNat> =
+            take(ebpf, names::REVERSE_NAT)?;
+        // Before the program is attached: adopted keys get their bits.
+        let filter = KernelFilter::new(
+            take(ebpf, names::ENDPOINT_FILTER)?,
+            &services.keys().filter_map(Result::ok).collect::<Vec<_>>(),
+            &reverse_nat
+                .keys()
+                .filter_map(Result::ok)
+                .collect::<Vec<_>>(),
+        )
+        .map_err(MapOpenError::Filter)?;
         Ok(Self {
-            services: take(ebpf, names::SERVICES)?,
+            services,
             backends: take(ebpf, names::BACKENDS)?,
             ring: take(ebpf, names::MAGLEV_RING)?,
-            reverse_nat: take(ebpf, names::REVERSE_NAT)?,
+            reverse_nat,
             service_stats: take(ebpf, names::SERVICE_STATS)?,
             backend_stats: take(ebpf, names::BACKEND_STATS)?,
             verdict_stats: take(ebpf, names::VERDICT_STATS)?,
             event_stats: take(ebpf, names::EVENT_STATS)?,
             flows: take(ebpf, names::FLOWS)?,
+            filter: Some(filter),
             nr_cpus,
         })
     }
@@ -141,6 +162,7 @@ impl KernelMaps {
             verdict_stats: open(pins, names::VERDICT_STATS, Map::PerCpuArray)?,
             event_stats: open(pins, names::EVENT_STATS, Map::PerCpuArray)?,
             flows: open(pins, names::FLOWS, Map::LruHashMap)?,
+            filter: None,
             nr_cpus,
         })
     }
@@ -172,6 +194,7 @@ impl KernelMaps {
             event_stats: PerCpuArray::create(lb_common::event::COUNT, 0)
                 .map_err(create(names::EVENT_STATS))?,
             flows: HashMap::create(sizes.flows, 0).map_err(create(names::FLOWS))?,
+            filter: None,
             nr_cpus,
         })
     }
@@ -318,6 +341,9 @@ impl MapWriter for KernelMaps {
     }
 
     fn set_service(&mut self, key: &EndpointKey, value: &Service) -> Result<(), MapWriteError> {
+        if let Some(f) = &mut self.filter {
+            f.add(false, key)?;
+        }
         self.services
             .insert(key, value, 0)
             .map_err(err(names::SERVICES, "update"))
@@ -326,7 +352,11 @@ impl MapWriter for KernelMaps {
     fn remove_service(&mut self, key: &EndpointKey) -> Result<(), MapWriteError> {
         self.services
             .remove(key)
-            .map_err(err(names::SERVICES, "delete"))
+            .map_err(err(names::SERVICES, "delete"))?;
+        match &mut self.filter {
+            Some(f) => f.remove(false, key),
+            None => Ok(()),
+        }
     }
 
     fn set_reverse_nat(
@@ -334,6 +364,9 @@ impl MapWriter for KernelMaps {
         key: &EndpointKey,
         value: &ReverseNat,
     ) -> Result<(), MapWriteError> {
+        if let Some(f) = &mut self.filter {
+            f.add(true, key)?;
+        }
         self.reverse_nat
             .insert(key, value, 0)
             .map_err(err(names::REVERSE_NAT, "update"))
@@ -342,7 +375,11 @@ impl MapWriter for KernelMaps {
     fn remove_reverse_nat(&mut self, key: &EndpointKey) -> Result<(), MapWriteError> {
         self.reverse_nat
             .remove(key)
-            .map_err(err(names::REVERSE_NAT, "delete"))
+            .map_err(err(names::REVERSE_NAT, "delete"))?;
+        match &mut self.filter {
+            Some(f) => f.remove(true, key),
+            None => Ok(()),
+        }
     }
 
     fn reset_service_stats(&mut self, id: u32) -> Result<(), MapWriteError> {

@@ -7,6 +7,7 @@
 
 pub mod device;
 pub mod dr_next_hops;
+pub mod filter;
 pub mod flows;
 pub mod ids;
 pub mod keys;

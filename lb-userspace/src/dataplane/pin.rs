@@ -137,12 +137,20 @@ fn expected_layout() -> Vec<(&'static str, MapType, usize, usize)> {
 /// this layout.
 fn optional_layout() -> Vec<(&'static str, MapType, usize, usize)> {
     use std::mem::size_of;
-    vec![(
-        names::DR_NEXT_HOPS,
-        MapType::Hash,
-        size_of::<AddrKey>(),
-        size_of::<DrNextHop>(),
-    )]
+    vec![
+        (
+            names::DR_NEXT_HOPS,
+            MapType::Hash,
+            size_of::<AddrKey>(),
+            size_of::<DrNextHop>(),
+        ),
+        (
+            names::ENDPOINT_FILTER,
+            MapType::Array,
+            size_of::<u32>(),
+            size_of::<u64>(),
+        ),
+    ]
 }
 
 /// Names of every map the agent pins.
@@ -290,6 +298,10 @@ impl PinDir {
                         missing.join(", "),
                         self.dir.display()
                     );
+                }
+                // The bit of a key depends on the size: no other is usable.
+                names::ENDPOINT_FILTER if n != lb_common::ENDPOINT_FILTER_WORDS => {
+                    return Err(layout_err(format!("{name} has {n} words")))
                 }
                 names::EVENT_STATS if n > lb_common::event::COUNT => {
                     return Err(layout_err(format!("{name} has {n} events")))

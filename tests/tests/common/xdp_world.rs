@@ -292,10 +292,31 @@ impl Lb {
             fallback_backend: fallback,
             _pad: 0,
         };
+        self.filter_set(&endpoint(vip, proto));
         let mut m: HashMap<&mut MapData, EndpointKey, Service> =
             HashMap::try_from(self.ebpf.map_mut(names::SERVICES).unwrap()).unwrap();
         m.insert(endpoint(vip, proto), svc, 0).unwrap();
         self.rings.insert(id, ring.to_vec());
+    }
+
+    /// Sets `key`'s bit in `ENDPOINT_FILTER`, as the agent does before it
+    /// inserts a key into `SERVICES` or `REVERSE_NAT` (never cleared here:
+    /// a stale bit only costs the program a hash lookup).
+    pub fn filter_set(&mut self, key: &EndpointKey) {
+        let bit = lb_common::endpoint_filter_bit(key);
+        let mut a: aya::maps::Array<&mut MapData, u64> =
+            aya::maps::Array::try_from(self.ebpf.map_mut(names::ENDPOINT_FILTER).unwrap()).unwrap();
+        let w = a.get(&(bit >> 6), 0).unwrap();
+        a.set(bit >> 6, w | (1u64 << (bit & 63)), 0).unwrap();
+    }
+
+    /// Clears `key`'s bit in `ENDPOINT_FILTER` (whatever else shares it).
+    pub fn filter_clear(&mut self, key: &EndpointKey) {
+        let bit = lb_common::endpoint_filter_bit(key);
+        let mut a: aya::maps::Array<&mut MapData, u64> =
+            aya::maps::Array::try_from(self.ebpf.map_mut(names::ENDPOINT_FILTER).unwrap()).unwrap();
+        let w = a.get(&(bit >> 6), 0).unwrap();
+        a.set(bit >> 6, w & !(1u64 << (bit & 63)), 0).unwrap();
     }
 
     pub fn reverse_nat(&mut self, backend_id: u32, service_id: u32, vip: &str, proto: u8) {
@@ -308,6 +329,7 @@ impl Lb {
             service_id,
             backend_id,
         };
+        self.filter_set(&endpoint(&real.to_string(), proto));
         let mut m: HashMap<&mut MapData, EndpointKey, ReverseNat> =
             HashMap::try_from(self.ebpf.map_mut(names::REVERSE_NAT).unwrap()).unwrap();
         m.insert(endpoint(&real.to_string(), proto), rn, 0).unwrap();
