@@ -261,9 +261,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
          keepalived pair: keepalived (VRRP only, `-P`) with the same numbers, and a VRRP-less \
          `lb run` forwarding on each node: the pairs differ only in who runs VRRP."
             .into(),
-        "Faults of node1, the master: SIGTERM to every program of the node (clean stop); \
-         `kill -9` of every program (the VIP stays on node1, which then answers for it with \
-         nothing forwarding); `kill -9` and links down (node loss). node1 is restarted and \
+        "Faults of node1, the master: SIGTERM to every program of the node at once (clean \
+         stop); `kill -9` of every program (the VIP stays on node1, which then answers for it \
+         with nothing forwarding); links down, then `kill -9` (node loss). node1 is restarted and \
          takes the VIP back before the next run."
             .into(),
         "Takeover: node1's last advert to node2's first, timestamped by a raw socket in the \

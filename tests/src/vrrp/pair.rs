@@ -38,7 +38,7 @@ pub enum Fault {
     /// `kill -9`: no advert; the addresses stay on the node, which keeps
     /// answering ARP for them with nothing forwarding behind.
     Kill,
-    /// `kill -9` and every link down: the node is gone.
+    /// Every link down, then `kill -9`: the node is gone.
     Crash,
 }
 
@@ -49,7 +49,7 @@ impl Fault {
         match self {
             Fault::Stop => "clean stop (SIGTERM)",
             Fault::Kill => "kill -9",
-            Fault::Crash => "link down (kill -9 + links down)",
+            Fault::Crash => "link down (links down + kill -9)",
         }
     }
 
@@ -296,11 +296,26 @@ impl HaPair {
     }
 
     /// Takes node `i` down; the moment the first signal was sent.
+    ///
+    /// Both programs of a keepalived node get their signal together (the
+    /// forwarder's first), as the one `lb run` of an lb node does. A crash
+    /// takes the links down first, then kills: the node never answers
+    /// while dead (a kill first would leave a few ms of resets).
     pub fn fault(&mut self, i: usize, fault: Fault) -> Result<Instant> {
+        if let (Fault::Stop, Some(dp)) = (fault, &self.dataplanes[i]) {
+            // SAFETY: kill(2) on the pid of our own running child; it is
+            // reaped by `stop` below.
+            unsafe { libc::kill(dp.pid() as i32, libc::SIGTERM) };
+        }
         let at = match fault {
             Fault::Stop => self.cluster.stop(i)?,
             Fault::Kill => self.cluster.kill(i)?,
-            Fault::Crash => self.cluster.crash(i)?,
+            Fault::Crash => {
+                let at = Instant::now();
+                self.links(i, false)?;
+                self.cluster.kill(i)?;
+                at
+            }
         };
         if let Some(dp) = self.dataplanes[i].take() {
             match fault {
