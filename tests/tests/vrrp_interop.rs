@@ -138,8 +138,13 @@ fn takeover(
     let limit = Duration::from_secs_f64(case.master_down(LOW) + 3.0);
     let t = if case.unicast {
         c.wait_held_by(new, case.vip(), limit).unwrap();
-        c.notified(new, "VI_1", "MASTER", since)
-            .unwrap_or_else(|| panic!("no MASTER notify on node{}\n{}", new + 1, c.report()))
+        // The hook runs a few ms after the address is added.
+        let mut at = None;
+        lb_tests::process::wait_until(Duration::from_secs(2), || {
+            at = c.notified(new, "VI_1", "MASTER", since);
+            at.is_some()
+        });
+        at.unwrap_or_else(|| panic!("no MASTER notify on node{}\n{}", new + 1, c.report()))
             .as_secs_f64()
     } else {
         let t = wire
