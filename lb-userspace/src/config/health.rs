@@ -653,16 +653,26 @@ fn duration(f: &Field<'_, String>, key: &str, src: &Source<'_>) -> Result<Durati
         src.field_error(
             f.span(),
             &f.name(key),
-            format!(
-                "`{}` is not a duration: write a number with a unit (ms, s, m, h), e.g. \"500ms\" or \"2s\"",
-                f.value.get_ref()
-            ),
+            duration_error(f.value.get_ref(), "ms, s, m, h", "\"500ms\" or \"2s\""),
         )
     })
 }
 
-/// "500ms", "2s", "1.5s", "1m", "1h".
-pub fn parse_duration(text: &str) -> Option<Duration> {
+/// What is wrong with `text`, which [`parse_duration`] refused: a number
+/// with a unit that is too large (past 10^9 s, about 31 years) says so;
+/// anything else is not a duration. `units` and `example` are the
+/// caller's, as their keys accept different ranges.
+pub fn duration_error(text: &str, units: &str, example: &str) -> String {
+    if split_duration(text).is_some() {
+        format!("`{text}` is too large for a duration: write at most the limit this key allows, e.g. {example}")
+    } else {
+        format!("`{text}` is not a duration: write a number with a unit ({units}), e.g. {example}")
+    }
+}
+
+/// The number and the unit's length in seconds, if `text` has the form of a
+/// duration (whatever its size).
+fn split_duration(text: &str) -> Option<(f64, f64)> {
     let text = text.trim();
     let (number, unit_secs) = if let Some(n) = text.strip_suffix('h') {
         (n, 3600.0)
@@ -679,6 +689,12 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         return None;
     }
     let value: f64 = number.parse().ok()?;
+    value.is_finite().then_some((value, unit_secs))
+}
+
+/// "500ms", "2s", "1.5s", "1m", "1h".
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let (value, unit_secs) = split_duration(text)?;
     let secs = value * unit_secs;
     // Whole milliseconds: finer is noise for a health check.
     (secs.is_finite() && secs < 1e9).then(|| Duration::from_millis((secs * 1000.0).round() as u64))

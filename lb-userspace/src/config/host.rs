@@ -52,7 +52,66 @@ fn validate_host_in(config: &Config, sys_class_net: &Path) -> Result<(), ConfigE
             ),
         ));
     }
+    exec_programs(config)
+}
+
+/// Every exec check's program exists and is executable here: otherwise
+/// the check would only fail at every interval, marking its real servers
+/// down with a log line, where `lb check` can say it before the start.
+/// A host check, like the interfaces: the program is on the machine lb
+/// runs on, not where the config is written.
+fn exec_programs(config: &Config) -> Result<(), ConfigError> {
+    use super::CheckKind;
+    for (i, vs) in config.virtual_servers.iter().enumerate() {
+        let service = std::iter::once((
+            format!("virtual_server[{i}].health_check"),
+            &vs.health_check,
+        ));
+        let reals = vs.real_servers.iter().enumerate().map(|(j, rs)| {
+            (
+                format!("virtual_server[{i}].real_server[{j}].health_check"),
+                &rs.health_check,
+            )
+        });
+        for (field, hc) in service.chain(reals) {
+            let CheckKind::Exec(exec) = &hc.kind else {
+                continue;
+            };
+            let Some(program) = exec.command.first() else {
+                continue;
+            };
+            if let Err(why) = executable(program) {
+                return Err(super::error::Location::default().error(
+                    &format!("{field}.command[0]"),
+                    format_args!("`{program}` {why}: install it or name the right path"),
+                ));
+            }
+        }
+    }
     Ok(())
+}
+
+/// Whether `program` (a path, or a name looked up in PATH as the check
+/// runs it) names an executable regular file.
+fn executable(program: &str) -> Result<(), &'static str> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = Path::new(program);
+        return match std::fs::metadata(path) {
+            Err(_) => Err("does not exist on this host"),
+            Ok(_) if !is_exec(path) => Err("is not an executable file"),
+            Ok(_) => Ok(()),
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|dir| is_exec(&dir.join(program))) {
+        Ok(())
+    } else {
+        Err("is not an executable found in PATH")
+    }
 }
 
 #[cfg(test)]

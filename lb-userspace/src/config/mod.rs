@@ -210,12 +210,80 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The largest config file read: 16 MiB. A service with 16 real servers
+/// takes about 700 bytes of TOML, so this allows over 20,000 such services
+/// (or about 200,000 real servers at ~80 bytes each); a bigger file is
+/// almost certainly a mistake (or `/dev/zero`), and reading it all would
+/// cost memory and seconds before any message.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// Read, parse and validate a config file.
 pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        message: format!("{}: cannot read config: {e}", path.display()),
-    })?;
+    let text = read_bounded(path)?;
     parse(&text, &path.display().to_string())
+}
+
+/// The config file's text: a regular file (a FIFO would hang, a device
+/// never ends) of at most [`MAX_CONFIG_BYTES`], in UTF-8. Checked on the
+/// opened file (fstat), then at most the cap plus one byte is read, so a
+/// file that grows after the check is still bounded.
+pub fn read_bounded(path: &std::path::Path) -> Result<String, ConfigError> {
+    use std::{io::Read, os::unix::fs::OpenOptionsExt};
+    let fail = |what: String| ConfigError {
+        message: format!("{}: {what}", path.display()),
+    };
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+    // writer before we could even look at what it is.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| fail(format!("cannot read config: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot read config: {e}")))?;
+    if !meta.file_type().is_file() {
+        return Err(fail(
+            "cannot read config: not a regular file (a pipe, device or directory):              name a regular file"
+                .to_owned(),
+        ));
+    }
+    let too_big = || {
+        fail(format!(
+            "config file is larger than {} MiB, the limit: split it or check              that this is the right file",
+            MAX_CONFIG_BYTES >> 20
+        ))
+    };
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read config: {e}")))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let good_text = std::str::from_utf8(good).unwrap_or_default();
+        let column = good_text
+            .rsplit('\n')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .count()
+            + 1;
+        ConfigError {
+            message: format!(
+                "{}:{line}:{column}: the file is not UTF-8 text (byte {:#04x}): \
+                 save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+                path.display(),
+                e.as_bytes()[good.len()]
+            ),
+        }
+    })
 }
 
 /// The control socket a config names, read from its `[agent]` table alone:

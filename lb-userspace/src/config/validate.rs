@@ -433,6 +433,9 @@ fn virtual_server(
     let mut real_server_spans = Vec::with_capacity(raw.real_server.len());
 
     let mut real_servers = Vec::with_capacity(raw.real_server.len());
+    // Index of each (address, port) seen: a scan of the list per real
+    // server made 100,000 of them take 13 s.
+    let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::with_capacity(raw.real_server.len());
     for (j, rs) in raw.real_server.into_iter().enumerate() {
         let rs_path = format!("{path}.real_server[{j}]");
         let rs_span = rs.span();
@@ -444,10 +447,7 @@ fn virtual_server(
             service_layer,
             src,
         )?;
-        if let Some(k) = real_servers
-            .iter()
-            .position(|o: &RealServer| o.address == rs.address && o.port == rs.port)
-        {
+        if let Some(k) = seen.insert((rs.address, rs.port), j) {
             return Err(src.field_error(
                 rs_span,
                 &rs_path,
@@ -504,6 +504,16 @@ fn virtual_server(
                     v.span(),
                     &field,
                     family_mismatch("sorry server", addr.ip(), address),
+                ));
+            }
+            if addr.ip() == address && addr.port() == port {
+                return Err(src.field_error(
+                    v.span(),
+                    &field,
+                    format!(
+                        "the sorry server {addr} is the service's own VIP and port: \
+                         traffic would loop; name a server behind the balancer"
+                    ),
                 ));
             }
             if forwarding == Forwarding::Dr && addr.port() != port {

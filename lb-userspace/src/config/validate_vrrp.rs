@@ -54,7 +54,7 @@ use toml::Spanned;
 
 use super::{
     error::{Location, Source},
-    health::{parse_duration, show},
+    health::{duration_error, parse_duration, show},
     raw::{RawVrrpInstance, RawVrrpSyncGroup},
     validate::{bad_ifname, unusable_host},
     vrrp::{
@@ -127,11 +127,7 @@ impl Table<'_> {
             self.err(
                 v.span(),
                 key,
-                format!(
-                    "`{}` is not a duration: write a number with a unit (ms, s, m), e.g. \
-                     \"1s\" or \"100ms\"",
-                    v.get_ref()
-                ),
+                duration_error(v.get_ref(), "ms, s, m", "\"1s\" or \"100ms\""),
             )
         })
     }
