@@ -32,6 +32,10 @@
 //! stays reserved meanwhile. A real server that goes down is different:
 //! its flows are chosen again at once (it cannot answer them anyway).
 //!
+//! An apply is planned first (`plan.rs`: pure, the desired state and every
+//! check, nothing written), then committed (`commit.rs`: one method per
+//! step above).
+//!
 //! Everything that can fail for a reason the user can fix (capacity of the
 //! maps sized at start-up, a real server shared by two NAT services) is
 //! checked before the first write, so a rejected apply leaves the data plane
@@ -47,13 +51,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_common::{
-    Backend, EndpointKey, ReverseNat, Service, BACKEND_F_ACTIVE, NO_BACKEND, SVC_F_DR, SVC_F_NAT,
-};
+use lb_common::{Backend, EndpointKey, ReverseNat, Service, BACKEND_F_ACTIVE, SVC_F_DR};
 
+use self::plan::{Desired, RingInputs, Role};
 use super::{
     ids::IdAllocator,
-    keys::{addr_words, endpoint_key, family},
+    keys::endpoint_key,
     maps::{MapWriteError, MapWriter},
     ring::{RingAllocator, RingRange},
 };
@@ -61,6 +64,9 @@ use crate::{
     config::{Config, Forwarding, Protocol, Scheduler},
     maglev,
 };
+
+mod commit;
+mod plan;
 
 /// How long a removed NAT real server's replies are still rewritten.
 pub const LINGER: Duration = Duration::from_secs(30);
@@ -146,32 +152,6 @@ pub enum ProgramError {
     Map(#[from] MapWriteError),
 }
 
-/// What one real server entry of a service should be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Desired {
-    /// Index in the config (display order).
-    position: usize,
-    weight: u32,
-    /// Listed as a real server (not only as the sorry server).
-    is_real: bool,
-    is_sorry: bool,
-    /// Health (always true until health checks exist).
-    up: bool,
-}
-
-impl Desired {
-    /// May carry flows: a real server that is up, or the sorry server
-    /// (whose flows must survive real servers coming back).
-    fn active(&self) -> bool {
-        (self.is_real && self.up) || self.is_sorry
-    }
-
-    /// Gets new flows from the Maglev table.
-    fn in_ring(&self) -> bool {
-        self.is_real && self.up && self.weight > 0
-    }
-}
-
 #[derive(Clone, Debug)]
 struct InstalledBackend {
     id: u32,
@@ -182,16 +162,17 @@ struct InstalledBackend {
 #[derive(Clone, Debug)]
 struct InstalledService {
     id: u32,
-    position: usize,
+    /// Index in the config; unknown for an adopted service.
+    position: Option<usize>,
     name: String,
     forwarding: Forwarding,
     scheduler: Scheduler,
     table_size: u32,
     value: Service,
     ring: Option<RingRange>,
-    /// What the installed table was built from: (real server, weight) of
-    /// every in-ring backend, sorted, plus the table size.
-    ring_inputs: (Vec<(SocketAddr, u32)>, u32),
+    /// What the installed table was built from; unknown for an adopted
+    /// service, which forces one rebuild.
+    ring_inputs: Option<RingInputs>,
     backends: BTreeMap<SocketAddr, InstalledBackend>,
 }
 
@@ -254,17 +235,31 @@ impl fmt::Display for ApplySummary {
     }
 }
 
+/// A reverse-NAT entry whose real server left: it keeps its backend id
+/// reserved until it goes.
+#[derive(Clone, Copy, Debug)]
+struct Linger {
+    backend_id: u32,
+    until: Instant,
+}
+
+/// A backend draining its flows: the value to write when the drain ends
+/// (ACTIVE cleared) and when that is.
+#[derive(Clone, Copy, Debug)]
+struct Drain {
+    value: Backend,
+    until: Instant,
+}
+
 /// The installed state and the allocators; see the module doc.
 pub struct Programmer {
     services: HashMap<ServiceKey, InstalledService>,
     reverse_nat: HashMap<EndpointKey, ReverseNat>,
-    /// Reverse-NAT entries of removed real servers still in the map, with
-    /// the backend id they keep reserved and when they go.
-    lingering: HashMap<EndpointKey, (u32, Instant)>,
+    /// Reverse-NAT entries of removed real servers still in the map.
+    lingering: HashMap<EndpointKey, Linger>,
     /// Backends of real servers removed from a service that stays, still
-    /// ACTIVE so their flows finish: the value to write when the drain
-    /// ends (ACTIVE cleared) and when that is.
-    draining: HashMap<u32, (Backend, Instant)>,
+    /// ACTIVE so their flows finish, by backend id.
+    draining: HashMap<u32, Drain>,
     service_ids: IdAllocator,
     backend_ids: IdAllocator,
     ring: RingAllocator,
@@ -358,7 +353,7 @@ impl Programmer {
                 key,
                 InstalledService {
                     id: v.id,
-                    position: usize::MAX,
+                    position: None,
                     name: String::new(),
                     forwarding: if v.flags & SVC_F_DR != 0 {
                         Forwarding::Dr
@@ -369,8 +364,7 @@ impl Programmer {
                     table_size: v.ring_size,
                     value: *v,
                     ring,
-                    // Never equal to real inputs: forces one rebuild.
-                    ring_inputs: (Vec::new(), u32::MAX),
+                    ring_inputs: None,
                     backends: BTreeMap::new(),
                 },
             );
@@ -399,10 +393,9 @@ impl Programmer {
             let candidate = InstalledBackend {
                 id: *id,
                 desired: Desired {
-                    position: usize::MAX,
+                    position: None,
                     weight: 0,
-                    is_real: !is_sorry,
-                    is_sorry,
+                    role: if is_sorry { Role::Sorry } else { Role::Real },
                     up: active,
                 },
                 value: *b,
@@ -412,7 +405,7 @@ impl Programmer {
             let rank = |c: &InstalledBackend| {
                 (
                     c.value.flags & BACKEND_F_ACTIVE != 0,
-                    c.desired.is_sorry || reverse_ids.contains(&c.id),
+                    c.desired.role.is_sorry() || reverse_ids.contains(&c.id),
                 )
             };
             let keep = match s.backends.get(&addr) {
@@ -438,7 +431,13 @@ impl Programmer {
                 reverse.insert(*k, *r);
             } else {
                 used_backends.insert(r.backend_id);
-                lingering.insert(*k, (r.backend_id, until));
+                lingering.insert(
+                    *k,
+                    Linger {
+                        backend_id: r.backend_id,
+                        until,
+                    },
+                );
             }
         }
         let used_services = by_id.keys().copied().collect();
@@ -474,401 +473,14 @@ impl Programmer {
         maps: &mut dyn MapWriter,
         is_up: &dyn Fn(&ServiceKey, SocketAddr) -> bool,
     ) -> Result<ApplySummary, ProgramError> {
-        // ---- Desired state, and every check that can reject it. ----
-        let mut desired: HashMap<ServiceKey, (usize, BTreeMap<SocketAddr, Desired>)> =
-            HashMap::new();
-        let mut order: Vec<ServiceKey> = Vec::new();
-        for (position, vs) in config.virtual_servers.iter().enumerate() {
-            let key = ServiceKey {
-                address: vs.address,
-                port: vs.port,
-                protocol: vs.protocol,
-            };
-            let mut backends = BTreeMap::new();
-            for (i, rs) in vs.real_servers.iter().enumerate() {
-                let addr = SocketAddr::new(rs.address, rs.port);
-                backends.insert(
-                    addr,
-                    Desired {
-                        position: i,
-                        weight: rs.weight,
-                        is_real: true,
-                        is_sorry: false,
-                        up: is_up(&key, addr),
-                    },
-                );
-            }
-            if let Some(sorry) = vs.sorry_server {
-                let n = backends.len();
-                backends
-                    .entry(sorry)
-                    .and_modify(|d| d.is_sorry = true)
-                    .or_insert(Desired {
-                        position: n,
-                        weight: 0,
-                        is_real: false,
-                        is_sorry: true,
-                        up: true,
-                    });
-            }
-            if desired.insert(key, (position, backends)).is_some() {
-                return Err(ProgramError::DuplicateService(key));
-            }
-            order.push(key);
-        }
-        let vs_of = |key: &ServiceKey| {
-            config
-                .virtual_servers
-                .iter()
-                .find(|vs| {
-                    vs.address == key.address && vs.port == key.port && vs.protocol == key.protocol
-                })
-                .expect("desired services come from the config")
+        let installed = plan::Installed {
+            services: &self.services,
+            service_ids: &self.service_ids,
+            backend_ids: &self.backend_ids,
+            ring: &self.ring,
         };
-
-        let mut reverse_owner: HashMap<EndpointKey, ServiceKey> = HashMap::new();
-        for key in &order {
-            if vs_of(key).forwarding != Forwarding::Nat {
-                continue;
-            }
-            for addr in desired[key].1.keys() {
-                let rkey = endpoint_key(*addr, key.protocol);
-                if let Some(first) = reverse_owner.insert(rkey, *key) {
-                    return Err(ProgramError::ReverseNatConflict {
-                        real: *addr,
-                        proto: proto_name(key.protocol),
-                        first,
-                        second: *key,
-                    });
-                }
-            }
-        }
-
-        let new_services = order
-            .iter()
-            .filter(|k| !self.services.contains_key(k))
-            .count();
-        if new_services > self.service_ids.available() as usize {
-            return Err(ProgramError::ServiceCapacity {
-                needed: new_services,
-                available: self.service_ids.available(),
-                capacity: self.service_ids.capacity(),
-            });
-        }
-        let new_backends: usize = order
-            .iter()
-            .map(|k| {
-                let installed = self.services.get(k);
-                desired[k]
-                    .1
-                    .keys()
-                    .filter(|a| installed.is_none_or(|s| !s.backends.contains_key(a)))
-                    .count()
-            })
-            .sum();
-        if new_backends > self.backend_ids.available() as usize {
-            return Err(ProgramError::BackendCapacity {
-                needed: new_backends,
-                available: self.backend_ids.available(),
-                capacity: self.backend_ids.capacity(),
-            });
-        }
-
-        let ring_inputs = |key: &ServiceKey| -> (Vec<(SocketAddr, u32)>, u32) {
-            let entries = desired[key]
-                .1
-                .iter()
-                .filter(|(_, d)| d.in_ring())
-                .map(|(a, d)| (*a, d.weight))
-                .collect();
-            (entries, vs_of(key).maglev_table_size)
-        };
-        let needs_table = |key: &ServiceKey, inputs: &(Vec<(SocketAddr, u32)>, u32)| {
-            self.services
-                .get(key)
-                .is_none_or(|s| s.ring_inputs != *inputs)
-        };
-        // Dry run of the ring allocations: old ranges are only freed at the
-        // end, exactly as below.
-        let mut trial = self.ring.clone();
-        for key in &order {
-            let inputs = ring_inputs(key);
-            if needs_table(key, &inputs) && !inputs.0.is_empty() {
-                trial.allocate(inputs.1).ok_or(ProgramError::RingFull {
-                    service: *key,
-                    needed: inputs.1,
-                    largest: trial.largest_free(),
-                    slots: trial.slots(),
-                })?;
-            }
-        }
-
-        // ---- From here on nothing the user can fix fails. ----
-        let mut summary = ApplySummary::default();
-        let mut free_ranges: Vec<RingRange> = Vec::new();
-        let mut free_backend_ids: Vec<u32> = Vec::new();
-        let mut free_service_ids: Vec<u32> = Vec::new();
-        // Backends to write with ACTIVE cleared once the tables no longer
-        // name them (step 3).
-        let mut deactivate: Vec<(u32, Backend)> = Vec::new();
-        // Removed real servers whose flows drain (see the module doc), with
-        // the value they get when the drain ends.
-        let mut drain: Vec<(u32, Backend)> = Vec::new();
-
-        let mut next: HashMap<ServiceKey, InstalledService> = HashMap::new();
-        for key in &order {
-            let vs = vs_of(key);
-            let (position, want) = &desired[key];
-            let old = self.services.remove(key);
-            let id = match &old {
-                Some(s) => s.id,
-                None => {
-                    let id = self.service_ids.allocate().expect("capacity checked");
-                    maps.reset_service_stats(id)?;
-                    summary.services_added += 1;
-                    id
-                }
-            };
-            let mut old_backends = old.as_ref().map(|s| s.backends.clone()).unwrap_or_default();
-            let mut backends = BTreeMap::new();
-            // Step 1: backends that are new or stay/become active.
-            for (addr, d) in want {
-                let prev = old_backends.remove(addr);
-                let bid = match &prev {
-                    Some(b) => b.id,
-                    None => {
-                        let bid = self.backend_ids.allocate().expect("capacity checked");
-                        maps.reset_backend_stats(bid)?;
-                        summary.backends_added += 1;
-                        bid
-                    }
-                };
-                let value = Backend {
-                    addr: addr_words(addr.ip()),
-                    port_be: addr.port().to_be(),
-                    family: family(addr.ip()),
-                    flags: if d.active() { BACKEND_F_ACTIVE } else { 0 },
-                    service_id: id,
-                };
-                match &prev {
-                    None => maps.set_backend(bid, &value)?,
-                    Some(p) if p.value != value => {
-                        if d.active() {
-                            maps.set_backend(bid, &value)?;
-                        } else {
-                            deactivate.push((bid, value));
-                        }
-                    }
-                    Some(_) => {}
-                }
-                if prev.as_ref().is_some_and(|p| {
-                    let o = p.desired;
-                    (o.weight, o.up, o.is_real, o.is_sorry)
-                        != (d.weight, d.up, d.is_real, d.is_sorry)
-                }) {
-                    summary.backends_updated += 1;
-                }
-                backends.insert(
-                    *addr,
-                    InstalledBackend {
-                        id: bid,
-                        desired: *d,
-                        value,
-                    },
-                );
-            }
-            // Real servers that left the service: out of the table in step 2;
-            // an active one drains (inactive and its id freed when `expire`
-            // ends the drain), a down one is inactive already.
-            for (_, gone) in old_backends {
-                let inactive = Backend {
-                    flags: gone.value.flags & !BACKEND_F_ACTIVE,
-                    ..gone.value
-                };
-                if gone.value.flags & BACKEND_F_ACTIVE != 0 {
-                    drain.push((gone.id, inactive));
-                } else {
-                    deactivate.push((gone.id, inactive));
-                    free_backend_ids.push(gone.id);
-                }
-                summary.backends_removed += 1;
-            }
-            let service = InstalledService {
-                id,
-                position: *position,
-                name: vs.name.clone(),
-                forwarding: vs.forwarding,
-                scheduler: vs.scheduler,
-                table_size: vs.maglev_table_size,
-                value: old.as_ref().map(|s| s.value).unwrap_or_default(),
-                ring: old.as_ref().and_then(|s| s.ring),
-                ring_inputs: old
-                    .as_ref()
-                    .map(|s| s.ring_inputs.clone())
-                    .unwrap_or_default(),
-                backends,
-            };
-            if old.as_ref().is_some_and(|o| {
-                o.name != service.name
-                    || o.forwarding != service.forwarding
-                    || o.table_size != service.table_size
-                    || o.position != service.position
-            }) {
-                summary.services_updated += 1;
-            }
-            next.insert(*key, service);
-        }
-
-        // Step 1 (continued): reverse NAT entries that are new or changed.
-        let mut want_reverse: HashMap<EndpointKey, ReverseNat> = HashMap::new();
-        for (rkey, skey) in &reverse_owner {
-            let s = &next[skey];
-            let real = s
-                .backends
-                .iter()
-                .find(|(a, _)| endpoint_key(**a, skey.protocol) == *rkey)
-                .expect("reverse NAT keys come from the backends");
-            want_reverse.insert(
-                *rkey,
-                ReverseNat {
-                    vip: addr_words(skey.address),
-                    vip_port_be: skey.port.to_be(),
-                    _pad: 0,
-                    service_id: s.id,
-                    backend_id: real.1.id,
-                },
-            );
-        }
-        for (rkey, value) in &want_reverse {
-            if self.reverse_nat.get(rkey) != Some(value) {
-                maps.set_reverse_nat(rkey, value)?;
-            }
-            // Back before its linger ended: the entry now names the new id.
-            if let Some((old_id, _)) = self.lingering.remove(rkey) {
-                free_backend_ids.push(old_id);
-            }
-        }
-
-        // Step 2: removed services leave SERVICES first (their VIP packets
-        // go to the kernel), then every changed table is written into a free
-        // range and swapped in with one service update.
-        for (key, gone) in self.services.drain() {
-            maps.remove_service(&key.endpoint())?;
-            free_ranges.extend(gone.ring);
-            free_service_ids.push(gone.id);
-            summary.services_removed += 1;
-            for b in gone.backends.values() {
-                deactivate.push((
-                    b.id,
-                    Backend {
-                        flags: b.value.flags & !BACKEND_F_ACTIVE,
-                        ..b.value
-                    },
-                ));
-                free_backend_ids.push(b.id);
-                summary.backends_removed += 1;
-            }
-            // No packet reaches a removed service's backends any more: the
-            // drain of its earlier removed real servers ends now too.
-            let ended: Vec<u32> = self
-                .draining
-                .iter()
-                .filter(|(_, (v, _))| v.service_id == gone.id)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ended {
-                let (value, _) = self.draining.remove(&id).expect("collected above");
-                deactivate.push((id, value));
-                free_backend_ids.push(id);
-            }
-        }
-        for key in &order {
-            let inputs = ring_inputs(key);
-            let s = next.get_mut(key).expect("built above");
-            if s.ring_inputs != inputs {
-                free_ranges.extend(s.ring.take());
-                if !inputs.0.is_empty() {
-                    let range = self.ring.allocate(inputs.1).expect("ring space checked");
-                    let entries: Vec<maglev::Entry> = inputs
-                        .0
-                        .iter()
-                        .map(|(addr, weight)| maglev::Entry {
-                            id: s.backends[addr].id,
-                            addr: addr.ip(),
-                            port: addr.port(),
-                            weight: *weight,
-                        })
-                        .collect();
-                    let table = (self.build_table)(&entries, inputs.1);
-                    if table.len() != inputs.1 as usize {
-                        return Err(ProgramError::TableSize {
-                            got: table.len(),
-                            expected: inputs.1,
-                        });
-                    }
-                    maps.write_ring(range.offset, &table)?;
-                    s.ring = Some(range);
-                    summary.tables_built += 1;
-                }
-                s.ring_inputs = inputs;
-            }
-            let fallback = s
-                .backends
-                .values()
-                .find(|b| b.desired.is_sorry)
-                .map_or(NO_BACKEND, |b| b.id);
-            let value = Service {
-                id: s.id,
-                flags: match s.forwarding {
-                    Forwarding::Nat => SVC_F_NAT,
-                    Forwarding::Dr => SVC_F_DR,
-                },
-                ring_offset: s.ring.map_or(0, |r| r.offset),
-                ring_size: s.ring.map_or(0, |r| r.len),
-                fallback_backend: fallback,
-                _pad: 0,
-            };
-            if value != s.value {
-                maps.set_service(&key.endpoint(), &value)?;
-                s.value = value;
-            }
-            debug_assert_eq!(ring_range_of(&s.value), s.ring);
-        }
-
-        // Step 3: nothing new is scheduled to these any more; their flows
-        // are chosen again.
-        for (bid, value) in &deactivate {
-            maps.set_backend(*bid, value)?;
-        }
-        let now = Instant::now();
-        for (bid, value) in drain {
-            self.draining.insert(bid, (value, now + LINGER));
-        }
-        let mut reserved: HashSet<u32> = HashSet::new();
-        for (rkey, value) in &self.reverse_nat {
-            if !want_reverse.contains_key(rkey) {
-                self.lingering
-                    .insert(*rkey, (value.backend_id, now + LINGER));
-                reserved.insert(value.backend_id);
-            }
-        }
-
-        // Step 4: no map value refers to these any more.
-        for range in free_ranges {
-            self.ring.free(range);
-        }
-        for id in free_backend_ids {
-            // A draining id is freed when its drain ends (`expire`).
-            if !reserved.contains(&id) && !self.draining.contains_key(&id) {
-                self.backend_ids.free(id);
-            }
-        }
-        for id in free_service_ids {
-            self.service_ids.free(id);
-        }
-        self.services = next;
-        self.reverse_nat = want_reverse;
-        Ok(summary)
+        let plan = plan::plan(config, &installed, is_up)?;
+        self.commit(&plan, maps)
     }
 
     /// End the drains and delete the reverse-NAT entries whose time ended
@@ -883,28 +495,27 @@ impl Programmer {
         let drained: Vec<u32> = self
             .draining
             .iter()
-            .filter(|(_, (_, until))| *until <= now)
+            .filter(|(_, d)| d.until <= now)
             .map(|(id, _)| *id)
             .collect();
         for id in &drained {
-            let (value, _) = self.draining[id];
-            maps.set_backend(*id, &value)?;
+            maps.set_backend(*id, &self.draining[id].value)?;
             self.draining.remove(id);
-            if !self.lingering.values().any(|(held, _)| held == id) {
+            if !self.lingering.values().any(|l| l.backend_id == *id) {
                 self.backend_ids.free(*id);
             }
         }
         let due: Vec<EndpointKey> = self
             .lingering
             .iter()
-            .filter(|(_, (_, until))| *until <= now)
+            .filter(|(_, l)| l.until <= now)
             .map(|(k, _)| *k)
             .collect();
         for key in &due {
             maps.remove_reverse_nat(key)?;
-            let (id, _) = self.lingering.remove(key).expect("collected above");
-            if !self.draining.contains_key(&id) {
-                self.backend_ids.free(id);
+            let linger = self.lingering.remove(key).expect("collected above");
+            if !self.draining.contains_key(&linger.backend_id) {
+                self.backend_ids.free(linger.backend_id);
             }
         }
         Ok(drained.len() + due.len())
@@ -913,11 +524,12 @@ impl Programmer {
     /// The installed services in config order.
     pub fn services(&self) -> Vec<ServiceView> {
         let mut list: Vec<(&ServiceKey, &InstalledService)> = self.services.iter().collect();
-        list.sort_by_key(|(_, s)| s.position);
+        // Adopted services (no position yet) last, as they come.
+        list.sort_by_key(|(_, s)| (s.position.is_none(), s.position));
         list.into_iter()
             .map(|(key, s)| {
                 let mut backends: Vec<&InstalledBackend> = s.backends.values().collect();
-                backends.sort_by_key(|b| b.desired.position);
+                backends.sort_by_key(|b| (b.desired.position.is_none(), b.desired.position));
                 ServiceView {
                     key: *key,
                     id: s.id,
@@ -934,8 +546,8 @@ impl Programmer {
                             ),
                             id: b.id,
                             weight: b.desired.weight,
-                            is_real: b.desired.is_real,
-                            is_sorry: b.desired.is_sorry,
+                            is_real: b.desired.role.is_real(),
+                            is_sorry: b.desired.role.is_sorry(),
                             up: b.desired.up,
                             active: b.desired.active(),
                             in_ring: b.desired.in_ring(),
