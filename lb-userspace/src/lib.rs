@@ -13,6 +13,7 @@ pub mod maglev;
 pub mod metrics;
 pub mod netlink;
 pub mod status;
+pub mod systemd;
 pub mod vrrp;
 
 /// The XDP object, built from `lb-ebpf` by `build.rs`.

@@ -24,6 +24,9 @@ pub fn curl(ns: &Netns, url: &str) -> Result<String> {
 pub struct AbReport {
     pub complete: u64,
     pub failed: u64,
+    /// ab's breakdown of the failures, as printed:
+    /// `(Connect: 0, Receive: 0, Length: 2, Exceptions: 0)`; empty when none.
+    pub failed_kinds: String,
     pub non_2xx: u64,
     pub requests_per_sec: f64,
     /// Median and 99th percentile of the total time, in milliseconds.
@@ -100,6 +103,12 @@ pub fn parse_ab(text: &str) -> Result<AbReport> {
     Ok(AbReport {
         complete: num("Complete requests:")? as u64,
         failed: num("Failed requests:")? as u64,
+        failed_kinds: text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("(Connect:"))
+            .unwrap_or_default()
+            .to_string(),
         non_2xx: field(text, "Non-2xx responses:")
             .map(|s| s.parse().unwrap_or(u64::MAX))
             .unwrap_or(0),
@@ -237,6 +246,7 @@ Percentage of the requests served within a certain time (ms)
             AbReport {
                 complete: 3000,
                 failed: 2,
+                failed_kinds: "(Connect: 0, Receive: 0, Length: 2, Exceptions: 0)".into(),
                 non_2xx: 5,
                 requests_per_sec: 2431.12,
                 p50_ms: 11.0,

@@ -112,8 +112,8 @@ fn keepalived_pair_v2_stop_crash_and_preempt_match_measurements() {
     c.wait_state(1, "VI_1", "BACKUP", Duration::from_secs(1))
         .unwrap();
 
-    // Crash: kill -9 and link down; node2 waits 3 intervals + skew from
-    // node1's last advert. node1's address stays on its dead link.
+    // Crash: link down and kill -9; node2 waits 3 intervals + skew from
+    // node1's last advert.
     let crash = c.crash(0).unwrap();
     let t = wire
         .wait_takeover(&n1, &n2, crash, Duration::from_secs(5))
@@ -125,8 +125,7 @@ fn keepalived_pair_v2_stop_crash_and_preempt_match_measurements() {
         3.610,
         &|| c.report(),
     );
-    c.wait_holders(vip, &[0, 1], Duration::from_secs(1))
-        .unwrap();
+    c.wait_held_by(1, vip, Duration::from_secs(1)).unwrap();
     c.topo
         .client
         .ns

@@ -7,9 +7,11 @@ mod cmd;
 mod demo;
 mod demo_ha;
 mod man;
+mod package;
 mod run;
 mod setup;
 mod test;
+mod test_package;
 
 use std::process::ExitCode;
 
@@ -26,8 +28,9 @@ struct Cli {
 enum Command {
     /// Install what building and testing need (idempotent, fast when done).
     Setup,
-    /// Build the release agent (and with it the eBPF object).
-    Build,
+    /// Build the release agent (and with it the eBPF object); --target
+    /// aarch64-unknown-linux-gnu cross-builds it for arm64.
+    Build(build::Options),
     /// Build, then run `lb` with the given arguments.
     Run(run::Options),
     /// Everything: fmt, clippy, unit and BPF test-run tests, end-to-end tests,
@@ -37,6 +40,11 @@ enum Command {
     Demo(demo::Options),
     /// Requests/s and p99 through the VIP against direct; Maglev build time.
     Bench(bench::Options),
+    /// The Debian package (.deb, cargo-deb) for amd64 and/or arm64.
+    Package(package::Options),
+    /// Slow, not part of `test`: the amd64 .deb installed into a clean
+    /// debootstrap root and purged, checked at each step.
+    TestPackage,
     /// Man pages and shell completions of lb, into target/assets/.
     Man(man::Options),
 }
@@ -45,11 +53,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Setup => setup::setup(),
-        Command::Build => setup::setup().and_then(|()| build::build_lb().map(drop)),
+        Command::Build(o) => setup::setup().and_then(|()| build::build(o)),
         Command::Run(o) => setup::setup().and_then(|()| run::run(o)),
         Command::Test(o) => setup::setup().and_then(|()| test::test(o)),
         Command::Demo(o) => setup::setup().and_then(|()| demo::demo(o)),
         Command::Bench(o) => setup::setup().and_then(|()| bench::bench(o)),
+        Command::Package(o) => setup::setup().and_then(|()| package::package(o)),
+        Command::TestPackage => setup::setup().and_then(|()| test_package::test_package()),
         Command::Man(o) => man::man(o),
     };
     match result {

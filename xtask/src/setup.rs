@@ -28,12 +28,24 @@ const PACKAGES: &[&str] = &[
     "nftables",
     "conntrack",
     "haproxy",
+    // systemd-analyze, for the check of the packaged unit (contrib/systemd).
+    "systemd",
 ];
 
 /// Only for `cargo xtask bench --suite ipvs`: a Debian VM under qemu TCG.
 pub const VM_PACKAGES: &[&str] = &["debootstrap", "qemu-system-x86"];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Only for `cargo xtask package` and `test-package`: cargo-deb, pinned to
+/// a release that builds with this machine's Rust 1.95 (it declares
+/// rust-version 1.85), and what the chroot test needs.
+const CARGO_DEB_VERSION: &str = "3.8.0";
+pub const PACKAGE_TEST_PACKAGES: &[&str] = &["debootstrap", "systemd-container"];
+
+/// Only for builds for another architecture: Debian's cross linker (with
+/// its binutils, whose strip cargo-deb uses).
+const AARCH64_PACKAGES: &[&str] = &["gcc-aarch64-linux-gnu"];
 
 pub fn setup() -> Result<()> {
     packages(PACKAGES).context("installing Debian packages")?;
@@ -152,6 +164,55 @@ fn bpf_linker() -> Result<()> {
             ])
             .env("LLVM_PREFIX", &prefix),
     )
+}
+
+/// What a build for `target` needs beyond `setup`: nothing for this
+/// machine; for aarch64 the cross linker and the Rust standard library for
+/// the target.
+pub fn cross_tools(target: Option<&str>) -> Result<()> {
+    let Some(target) = target.filter(|t| !crate::build::is_host(t)) else {
+        return Ok(());
+    };
+    if target != crate::build::AARCH64 {
+        bail!(
+            "unsupported target {target}: this machine or {}",
+            crate::build::AARCH64
+        );
+    }
+    packages(AARCH64_PACKAGES).context("installing the cross linker")?;
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(crate::cmd::workspace_root())
+        .output()
+        .context("running rustup")?;
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == target)
+    {
+        return Ok(());
+    }
+    status(
+        Command::new("rustup")
+            .args(["target", "add", target])
+            .current_dir(crate::cmd::workspace_root()),
+    )
+}
+
+/// cargo-deb at [`CARGO_DEB_VERSION`] (installed with `--locked`, so its
+/// dependencies are the ones its release was tested with).
+pub fn cargo_deb() -> Result<()> {
+    if let Ok(out) = Command::new("cargo").args(["deb", "--version"]).output() {
+        if String::from_utf8_lossy(&out.stdout).contains(CARGO_DEB_VERSION) {
+            return Ok(());
+        }
+    }
+    status(Command::new("cargo").args([
+        "install",
+        "cargo-deb",
+        "--version",
+        CARGO_DEB_VERSION,
+        "--locked",
+    ]))
 }
 
 fn bpffs() -> Result<()> {

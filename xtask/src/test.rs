@@ -101,11 +101,14 @@ pub fn test(o: Options) -> Result<()> {
     tests.args(["test", "-p", "lb-tests"]);
     if o.no_e2e {
         tests.arg("--lib");
-        if crate::cmd::workspace_root()
-            .join("tests/tests/xdp_fixtures.rs")
-            .exists()
-        {
-            tests.args(["--test", "xdp_fixtures"]);
+        // The BPF_PROG_TEST_RUN tests need no namespaces.
+        for fixture in ["xdp_fixtures", "xdp_fuzz"] {
+            if crate::cmd::workspace_root()
+                .join(format!("tests/tests/{fixture}.rs"))
+                .exists()
+            {
+                tests.args(["--test", fixture]);
+            }
         }
     }
     tests.args(["--", "--test-threads=1"]);

@@ -141,6 +141,11 @@ impl Agent {
             "lb agent running ({} virtual services)",
             self.running.virtual_servers.len()
         );
+        // Start-up is done: attached, maps filled, control socket serving.
+        crate::systemd::notify_ready(&format!(
+            "running {} virtual services",
+            self.running.virtual_servers.len()
+        ));
         while self.handle(events.next().await).await == Next::Continue {}
     }
 

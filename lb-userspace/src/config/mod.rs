@@ -72,8 +72,11 @@ pub use vrrp::{
 
 /// Try native (driver) XDP, fall back to generic with a log line.
 pub const DEFAULT_XDP_MODE: XdpMode = XdpMode::Auto;
-/// Flow table entries (LRU): 2^20 concurrent flows.
-pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1 << 20;
+/// Flow table entries (LRU): 2^17 concurrent flows, 14 MiB of kernel
+/// memory at 112 bytes a flow, so all maps take 55 MiB on a 4-CPU
+/// Raspberry Pi (at most 64 MiB up to 5 CPUs; README "Small boards");
+/// `flow_table_size` raises it.
+pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1 << 17;
 /// Default path of the agent's control socket (root-only).
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/lb/lb.sock";
 pub const DEFAULT_SCHEDULER: Scheduler = Scheduler::Maglev;

@@ -21,7 +21,7 @@ use crate::config::{Config, XdpMode};
 pub enum LoaderError {
     #[error(
         "lb run needs root: the process lacks {missing} (run it as root, or give the binary \
-         CAP_BPF and CAP_NET_ADMIN)"
+         CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)"
     )]
     Privileges { missing: String },
     #[error("cannot read the process capabilities from /proc/self/status: {0}")]
@@ -97,10 +97,11 @@ impl MapSizes {
 /// Linux capability numbers (linux/capability.h).
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
-/// Loading XDP needs CAP_BPF (or, before 5.8, CAP_SYS_ADMIN) and attaching
-/// needs CAP_NET_ADMIN. Checked up front from the effective set so the user
+/// Loading XDP needs CAP_BPF and CAP_PERFMON (or, before 5.8,
+/// CAP_SYS_ADMIN) and attaching needs CAP_NET_ADMIN. Checked up front from the effective set so the user
 /// gets one line instead of an EPERM from deep inside the loader.
 pub fn check_privileges() -> Result<(), LoaderError> {
     let status = fs::read_to_string("/proc/self/status")
@@ -122,6 +123,12 @@ fn missing_capabilities(caps: u64) -> Option<String> {
     let mut missing = Vec::new();
     if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
         missing.push("CAP_BPF");
+    }
+    // Without it (or CAP_SYS_ADMIN) the verifier refuses the program's
+    // packet pointer arithmetic ("prohibited for !root"): measured with
+    // CAP_BPF and CAP_NET_ADMIN alone.
+    if !has(CAP_PERFMON) && !has(CAP_SYS_ADMIN) {
+        missing.push("CAP_PERFMON");
     }
     if !has(CAP_NET_ADMIN) {
         missing.push("CAP_NET_ADMIN");
@@ -384,14 +391,21 @@ mod tests {
         assert_eq!(missing_capabilities(u64::MAX), None);
         assert_eq!(
             missing_capabilities(0).as_deref(),
-            Some("CAP_BPF and CAP_NET_ADMIN")
+            Some("CAP_BPF and CAP_PERFMON and CAP_NET_ADMIN")
+        );
+        // What the packaged systemd unit grants (and CAP_NET_RAW).
+        let unit = (1 << CAP_BPF) | (1 << CAP_PERFMON) | (1 << CAP_NET_ADMIN);
+        assert_eq!(missing_capabilities(unit), None);
+        assert_eq!(
+            missing_capabilities((1 << CAP_BPF) | (1 << CAP_NET_ADMIN)).as_deref(),
+            Some("CAP_PERFMON")
         );
         // CAP_SYS_ADMIN stands in for CAP_BPF (kernels before 5.8).
         let sys_admin_net_admin = (1 << CAP_SYS_ADMIN) | (1 << CAP_NET_ADMIN);
         assert_eq!(missing_capabilities(sys_admin_net_admin), None);
         assert_eq!(
             missing_capabilities(1 << CAP_BPF).as_deref(),
-            Some("CAP_NET_ADMIN")
+            Some("CAP_PERFMON and CAP_NET_ADMIN")
         );
     }
 }

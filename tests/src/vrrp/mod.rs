@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
@@ -318,13 +318,18 @@ impl Cluster {
         Ok(at)
     }
 
-    /// Node loss: `kill -9` and every link down at once (no advert, no ARP
-    /// answer); the moment of the kill.
+    /// Node loss: every link down, then `kill -9` (no advert, no ARP
+    /// answer); the moment the links went down. In this order because a
+    /// killed lb leaves its VIP on a live link without its XDP program for
+    /// the milliseconds before the link goes down, and the node's own
+    /// kernel then resets every connection to the VIP (seen: hundreds of
+    /// failed ab requests, all in that window).
     pub fn crash(&self, i: usize) -> Result<Instant> {
-        let at = self.kill(i)?;
+        let at = Instant::now();
         for dev in self.devices() {
             self.topo.set_link(i, dev, false)?;
         }
+        self.kill(i)?;
         Ok(at)
     }
 
@@ -409,6 +414,47 @@ impl Cluster {
             if start.elapsed() > limit {
                 bail!(
                     "{addr} is held by nodes {now:?} (0-based), not {want:?}, after {limit:?}\n{}",
+                    self.report()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// When node `i`'s `notify` hook was first called with `instance`
+    /// entering `state` after `since` (both daemons call it within a few
+    /// ms of the transition): how long after `since`, if it was.
+    pub fn notified(
+        &self,
+        i: usize,
+        instance: &str,
+        state: &str,
+        since: Instant,
+    ) -> Option<Duration> {
+        let since_wall = SystemTime::now().checked_sub(since.elapsed())?;
+        let since_epoch = since_wall.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+        let wanted = format!("INSTANCE {instance} {state} ");
+        self.nodes[i].notify_log().lines().find_map(|l| {
+            let (at, rest) = l.split_once(' ')?;
+            let at: f64 = at.parse().ok()?;
+            (at > since_epoch && rest.starts_with(&wanted))
+                .then(|| Duration::from_secs_f64(at - since_epoch))
+        })
+    }
+
+    /// Waits until node `i` holds `addr` (whoever else does); how long it
+    /// took.
+    pub fn wait_held_by(&self, i: usize, addr: IpAddr, limit: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            if holds(&self.topo.nodes[i].ns, addr).unwrap_or(false) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "node{} does not hold {addr} after {limit:?} (held by {:?}, 0-based)\n{}",
+                    i + 1,
+                    self.holders(addr),
                     self.report()
                 );
             }
