@@ -10,17 +10,17 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use lb_tests::client::{curl, url};
+use lb_tests::client::{curl, url, AbReport};
 use lb_tests::topology::Forwarding;
 use lb_tests::vrrp::keepalived;
 use lb_tests::vrrp::pair::{AbRun, Fault, HaPair, Timers};
 use lb_tests::vrrp::timeline::Timeline;
 use lb_tests::vrrp::topology::{node_addr, VIP};
-use lb_tests::vrrp::traffic::{sha256, Download};
-use lb_tests::vrrp::wire::AdvertLog;
+use lb_tests::vrrp::traffic::{sha256, Download, DownloadReport};
+use lb_tests::vrrp::wire::{AdvertLog, Takeover};
 use lb_tests::vrrp::{Kind, HA_FILE_BYTES};
 
 use crate::cmd::{check_interrupt, interrupt_flag};
@@ -139,21 +139,7 @@ pub fn demo(
     timeline.mark("download and ab started");
     pause(&interrupted, Duration::from_secs(3))?;
 
-    let (n1, n2) = (pair.cluster.sources(0), pair.cluster.sources(1));
-    println!("== node1 (master): links down and kill -9 (node loss)");
-    timeline.mark("node1: links down + kill -9");
-    let crashed = pair.fault(0, Fault::Crash)?;
-    let limit = timers.master_down() * 2 + Duration::from_secs(2);
-    let takeover = wire.wait_takeover(&n1, &n2, crashed, limit)?;
-    pair.cluster
-        .wait_state(1, pair.instance, "MASTER", Duration::from_secs(5))?;
-    pause(&interrupted, Duration::from_secs(4))?;
-
-    println!("== node1: links up, started again");
-    timeline.mark("node1: links up, started again");
-    let restarted = pair.restore(0, Fault::Crash)?;
-    let failback = wire.wait_takeover(&n2, &n1, restarted, limit + Duration::from_secs(5))?;
-    pair.wait_ready(Duration::from_secs(15))?;
+    let failover = lose_and_return(&mut pair, &wire, &timeline, &interrupted, timers)?;
 
     println!("== waiting for the download and ab to end");
     let dl = download.finish(Duration::from_secs(120))?;
@@ -170,63 +156,11 @@ pub fn demo(
     println!("\n== timeline (seconds from the start of the watch; addresses polled every 100 ms, states from the notify scripts)");
     print!("{}", timeline.render(&names, &notify));
 
-    let crash_at = timeline
-        .entries(&names, &[])
-        .iter()
-        .find(|e| e.what.starts_with("node1: links down"))
-        .map(|e| e.at)
-        .unwrap_or(timeline.start);
-    println!("\n== takeover (as heard on the client's segment)");
-    println!(
-        "   node1's last advert -> node2's first: {:.3} s (the RFC's master-down interval: {:.3} s; \
-         keepalived measured 3.61 s with 1 s adverts, 0.361 s with 100 ms)",
-        takeover.gap().as_secs_f64(),
-        timers.master_down().as_secs_f64()
-    );
-    println!(
-        "   node loss -> node2's first advert: {:.3} s",
-        takeover.first_new.at.duration_since(crashed).as_secs_f64()
-    );
-    // node1's copy may stay on its dead link (keepalived) or go with
-    // its FAULT state (lb): either way, node2 having it is the takeover.
-    if let Some(h) = timeline
-        .holdings()
-        .into_iter()
-        .find(|h| h.addr == vip && h.at >= crash_at && h.nodes.contains(&1))
-    {
-        println!(
-            "   node loss -> the VIP on node2 (polled): {:.3} s",
-            h.at - crash_at
-        );
-    }
-    println!(
-        "   fail-back: node1 started again -> node1's first advert as master: {:.3} s",
-        failback
-            .first_new
-            .at
-            .duration_since(restarted)
-            .as_secs_f64()
-    );
+    print_failover(&failover, &timeline, &names, timers);
 
     let want = sha256(&pair.cluster.dir.join("ha.bin"))?;
-    println!("\n== download through the failover and the fail-back");
-    println!(
-        "   {} of {} bytes, curl {}",
-        dl.bytes,
-        HA_FILE_BYTES,
-        if dl.success {
-            "succeeded".to_string()
-        } else {
-            format!("failed: {}", dl.error.trim())
-        }
-    );
-    println!("   sha256 received {}", dl.sha256);
-    println!("   sha256 file     {want}");
-    println!("\n== ab -t {} -c {concurrency} {page}", o.ab_seconds);
-    println!(
-        "   {} complete, {} failed, {} non-2xx, {:.0} requests/s, p99 {} ms",
-        ab.complete, ab.failed, ab.non_2xx, ab.requests_per_sec, ab.p99_ms
-    );
+    let ab_cmd = format!("ab -t {} -c {concurrency} {page}", o.ab_seconds);
+    print_traffic(&dl, &want, &ab, &ab_cmd);
 
     println!("\n== stopping both nodes; removing namespaces");
     drop(wire);
@@ -240,6 +174,108 @@ pub fn demo(
         ab.failed + ab.non_2xx
     );
     Ok(())
+}
+
+/// Both takeovers of the demo, as the client's segment heard them.
+struct Failover {
+    lost: Instant,
+    takeover: Takeover,
+    restarted: Instant,
+    failback: Takeover,
+}
+
+/// Takes node1 (the master) off the network and kills it, waits for
+/// node2 to take over, then brings node1 back until it is master again.
+fn lose_and_return(
+    pair: &mut HaPair,
+    wire: &AdvertLog,
+    timeline: &Timeline,
+    interrupted: &AtomicBool,
+    timers: Timers,
+) -> Result<Failover> {
+    let (n1, n2) = (pair.cluster.sources(0), pair.cluster.sources(1));
+    println!("== node1 (master): links down and kill -9 (node loss)");
+    timeline.mark("node1: links down + kill -9");
+    let lost = pair.fault(0, Fault::Crash)?;
+    let limit = timers.master_down() * 2 + Duration::from_secs(2);
+    let takeover = wire.wait_takeover(&n1, &n2, lost, limit)?;
+    pair.cluster
+        .wait_state(1, pair.instance, "MASTER", Duration::from_secs(5))?;
+    pause(interrupted, Duration::from_secs(4))?;
+
+    println!("== node1: links up, started again");
+    timeline.mark("node1: links up, started again");
+    let restarted = pair.restore(0, Fault::Crash)?;
+    let failback = wire.wait_takeover(&n2, &n1, restarted, limit + Duration::from_secs(5))?;
+    pair.wait_ready(Duration::from_secs(15))?;
+    Ok(Failover {
+        lost,
+        takeover,
+        restarted,
+        failback,
+    })
+}
+
+fn print_failover(f: &Failover, timeline: &Timeline, names: &[String], timers: Timers) {
+    let vip = IpAddr::V4(VIP);
+    let lost_at = timeline
+        .entries(names, &[])
+        .iter()
+        .find(|e| e.what.starts_with("node1: links down"))
+        .map(|e| e.at)
+        .unwrap_or(timeline.start);
+    println!("\n== takeover (as heard on the client's segment)");
+    println!(
+        "   node1's last advert -> node2's first: {:.3} s (the RFC's master-down interval: {:.3} s; \
+         keepalived measured 3.61 s with 1 s adverts, 0.361 s with 100 ms)",
+        f.takeover.gap().as_secs_f64(),
+        timers.master_down().as_secs_f64()
+    );
+    println!(
+        "   node loss -> node2's first advert: {:.3} s",
+        f.takeover.first_new.at.duration_since(f.lost).as_secs_f64()
+    );
+    // node1's copy may stay on its dead link (keepalived) or go with
+    // its FAULT state (lb): either way, node2 having it is the takeover.
+    if let Some(h) = timeline
+        .holdings()
+        .into_iter()
+        .find(|h| h.addr == vip && h.at >= lost_at && h.nodes.contains(&1))
+    {
+        println!(
+            "   node loss -> the VIP on node2 (polled): {:.3} s",
+            h.at - lost_at
+        );
+    }
+    println!(
+        "   fail-back: node1 started again -> node1's first advert as master: {:.3} s",
+        f.failback
+            .first_new
+            .at
+            .duration_since(f.restarted)
+            .as_secs_f64()
+    );
+}
+
+fn print_traffic(dl: &DownloadReport, want: &str, ab: &AbReport, ab_cmd: &str) {
+    println!("\n== download through the failover and the fail-back");
+    println!(
+        "   {} of {} bytes, curl {}",
+        dl.bytes,
+        HA_FILE_BYTES,
+        if dl.success {
+            "succeeded".to_string()
+        } else {
+            format!("failed: {}", dl.error.trim())
+        }
+    );
+    println!("   sha256 received {}", dl.sha256);
+    println!("   sha256 file     {want}");
+    println!("\n== {ab_cmd}");
+    println!(
+        "   {} complete, {} failed, {} non-2xx, {:.0} requests/s, p99 {} ms",
+        ab.complete, ab.failed, ab.non_2xx, ab.requests_per_sec, ab.p99_ms
+    );
 }
 
 fn describe(pair: &HaPair) {
