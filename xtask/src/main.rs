@@ -11,6 +11,7 @@ mod package;
 mod run;
 mod setup;
 mod test;
+mod test_arm64;
 mod test_package;
 
 use std::process::ExitCode;
@@ -47,6 +48,10 @@ enum Command {
     TestPackage,
     /// Man pages and shell completions of lb, into target/assets/.
     Man(man::Options),
+    /// Slow, not part of `test`: the arm64 .deb in an emulated arm64 VM
+    /// (qemu TCG, systemd), NAT and DR end to end in generic XDP mode, and
+    /// lb against IPVS there.
+    TestArm64(test_arm64::Options),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         Command::Package(o) => setup::setup().and_then(|()| package::package(o)),
         Command::TestPackage => setup::setup().and_then(|()| test_package::test_package()),
         Command::Man(o) => man::man(o),
+        Command::TestArm64(o) => setup::setup().and_then(|()| test_arm64::test_arm64(o)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

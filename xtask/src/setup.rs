@@ -43,6 +43,16 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const CARGO_DEB_VERSION: &str = "3.8.0";
 pub const PACKAGE_TEST_PACKAGES: &[&str] = &["debootstrap", "systemd-container"];
 
+/// Only for `cargo xtask test-arm64`: the emulated arm64 machine and what
+/// bootstraps its root (foreign debootstrap, its second stage run through
+/// qemu-user-static registered with binfmt_misc).
+pub const ARM64_VM_PACKAGES: &[&str] = &[
+    "qemu-system-arm",
+    "qemu-user-static",
+    "binfmt-support",
+    "debootstrap",
+];
+
 /// Only for builds for another architecture: Debian's cross linker (with
 /// its binutils, whose strip cargo-deb uses).
 const AARCH64_PACKAGES: &[&str] = &["gcc-aarch64-linux-gnu"];
