@@ -13,7 +13,7 @@
 # here reaches outside the VM.
 set -u
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C SYSTEMD_PAGER=
-REQUESTS=2000 CONCURRENCY=30 ROUNDS=3
+REQUESTS=1000 CONCURRENCY=30 ROUNDS=3
 # shellcheck disable=SC1091
 [ -f /share/args ] && . /share/args
 P=harm64
@@ -291,7 +291,7 @@ rm -f /tmp/bench.txt
 run_check "bench: lb generic and IPVS NAT, $ROUNDS rounds of ab -n $REQUESTS -c $CONCURRENCY" bench
 cat /tmp/bench.txt 2>/dev/null
 systemctl stop lb 2>/dev/null
-lb unload 2>/dev/null
+lb unload > /dev/null 2>&1
 ipvsadm -C
 teardown
 
