@@ -166,6 +166,25 @@ pub struct LdapCheck {
     pub base: String,
     /// Parses as an RFC 4515 filter.
     pub filter: String,
+    /// How the bind (and its password) is protected on the wire.
+    pub tls: LdapTls,
+    /// PEM CA certificate(s) to verify the server with; `None` = the
+    /// system roots. The server's certificate must name its IP address
+    /// (the check connects by address).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// `tls = "none" | "ldaps" | "starttls"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LdapTls {
+    /// Plain LDAP: the default, so configs written before TLS keep their
+    /// meaning (and send `bind_password` in clear).
+    #[default]
+    None,
+    /// TLS from the first byte (usually port 636).
+    Ldaps,
+    /// Plain LDAP, then the StartTLS extended operation before the bind.
+    StartTls,
 }
 
 impl Default for LdapCheck {
@@ -174,6 +193,8 @@ impl Default for LdapCheck {
             bind: None,
             base: DEFAULT_LDAP_BASE.to_owned(),
             filter: DEFAULT_LDAP_FILTER.to_owned(),
+            tls: LdapTls::None,
+            ca_file: None,
         }
     }
 }
@@ -271,6 +292,8 @@ fn specific_keys(raw: &RawHealthCheck) -> Vec<(&'static str, &'static str, Range
     );
     add("base", "ldap", raw.base.as_ref().map(Spanned::span));
     add("filter", "ldap", raw.filter.as_ref().map(Spanned::span));
+    add("tls", "ldap", raw.tls.as_ref().map(Spanned::span));
+    add("ca_file", "ldap", raw.ca_file.as_ref().map(Spanned::span));
     add("command", "exec", raw.command.as_ref().map(Spanned::span));
     out
 }
@@ -574,6 +597,38 @@ pub(super) fn health_check(layers: &[Layer<'_>], src: &Source<'_>) -> Result<Hea
                     ));
                 }
                 ldap.filter = text.clone();
+            }
+            if let Some(f) = pick!(same_kind, tls) {
+                ldap.tls = match f.value.get_ref().as_str() {
+                    "none" => LdapTls::None,
+                    "ldaps" => LdapTls::Ldaps,
+                    "starttls" => LdapTls::StartTls,
+                    other => {
+                        return Err(src.field_error(
+                            f.span(),
+                            &f.name("tls"),
+                            format!("`{other}` is not an LDAP TLS mode: use \"none\", \"ldaps\" or \"starttls\""),
+                        ))
+                    }
+                };
+            }
+            if let Some(f) = pick!(same_kind, ca_file) {
+                if ldap.tls == LdapTls::None {
+                    return Err(src.field_error(
+                        f.span(),
+                        &f.name("ca_file"),
+                        "`ca_file` with `tls = \"none\"` is never used: add `tls = \"ldaps\"` or \"starttls\", or remove `ca_file`",
+                    ));
+                }
+                let path = std::path::PathBuf::from(f.value.get_ref());
+                if let Err(e) = std::fs::read(&path) {
+                    return Err(src.field_error(
+                        f.span(),
+                        &f.name("ca_file"),
+                        format!("cannot read CA file {}: {e}", path.display()),
+                    ));
+                }
+                ldap.ca_file = Some(path);
             }
             CheckKind::Ldap(ldap)
         }

@@ -82,6 +82,8 @@ pub(super) struct RawHealthCheck {
     pub bind_password: Option<Spanned<String>>,
     pub base: Option<Spanned<String>>,
     pub filter: Option<Spanned<String>>,
+    pub tls: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
     // exec
     pub command: Option<Spanned<Vec<Spanned<String>>>>,
 }

@@ -6,22 +6,31 @@
 //! least one entry (a server up with an unloaded or empty database is not
 //! healthy). A search stopped by the size limit found an entry: healthy.
 //! Errors name the step: "ldap bind failed: invalidCredentials (49)".
+//! With `tls = "ldaps"` or `"starttls"` the connection is encrypted before
+//! the bind (OpenSSL through native-tls), verified against `ca_file` or the
+//! system roots and the real server's IP address.
 
 use std::net::SocketAddr;
 
-use ldap3::{Ldap, LdapConnAsync, LdapResult, Scope, SearchOptions};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapResult, Scope, SearchOptions};
 
-use crate::config::LdapCheck;
+use crate::config::{LdapCheck, LdapTls};
 
 /// RFC 4511 result codes that matter here.
 const SUCCESS: u32 = 0;
 const SIZE_LIMIT_EXCEEDED: u32 = 4;
 
 pub async fn check(addr: SocketAddr, cfg: &LdapCheck) -> Result<(), String> {
-    let url = format!("ldap://{addr}");
-    let (conn, mut ldap) = LdapConnAsync::new(&url)
+    let scheme = if cfg.tls == LdapTls::Ldaps {
+        "ldaps"
+    } else {
+        "ldap"
+    };
+    let url = format!("{scheme}://{addr}");
+    let settings = settings(cfg)?;
+    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &url)
         .await
-        .map_err(|e| format!("ldap connect to {addr} failed: {e}"))?;
+        .map_err(|e| format!("ldap connect to {url} failed: {e}"))?;
     // The connection is driven here rather than on a spawned task, so that
     // a check dropped by its timeout drops the connection with it.
     let driver = conn.drive();
@@ -40,6 +49,24 @@ pub async fn check(addr: SocketAddr, cfg: &LdapCheck) -> Result<(), String> {
             Ok(()) => session.await,
         },
     }
+}
+
+/// The TLS settings: StartTLS or not, and the CA to trust.
+fn settings(cfg: &LdapCheck) -> Result<LdapConnSettings, String> {
+    let mut settings = LdapConnSettings::new().set_starttls(cfg.tls == LdapTls::StartTls);
+    if let Some(path) = &cfg.ca_file {
+        // Read at every check so a renewed CA file is picked up.
+        let pem =
+            std::fs::read(path).map_err(|e| format!("ldap CA file {}: {e}", path.display()))?;
+        let ca = native_tls::Certificate::from_pem(&pem)
+            .map_err(|e| format!("ldap CA file {}: {e}", path.display()))?;
+        let connector = native_tls::TlsConnector::builder()
+            .add_root_certificate(ca)
+            .build()
+            .map_err(|e| format!("ldap TLS setup failed: {e}"))?;
+        settings = settings.set_connector(connector);
+    }
+    Ok(settings)
 }
 
 async fn session(ldap: &mut Ldap, cfg: &LdapCheck) -> Result<(), String> {
