@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use lb_userspace::config::{self, CheckKind, Config, ExecCheck, HealthCheck, HttpCheck, LdapCheck};
+use lb_userspace::config::{
+    self, CheckKind, Config, ExecCheck, HealthCheck, HttpCheck, LdapCheck, LdapTls,
+};
 
 const ORIGIN: &str = "lb.toml";
 
@@ -101,6 +103,8 @@ fn defaults_of_each_kind() {
             bind: None,
             base: String::new(),
             filter: "(objectClass=*)".into(),
+            tls: LdapTls::None,
+            ca_file: None,
         })
     );
 }
