@@ -20,7 +20,7 @@
 //! - durations are strings with a unit: "500ms", "2s", "1.5s", "1m", "1h"
 //!   (whole milliseconds).
 
-use std::{fmt, ops::Range, time::Duration};
+use std::{fmt, ops::Range, path::PathBuf, time::Duration};
 
 use toml::Spanned;
 
@@ -168,10 +168,11 @@ pub struct LdapCheck {
     pub filter: String,
     /// How the bind (and its password) is protected on the wire.
     pub tls: LdapTls,
-    /// PEM CA certificate(s) to verify the server with; `None` = the
-    /// system roots. The server's certificate must name its IP address
-    /// (the check connects by address).
-    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM CA certificate(s) to verify the server with, the only ones
+    /// trusted; `None` = the system roots. The server's certificate must
+    /// name the real server's IP address (the check connects by address;
+    /// see `health::tls`).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `tls = "none" | "ldaps" | "starttls"`.
@@ -598,38 +599,8 @@ pub(super) fn health_check(layers: &[Layer<'_>], src: &Source<'_>) -> Result<Hea
                 }
                 ldap.filter = text.clone();
             }
-            if let Some(f) = pick!(same_kind, tls) {
-                ldap.tls = match f.value.get_ref().as_str() {
-                    "none" => LdapTls::None,
-                    "ldaps" => LdapTls::Ldaps,
-                    "starttls" => LdapTls::StartTls,
-                    other => {
-                        return Err(src.field_error(
-                            f.span(),
-                            &f.name("tls"),
-                            format!("`{other}` is not an LDAP TLS mode: use \"none\", \"ldaps\" or \"starttls\""),
-                        ))
-                    }
-                };
-            }
-            if let Some(f) = pick!(same_kind, ca_file) {
-                if ldap.tls == LdapTls::None {
-                    return Err(src.field_error(
-                        f.span(),
-                        &f.name("ca_file"),
-                        "`ca_file` with `tls = \"none\"` is never used: add `tls = \"ldaps\"` or \"starttls\", or remove `ca_file`",
-                    ));
-                }
-                let path = std::path::PathBuf::from(f.value.get_ref());
-                if let Err(e) = std::fs::read(&path) {
-                    return Err(src.field_error(
-                        f.span(),
-                        &f.name("ca_file"),
-                        format!("cannot read CA file {}: {e}", path.display()),
-                    ));
-                }
-                ldap.ca_file = Some(path);
-            }
+            (ldap.tls, ldap.ca_file) =
+                ldap_transport(pick!(same_kind, tls), pick!(same_kind, ca_file), src)?;
             CheckKind::Ldap(ldap)
         }
         "exec" => {
@@ -680,6 +651,61 @@ pub(super) fn health_check(layers: &[Layer<'_>], src: &Source<'_>) -> Result<Hea
 
 /// A `{word}` that looks like a placeholder but is not one of ours
 /// (`${VAR}` in a shell script argument is left alone).
+/// `tls` and `ca_file` of an LDAP check. `ca_file` must be absolute (the
+/// agent runs from `/` under systemd; a path relative to where `lb check`
+/// ran would mean another file there) and hold PEM certificates, checked
+/// here so that `lb check` reports a missing or unreadable file.
+fn ldap_transport(
+    tls: Option<Field<'_, String>>,
+    ca_file: Option<Field<'_, String>>,
+    src: &Source<'_>,
+) -> Result<(LdapTls, Option<PathBuf>)> {
+    let mode = match &tls {
+        None => LdapTls::None,
+        Some(f) => match f.value.get_ref().as_str() {
+            "none" => LdapTls::None,
+            "ldaps" => LdapTls::Ldaps,
+            "starttls" => LdapTls::StartTls,
+            other => {
+                return Err(src.field_error(
+                    f.span(),
+                    &f.name("tls"),
+                    format!(
+                        "`{other}` is not an LDAP TLS mode: use \"none\" (plain LDAP), \
+                         \"ldaps\" (TLS from the start, usually port 636) or \"starttls\""
+                    ),
+                ))
+            }
+        },
+    };
+    let Some(f) = ca_file else {
+        return Ok((mode, None));
+    };
+    if mode == LdapTls::None {
+        return Err(src.field_error(
+            f.span(),
+            &f.name("ca_file"),
+            "`ca_file` with `tls = \"none\"` is never used: add `tls = \"ldaps\"` or \
+             `tls = \"starttls\"`, or remove `ca_file`",
+        ));
+    }
+    let path = PathBuf::from(f.value.get_ref());
+    if !path.is_absolute() {
+        return Err(src.field_error(
+            f.span(),
+            &f.name("ca_file"),
+            format!(
+                "`{}` is a relative path: write it from the root, e.g. \"/etc/lb/ldap-ca.pem\"",
+                path.display()
+            ),
+        ));
+    }
+    if let Err(e) = crate::health::tls::read_ca_file(&path) {
+        return Err(src.field_error(f.span(), &f.name("ca_file"), e));
+    }
+    Ok((mode, Some(path)))
+}
+
 fn unknown_placeholder(arg: &str) -> Option<&str> {
     let mut rest = arg;
     let mut offset = 0;
