@@ -706,6 +706,28 @@ fn ldap_transport(
     Ok((mode, Some(path)))
 }
 
+/// Refuses an LDAP check over TLS of an IPv6 real server: the LDAP
+/// library hands the TLS layer the address in URL form (`[2001:db8::1]`),
+/// which no certificate can match, so every check would fail. Said here
+/// rather than as a real server that is always down.
+pub(super) fn tls_reaches(
+    check: &HealthCheck,
+    address: std::net::IpAddr,
+    span: Range<usize>,
+    field: &str,
+    src: &Source<'_>,
+) -> Result<()> {
+    match &check.kind {
+        CheckKind::Ldap(l) if l.tls != LdapTls::None && address.is_ipv6() => Err(src.field_error(
+            span,
+            field,
+            "LDAP checks over TLS (`tls = \"ldaps\"` or \"starttls\") cannot verify an IPv6 \
+                 real server's certificate yet: use `kind = \"tcp\"` for it, or `tls = \"none\"`",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn unknown_placeholder(arg: &str) -> Option<&str> {
     let mut rest = arg;
     let mut offset = 0;

@@ -636,6 +636,7 @@ fn real_server(
         });
     let layers: Vec<Layer<'_>> = own.into_iter().chain(service_check).collect();
     let health_check = health::health_check(&layers, src)?;
+    health::tls_reaches(&health_check, addr, address.span(), &field, src)?;
 
     Ok(RealServer {
         address: addr,
