@@ -30,6 +30,11 @@ const PACKAGES: &[&str] = &[
     "haproxy",
     // systemd-analyze, for the check of the packaged unit (contrib/systemd).
     "systemd",
+    // LDAP checks over TLS link the system OpenSSL (native-tls); the
+    // tests make their CA and certificates with the openssl CLI.
+    "libssl-dev",
+    "pkg-config",
+    "openssl",
 ];
 
 /// Only for `cargo xtask bench --suite ipvs`: a Debian VM under qemu TCG.
