@@ -194,3 +194,58 @@ fn starttls_against_a_server_without_tls_fails_with_the_reason() {
         });
     });
 }
+
+/// Client-side TCP connections to `port` still established (the test's
+/// own namespace holds no others): a connection the check dropped is in
+/// FIN_WAIT2 (the silent server never closes its side).
+fn established_to(port: u16) -> usize {
+    // thread-self: /proc/self/net is the main thread's namespace.
+    let tcp = std::fs::read_to_string("/proc/thread-self/net/tcp").unwrap();
+    let port_of = |a: &str| u16::from_str_radix(a.rsplit(':').next().unwrap(), 16).unwrap();
+    let rows: Vec<Vec<&str>> = tcp
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // The listener (state 0A) shows this is the right namespace's table.
+    assert!(
+        rows.iter().any(|f| port_of(f[1]) == port && f[3] == "0A"),
+        "no listener on {port} in {tcp}"
+    );
+    rows.iter()
+        .filter(|f| port_of(f[2]) == port && f[3] == "01")
+        .count()
+}
+
+#[test]
+fn a_server_that_never_answers_starttls_times_out_and_leaves_no_socket() {
+    in_private_netns(&[], || {
+        let pki = Pki::new("lb test CA", ip(SERVER));
+        let silent = health_support::Silent::start();
+        block_on(async {
+            let mut t = target(
+                "hung",
+                silent.addr,
+                ldap_tls(LdapTls::StartTls, Some(&pki.ca)),
+                300,
+            );
+            t.check.timeout = Duration::from_millis(100);
+            // ldap3 sends StartTLS from a task of its own: it must end with
+            // the check, not hold the connection until the server closes.
+            // While a check waits for the answer, its connection counts.
+            let mut long = t.clone();
+            long.check.timeout = Duration::from_secs(5);
+            let in_flight = tokio::spawn(async move { check_once(&long).await });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(established_to(silent.addr.port()), 1);
+            in_flight.abort();
+            for _ in 0..20 {
+                let r = check_once(&t).await;
+                assert_eq!(r.outcome, Err("ldap check timed out after 100ms".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let open = established_to(silent.addr.port());
+            assert_eq!(open, 0, "connections left open by 20 timed-out checks");
+        });
+    });
+}

@@ -185,6 +185,7 @@ pub fn cross_tools(target: Option<&str>) -> Result<()> {
         );
     }
     packages(AARCH64_PACKAGES).context("installing the cross linker")?;
+    arm64_openssl().context("installing Debian's arm64 libssl-dev")?;
     let out = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .current_dir(crate::cmd::workspace_root())
@@ -229,4 +230,39 @@ fn bpffs() -> Result<()> {
         return Ok(());
     }
     status(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
+}
+
+/// The arm64 OpenSSL that a cross-built `lb` links (LDAP checks over TLS
+/// use the system's libssl3 through native-tls): Debian's libssl-dev:arm64,
+/// installed side by side with the host's through multiarch (which also
+/// brings the host's libssl-dev to the same version, as multiarch
+/// requires).
+fn arm64_openssl() -> Result<()> {
+    use crate::build::{AARCH64_INCLUDE_DIR, AARCH64_LIB_DIR};
+    let have = |p: &str| std::path::Path::new(p).exists();
+    if have(&format!("{AARCH64_LIB_DIR}/libssl.so"))
+        && have(&format!("{AARCH64_INCLUDE_DIR}/openssl/opensslconf.h"))
+    {
+        return Ok(());
+    }
+    let out = Command::new("dpkg")
+        .arg("--print-foreign-architectures")
+        .output()
+        .context("running dpkg")?;
+    if !String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|a| a.trim() == "arm64")
+    {
+        eprintln!("adding arm64 to dpkg's architectures (multiarch), for libssl-dev:arm64");
+        status(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
+    }
+    let apt = |args: &[&str]| {
+        let mut c = Command::new("apt-get");
+        c.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(std::process::Stdio::null());
+        c
+    };
+    status(&mut apt(&["update", "-q"]))?;
+    status(&mut apt(&["install", "-y", "-q", "libssl-dev:arm64"]))
 }
