@@ -87,6 +87,20 @@ impl Lab {
         lab
     }
 
+    /// Set a (per-namespace) sysctl in the lab's namespace.
+    pub fn sysctl(&self, key: &str, value: &str) {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns,
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("{key}={value}"),
+        ]);
+    }
+
     /// Where the configs put the control socket (in a directory the agent
     /// creates).
     pub fn socket(&self) -> PathBuf {
