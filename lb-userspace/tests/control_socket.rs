@@ -224,3 +224,54 @@ fn oversized_lines_are_refused_without_the_agent_growing() {
         .expect("lb status after the oversized lines");
     assert!(status.ok, "{status:?}");
 }
+
+#[test]
+fn control_group_is_checked_where_it_is_written() {
+    let config = |group: &str| {
+        format!(
+            "[agent]\ninterfaces = [\"eth0\"]\ncontrol_group = {group}\n\n\
+             [[virtual_server]]\nname = \"web\"\naddress = \"10.97.0.100\"\nport = 80\n\
+             protocol = \"tcp\"\nforwarding = \"nat\"\n  [[virtual_server.real_server]]\n  address = \"10.98.0.2\"\n"
+        )
+    };
+    let parsed = lb_userspace::config::parse(&config("\"lb\""), "lb.toml").unwrap();
+    assert_eq!(parsed.agent.control_group.as_deref(), Some("lb"));
+    for (bad, says) in [
+        ("\"\"", "is empty"),
+        ("\"l b\"", "is not a group name"),
+        ("\"a:b\"", "is not a group name"),
+    ] {
+        let err = lb_userspace::config::parse(&config(bad), "lb.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("lb.toml:3:17: field `agent.control_group`") && err.contains(says),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_control_group_stops_the_agent_saying_what_to_do() {
+    let lab = Lab::new("cs-nogrp");
+    let config = lab.config("lb.toml", "control_group = \"lb-no-such-group\"", 1);
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns,
+            agent_support::LB,
+            "run",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "lb run started: {stderr}");
+    assert!(
+        stderr.contains("no group `lb-no-such-group`") && stderr.contains("groupadd"),
+        "{stderr}"
+    );
+    assert!(!lab.socket().exists(), "a socket was left behind");
+}
