@@ -26,8 +26,8 @@
 //! group) when missing.
 //!
 //! Bounds, so no client can grow the agent or hold it: at most
-//! [`MAX_CLIENTS`] connections at once (one more is answered "busy" and
-//! closed), request lines of at most [`MAX_LINE`] bytes read into a buffer
+//! [`MAX_CLIENTS`] connections at once, [`MAX_NON_ROOT_CLIENTS`] of them
+//! from callers other than root (one more is answered "busy" and closed), request lines of at most [`MAX_LINE`] bytes read into a buffer
 //! of that size (a longer line is answered with an error and the
 //! connection closed, before anything more is read), [`IDLE_TIMEOUT`] to
 //! send each request and [`WRITE_TIMEOUT`] to take each answer.
@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader as AsyncBufReader},
     net::{unix::OwnedReadHalf, UnixListener, UnixStream},
-    sync::{mpsc, oneshot, Semaphore},
+    sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore},
 };
 
 use crate::status::Status;
@@ -57,6 +57,8 @@ use peer::{Caller, ControlGroup};
 pub const MAX_LINE: usize = 8 * 1024;
 /// Connections served at once; `lb` opens one per command.
 pub const MAX_CLIENTS: usize = 16;
+/// Of those, connections from callers other than root.
+pub const MAX_NON_ROOT_CLIENTS: usize = 12;
 /// How long a connected client may take to send each request line.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to read each answer.
@@ -210,8 +212,7 @@ pub struct ControlServer {
     path: PathBuf,
     listener: UnixListener,
     group: Option<ControlGroup>,
-    /// One permit per connection being served ([`MAX_CLIENTS`]).
-    slots: Arc<Semaphore>,
+    slots: Slots,
 }
 
 impl ControlServer {
@@ -242,7 +243,7 @@ impl ControlServer {
             path: path.to_path_buf(),
             listener,
             group,
-            slots: Arc::new(Semaphore::new(MAX_CLIENTS)),
+            slots: Slots::default(),
         })
     }
 
@@ -269,10 +270,6 @@ impl ControlServer {
         loop {
             match self.listener.accept().await {
                 Ok((stream, _)) => {
-                    let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-                        refuse_busy(&stream);
-                        continue;
-                    };
                     let caller = match peer::credentials(&stream) {
                         Ok(creds) => Caller::classify(&creds, self.group.as_ref()),
                         Err(e) => {
@@ -282,13 +279,17 @@ impl ControlServer {
                             continue;
                         }
                     };
+                    let Some(slots) = self.slots.take(&caller) else {
+                        refuse_busy(&stream);
+                        continue;
+                    };
                     let routes = Routes {
                         agent: requests.clone(),
                         vrrp: vrrp.clone(),
                     };
                     tokio::spawn(async move {
                         handle_client(stream, routes, caller).await;
-                        drop(slot);
+                        drop(slots);
                     });
                 }
                 Err(e) => {
@@ -331,12 +332,44 @@ impl Routes {
     }
 }
 
+/// Connection slots: [`MAX_CLIENTS`] in all, of which non-root callers
+/// may hold [`MAX_NON_ROOT_CLIENTS`], so that a group member (or a refused
+/// client) keeping connections open cannot lock root out.
+struct Slots {
+    all: Arc<Semaphore>,
+    non_root: Arc<Semaphore>,
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Self {
+            all: Arc::new(Semaphore::new(MAX_CLIENTS)),
+            non_root: Arc::new(Semaphore::new(MAX_NON_ROOT_CLIENTS)),
+        }
+    }
+}
+
+/// The permits a served connection holds until it ends.
+type Held = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
+
+impl Slots {
+    /// The permits for one more connection from `caller`, if any is free.
+    fn take(&self, caller: &Caller) -> Option<Held> {
+        let non_root = match caller {
+            Caller::Root => None,
+            _ => Some(self.non_root.clone().try_acquire_owned().ok()?),
+        };
+        let all = self.all.clone().try_acquire_owned().ok()?;
+        Some((all, non_root))
+    }
+}
+
 /// One more client than [`MAX_CLIENTS`]: told so without waiting for it
 /// (a fresh socket's buffer takes the line at once) and closed.
 fn refuse_busy(stream: &UnixStream) {
-    let line = response_line(&Response::error(format!(
-        "the agent is busy: {MAX_CLIENTS} control connections are open; try again"
-    )));
+    let line = response_line(&Response::error(
+        "the agent is busy: too many control connections are open; try again",
+    ));
     let _ = stream.try_write(&line);
 }
 

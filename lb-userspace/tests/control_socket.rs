@@ -6,6 +6,8 @@
 //!   `lb reload`; a non-member cannot connect;
 //! - the socket has its final mode (and group) from the instant its path
 //!   exists;
+//! - silent clients are closed after 10 s, and a group member's cannot
+//!   take the connection slots root needs;
 //! - request lines longer than the cap are refused and the connection
 //!   closed, from more clients than the connection cap, without the
 //!   agent's memory growing with what they send.
@@ -16,7 +18,7 @@
 mod agent_support;
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     os::unix::{fs::MetadataExt as _, net::UnixStream},
     path::Path,
     time::{Duration, Instant},
@@ -274,4 +276,52 @@ fn an_unknown_control_group_stops_the_agent_saying_what_to_do() {
         "{stderr}"
     );
     assert!(!lab.socket().exists(), "a socket was left behind");
+}
+
+#[test]
+fn silent_clients_are_dropped_and_cannot_lock_root_out() {
+    require_nogroup();
+    let lab = Lab::new("cs-idle");
+    let config = lab.config("lb.toml", "control_group = \"nogroup\"", 1);
+    let _agent = lab.start(&config, None);
+    let socket = lab.socket();
+
+    // 16 connections from a group member that send nothing: it may hold
+    // 12, the others are told the agent is busy.
+    let opened = Instant::now();
+    let silent: Vec<UnixStream> = (0..16)
+        .map(|_| {
+            agent_support::connect_as(&socket, 65534, 65534, &[65534])
+                .expect("connecting as nobody:nogroup")
+        })
+        .collect();
+    let mut busy = 0;
+    for s in &silent {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut line = String::new();
+        if BufReader::new(s).read_line(&mut line).is_ok() && line.contains("busy") {
+            busy += 1;
+        }
+    }
+    assert_eq!(busy, 4, "busy answers to a member's 16 silent connections");
+    // Root still gets in.
+    let status = lb_userspace::control::request(&socket, &lb_userspace::control::Request::Status)
+        .expect("root's lb status beside 12 silent connections");
+    assert!(status.ok, "{status:?}");
+    // And the silent ones are closed once idle for 10 s.
+    for s in &silent {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut rest = Vec::new();
+        let _ = (&*s).read_to_end(&mut rest);
+    }
+    let closed_after = opened.elapsed();
+    assert!(
+        closed_after < Duration::from_secs(13),
+        "silent clients were closed only after {closed_after:?}"
+    );
+    assert!(
+        closed_after > Duration::from_secs(9),
+        "silent clients were closed before their 10 s: {closed_after:?}"
+    );
 }

@@ -268,6 +268,38 @@ impl Drop for Agent {
     }
 }
 
+/// A connection to the Unix socket `path` made with the credentials
+/// `uid`, `gid`, `groups` (which the agent reads with SO_PEERCRED and
+/// SO_PEERGROUPS): made on a thread of its own that drops to them with the
+/// raw system calls, which change that thread only (glibc's wrappers would
+/// change every thread of the test).
+pub fn connect_as(
+    path: &Path,
+    uid: u32,
+    gid: u32,
+    groups: &[u32],
+) -> std::io::Result<std::os::unix::net::UnixStream> {
+    let path = path.to_path_buf();
+    let groups = groups.to_vec();
+    std::thread::spawn(move || {
+        // SAFETY: credential system calls on this thread alone, which ends
+        // right after the connect.
+        unsafe {
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()),
+                0,
+                "setgroups: {}",
+                std::io::Error::last_os_error()
+            );
+            assert_eq!(libc::syscall(libc::SYS_setresgid, gid, gid, gid), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
+        }
+        std::os::unix::net::UnixStream::connect(&path)
+    })
+    .join()
+    .unwrap()
+}
+
 /// `lb ARGS` as uid/gid/groups given to `setpriv` (e.g. `--reuid=65534`),
 /// its exit success, stdout and stderr.
 pub fn lb_as(setpriv: &[&str], args: &[&str]) -> (bool, String, String) {
