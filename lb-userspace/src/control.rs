@@ -1,5 +1,6 @@
-//! The agent's control socket: a Unix stream socket, root-only, speaking
-//! one JSON object per line.
+//! The agent's control socket: a Unix stream socket for root (and, for
+//! `status` only, an `[agent] control_group`), speaking one JSON object per
+//! line.
 //!
 //! Protocol (each request and each response is one line of JSON; a client
 //! may send several requests on one connection):
@@ -526,6 +527,40 @@ mod tests {
         ));
         let err = parse_request(r#"{"cmd":"vrrp_explode"}"#).err().unwrap();
         assert!(err.to_string().contains("vrrp_handoff"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_reader_gets_status_and_nothing_else_reaches_the_agent() {
+        let (agent, mut agent_rx) = mpsc::channel::<Incoming>(4);
+        let routes = Routes { agent, vrrp: None };
+        let reader = Caller::Reader {
+            uid: 1000,
+            group: "lb".into(),
+        };
+        for line in [
+            r#"{"cmd":"reload"}"#,
+            r#"{"cmd":"vrrp_handoff","instance":"VI_1"}"#,
+            r#"{"cmd":"vrrp_resume"}"#,
+        ] {
+            let answer = answer(line.as_bytes(), &reader, &routes).await.unwrap();
+            let error = answer.error.unwrap_or_default();
+            assert!(
+                !answer.ok && error.contains("needs root"),
+                "{line}: {error}"
+            );
+        }
+        assert!(
+            agent_rx.try_recv().is_err(),
+            "a refused request reached the agent"
+        );
+        let replying = tokio::spawn(async move {
+            let (request, reply) = agent_rx.recv().await.unwrap();
+            assert_eq!(request, Request::Status);
+            let _ = reply.send(Response::status(Status::default()));
+        });
+        let status = answer(br#"{"cmd":"status"}"#, &reader, &routes).await;
+        assert!(status.unwrap().ok);
+        replying.await.unwrap();
     }
 
     #[tokio::test]
