@@ -6,4 +6,5 @@ pub mod http;
 pub mod ipvs;
 pub mod packet;
 pub mod rate;
+pub mod scaleout;
 pub mod vrrp;
