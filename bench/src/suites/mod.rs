@@ -7,4 +7,5 @@ pub mod ipvs;
 pub mod packet;
 pub mod rate;
 pub mod scaleout;
+pub mod small_board;
 pub mod vrrp;
