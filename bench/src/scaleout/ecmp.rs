@@ -5,7 +5,7 @@
 //! descriptions, RFC 2992 and the nexthop documentation):
 //!
 //! - [`HashThreshold`]: what a plain multipath route does (IPv4 since Linux
-//!   4.14, IPv6 since 4.16), and what FRR's zebra or BIRD install when BGP
+//!   4.4, IPv6 since 4.16), and what FRR's zebra or BIRD install when BGP
 //!   gives them several equal paths. The 31-bit flow hash space is cut into
 //!   one region per next hop, in next-hop order, sized by weight; a flow
 //!   goes to the next hop whose region holds its hash. A change of the set
