@@ -130,6 +130,58 @@ fn goal_table(id: &str, title: &str, goal_label: &str, goal: f64, cols: &[&str])
     t
 }
 
+/// What an idle agent was seen using.
+struct Idle {
+    /// /proc/PID/status.
+    status: String,
+    /// VmRSS, MiB.
+    rss: f64,
+    maps: Vec<MapInfo>,
+    /// Map names and their memlock, for the note.
+    named: Vec<(String, u64)>,
+}
+
+/// Starts `lb run` with [`SERVICES`] services in a namespace of its own,
+/// lets it go idle and reads its memory and its maps.
+fn measure_idle(bin: &Path, quick: bool) -> anyhow::Result<Idle> {
+    let ns = Netns::new("sbrd")?;
+    let peer = Netns::new("sbpeer")?;
+    veth(&ns, "e0", &peer, "p0", None)?;
+    veth(&ns, "e1", &peer, "p1", None)?;
+    ns.ip("addr add 192.168.253.254/24 dev e0")?;
+    ns.ip("addr add 172.16.14.120/24 dev e1")?;
+    let dir = std::env::temp_dir().join(format!("lbb{}-small-board", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let text = config(&dir.join("lb.sock"), SERVICES);
+    eprintln!("  [control] small board: agent idle with {SERVICES} services, default sizes");
+    let agent = Agent::start(bin, &ns, &dir, "small", &text)?;
+    // Idle: after start-up (the first `lb status` answered) and a pause in
+    // which the first health rounds and allocations settle.
+    std::thread::sleep(Duration::from_secs(if quick { 1 } else { 5 }));
+    let status = agent.proc_file("status")?;
+    let rss = agent.rss_mib()?;
+    let maps = maps_of(agent.pid)?;
+    // Names while the agent still holds the maps (ids die with them).
+    let named = maps
+        .iter()
+        .map(|m| {
+            let name = aya::maps::MapInfo::from_id(m.id)
+                .ok()
+                .and_then(|i| i.name_as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("map {}", m.id));
+            (name, m.memlock)
+        })
+        .collect();
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Idle {
+        status,
+        rss,
+        maps,
+        named,
+    })
+}
+
 /// Both tables (RSS and map memory of an idle agent with the default
 /// sizes) and a note naming what each map costs.
 pub fn tables(ctx: &Ctx) -> anyhow::Result<(Vec<Table>, Vec<String>)> {
@@ -160,38 +212,11 @@ pub fn tables(ctx: &Ctx) -> anyhow::Result<(Vec<Table>, Vec<String>)> {
         return Ok((vec![rss, maps], Vec::new()));
     };
 
-    let ns = Netns::new("sbrd")?;
-    let peer = Netns::new("sbpeer")?;
-    veth(&ns, "e0", &peer, "p0", None)?;
-    veth(&ns, "e1", &peer, "p1", None)?;
-    ns.ip("addr add 192.168.253.254/24 dev e0")?;
-    ns.ip("addr add 172.16.14.120/24 dev e1")?;
-    let dir = std::env::temp_dir().join(format!("lbb{}-small-board", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let text = config(&dir.join("lb.sock"), SERVICES);
-    eprintln!("  [control] small board: agent idle with {SERVICES} services, default sizes");
-    let agent = Agent::start(&bin, &ns, &dir, "small", &text)?;
-    // Idle: after start-up (the first `lb status` answered) and a pause in
-    // which the first health rounds and allocations settle.
-    std::thread::sleep(Duration::from_secs(if ctx.quick { 1 } else { 5 }));
-    let status = agent.proc_file("status")?;
+    let idle = measure_idle(&bin, ctx.quick)?;
+    let (status, found, mut named) = (idle.status, idle.maps, idle.named);
     let kib = |k: &str| status_field(&status, k).map(|v| v / 1024.0);
-    let rss_now = agent.rss_mib()?;
+    let rss_now = idle.rss;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let found = maps_of(agent.pid)?;
-    // Names while the agent still holds the maps (ids die with them).
-    let mut named: Vec<(String, u64)> = found
-        .iter()
-        .map(|m| {
-            let name = aya::maps::MapInfo::from_id(m.id)
-                .ok()
-                .and_then(|i| i.name_as_str().map(str::to_owned))
-                .unwrap_or_else(|| format!("map {}", m.id));
-            (name, m.memlock)
-        })
-        .collect();
-    drop(agent);
-    let _ = std::fs::remove_dir_all(&dir);
 
     let met = |v: f64, goal: f64, strict: bool| {
         if (strict && v < goal) || (!strict && v <= goal) {
