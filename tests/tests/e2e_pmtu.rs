@@ -8,12 +8,17 @@
 //! Before lb delivered these errors the download stalled (the balancer's
 //! own kernel swallowed them).
 //!
+//! The other way round, in NAT: a real server's own ICMP error about a
+//! client's datagram ("port unreachable") must reach the client as the
+//! VIP's, quoting the VIP, or the client's socket never learns of it (and
+//! the real server's address leaks).
+//!
 //! Layout: the harness's NAT or DR topology, whose `client` namespace
 //! becomes the router (forwarding on), plus a `far` namespace behind it
 //! (10.7.0.2 / fd00:77::2, MTU 1500 on its own interface, so it announces
 //! MSS 1460) on a veth whose router end has MTU 1280.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -223,4 +228,90 @@ fn pmtu_nat_ipv6_download_completes_through_a_narrow_link() {
 #[test]
 fn pmtu_dr_ipv4_download_completes_through_a_narrow_link() {
     download_through_narrow_link(Forwarding::Dr, false);
+}
+
+/// A UDP port the real servers do not listen on: they answer "port
+/// unreachable".
+const CLOSED_PORT: u16 = 7009;
+const DATAGRAMS: usize = 3;
+
+/// What a client's connected UDP socket learns after sending to `to`:
+/// Linux reports a matching "port unreachable" as ECONNREFUSED on the next
+/// receive, and only when the error quotes the socket's own addresses and
+/// ports (the VIP's, not the real server's).
+fn refused(client: &Netns, to: SocketAddr) -> Vec<std::io::ErrorKind> {
+    client
+        .enter(move || {
+            (0..DATAGRAMS)
+                .map(|i| {
+                    let bind = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+                    let s = UdpSocket::bind(bind).unwrap();
+                    s.connect(to).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                    s.send(format!("hello {i}").as_bytes()).unwrap();
+                    let mut buf = [0u8; 64];
+                    match s.recv(&mut buf) {
+                        Ok(_) => panic!("a closed port answered"),
+                        Err(e) => e.kind(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap()
+}
+
+fn nat_port_unreachable_reaches_the_client(v6: bool) {
+    let web = Web::start_with(Forwarding::Nat, &[1, 1], |topo| {
+        let vip = if v6 {
+            IpAddr::V6(topo.vip6.unwrap())
+        } else {
+            IpAddr::V4(topo.vip)
+        };
+        vec![VirtualServer::for_topology(
+            topo,
+            "closed",
+            vip,
+            CLOSED_PORT,
+            "udp",
+            &[1, 1],
+        )]
+    });
+    let vip = if v6 {
+        IpAddr::V6(web.topo.vip6.unwrap())
+    } else {
+        IpAddr::V4(web.topo.vip)
+    };
+    let kinds = refused(&web.topo.client.ns, SocketAddr::new(vip, CLOSED_PORT));
+    // Read after the verdict on the sockets, whose message it completes.
+    let translated = web
+        .agent
+        .status_json()
+        .ok()
+        .and_then(|s| s["events"]["icmp_from_real"].as_u64())
+        .unwrap_or(0);
+    assert!(
+        kinds
+            .iter()
+            .all(|k| *k == std::io::ErrorKind::ConnectionRefused),
+        "{}: the client's sockets saw {kinds:?}, not \"connection refused\": the real \
+         servers' port unreachable did not reach them as the VIP's (lb translated \
+         {translated})\nlb log:\n{}",
+        if v6 { "IPv6" } else { "IPv4" },
+        web.agent.log()
+    );
+    assert!(
+        translated >= DATAGRAMS as u64,
+        "icmp_from_real: {translated}"
+    );
+    web.finish();
+}
+
+#[test]
+fn nat_ipv4_real_servers_port_unreachable_reaches_the_client_as_the_vips() {
+    nat_port_unreachable_reaches_the_client(false);
+}
+
+#[test]
+fn nat_ipv6_real_servers_port_unreachable_reaches_the_client_as_the_vips() {
+    nat_port_unreachable_reaches_the_client(true);
 }
