@@ -566,3 +566,79 @@ fn ip_options_in_the_quote_are_skipped() {
         }],
     );
 }
+
+#[test]
+fn tagged_errors_follow_the_rules_of_tagged_flows() {
+    let lb = world();
+    let mut t = Vec::new();
+    // NAT, tagged, towards another device: translated, then the kernel's
+    // VLAN device forwards it (TTL and MACs as they came).
+    let key = flow_key(&sockaddr(FAR, 40003), &sockaddr(VIP, 80), PROTO_TCP);
+    let b = lb.backends[&lb.predict(WEB, &key)];
+    let reply = ip_packet(true, &sockaddr(VIP, 80), &sockaddr(FAR, 40003));
+    let real_reply = ip_packet(true, &b.to_string(), &sockaddr(FAR, 40003));
+    t.push(Case {
+        what: "NAT frag-needed, 802.1Q tagged".into(),
+        side: Side::Client,
+        input: icmp_error(ROUTER, VIP, V4_UNREACH, V4_FRAG_NEEDED, MTU, &reply)
+            .vlan(10)
+            .build(),
+        verdict: verdict::PASS,
+        output: Some(
+            icmp_error(
+                ROUTER,
+                &b.ip().to_string(),
+                V4_UNREACH,
+                V4_FRAG_NEEDED,
+                MTU,
+                &expected_quote(&reply, &real_reply, true),
+            )
+            .vlan(10)
+            .build(),
+        ),
+        event: Some(event::ICMP_TO_REAL),
+    });
+    // DR, tagged: back out of the link it came from, tag kept.
+    let key = flow_key(&sockaddr(FAR, 40000), "192.168.253.130:389", PROTO_TCP);
+    let dr = lb.backends[&lb.predict(LDAP, &key)];
+    let dr_reply = ip_packet(true, "192.168.253.130:389", &sockaddr(FAR, 40000));
+    let f = icmp_error(
+        ROUTER,
+        "192.168.253.130",
+        V4_UNREACH,
+        V4_FRAG_NEEDED,
+        MTU,
+        &dr_reply,
+    )
+    .vlan(10);
+    t.push(Case {
+        what: "DR frag-needed, 802.1Q tagged".into(),
+        side: Side::Client,
+        input: f.build(),
+        verdict: verdict::TX,
+        output: Some(f.macs(ETH0_MAC, neighbour_mac(dr.ip())).build()),
+        event: Some(event::ICMP_TO_REAL),
+    });
+    // A real server's error, tagged on the device whose route names the
+    // real server untagged: from another network, as for tagged replies.
+    let request = ip_packet(false, &sockaddr(CLIENT, 40000), "172.16.14.121:5353");
+    t.push(Case {
+        what: "real server's unreachable, tagged on its untagged link".into(),
+        side: Side::Server,
+        input: icmp_error(
+            "172.16.14.121",
+            CLIENT,
+            V4_UNREACH,
+            V4_PORT_UNREACH,
+            0,
+            &request,
+        )
+        .macs(server_mac(121), ETH1_MAC)
+        .vlan(10)
+        .build(),
+        verdict: verdict::PASS,
+        output: None,
+        event: Some(event::REPLY_WRONG_INGRESS),
+    });
+    run_table(&lb, &t);
+}
