@@ -649,8 +649,6 @@ pub(super) fn health_check(layers: &[Layer<'_>], src: &Source<'_>) -> Result<Hea
     })
 }
 
-/// A `{word}` that looks like a placeholder but is not one of ours
-/// (`${VAR}` in a shell script argument is left alone).
 /// `tls` and `ca_file` of an LDAP check. `ca_file` must be absolute (the
 /// agent runs from `/` under systemd; a path relative to where `lb check`
 /// ran would mean another file there) and hold PEM certificates, checked
@@ -728,6 +726,8 @@ pub(super) fn tls_reaches(
     }
 }
 
+/// A `{word}` that looks like a placeholder but is not one of ours
+/// (`${VAR}` in a shell script argument is left alone).
 fn unknown_placeholder(arg: &str) -> Option<&str> {
     let mut rest = arg;
     let mut offset = 0;
