@@ -26,7 +26,7 @@
 //! runs happen in a private namespace of this thread with the seed 001
 //! balancer's interfaces, permanent neighbours and forwarding on.
 
-use std::net::SocketAddrV4;
+use std::{net::SocketAddrV4, path::Path};
 
 use anyhow::{bail, ensure, Context as _};
 use aya::{programs::Xdp, Ebpf};
@@ -327,6 +327,7 @@ fn client(i: u32, base_port: u16) -> SocketAddrV4 {
 }
 
 fn measure(c: &Counts, quick: bool, machine: &crate::machine::Machine) -> anyhow::Result<Report> {
+    let load0 = load_average();
     let net = network()?;
     eprintln!(
         "  [packet] loading lb_xdp (flow table {} entries) and the baseline",
@@ -356,7 +357,7 @@ fn measure(c: &Counts, quick: bool, machine: &crate::machine::Machine) -> anyhow
         "baseline XDP_TX",
         "cost relative to the MAC-swap XDP_TX baseline, lower is better",
     )
-    .columns(&["min", "max", "verdict"]);
+    .columns(&["min", "max", "verdict", "goal", "met"]);
     let mut push_rep = |label: &str, r: (f64, f64, f64), v: u32| {
         rep.push(Row::new(
             label,
@@ -411,7 +412,7 @@ fn measure(c: &Counts, quick: bool, machine: &crate::machine::Machine) -> anyhow
         "baseline XDP_TX",
         "cost relative to the baseline timed the same way, lower is better",
     )
-    .columns(&["mean", "p99", "est. excl. timer", "verdict"]);
+    .columns(&["mean", "p99", "est. excl. timer", "verdict", "goal", "met"]);
     let mut singles: Vec<(String, Vec<f64>, u32)> = Vec::new();
     let n = c.single;
     singles.push((
@@ -562,9 +563,15 @@ fn measure(c: &Counts, quick: bool, machine: &crate::machine::Machine) -> anyhow
             lb_common::NEXT_HOP_TTL_NS / 1_000_000
         ),
     ];
+    judge(&mut rep);
+    judge(&mut one);
     report.tables = vec![rep, one];
+    report.notes.push(format!(
+        "Load average (1, 5, 15 min) at the start: {load0}; at the end: {}. Other jobs on the machine move the nanoseconds; the ratios to the same-run baseline are the result.",
+        load_average()
+    ));
     report.notes.push(
-        "Goal (issue 4): established flow at most 2x the XDP_TX baseline. For scale, Katran's harness reports about 100-120 ns per packet on its hardware.".into(),
+        "Goals (issue 12): 20% under Katran's multiple of the same baseline, measured the same way; `met` compares this run's ratio. For scale, Katran's harness reports about 100-120 ns per packet on its hardware.".into(),
     );
     Ok(report)
 }
@@ -584,4 +591,149 @@ fn lb_real_of(lb: &Lb, f: &[u8], eth0: u32) -> anyhow::Result<SocketAddrV4> {
         ip.into(),
         u16::from_be_bytes([out[36], out[37]]),
     ))
+}
+
+/// Issue 12's goals: (table id, case, the most this case may cost as a
+/// multiple of its table's baseline). Katran measured the same cases on
+/// the same frames the same way; each goal is 20% under its ratio.
+pub const GOALS: &[(&str, &str, f64)] = &[
+    ("repeat", "non-VIP TCP, passed", 1.9),
+    ("repeat", "DR TCP, established flow", 4.4),
+    ("single", "non-VIP TCP, passed", 1.1),
+    ("single", "DR TCP, established flow", 2.0),
+    ("single", "NAT TCP, established flow", 2.0),
+    ("single", "DR TCP, new flow (Maglev + flow insert)", 5.6),
+    ("single", "NAT TCP, new flow", 5.6),
+];
+
+fn goal(table: &str, label: &str) -> Option<f64> {
+    GOALS
+        .iter()
+        .find(|(t, l, _)| *t == table && *l == label)
+        .map(|g| g.2)
+}
+
+/// Fills the `goal` and `met` columns of every row (the last two extra
+/// columns) from this run's ratio to the table's baseline.
+fn judge(t: &mut Table) {
+    let base = t
+        .rows
+        .iter()
+        .find(|r| r.label == t.baseline)
+        .and_then(|r| r.value);
+    for r in &mut t.rows {
+        let (g, met) = match (goal(&t.id, &r.label), r.value, base) {
+            (Some(g), Some(v), Some(b)) if b > 0.0 => (
+                format!("<= {g}"),
+                if v / b <= g { "met" } else { "not met" }.to_string(),
+            ),
+            (Some(g), ..) => (format!("<= {g}"), "-".into()),
+            _ => ("-".into(), "-".into()),
+        };
+        r.extra.push(g);
+        r.extra.push(met);
+    }
+}
+
+/// `/proc/loadavg`'s three averages, or "unknown".
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Name of the history files under the results directory.
+pub const HISTORY_JSONL: &str = "packet-history.jsonl";
+pub const HISTORY_MD: &str = "packet-history.md";
+
+/// One line of `packet-history.jsonl`: every case of one run.
+#[derive(serde::Serialize)]
+struct HistoryLine<'a> {
+    run_utc: &'a str,
+    machine: String,
+    quick: bool,
+    load_average_end: String,
+    cases: Vec<HistoryCase<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct HistoryCase<'a> {
+    table: &'a str,
+    case: &'a str,
+    ns: Option<f64>,
+    ratio: Option<f64>,
+    goal: Option<f64>,
+}
+
+/// Appends the run in `report` (ratios computed: after `Report::write`) to
+/// the history in `dir`: one JSON line with every case, and one row of the
+/// markdown table of the goal cases, so a regression shows next to the
+/// runs before it. The timestamped reports keep the full tables.
+pub fn append_history(report: &Report, dir: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(name))
+            .with_context(|| format!("opening {}", dir.join(name).display()))
+    };
+    let load = load_average();
+    let mut cases = Vec::new();
+    for t in &report.tables {
+        for r in &t.rows {
+            cases.push(HistoryCase {
+                table: &t.id,
+                case: &r.label,
+                ns: r.value,
+                ratio: r.ratio,
+                goal: goal(&t.id, &r.label),
+            });
+        }
+    }
+    let line = HistoryLine {
+        run_utc: &report.started_utc,
+        machine: report.machine.describe(),
+        quick: report.quick,
+        load_average_end: load.clone(),
+        cases,
+    };
+    writeln!(open(HISTORY_JSONL)?, "{}", serde_json::to_string(&line)?)?;
+
+    let md_new = !dir.join(HISTORY_MD).exists();
+    let mut md = open(HISTORY_MD)?;
+    if md_new {
+        writeln!(
+            md,
+            "# Packet suite history\n\nEach run's cost as a multiple of the XDP_TX baseline of the same run (goal in the header; `*` marks a missed goal). Appended by `lb-bench --suite packet`; the full tables are in `packet-<run>.md`.\n"
+        )?;
+        let mut head = "| run (UTC) | quick | load avg (end) |".to_string();
+        let mut rule = "|---|---|---|".to_string();
+        for (t, l, g) in GOALS {
+            head.push_str(&format!(" {l} ({t}, <= {g}) |"));
+            rule.push_str("---:|");
+        }
+        writeln!(md, "{head}\n{rule}")?;
+    }
+    let mut row = format!(
+        "| {} | {} | {load} |",
+        report.started_utc,
+        if report.quick { "yes" } else { "no" }
+    );
+    for (t, l, g) in GOALS {
+        let ratio = report
+            .tables
+            .iter()
+            .find(|x| x.id == *t)
+            .and_then(|x| x.rows.iter().find(|r| r.label == *l))
+            .and_then(|r| r.ratio);
+        row.push_str(&match ratio {
+            Some(q) if q <= *g => format!(" {q:.2} |"),
+            Some(q) => format!(" {q:.2}* |"),
+            None => " - |".into(),
+        });
+    }
+    writeln!(md, "{row}")?;
+    Ok(())
 }
