@@ -14,6 +14,8 @@
 //!   server recorded under another service id, so every repetition finds its
 //!   flow stale and schedules it again (flow lookup + Maglev + flow write):
 //!   an upper bound of a new flow's cost (a new flow's lookup misses instead).
+//!   The same with one thread per CPU at once (each its own flow) shows
+//!   what writers on every CPU cost each other in the shared flow table.
 //! - **single-shot**: one syscall per packet (repeat 1), each on a fresh copy
 //!   of the frame; truly new flows get a distinct source port each, and the
 //!   service's `conns` counter must grow by exactly the number of packets.
@@ -294,6 +296,59 @@ impl Prog<'_> {
         ))
     }
 
+    /// [`Prog::repeat`] on `threads` threads at once (each its own flow,
+    /// `frame(thread)`): what one packet costs while every CPU writes the
+    /// same flow table. Median over all threads' trials.
+    fn repeat_parallel<F: Fn(usize) -> Vec<u8> + Sync>(
+        &self,
+        what: &str,
+        threads: usize,
+        ingress: u32,
+        expect: u32,
+        c: &Counts,
+        frame: F,
+    ) -> anyhow::Result<(f64, f64, f64)> {
+        eprintln!(
+            "  [packet] repeat {what}: {threads} threads x {} x {}",
+            c.trials, c.repeat
+        );
+        let before = self.verdict_count(expect)?;
+        // Threads start in this thread's (private) network namespace.
+        let avgs: Vec<f64> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let f = frame(t);
+                    s.spawn(move || -> anyhow::Result<Vec<f64>> {
+                        let mut out = Vec::new();
+                        for _ in 0..c.trials {
+                            let (v, ns) = xdp::test_run(self.xdp, &f, ingress, c.repeat)?;
+                            ensure!(v == expect, "{what}: verdict {}", verdict_name(v));
+                            out.push(ns as f64);
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for h in handles {
+                all.extend(
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("{what}: a thread panicked"))??,
+                );
+            }
+            Ok::<_, anyhow::Error>(all)
+        })?;
+        if let (Some(b), Some(a)) = (before, self.verdict_count(expect)?) {
+            let runs = u64::from(c.repeat) * (c.trials * threads) as u64;
+            ensure!(a - b == runs, "{what}: {} of {runs} repetitions", a - b);
+        }
+        Ok((
+            median(&avgs).unwrap_or(0.0),
+            quantile(&avgs, 0.0).unwrap_or(0.0),
+            quantile(&avgs, 1.0).unwrap_or(0.0),
+        ))
+    }
+
     /// One syscall per frame; returns every duration in ns.
     fn single<F: Fn(u32) -> Vec<u8>>(
         &self,
@@ -403,6 +458,18 @@ fn measure(c: &Counts, quick: bool, machine: &crate::machine::Machine) -> anyhow
     ensure!(
         rescheduled == u64::from(c.repeat) * c.trials as u64,
         "forced reschedule: only {rescheduled} repetitions scheduled a flow"
+    );
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    push_rep(
+        &format!("DR TCP, forced reschedule, {cpus} CPUs at once"),
+        prog.repeat_parallel("DR TCP reschedule, parallel", cpus, e0, tx, c, |t| {
+            client_frame(
+                SocketAddrV4::new(*est.ip(), 41_000 + t as u16),
+                "192.168.253.120:81",
+                L4::Tcp,
+            )
+        })?,
+        tx,
     );
 
     let mut one = Table::new(
