@@ -24,8 +24,10 @@ use lb_tests::topology::Forwarding;
 
 /// Small on purpose: the flood must overrun it many times over.
 const FLOW_TABLE_SIZE: u32 = 4096;
-/// Frames per second of the flood: about 25x the table in the wrk run
-/// alone, without starving the 2-core test machines.
+/// Frames per second of the flood at most, so it floods the flow table,
+/// not the test's CPUs. The generator (one frame built per send) reached
+/// about 6,000/s on the shared 2-core machines: still over 10x the table
+/// during the transfers, which is what the test asserts (at least 2x).
 const FLOOD_RATE: u32 = 20_000;
 /// The bound on `lb status` during the flood.
 const STATUS_LIMIT: Duration = Duration::from_secs(1);
