@@ -157,6 +157,11 @@ const NAT_TCP: u32 = 1;
 const NAT_UDP: u32 = 2;
 const DR_UDP: u32 = 3;
 const RESCHED: u32 = 4;
+/// A service without real servers: its packets stop after the lookups
+/// (DROP, `no_backend`), which times the lookup stages on their own.
+const EMPTY: u32 = 5;
+/// Offset of the TCP flags byte in an untagged IPv4 frame without options.
+const TCP_FLAGS_OFF: usize = 14 + 20 + 13;
 
 fn configure(lb: &mut Lb) -> anyhow::Result<()> {
     let mut id = 0;
@@ -232,6 +237,7 @@ fn configure(lb: &mut Lb) -> anyhow::Result<()> {
         dr(81),
         99,
     )?;
+    lb.service(EMPTY, a("192.168.253.120:82"), PROTO_TCP, SVC_F_DR, &[])?;
     Ok(())
 }
 
@@ -432,6 +438,23 @@ fn measure(c: &Counts, quick: bool, machine: &crate::machine::Machine) -> anyhow
         "non-VIP TCP, passed",
         prog.repeat("non-VIP", &other, e0, pass, c)?,
         pass,
+    );
+    // Stages on their own (see BENCHMARKS.md): a SYN skips the flow table,
+    // so it pays parse + filter + SERVICES; an ACK adds a FLOWS lookup
+    // (a miss). Neither finds a real server: DROP.
+    let drop = verdict::DROP;
+    let mut empty_syn = client_frame(est, "192.168.253.120:82", L4::Tcp);
+    empty_syn[TCP_FLAGS_OFF] = 0x02;
+    push_rep(
+        "stage: parse + SERVICES lookup (SYN, no real server: drop)",
+        prog.repeat("stage SERVICES", &empty_syn, e0, drop, c)?,
+        drop,
+    );
+    let empty_ack = client_frame(est, "192.168.253.120:82", L4::Tcp);
+    push_rep(
+        "stage: parse + SERVICES + FLOWS lookup, a miss (ACK, no real server: drop)",
+        prog.repeat("stage FLOWS", &empty_ack, e0, drop, c)?,
+        drop,
     );
     // The first packet of the flow is the only new one: warm it up first.
     xdp::test_run(prog.xdp, &syn, e0, 1)?;
