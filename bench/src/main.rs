@@ -80,6 +80,9 @@ fn main() -> anyhow::Result<()> {
         }
         .with_context(|| format!("suite {name}"))?;
         let md = report.write(&out)?;
+        if name == "packet" {
+            suites::packet::append_history(&report, &out)?;
+        }
         println!("{}", std::fs::read_to_string(&md)?);
         eprintln!(
             "== suite {name} done in {:.1} s: {}",

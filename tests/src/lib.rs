@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod flood;
 pub mod netns;
 pub mod nginx;
 pub mod packet;
