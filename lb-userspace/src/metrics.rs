@@ -482,6 +482,7 @@ mod tests {
             events: Default::default(),
             source: None,
             vrrp: Vec::new(),
+            announce: None,
         };
         let h = HealthMetrics::default();
         let key = TargetKey {

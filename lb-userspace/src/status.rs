@@ -521,6 +521,7 @@ mod tests {
             events: [("nat_reply".to_string(), 25u64)].into_iter().collect(),
             source: None,
             vrrp: Vec::new(),
+            announce: None,
         }
     }
 

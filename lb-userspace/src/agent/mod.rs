@@ -39,6 +39,7 @@ use crate::{
     dataplane::{loader, maps::MapOpenError, pin::PinError, programmer::ProgramError},
 };
 
+mod announce;
 mod events;
 mod reload;
 mod shutdown;
@@ -71,6 +72,8 @@ pub enum AgentError {
     Signal(std::io::Error),
     #[error("cannot start VRRP: {0}")]
     Vrrp(Box<crate::vrrp::VrrpError>),
+    #[error("cannot start announcing ([announce]): {0}")]
+    Announce(Box<crate::netlink::NetlinkError>),
 }
 
 /// Run the agent in the foreground until SIGINT/SIGTERM, with the data
