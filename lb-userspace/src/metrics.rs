@@ -27,6 +27,11 @@
 //!   `lb_vrrp_master_conflicts_total`, and
 //!   `lb_vrrp_last_transition_timestamp_seconds` (the status keeps the last
 //!   transition, not a count: `changes()` over it counts transitions).
+//! - `[announce]`: `lb_announce_vip{vip}` 1 while the VIP's route is in
+//!   the table (announced), 0 while withdrawn, with
+//!   `lb_announce_vip_withheld{vip,reason}` 1 for the reason (draining,
+//!   no_real_server_up, not_attached, route_error); `lb_drain_state{state}`
+//!   1 for the current one of announcing, draining, drained.
 //!
 //! The server is a minimal HTTP/1.0-style responder on tokio: one request
 //! per connection, answered and closed, which is all a scraper needs.
@@ -253,9 +258,47 @@ pub fn render(status: &Status, health: Option<&HealthMetrics>) -> String {
             .inc_by(*n);
     }
     vrrp(&mut registry, &status.vrrp);
+    if let Some(a) = &status.announce {
+        announce(&mut registry, a);
+    }
     let mut out = String::new();
     encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
+}
+
+/// The drain states `AnnounceStatus::drain` reports.
+const DRAIN_STATES: [&str; 3] = ["announcing", "draining", "drained"];
+
+fn announce(registry: &mut Registry, a: &crate::status::AnnounceStatus) {
+    let vip = gauges(
+        registry,
+        "lb_announce_vip",
+        "1 while the VIP's route is in the table the BGP daemon announces, 0 while withdrawn",
+    );
+    let withheld = gauges(
+        registry,
+        "lb_announce_vip_withheld",
+        "1 for the reason a configured VIP is not announced",
+    );
+    for v in &a.vips {
+        let labels: Labels = vec![("vip".into(), v.address.clone())];
+        vip.get_or_create(&labels).set(i64::from(v.announced));
+        if let Some(reason) = &v.reason {
+            withheld
+                .get_or_create(&with(&labels, &[("reason", reason)]))
+                .set(1);
+        }
+    }
+    let drain = gauges(
+        registry,
+        "lb_drain_state",
+        "1 for the node's drain state (announcing, draining, drained = safe to stop)",
+    );
+    for state in DRAIN_STATES {
+        drain
+            .get_or_create(&vec![("state".into(), state.into())])
+            .set(i64::from(a.drain == state));
+    }
 }
 
 /// The states a VRRP instance reports (`VrrpStatus::state`).
