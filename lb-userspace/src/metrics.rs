@@ -446,6 +446,49 @@ mod tests {
     use crate::status::{RealServerStatus, ServiceStatus, VrrpTransition};
 
     #[test]
+    fn announce_series_per_vip_and_drain_state() {
+        use crate::status::{AnnounceStatus, VipStatus};
+        let status = Status {
+            announce: Some(AnnounceStatus {
+                table: 200,
+                protocol: 252,
+                interface: "lo".into(),
+                drain: "announcing".into(),
+                vips: vec![
+                    VipStatus {
+                        address: "192.0.2.10".into(),
+                        announced: true,
+                        services: vec!["web".into()],
+                        ..VipStatus::default()
+                    },
+                    VipStatus {
+                        address: "192.0.2.20".into(),
+                        announced: false,
+                        reason: Some("no_real_server_up".into()),
+                        services: vec!["api".into()],
+                        ..VipStatus::default()
+                    },
+                ],
+                ..AnnounceStatus::default()
+            }),
+            ..Status::default()
+        };
+        let text = render(&status, None);
+        for line in [
+            "lb_announce_vip{vip=\"192.0.2.10\"} 1\n",
+            "lb_announce_vip{vip=\"192.0.2.20\"} 0\n",
+            "lb_announce_vip_withheld{vip=\"192.0.2.20\",reason=\"no_real_server_up\"} 1\n",
+            "lb_drain_state{state=\"announcing\"} 1\n",
+            "lb_drain_state{state=\"drained\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains("lb_announce_vip_withheld{vip=\"192.0.2.10\""));
+        // Without [announce]: no announce series at all.
+        assert!(!render(&Status::default(), None).contains("lb_announce"));
+    }
+
+    #[test]
     fn vrrp_series_per_instance() {
         let status = Status {
             vrrp: vec![VrrpStatus {
