@@ -183,6 +183,21 @@ fn kill_9_of_an_agent_withdraws_nothing_and_xdp_keeps_forwarding() {
     let r = ab(&c.client, &web("/"), 600, 10).expect("ab after kill -9");
     assert_eq!(r.failed, 0, "{r:?}");
     assert_eq!(r.complete, 600);
+    // `lb unload` takes the announcements away with the data plane.
+    let out = c.node(1).unload(&c.bin).expect("lb unload");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "lb unload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("removed 2 announced routes from table 200"),
+        "{stdout}"
+    );
+    assert_eq!(c.node(1).announce_routes().unwrap().trim(), "");
+    c.wait_next_hops(VIP_WEB, &[all[0], all[2]], ROUTE_CHANGE)
+        .expect("the router withdraws node2 after lb unload");
 }
 
 #[test]

@@ -152,6 +152,20 @@ impl Node {
         Ok(())
     }
 
+    /// `lb unload --config lb.toml` inside the node's namespace (no agent
+    /// running): its output, whatever the exit status.
+    pub fn unload(&self, bin: &Path) -> Result<Output> {
+        self.ns
+            .command(bin)
+            .args(["unload", "--config"])
+            .arg(self.dir.join("lb.toml"))
+            .arg("--socket")
+            .arg(self.socket())
+            .stdin(Stdio::null())
+            .output()
+            .context("running lb unload")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("lb.log")).unwrap_or_default()
     }
