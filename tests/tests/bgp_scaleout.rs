@@ -161,6 +161,22 @@ fn a_node_that_sees_every_real_server_of_a_service_down_withdraws_that_vip_only(
     c.block_api(1, false).unwrap();
     c.wait_next_hops(VIP_API, &all, ROUTE_CHANGE)
         .expect("node2 announces the api VIP again");
+    // `[announce] addresses` narrowed by `lb reload`: node2 withdraws the
+    // VIP it no longer lists, and only that one.
+    let config = c.node_config(c.node(1)).replace(
+        "[announce]\n",
+        &format!("[announce]\naddresses = [\"{VIP_WEB}\"]\n"),
+    );
+    std::fs::write(c.node(1).dir.join("lb.toml"), config).unwrap();
+    let out = c.node(1).lb(&c.bin, &["reload"]).expect("lb reload");
+    assert!(
+        out.status.success(),
+        "lb reload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.wait_next_hops(VIP_API, &[all[0], all[2]], ROUTE_CHANGE)
+        .expect("node2 withdraws the VIP removed from [announce] addresses");
+    assert_eq!(c.next_hops(VIP_WEB), all);
 }
 
 #[test]
