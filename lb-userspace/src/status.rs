@@ -487,6 +487,72 @@ fn age(ms: u64) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn announce_block_says_what_is_announced_and_why_not() {
+        let mut a = AnnounceStatus {
+            table: 200,
+            protocol: 252,
+            interface: "lo".into(),
+            drain: "announcing".into(),
+            vips: vec![
+                VipStatus {
+                    address: "192.0.2.10".into(),
+                    announced: true,
+                    services: vec!["web".into(), "tls".into()],
+                    services_down: vec!["tls".into()],
+                    ..VipStatus::default()
+                },
+                VipStatus {
+                    address: "192.0.2.20".into(),
+                    announced: false,
+                    reason: Some("no_real_server_up".into()),
+                    why: Some("no real server is up in any of its services".into()),
+                    services: vec!["api".into()],
+                    services_down: vec!["api".into()],
+                },
+            ],
+            ..AnnounceStatus::default()
+        };
+        let text = a.render();
+        assert!(
+            text.starts_with("Announce (routes in table 200 proto 252 dev lo): ANNOUNCING\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("192.0.2.10")
+                && text.contains("announced [web, tls] (no real server up: tls)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("withdrawn: no real server is up in any of its services [api]\n"),
+            "{text}"
+        );
+        a.drain = "draining".into();
+        a.drain_for_ms = Some(4200);
+        a.ms_since_new_conn = Some(1500);
+        assert!(
+            a.render()
+                .contains("DRAINING for 4 s, last new connection 1 s ago"),
+            "{}",
+            a.render()
+        );
+        a.drain = "drained".into();
+        assert!(a
+            .render()
+            .contains("DRAINED (safe to stop), withdrawn 4 s ago"));
+        // In the JSON under `announce`, absent without [announce].
+        let status = Status {
+            announce: Some(a),
+            ..Status::default()
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["announce"]["vips"][1]["reason"], "no_real_server_up");
+        assert!(serde_json::to_value(Status::default())
+            .unwrap()
+            .get("announce")
+            .is_none());
+    }
+
     fn sample() -> Status {
         let stats = Stats {
             conns: 5,
