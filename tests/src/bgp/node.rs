@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::router::{HOLD_SECS, KEEPALIVE_SECS, NODE_AS, ROUTER_AS};
+use super::router::{
+    BFD_INTERVAL_MS, BFD_MULTIPLIER, HOLD_SECS, KEEPALIVE_SECS, NODE_AS, ROUTER_AS,
+};
 use crate::netns::Netns;
 use crate::process::{wait_until, ChildGuard};
 use crate::tempdir::TempDir;
@@ -234,6 +236,10 @@ fn bird_conf(me: Ipv4Addr, router: Ipv4Addr, log: &Path) -> String {
         "router id {me};\n\
          log \"{log}\" all;\n\
          protocol device {{ scan time 1; }}\n\
+         protocol bfd {{\n\
+           interface \"eth0\" {{ min rx interval {BFD_INTERVAL_MS} ms; \
+         min tx interval {BFD_INTERVAL_MS} ms; multiplier {BFD_MULTIPLIER}; }};\n\
+         }}\n\
          # lb's announcements: host routes in table {ANNOUNCE_TABLE}, protocol {ANNOUNCE_PROTOCOL}.\n\
          protocol kernel lb_vips {{\n\
            kernel table {ANNOUNCE_TABLE};\n\
@@ -247,6 +253,7 @@ fn bird_conf(me: Ipv4Addr, router: Ipv4Addr, log: &Path) -> String {
            hold time {HOLD_SECS};\n\
            keepalive time {KEEPALIVE_SECS};\n\
            connect retry time 1;\n\
+           bfd on;\n\
            ipv4 {{ import none; export where proto = \"lb_vips\"; next hop self; }};\n\
          }}\n",
         log = log.display()

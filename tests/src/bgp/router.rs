@@ -1,8 +1,9 @@
-//! The upstream router: FRR's zebra and bgpd started by hand inside the
+//! The upstream router: FRR's zebra, bfdd and bgpd started by hand inside the
 //! router's namespace (own config file, pid files, zebra socket and vty
 //! sockets in a temporary directory; the Debian service stays off), with
 //! one BGP peer group that accepts every lb node of the segment, ECMP over
-//! up to 16 paths, and Linux multipath hashing on L4 ports.
+//! up to 16 paths, BFD with every node (100 ms x 3), and Linux multipath
+//! hashing on L4 ports.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -25,6 +26,11 @@ pub const HOLD_SECS: u64 = 3;
 
 const ZEBRA: &str = "/usr/lib/frr/zebra";
 const BGPD: &str = "/usr/lib/frr/bgpd";
+const BFDD: &str = "/usr/lib/frr/bfdd";
+/// BFD's transmit and receive interval (ms) on both sides, and its
+/// multiplier: a silent peer is down after 3 x 100 ms.
+pub const BFD_INTERVAL_MS: u64 = 100;
+pub const BFD_MULTIPLIER: u64 = 3;
 
 /// zebra and bgpd of one router namespace.
 #[derive(Debug)]
@@ -37,7 +43,7 @@ impl Frr {
     /// is the nodes' subnet (`10.2.0.0/24`), `router_id` the router's
     /// address on it.
     pub fn start(ns: &Netns, router_id: Ipv4Addr, segment: &str) -> Result<Frr> {
-        for daemon in [ZEBRA, BGPD] {
+        for daemon in [ZEBRA, BFDD, BGPD] {
             if !std::path::Path::new(daemon).exists() {
                 bail!("{daemon} is missing: install FRR (`apt-get install frr`, or `cargo xtask setup`)");
             }
@@ -78,6 +84,11 @@ impl Frr {
         if !wait_until(Duration::from_secs(10), || zsock.exists()) {
             bail!("zebra did not create {} within 10 s", zsock.display());
         }
+        let mut bfdd = ns.command(BFDD);
+        bfdd.args(common("bfdd"))
+            .arg("--bfdctl")
+            .arg(dir.join("bfdd.sock"));
+        crate::netns::run(&mut bfdd).context("starting bfdd")?;
         let mut bgpd = ns.command(BGPD);
         bgpd.args(common("bgpd"));
         crate::netns::run(&mut bgpd).context("starting bgpd")?;
@@ -110,6 +121,9 @@ impl Frr {
     }
 }
 
+/// One file for the three daemons, each of which skips the others'
+/// commands: the `bfd` block comes last, since a block a daemon does not
+/// know would leave it outside `router bgp` for the lines after.
 fn router_conf(router_id: Ipv4Addr, segment: &str, log: &std::path::Path) -> String {
     format!(
         "frr defaults datacenter\n\
@@ -123,10 +137,16 @@ fn router_conf(router_id: Ipv4Addr, segment: &str, log: &std::path::Path) -> Str
          neighbor NODES remote-as external\n \
          neighbor NODES timers {KEEPALIVE_SECS} {HOLD_SECS}\n \
          neighbor NODES timers connect 1\n \
+         neighbor NODES bfd profile fast\n \
          bgp listen range {segment} peer-group NODES\n \
          address-family ipv4 unicast\n  \
          maximum-paths 16\n \
-         exit-address-family\n",
+         exit-address-family\n\
+         bfd\n \
+         profile fast\n  \
+         receive-interval {BFD_INTERVAL_MS}\n  \
+         transmit-interval {BFD_INTERVAL_MS}\n  \
+         detect-multiplier {BFD_MULTIPLIER}\n",
         log = log.display()
     )
 }
