@@ -303,6 +303,12 @@ fn a_long_download_and_ab_survive_a_node_joining_and_another_leaving() {
         changes.2
     );
     assert_eq!(report.failed, 0, "{report:?}");
+    // The new node took its share of the new flows.
+    let joined_conns = c.node(changes.0).conns().expect("lb status on node4");
+    assert!(
+        joined_conns > 100,
+        "node4 scheduled only {joined_conns} connections"
+    );
     let got = download
         .finish(Duration::from_secs(60))
         .expect("the download");

@@ -1,9 +1,9 @@
 //! The agent's event loop: every source (signals, control requests, health
-//! transitions, the expiry timer) becomes one [`Event`], and
+//! transitions, the expiry timer, the announce tick) becomes one [`Event`], and
 //! [`Agent::handle`] dispatches each to its handler. Handlers that touch
 //! the data plane do it through [`SharedState::with`].
 //!
-//! To add a source (VRRP, route announcement): a variant of [`Event`], a
+//! To add a source (VRRP): a variant of [`Event`], a
 //! branch in [`EventSources::next`] and a handler in [`Agent::handle`].
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
@@ -48,7 +48,6 @@ pub enum Event {
     // Next sources, each with its handler in `Agent::handle`:
     // - `Vrrp(vrrp::Event)`: a VRRP instance changed state (master/backup/
     //   fault), from the VRRP driver's channel.
-    // - route announcement (BGP): a session or announcement changed.
 }
 
 /// The signals the agent handles.

@@ -6,7 +6,9 @@
 //! - [`reload`]: `lb reload` and SIGHUP, one code path;
 //! - [`state`]: the state behind the lock and the one helper that takes it;
 //! - [`sysctl`]: the sysctls that keep services from being forwarded;
-//! - [`shutdown`]: what stops and what stays on SIGINT/SIGTERM.
+//! - [`shutdown`]: what stops and what stays on SIGINT/SIGTERM;
+//! - [`announce`]: what the BGP announcer (`crate::announce`) reads from
+//!   the state: services with a real server up, the connection counter.
 //!
 //! Restarts keep forwarding. The maps and one bpf_link per interface are
 //! pinned under the pin directory (`lb run --pin-dir`, default
