@@ -316,3 +316,39 @@ fn a_long_download_and_ab_survive_a_node_joining_and_another_leaving() {
     assert_eq!(got.bytes, FILE_BYTES as u64);
     assert_eq!(got.sha256, expected, "the file changed on the way");
 }
+
+#[test]
+fn frr_as_the_nodes_daemon_announces_and_withdraws_the_same_way() {
+    // examples/bgp/frr-node.conf's setup: zebra imports table 200, bgpd
+    // redistributes it. Cluster::with_daemon waits until the router has
+    // both VIPs through all three nodes.
+    let c = Cluster::with_daemon(3, lb_tests::bgp::node::Daemon::Frr)
+        .expect("building the rig with FRR on the nodes");
+    let all: Vec<_> = (0..3).map(node_addr).collect();
+    let before = conns(&c);
+    let r = ab(&c.client, &web("/"), 600, 10).expect("ab through the VIP");
+    assert_eq!(r.failed, 0, "{r:?}");
+    let after = conns(&c);
+    for (i, (a, b)) in after.iter().zip(&before).enumerate() {
+        assert!(
+            a - b >= 100,
+            "node{} got {} of 600: {before:?} -> {after:?}",
+            i + 1,
+            a - b
+        );
+    }
+    // One node's view of a dead service: that VIP only.
+    c.block_api(2, true).unwrap();
+    c.wait_next_hops(VIP_API, &all[..2], ROUTE_CHANGE)
+        .expect("node3 withdraws the api VIP through FRR");
+    assert_eq!(c.next_hops(VIP_WEB), all);
+    // Drain: everything from that node.
+    let out = c.node(0).lb(&c.bin, &["drain"]).expect("lb drain");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.wait_next_hops(VIP_WEB, &all[1..], ROUTE_CHANGE)
+        .expect("node1 withdrawn through FRR");
+}

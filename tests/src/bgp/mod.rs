@@ -28,7 +28,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::netns::{unique_prefix, Netns};
 use crate::nginx::Nginx;
-use node::Node;
+use node::{Daemon, Node};
 use router::Frr;
 
 pub const VIP_WEB: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
@@ -59,6 +59,8 @@ pub struct Cluster {
     pub reals: Vec<(Netns, Nginx)>,
     /// Dropped last: the segment everything hangs off.
     switch: Netns,
+    /// The nodes' BGP daemon.
+    daemon: Daemon,
 }
 
 /// Connects `a`'s `a_if` to the switch's bridge through port `port`.
@@ -80,9 +82,14 @@ fn plug(switch: &Netns, a: &Netns, a_if: &str, port: &str) -> Result<()> {
 }
 
 impl Cluster {
-    /// Builds the rig with `nodes` lb nodes, and waits until the router
-    /// has a path to both VIPs through every node.
+    /// Builds the rig with `nodes` lb nodes running BIRD, and waits until
+    /// the router has a path to both VIPs through every node.
     pub fn new(nodes: usize) -> Result<Cluster> {
+        Cluster::with_daemon(nodes, Daemon::Bird)
+    }
+
+    /// The same with `daemon` as every node's BGP speaker.
+    pub fn with_daemon(nodes: usize, daemon: Daemon) -> Result<Cluster> {
         let bin = crate::agent::lb_bin();
         let prefix = unique_prefix();
         let switch = Netns::new(format!("{prefix}-sw"))?;
@@ -163,6 +170,7 @@ impl Cluster {
             nodes: Vec::new(),
             reals,
             switch,
+            daemon,
         };
         for _ in 0..nodes {
             cluster.add_node()?;
@@ -186,7 +194,10 @@ impl Cluster {
         // DR needs no forwarding on the balancer (see the README).
         ns.sysctl("net.ipv4.ip_forward", "0")?;
         let mut node = Node::new(format!("node{}", i + 1), ns, addr)?;
-        node.start_bird(ROUTER)?;
+        match self.daemon {
+            Daemon::Bird => node.start_bird(ROUTER)?,
+            Daemon::Frr => node.start_frr(ROUTER)?,
+        }
         let config = self.node_config(&node);
         node.start_agent(&self.bin, &config)?;
         self.nodes.push(Some(node));
@@ -290,11 +301,11 @@ impl Cluster {
         let mut out = String::new();
         for n in self.nodes.iter().flatten() {
             out.push_str(&format!(
-                "--- {} lb log:\n{}\n--- {} BIRD:\n{}\n",
+                "--- {} lb log:\n{}\n--- {} BGP daemon:\n{}\n",
                 n.name,
                 n.log(),
                 n.name,
-                n.birdc(&["show", "protocols"]).unwrap_or_default()
+                n.daemon_state()
             ));
         }
         out

@@ -36,6 +36,15 @@ pub struct Node {
     pub dir: TempDir,
     /// The `sh` holding `lb run` (and its mount namespace).
     agent: Option<ChildGuard>,
+    /// FRR, when it is the node's BGP daemon instead of BIRD.
+    frr: Option<super::router::Frr>,
+}
+
+/// Which BGP daemon a node runs next to lb.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Daemon {
+    Bird,
+    Frr,
 }
 
 impl Node {
@@ -47,6 +56,7 @@ impl Node {
             addr,
             dir,
             agent: None,
+            frr: None,
         })
     }
 
@@ -79,6 +89,21 @@ impl Node {
             .arg(self.dir.join("bird.pid"));
         crate::netns::run(&mut cmd).with_context(|| format!("starting BIRD on {}", self.name))?;
         Ok(())
+    }
+
+    /// Starts FRR (zebra, bfdd, bgpd) in the node's namespace instead of
+    /// BIRD.
+    pub fn start_frr(&mut self, router: Ipv4Addr) -> Result<()> {
+        self.frr = Some(super::router::Frr::start_node(&self.ns, self.addr, router)?);
+        Ok(())
+    }
+
+    /// The BGP daemon's view, for failure messages.
+    pub fn daemon_state(&self) -> String {
+        match &self.frr {
+            Some(frr) => frr.vtysh("show bgp summary").unwrap_or_default(),
+            None => self.birdc(&["show", "protocols"]).unwrap_or_default(),
+        }
     }
 
     /// `birdc -s SOCK ARGS...`

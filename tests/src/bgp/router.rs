@@ -39,10 +39,21 @@ pub struct Frr {
 }
 
 impl Frr {
-    /// Writes the config and starts zebra, then bgpd, in `ns`; `segment`
-    /// is the nodes' subnet (`10.2.0.0/24`), `router_id` the router's
-    /// address on it.
+    /// The router: writes its config and starts zebra, bfdd and bgpd in
+    /// `ns`; `segment` is the nodes' subnet (`10.2.0.0/24`), `router_id`
+    /// the router's address on it.
     pub fn start(ns: &Netns, router_id: Ipv4Addr, segment: &str) -> Result<Frr> {
+        Frr::start_with(ns, |log| router_conf(router_id, segment, log))
+    }
+
+    /// FRR as an lb node's BGP daemon instead of BIRD: zebra imports the
+    /// table lb writes (`ip import-table`), bgpd redistributes it to the
+    /// router, with BFD (examples/bgp/frr-node.conf).
+    pub fn start_node(ns: &Netns, me: Ipv4Addr, router: Ipv4Addr) -> Result<Frr> {
+        Frr::start_with(ns, |log| node_conf(me, router, log))
+    }
+
+    fn start_with(ns: &Netns, conf_text: impl FnOnce(&std::path::Path) -> String) -> Result<Frr> {
         for daemon in [ZEBRA, BFDD, BGPD] {
             if !std::path::Path::new(daemon).exists() {
                 bail!("{daemon} is missing: install FRR (`apt-get install frr`, or `cargo xtask setup`)");
@@ -56,7 +67,7 @@ impl Frr {
             std::os::unix::fs::PermissionsExt::from_mode(0o777),
         )?;
         let conf = dir.join("frr.conf");
-        std::fs::write(&conf, router_conf(router_id, segment, &dir.join("frr.log")))?;
+        std::fs::write(&conf, conf_text(&dir.join("frr.log")))?;
         let d = dir.path().display().to_string();
         let common = |daemon: &str| -> Vec<String> {
             vec![
@@ -141,6 +152,36 @@ fn router_conf(router_id: Ipv4Addr, segment: &str, log: &std::path::Path) -> Str
          bgp listen range {segment} peer-group NODES\n \
          address-family ipv4 unicast\n  \
          maximum-paths 16\n \
+         exit-address-family\n\
+         bfd\n \
+         profile fast\n  \
+         receive-interval {BFD_INTERVAL_MS}\n  \
+         transmit-interval {BFD_INTERVAL_MS}\n  \
+         detect-multiplier {BFD_MULTIPLIER}\n",
+        log = log.display()
+    )
+}
+
+fn node_conf(me: Ipv4Addr, router: Ipv4Addr, log: &std::path::Path) -> String {
+    let table = super::node::ANNOUNCE_TABLE;
+    format!(
+        "frr defaults datacenter\n\
+         hostname node\n\
+         log file {log}\n\
+         ip import-table {table}\n\
+         ip prefix-list HOSTS seq 10 permit 0.0.0.0/0 ge 32\n\
+         route-map LB-VIPS permit 10\n \
+         match ip address prefix-list HOSTS\n\
+         exit\n\
+         router bgp {NODE_AS}\n \
+         bgp router-id {me}\n \
+         no bgp ebgp-requires-policy\n \
+         neighbor {router} remote-as {ROUTER_AS}\n \
+         neighbor {router} timers {KEEPALIVE_SECS} {HOLD_SECS}\n \
+         neighbor {router} timers connect 1\n \
+         neighbor {router} bfd profile fast\n \
+         address-family ipv4 unicast\n  \
+         redistribute table {table} route-map LB-VIPS\n \
          exit-address-family\n\
          bfd\n \
          profile fast\n  \
