@@ -161,6 +161,26 @@ fn a_node_that_sees_every_real_server_of_a_service_down_withdraws_that_vip_only(
     c.block_api(1, false).unwrap();
     c.wait_next_hops(VIP_API, &all, ROUTE_CHANGE)
         .expect("node2 announces the api VIP again");
+    // A route deleted by hand (or a flush) is put back within the
+    // announcer's resync period.
+    c.node(1)
+        .ns
+        .ip(&[
+            "route",
+            "del",
+            &format!("{VIP_WEB}/32"),
+            "table",
+            "200",
+            "proto",
+            "252",
+        ])
+        .expect("deleting node2's route by hand");
+    c.wait_next_hops(VIP_WEB, &[all[0], all[2]], ROUTE_CHANGE)
+        .expect("the router follows the deletion");
+    let back = c
+        .wait_next_hops(VIP_WEB, &all, ROUTE_CHANGE)
+        .expect("lb puts the deleted route back");
+    println!("a route deleted by hand was back in the router after {back:?}");
     // `[announce] addresses` narrowed by `lb reload`: node2 withdraws the
     // VIP it no longer lists, and only that one.
     let config = c.node_config(c.node(1)).replace(

@@ -399,6 +399,11 @@ impl Agent {
     }
 
     async fn on_announce_tick(&mut self) {
+        if let Some(announcer) = &mut self.announcer {
+            if announcer.resync_due(Instant::now()) {
+                announcer.resync().await;
+            }
+        }
         if self.announcer.as_ref().is_some_and(Announcer::draining) {
             let conns = self.connections().await;
             if let Some(announcer) = &mut self.announcer {

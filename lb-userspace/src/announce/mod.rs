@@ -28,6 +28,8 @@
 //!   attracting new flows; what still arrives is forwarded by XDP, and
 //!   the other nodes pick the same real servers (same Maglev table).
 //!   `lb drain --wait` first makes the stop lose nothing;
+//! - every [`RESYNC_PERIOD`] the table is read again and corrected (a
+//!   route deleted by hand, a flush);
 //! - `lb unload` removes them too (with the config's `[announce]`).
 //!
 //! Drain ([`drain`]): withdraws every VIP, keeps forwarding, and reports
@@ -55,6 +57,9 @@ use crate::{
     status::{AnnounceStatus, VipStatus},
 };
 
+/// How often the routes are read back from the kernel and corrected.
+pub const RESYNC_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The last status, shared with `lb status` and `/metrics` readers.
 pub type StatusCell = Arc<Mutex<Option<AnnounceStatus>>>;
 
@@ -67,6 +72,7 @@ pub struct Announcer {
     /// Addresses whose route could not be programmed in the last update.
     failed: HashSet<IpAddr>,
     cell: StatusCell,
+    last_resync: Instant,
 }
 
 impl Announcer {
@@ -86,6 +92,7 @@ impl Announcer {
             plan: Vec::new(),
             failed: HashSet::new(),
             cell,
+            last_resync: Instant::now(),
         })
     }
 
@@ -138,6 +145,37 @@ impl Announcer {
         self.publish(Instant::now());
     }
 
+    /// Re-read the table and apply the last plan again: a route removed
+    /// by hand comes back, one added by hand with lb's protocol goes.
+    pub async fn resync(&mut self) {
+        if let Err(e) = self.routes.resync().await {
+            tracing::error!("announce: {e}");
+            return;
+        }
+        let wanted = plan::announced(&self.plan);
+        let changes = self.routes.apply(&wanted).await;
+        for a in &changes.added {
+            tracing::warn!(
+                "announce {a}: its route had gone from table {}: added again",
+                self.config.table
+            );
+        }
+        for a in &changes.removed {
+            tracing::warn!(
+                "announce {a}: a route lb did not want was in table {}: removed",
+                self.config.table
+            );
+        }
+        for e in &changes.errors {
+            tracing::error!("announce: {e}");
+        }
+        self.failed = wanted
+            .difference(self.routes.installed())
+            .copied()
+            .collect();
+        self.publish(Instant::now());
+    }
+
     /// Withdraw everything (clean stop).
     pub async fn stop(&mut self) {
         let changes = self.routes.apply(&HashSet::new()).await;
@@ -171,6 +209,15 @@ impl Announcer {
     /// Stop draining; the caller plans again. False when not draining.
     pub fn end_drain(&mut self) -> bool {
         self.drain.take().is_some()
+    }
+
+    /// Whether a [`Self::resync`] is due (and, if so, counts it as done).
+    pub fn resync_due(&mut self, now: Instant) -> bool {
+        if now.saturating_duration_since(self.last_resync) < RESYNC_PERIOD {
+            return false;
+        }
+        self.last_resync = now;
+        true
     }
 
     /// The periodic look at the connection counter while draining.

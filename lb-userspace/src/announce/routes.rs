@@ -69,6 +69,18 @@ impl Routes {
         &self.installed
     }
 
+    /// Re-read what the table holds (a route deleted or added by hand,
+    /// or a daemon's flush): the next [`Self::apply`] corrects it.
+    pub async fn resync(&mut self) -> Result<(), NetlinkError> {
+        self.installed = self
+            .netlink
+            .owned_host_routes(self.owner)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(())
+    }
+
     /// Make the table hold exactly `wanted`.
     pub async fn apply(&mut self, wanted: &HashSet<IpAddr>) -> Changes {
         let mut changes = Changes::default();
