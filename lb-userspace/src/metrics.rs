@@ -33,10 +33,10 @@
 //!   no_real_server_up, not_attached, route_error); `lb_drain_state{state}`
 //!   1 for the current one of announcing, draining, drained.
 //!
-//! The server is a minimal HTTP/1.0-style responder on tokio: one request
-//! per connection, answered and closed, which is all a scraper needs.
+//! Serving is [`server`]'s (hyper, with a connection cap and timeouts);
+//! this file renders.
 
-use std::{future::Future, net::SocketAddr};
+use std::net::SocketAddr;
 
 use prometheus_client::{
     encoding::text::encode,
@@ -48,15 +48,15 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpListener,
-};
 
 use crate::{
     health::{CheckObserver, CheckResult, TargetKey},
     status::{Stats, Status, VrrpStatus},
 };
+
+pub mod server;
+
+pub use server::serve;
 
 type Labels = Vec<(String, String)>;
 
@@ -382,62 +382,6 @@ fn vrrp(registry: &mut Registry, instances: &[VrrpStatus]) {
 fn parse_ip(s: &str) -> std::net::IpAddr {
     s.parse()
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
-}
-
-/// Answer scrapes on `listener` until the task is dropped; `snapshot` gives
-/// the current status (or an error, answered as 503).
-pub async fn serve<F, Fut>(listener: TcpListener, health: HealthMetrics, snapshot: F)
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<Status, String>> + Send,
-{
-    loop {
-        let (mut conn, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("metrics endpoint: accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let snapshot = snapshot.clone();
-        let health = health.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            // The request line and headers; a scraper sends no body.
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            })
-            .await;
-            if read.is_err() {
-                return;
-            }
-            let request = String::from_utf8_lossy(&buf);
-            let path = request.split_whitespace().nth(1).unwrap_or("");
-            let (code, body) = if path == "/metrics" || path.starts_with("/metrics?") {
-                match snapshot().await {
-                    Ok(status) => ("200 OK", render(&status, Some(&health))),
-                    Err(e) => ("503 Service Unavailable", format!("{e}\n")),
-                }
-            } else {
-                ("404 Not Found", "try /metrics\n".to_string())
-            };
-            let head = format!(
-                "HTTP/1.1 {code}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = conn.write_all(head.as_bytes()).await;
-            let _ = conn.write_all(body.as_bytes()).await;
-            let _ = conn.shutdown().await;
-        });
-    }
 }
 
 #[cfg(test)]

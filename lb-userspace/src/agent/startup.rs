@@ -29,7 +29,7 @@ use super::{
 };
 use crate::{
     config::Config,
-    control::{ControlServer, Incoming},
+    control::{ControlError, ControlServer, Incoming},
     dataplane::{
         dr_next_hops::DrNextHops,
         loader::{self, MapSizes},
@@ -117,7 +117,14 @@ pub async fn start(
     let signals = Signals::install().map_err(AgentError::Signal)?;
     // First, so a second agent on the same config stops here with a clear
     // message instead of fighting over the interfaces.
-    let server = Arc::new(ControlServer::bind(&config.agent.control_socket)?);
+    let group = match &config.agent.control_group {
+        Some(name) => Some(crate::control::peer::resolve_group(name).map_err(ControlError::from)?),
+        None => None,
+    };
+    let server = Arc::new(ControlServer::bind_with_group(
+        &config.agent.control_socket,
+        group,
+    )?);
 
     let (mut monitor, transitions) = health::Monitor::new();
     let health_metrics = HealthMetrics::default();
@@ -369,6 +376,13 @@ async fn serve_metrics(
         .await
         .map_err(|source| AgentError::Metrics { addr, source })?;
     tracing::info!("metrics on http://{addr}/metrics");
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "metrics_listen {addr} is not a loopback address: /metrics has no authentication, \
+             anyone who can reach {addr} can read it (service names, addresses, counters); \
+             bind it to 127.0.0.1 or firewall the port"
+        );
+    }
     let state = state.clone();
     let snapshot = move || {
         let state = state.clone();

@@ -148,6 +148,9 @@ pub struct AgentConfig {
     pub flow_table_size: u32,
     pub control_socket: PathBuf,
     pub metrics_listen: Option<SocketAddr>,
+    /// `[agent] control_group`: a group whose members may run `lb status`
+    /// (read-only requests) on the control socket; resolved at start-up.
+    pub control_group: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

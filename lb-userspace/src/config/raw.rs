@@ -34,6 +34,7 @@ pub(super) struct RawAgent {
     pub flow_table_size: Option<Spanned<i64>>,
     pub control_socket: Option<Spanned<String>>,
     pub metrics_listen: Option<Spanned<String>>,
+    pub control_group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
