@@ -7,6 +7,10 @@
 //! - `{"cmd":"status"}` -> `{"ok":true,"status":{...}}` (see [`Status`])
 //! - `{"cmd":"reload"}` -> `{"ok":true,"message":"..."}`: re-read the
 //!   config file the agent was started with and apply the difference.
+//! - `{"cmd":"drain"}` / `{"cmd":"undrain"}` -> `{"ok":true,"message":"..."}`:
+//!   withdraw every VIP announced to the BGP daemon (keep forwarding) /
+//!   announce again; refused without `[announce]`. `lb drain --wait`
+//!   then polls `status` until `announce.drain` is "drained".
 //! - `{"cmd":"vrrp_handoff","instance":"VI_1"}` -> `{"ok":true,"message":"..."}`:
 //!   give up mastership now (priority 0 advert) and stay backup until
 //!   resumed; without `instance` (or with `null`), every instance.
@@ -74,6 +78,10 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum Request {
     Status,
     Reload,
+    /// `lb drain`: withdraw every announced VIP, keep forwarding.
+    Drain,
+    /// `lb undrain`: announce again.
+    Undrain,
 }
 
 /// Requests for the VRRP instances (`lb vrrp handoff|resume [INSTANCE]`),
@@ -622,6 +630,7 @@ mod tests {
                 let _ = reply.send(match req {
                     Request::Status => Response::status(Status::default()),
                     Request::Reload => Response::message("reloaded"),
+                    Request::Drain | Request::Undrain => Response::message("drain"),
                 });
             }
         });

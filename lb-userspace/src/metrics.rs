@@ -27,6 +27,11 @@
 //!   `lb_vrrp_master_conflicts_total`, and
 //!   `lb_vrrp_last_transition_timestamp_seconds` (the status keeps the last
 //!   transition, not a count: `changes()` over it counts transitions).
+//! - `[announce]`: `lb_announce_vip{vip}` 1 while the VIP's route is in
+//!   the table (announced), 0 while withdrawn, with
+//!   `lb_announce_vip_withheld{vip,reason}` 1 for the reason (draining,
+//!   no_real_server_up, not_attached, route_error); `lb_drain_state{state}`
+//!   1 for the current one of announcing, draining, drained.
 //!
 //! Serving is [`server`]'s (hyper, with a connection cap and timeouts);
 //! this file renders.
@@ -253,9 +258,47 @@ pub fn render(status: &Status, health: Option<&HealthMetrics>) -> String {
             .inc_by(*n);
     }
     vrrp(&mut registry, &status.vrrp);
+    if let Some(a) = &status.announce {
+        announce(&mut registry, a);
+    }
     let mut out = String::new();
     encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
+}
+
+/// The drain states `AnnounceStatus::drain` reports.
+const DRAIN_STATES: [&str; 3] = ["announcing", "draining", "drained"];
+
+fn announce(registry: &mut Registry, a: &crate::status::AnnounceStatus) {
+    let vip = gauges(
+        registry,
+        "lb_announce_vip",
+        "1 while the VIP's route is in the table the BGP daemon announces, 0 while withdrawn",
+    );
+    let withheld = gauges(
+        registry,
+        "lb_announce_vip_withheld",
+        "1 for the reason a configured VIP is not announced",
+    );
+    for v in &a.vips {
+        let labels: Labels = vec![("vip".into(), v.address.clone())];
+        vip.get_or_create(&labels).set(i64::from(v.announced));
+        if let Some(reason) = &v.reason {
+            withheld
+                .get_or_create(&with(&labels, &[("reason", reason)]))
+                .set(1);
+        }
+    }
+    let drain = gauges(
+        registry,
+        "lb_drain_state",
+        "1 for the node's drain state (announcing, draining, drained = safe to stop)",
+    );
+    for state in DRAIN_STATES {
+        drain
+            .get_or_create(&vec![("state".into(), state.into())])
+            .set(i64::from(a.drain == state));
+    }
 }
 
 /// The states a VRRP instance reports (`VrrpStatus::state`).
@@ -347,6 +390,49 @@ mod tests {
     use crate::status::{RealServerStatus, ServiceStatus, VrrpTransition};
 
     #[test]
+    fn announce_series_per_vip_and_drain_state() {
+        use crate::status::{AnnounceStatus, VipStatus};
+        let status = Status {
+            announce: Some(AnnounceStatus {
+                table: 200,
+                protocol: 252,
+                interface: "lo".into(),
+                drain: "announcing".into(),
+                vips: vec![
+                    VipStatus {
+                        address: "192.0.2.10".into(),
+                        announced: true,
+                        services: vec!["web".into()],
+                        ..VipStatus::default()
+                    },
+                    VipStatus {
+                        address: "192.0.2.20".into(),
+                        announced: false,
+                        reason: Some("no_real_server_up".into()),
+                        services: vec!["api".into()],
+                        ..VipStatus::default()
+                    },
+                ],
+                ..AnnounceStatus::default()
+            }),
+            ..Status::default()
+        };
+        let text = render(&status, None);
+        for line in [
+            "lb_announce_vip{vip=\"192.0.2.10\"} 1\n",
+            "lb_announce_vip{vip=\"192.0.2.20\"} 0\n",
+            "lb_announce_vip_withheld{vip=\"192.0.2.20\",reason=\"no_real_server_up\"} 1\n",
+            "lb_drain_state{state=\"announcing\"} 1\n",
+            "lb_drain_state{state=\"drained\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains("lb_announce_vip_withheld{vip=\"192.0.2.10\""));
+        // Without [announce]: no announce series at all.
+        assert!(!render(&Status::default(), None).contains("lb_announce"));
+    }
+
+    #[test]
     fn vrrp_series_per_instance() {
         let status = Status {
             vrrp: vec![VrrpStatus {
@@ -426,6 +512,7 @@ mod tests {
             events: Default::default(),
             source: None,
             vrrp: Vec::new(),
+            announce: None,
         };
         let h = HealthMetrics::default();
         let key = TargetKey {

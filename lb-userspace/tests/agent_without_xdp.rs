@@ -81,6 +81,7 @@ fn no_virtual_servers_and_no_interfaces_runs_without_xdp() {
         virtual_servers: Vec::new(),
         vrrp_instances: Vec::new(),
         vrrp_sync_groups: Vec::new(),
+        announce: None,
         sources: Default::default(),
     };
 

@@ -6,6 +6,7 @@
 //! `cargo xtask demo` and `cargo xtask bench`.
 
 pub mod agent;
+pub mod bgp;
 pub mod client;
 pub mod flood;
 pub mod netns;

@@ -35,7 +35,18 @@ const PACKAGES: &[&str] = &[
     "libssl-dev",
     "pkg-config",
     "openssl",
+    // The scale-out tests (tests/tests/bgp_scaleout.rs): FRR on the
+    // router, BIRD 2 on the lb nodes, each started by hand inside a test
+    // namespace (their Debian services are stopped: see
+    // `stop_routing_daemons`).
+    "frr",
+    "bird2",
 ];
+
+/// The Debian services of the routing daemons the tests start by hand:
+/// installing the packages starts them in the root namespace, where
+/// nothing may run for the tests.
+const ROUTING_SERVICES: &[&str] = &["frr", "bird"];
 
 /// Only for `cargo xtask bench --suite ipvs`: a Debian VM under qemu TCG.
 pub const VM_PACKAGES: &[&str] = &["debootstrap", "qemu-system-x86"];
@@ -54,6 +65,7 @@ const AARCH64_PACKAGES: &[&str] = &["gcc-aarch64-linux-gnu"];
 
 pub fn setup() -> Result<()> {
     packages(PACKAGES).context("installing Debian packages")?;
+    stop_routing_daemons();
     rust_src().context("adding rust-src to the nightly toolchain")?;
     bpf_linker().context("installing bpf-linker")?;
     bpffs().context("mounting bpffs")?;
@@ -90,6 +102,32 @@ pub fn packages(wanted: &[&str]) -> Result<()> {
     };
     status(&mut apt(&["update", "-q"]))?;
     status(apt(&["install", "-y", "-q"]).args(&missing))
+}
+
+/// Stops and disables frr and bird if their packages started them (with
+/// systemd, or with their init scripts where systemd is not PID 1).
+/// Best effort: a machine without them running needs nothing.
+fn stop_routing_daemons() {
+    let systemd = std::path::Path::new("/run/systemd/system").exists();
+    for service in ROUTING_SERVICES {
+        let quiet = |c: &mut Command| {
+            c.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if systemd {
+            if quiet(Command::new("systemctl").args(["is-active", "--quiet", service])) {
+                eprintln!("stopping the {service} service (the tests run their own daemons in namespaces)");
+            }
+            quiet(Command::new("systemctl").args(["disable", "--now", service]));
+        } else {
+            let script = format!("/etc/init.d/{service}");
+            if std::path::Path::new(&script).exists() {
+                quiet(Command::new(&script).arg("stop"));
+            }
+        }
+    }
 }
 
 fn rust_src() -> Result<()> {

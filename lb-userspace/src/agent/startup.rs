@@ -167,6 +167,12 @@ pub async fn start(
     let serving = serve_control(&server, req_tx, vrrp.as_ref());
     let mut expiry = tokio::time::interval(EXPIRY_PERIOD);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let announcer = start_announcer(&config, &mut state).await?;
+    let announce_tick = announcer.as_ref().map(|_| {
+        let mut tick = tokio::time::interval(super::events::ANNOUNCE_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
     Ok(Started {
         agent: Agent {
             config_path,
@@ -176,12 +182,14 @@ pub async fn start(
             empty,
             neighbours,
             vrrp,
+            announcer,
         },
         events: EventSources {
             signals,
             requests,
             transitions,
             expiry,
+            announce_tick,
         },
         background: Background {
             server,
@@ -417,4 +425,22 @@ fn start_ebpf_logger(ebpf: &mut Ebpf) -> Option<JoinHandle<()>> {
             guard.clear_ready();
         }
     }))
+}
+
+/// `[announce]`: adopt the routes a previous agent left, for the first
+/// plan (made by the event loop's first refresh) to correct. After XDP is
+/// attached: a route draws traffic only once it can be forwarded.
+async fn start_announcer(
+    config: &Config,
+    state: &mut SharedState,
+) -> Result<Option<crate::announce::Announcer>, AgentError> {
+    let Some(announce) = &config.announce else {
+        return Ok(None);
+    };
+    let cell = crate::announce::StatusCell::default();
+    let announcer = crate::announce::Announcer::start(announce, cell.clone())
+        .await
+        .map_err(|e| AgentError::Announce(Box::new(e)))?;
+    state.set_announce(cell);
+    Ok(Some(announcer))
 }

@@ -28,6 +28,7 @@
 //!   health checks keep their meaning.
 //! - VRRP (`[[vrrp_instance]]`, `[[vrrp_sync_group]]`): see
 //!   `validate_vrrp` for their rules and [`VrrpInstance`] for the types.
+//! - `[announce]`: see `announce` for its rules.
 //! - a value that cannot be read is named, but never a secret's
 //!   (`auth_pass`, `bind_password`).
 //!
@@ -37,6 +38,7 @@
 //! depends on the machine (interfaces) separately, so a config can be
 //! parsed and tested on a host that lacks its interfaces.
 
+mod announce;
 mod error;
 mod health;
 mod host;
@@ -50,6 +52,10 @@ use std::{
     path::PathBuf,
 };
 
+pub use announce::{
+    Announce, DEFAULT_ANNOUNCE_INTERFACE, DEFAULT_ANNOUNCE_PROTOCOL, DEFAULT_ANNOUNCE_TABLE,
+    DEFAULT_DRAIN_MIN, DEFAULT_DRAIN_QUIET,
+};
 pub use error::Location;
 pub use health::{
     parse_duration, show as show_duration, CheckKind, ExecCheck, HealthCheck, HttpCheck, LdapBind,
@@ -110,6 +116,9 @@ pub struct Config {
     pub vrrp_instances: Vec<VrrpInstance>,
     /// `[[vrrp_sync_group]]`: instances that change state together.
     pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
+    /// `[announce]`: VIPs offered to a BGP daemon (see [`Announce`]);
+    /// `None` without the table.
+    pub announce: Option<Announce>,
     /// Where things were written, for [`validate_host`]'s messages.
     pub sources: SourceMap,
 }
@@ -449,6 +458,8 @@ fn field_path(path: &serde_path_to_error::Path) -> String {
 const SECRET_KEYS: &[&str] = &["auth_pass", "bind_password"];
 /// Keys that hold a duration string.
 const DURATION_KEYS: &[&str] = &[
+    "drain_min",
+    "drain_quiet",
     "interval",
     "timeout",
     "advert_interval",
@@ -471,6 +482,10 @@ fn one_line(s: &str) -> String {
         .replace("expected struct RawHealthCheck", "expected a table")
         .replace("expected struct RawVrrpInstance", "expected a table")
         .replace("expected struct RawVrrpSyncGroup", "expected a table")
+        .replace(
+            "expected struct RawAnnounce",
+            "expected a table `[announce]`",
+        )
 }
 
 #[cfg(test)]

@@ -123,12 +123,14 @@ pub(super) fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config> {
         src,
     )?;
     sources.vrrp_interfaces = vrrp.interface_locations;
+    let announce = super::announce::announce(raw.announce, &virtual_servers, src)?;
 
     Ok(Config {
         agent,
         virtual_servers,
         vrrp_instances: vrrp.instances,
         vrrp_sync_groups: vrrp.sync_groups,
+        announce,
         sources,
     })
 }

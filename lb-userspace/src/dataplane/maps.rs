@@ -515,6 +515,7 @@ mod tests {
             }],
             vrrp_instances: Vec::new(),
             vrrp_sync_groups: Vec::new(),
+            announce: None,
         }
     }
 

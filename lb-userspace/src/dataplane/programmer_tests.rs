@@ -222,6 +222,7 @@ fn config(services: Vec<VirtualServer>) -> Config {
         virtual_servers: services,
         vrrp_instances: Vec::new(),
         vrrp_sync_groups: Vec::new(),
+        announce: None,
     }
 }
 
