@@ -6,7 +6,8 @@
 //! [`plot`] (SVG), [`netns`] (namespaces and their cleanup), [`xdp`] (the
 //! real object and the baselines, maps filled by hand), [`packet`] (test
 //! frames), [`probe`] (TCP outage prober), [`tools`] (ab and wrk output, /proc/stat), [`gen`] (packet generator), [`stats`],
-//! [`machine`].
+//! [`machine`], [`scaleout`] (the
+//! scale-out model: ECMP in front of N nodes).
 
 pub mod gen;
 pub mod machine;
@@ -15,6 +16,7 @@ pub mod packet;
 pub mod plot;
 pub mod probe;
 pub mod report;
+pub mod scaleout;
 pub mod stats;
 pub mod suites;
 pub mod tools;

@@ -8,14 +8,17 @@ use clap::Parser;
 use lb_bench::{machine::Machine, netns, suites, Counts, Ctx};
 
 /// Suites in the order `all` runs them. `ipvs` boots a VM and is run only
-/// when named.
-const SUITES: [&str; 6] = ["packet", "control", "agent", "rate", "http", "vrrp"];
+/// when named. `scaleout` is host-side and takes seconds (full: about a
+/// minute): it runs with the others.
+const SUITES: [&str; 7] = [
+    "packet", "control", "agent", "rate", "http", "vrrp", "scaleout",
+];
 
 #[derive(Parser)]
 #[command(about = "Benchmark suites of lb: ratios against baselines measured in the same run")]
 struct Args {
     /// Suite to run (repeatable); default: every suite except ipvs.
-    #[arg(long = "suite", value_parser = ["packet", "control", "agent", "rate", "http", "vrrp", "ipvs"])]
+    #[arg(long = "suite", value_parser = ["packet", "control", "agent", "rate", "http", "vrrp", "scaleout", "ipvs"])]
     suites: Vec<String>,
     /// Tiny counts for a smoke run (seconds per suite); results go to a
     /// temporary directory unless --out is given, so the committed results
@@ -71,11 +74,15 @@ fn main() -> anyhow::Result<()> {
             "rate" => suites::rate::run(&ctx),
             "http" => suites::http::run(&ctx),
             "vrrp" => suites::vrrp::run(&ctx),
+            "scaleout" => suites::scaleout::run(&ctx),
             "ipvs" => suites::ipvs::run(&ctx),
             other => anyhow::bail!("unknown suite {other}"),
         }
         .with_context(|| format!("suite {name}"))?;
         let md = report.write(&out)?;
+        if name == "packet" {
+            suites::packet::append_history(&report, &out)?;
+        }
         println!("{}", std::fs::read_to_string(&md)?);
         eprintln!(
             "== suite {name} done in {:.1} s: {}",

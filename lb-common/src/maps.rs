@@ -295,7 +295,8 @@ pub mod event {
     pub const NEIGH_MISS: u32 = 5;
     /// `bpf_fib_lookup` found no route / forwarding disabled.
     pub const FIB_MISS: u32 = 6;
-    /// An ICMP error about a VIP flow (passed to the kernel).
+    /// An ICMP error about a VIP flow that no real server could be found
+    /// for (passed to the kernel); delivered ones count `ICMP_TO_REAL`.
     pub const ICMP_VIP: u32 = 7;
     /// NAT reply rewritten (real:port -> VIP:port).
     pub const NAT_REPLY: u32 = 8;
@@ -308,7 +309,13 @@ pub mod event {
     /// (forged, or misrouted): passed to the kernel untouched instead of
     /// being rewritten to come from the VIP (no open reflector).
     pub const REPLY_WRONG_INGRESS: u32 = 11;
-    pub const COUNT: u32 = 12;
+    /// An ICMP error about a VIP flow (path MTU, unreachable...) sent on
+    /// to the real server that owns the flow (NAT: translated to it).
+    pub const ICMP_TO_REAL: u32 = 12;
+    /// A NAT real server's ICMP error about a client's packet, translated
+    /// to come from the VIP and quote the VIP.
+    pub const ICMP_FROM_REAL: u32 = 13;
+    pub const COUNT: u32 = 14;
     pub const NAMES: [&str; COUNT as usize] = [
         "truncated",
         "malformed",
@@ -322,6 +329,8 @@ pub mod event {
         "flow_rescheduled",
         "ttl_expired",
         "reply_wrong_ingress",
+        "icmp_to_real",
+        "icmp_from_real",
     ];
 }
 

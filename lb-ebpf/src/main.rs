@@ -15,7 +15,8 @@
 //! | shorter than a header it announces       | PASS, untouched    | `TRUNCATED`       |
 //! | bad version / IHL, IPv6 extension header | PASS, untouched    | `MALFORMED`       |
 //! | TCP/UDP fragment (any destination)       | PASS, untouched    | `FRAGMENT`        |
-//! | ICMP / ICMPv6                            | PASS, untouched    | `ICMP_VIP` if it is an error quoting a VIP:port packet |
+//! | ICMP / ICMPv6 (echo, the host's own errors) | PASS, untouched  | -                 |
+//! | ICMP error quoting a VIP:port reply, or (NAT) quoting a client's packet to a real server | sent on like the flow's packets (`icmp`) | `ICMP_TO_REAL` / `ICMP_FROM_REAL` |
 //! | TCP/UDP not for a service, not a reply   | PASS, untouched    | -                 |
 //! | "reply" on a device the route to its real server does not leave by | PASS, untouched | `REPLY_WRONG_INGRESS` |
 //! | NAT reply, 802.1Q tagged                 | PASS, rewritten (the kernel judges) | (`NAT_REPLY`) |

@@ -35,7 +35,14 @@ pub static MAGLEV_RING: Array<u32> = Array::with_max_entries(defaults::MAGLEV_RI
 
 /// Established flows: which backend a client's 5-tuple was given.
 /// Written by XDP (new or rescheduled flows); read by the agent for status.
-/// LRU, so a full table evicts idle flows instead of refusing new ones.
+/// LRU, so a full table evicts idle flows instead of refusing new ones
+/// (an evicted flow's next packet is scheduled again by the same Maglev
+/// ring: a random-tuple flood costs established flows only that lookup).
+/// One LRU list for all CPUs, not per-CPU lists (BPF_F_NO_COMMON_LRU):
+/// measured (BENCHMARKS.md, packet suite, forced reschedule on every CPU
+/// at once) per-CPU lists gained nothing on 2 CPUs, and they split the
+/// table between CPUs, so a CPU that receives most new flows (one RX
+/// queue, a flood) would evict from its share while the rest sits idle.
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, Flow> =
     LruHashMap::with_max_entries(defaults::FLOW_TABLE_SIZE, 0);

@@ -49,38 +49,10 @@ pub fn request(ctx: &XdpContext, p: &Packet, backend_id: u32, backend: &Backend)
 /// A packet from a NAT real server's (address, port, protocol).
 #[inline(always)]
 pub fn reply(ctx: &XdpContext, p: &Packet, rn: &ReverseNat) -> Verdict {
-    // Reverse NAT is stateless (another balancer can take over flows it
-    // never saw), so the source address and port alone prove nothing:
-    // anyone could send "from" a real server to any host and have lb
-    // rewrite it to come from the VIP and send it past netfilter and
-    // rp_filter. A genuine reply arrives where the balancer's own route to
-    // that real server leaves; anything else goes to the kernel untouched.
-    let ingress = ctx.ingress_ifindex() as u32;
-    let same_device = fib::reply_device(ctx, p, rn.backend_id, &p.src) == Some(ingress);
-    if !same_device && !p.vlan {
-        return Verdict::pass(event::REPLY_WRONG_INGRESS);
-    }
-    // A tagged frame arrives on the trunk while the route names a VLAN
-    // device, which XDP cannot relate to the tag: one whose route is the
-    // trunk itself came from another network than the real server's, and
-    // any other is rewritten but handed to the kernel (never sent past it
-    // with TX/REDIRECT), so its VLAN device, rp_filter and netfilter judge.
-    if p.vlan && same_device {
-        return Verdict::pass(event::REPLY_WRONG_INGRESS);
-    }
-    // Checked before any change so that the kernel sees the packet as it came
-    // and its ICMP time exceeded quotes it correctly.
-    if p.ttl <= 1 {
-        return Verdict::pass(event::TTL_EXPIRED);
-    }
-    // The balancer's own connections to a real server's service port (its
-    // health checks, an administrator's curl) are answered from the same
-    // address and port as NAT replies. They are for this host: looking the
-    // destination up before touching the packet tells them apart.
-    let fib = fib::lookup(ctx, p, &rn.vip, &p.dst, rn.vip_port_be, p.dport_be);
-    if let Fib::Local = fib {
-        return Verdict::pass(NONE);
-    }
+    let fib = match reply_route(ctx, p, rn, &p.src, rn.vip_port_be, p.dport_be) {
+        Ok(fib) => fib,
+        Err(v) => return v,
+    };
     stats::event(event::NAT_REPLY);
     stats::reply(
         rn.service_id,
@@ -91,15 +63,66 @@ pub fn reply(ctx: &XdpContext, p: &Packet, rn: &ReverseNat) -> Verdict {
         return Verdict::aborted();
     }
     if p.vlan {
-        // See above: the kernel forwards (and filters) tagged replies.
+        // See `reply_route`: the kernel forwards (and filters) tagged replies.
         return Verdict::pass(NONE);
     }
     forward(ctx, p, fib)
 }
 
-/// Sends the rewritten packet where the FIB said.
+/// Whether `p`, sent by (or, for an ICMP error, about a packet sent to)
+/// the NAT real server `real` of `rn`, may be rewritten to come from the
+/// VIP, and where it then goes (looked up from the VIP with ports
+/// `sport_be` -> `dport_be`). `Err` is the verdict of a packet that must
+/// not be: it goes to the kernel untouched. Shared by replies and by the
+/// real servers' ICMP errors (`icmp`), so both obey the same rule.
 #[inline(always)]
-fn forward(ctx: &XdpContext, p: &Packet, fib: Fib) -> Verdict {
+pub fn reply_route(
+    ctx: &XdpContext,
+    p: &Packet,
+    rn: &ReverseNat,
+    real: &[u32; 4],
+    sport_be: u16,
+    dport_be: u16,
+) -> Result<Fib, Verdict> {
+    // Reverse NAT is stateless (another balancer can take over flows it
+    // never saw), so the source address and port alone prove nothing:
+    // anyone could send "from" a real server to any host and have lb
+    // rewrite it to come from the VIP and send it past netfilter and
+    // rp_filter. A genuine reply arrives where the balancer's own route to
+    // that real server leaves; anything else goes to the kernel untouched.
+    let ingress = ctx.ingress_ifindex() as u32;
+    let same_device = fib::reply_device(ctx, p, rn.backend_id, real) == Some(ingress);
+    if !same_device && !p.vlan {
+        return Err(Verdict::pass(event::REPLY_WRONG_INGRESS));
+    }
+    // A tagged frame arrives on the trunk while the route names a VLAN
+    // device, which XDP cannot relate to the tag: one whose route is the
+    // trunk itself came from another network than the real server's, and
+    // any other is rewritten but handed to the kernel (never sent past it
+    // with TX/REDIRECT), so its VLAN device, rp_filter and netfilter judge.
+    if p.vlan && same_device {
+        return Err(Verdict::pass(event::REPLY_WRONG_INGRESS));
+    }
+    // Checked before any change so that the kernel sees the packet as it came
+    // and its ICMP time exceeded quotes it correctly.
+    if p.ttl <= 1 {
+        return Err(Verdict::pass(event::TTL_EXPIRED));
+    }
+    // The balancer's own connections to a real server's service port (its
+    // health checks, an administrator's curl) are answered from the same
+    // address and port as NAT replies. They are for this host: looking the
+    // destination up before touching the packet tells them apart.
+    let fib = fib::lookup(ctx, p, &rn.vip, &p.dst, sport_be, dport_be);
+    if let Fib::Local = fib {
+        return Err(Verdict::pass(NONE));
+    }
+    Ok(fib)
+}
+
+/// Sends the rewritten packet where the FIB said (also for the ICMP
+/// errors `icmp` translates).
+#[inline(always)]
+pub fn forward(ctx: &XdpContext, p: &Packet, fib: Fib) -> Verdict {
     match fib {
         Fib::Forward {
             ifindex,

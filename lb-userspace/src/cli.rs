@@ -26,6 +26,7 @@ const EXAMPLES: &str = "Examples:
   lb status
   lb reload
   lb vrrp handoff      (before a reboot: the backup takes over; lb vrrp resume)
+  lb drain --wait      (scale-out: withdraw the BGP announcements first; lb undrain)
   lb status --pinned   (no agent running: the pinned data plane)
   lb unload            (stop forwarding, remove the pinned maps)";
 
@@ -102,6 +103,29 @@ pub enum Command {
     },
     /// Ask the running agent to re-read its config file.
     Reload {
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Withdraw every VIP announced to the BGP daemon ([announce]) and keep
+    /// forwarding what still arrives; says when the node is safe to stop.
+    Drain {
+        /// Wait until it is safe to stop (no new connection for
+        /// [announce] drain_quiet, at least drain_min after the withdrawal)
+        /// and print it.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up (exit 1) after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// End a drain: announce the VIPs again (those with a real server up).
+    Undrain {
         #[arg(long)]
         socket: Option<PathBuf>,
         #[arg(long, short)]

@@ -1,11 +1,16 @@
-//! The agent's control socket: a Unix stream socket, root-only, speaking
-//! one JSON object per line.
+//! The agent's control socket: a Unix stream socket for root (and, for
+//! `status` only, an `[agent] control_group`), speaking one JSON object per
+//! line.
 //!
 //! Protocol (each request and each response is one line of JSON; a client
 //! may send several requests on one connection):
 //! - `{"cmd":"status"}` -> `{"ok":true,"status":{...}}` (see [`Status`])
 //! - `{"cmd":"reload"}` -> `{"ok":true,"message":"..."}`: re-read the
 //!   config file the agent was started with and apply the difference.
+//! - `{"cmd":"drain"}` / `{"cmd":"undrain"}` -> `{"ok":true,"message":"..."}`:
+//!   withdraw every VIP announced to the BGP daemon (keep forwarding) /
+//!   announce again; refused without `[announce]`. `lb drain --wait`
+//!   then polls `status` until `announce.drain` is "drained".
 //! - `{"cmd":"vrrp_handoff","instance":"VI_1"}` -> `{"ok":true,"message":"..."}`:
 //!   give up mastership now (priority 0 advert) and stay backup until
 //!   resumed; without `instance` (or with `null`), every instance.
@@ -17,30 +22,54 @@
 //! VRRP task when the server is given one ([`ControlServer::serve_with_vrrp`]),
 //! else the server answers them itself: "no VRRP in this agent".
 //!
-//! Protection is by file mode: the socket's directory is created 0700 when
-//! it does not exist and the socket itself is 0600, so only root (the
-//! agent's user) can connect.
+//! Who may connect and what they may do: [`peer`] (root everything, the
+//! `[agent] control_group`'s members read-only requests, everyone else
+//! refused with an error line). Requests are read-only only when listed in
+//! [`AnyRequest::read_only`]; anything else, new commands included, needs
+//! root. The socket is born with its final mode ([`listen`]: 0600, or 0660
+//! with the control group), its directory is created 0700 (0710 for the
+//! group) when missing.
+//!
+//! Bounds, so no client can grow the agent or hold it: at most
+//! [`MAX_CLIENTS`] connections at once, [`MAX_NON_ROOT_CLIENTS`] of them
+//! from callers other than root (one more is answered "busy" and closed), request lines of at most [`MAX_LINE`] bytes read into a buffer
+//! of that size (a longer line is answered with an error and the
+//! connection closed, before anything more is read), [`IDLE_TIMEOUT`] to
+//! send each request and [`WRITE_TIMEOUT`] to take each answer.
+
+mod listen;
+pub mod peer;
 
 use std::{
     io::{BufRead, BufReader, Write},
-    os::unix::fs::{DirBuilderExt, PermissionsExt},
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader},
-    net::{UnixListener, UnixStream},
-    sync::{mpsc, oneshot},
+    io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader as AsyncBufReader},
+    net::{unix::OwnedReadHalf, UnixListener, UnixStream},
+    sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore},
 };
 
 use crate::status::Status;
+use peer::{Caller, ControlGroup};
 
-/// Longest request line accepted; requests are tiny.
-const MAX_LINE: u64 = 64 * 1024;
-/// How long a client may take to send a line, and how long `lb status`
-/// waits for the agent (walking a large flow table takes a while).
+/// Longest request line accepted, newline included; requests are tiny
+/// (the longest names one VRRP instance or one real server).
+pub const MAX_LINE: usize = 8 * 1024;
+/// Connections served at once; `lb` opens one per command.
+pub const MAX_CLIENTS: usize = 16;
+/// Of those, connections from callers other than root.
+pub const MAX_NON_ROOT_CLIENTS: usize = 12;
+/// How long a connected client may take to send each request line.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to read each answer.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `lb status` waits for the agent (walking a large flow table
+/// takes a while).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Requests the agent's main loop answers.
@@ -49,6 +78,10 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum Request {
     Status,
     Reload,
+    /// `lb drain`: withdraw every announced VIP, keep forwarding.
+    Drain,
+    /// `lb undrain`: announce again.
+    Undrain,
 }
 
 /// Requests for the VRRP instances (`lb vrrp handoff|resume [INSTANCE]`),
@@ -83,6 +116,27 @@ pub const NO_VRRP: &str = "no VRRP in this agent: its config has no [[vrrp_insta
 enum AnyRequest {
     Agent(Request),
     Vrrp(VrrpRequest),
+}
+
+impl AnyRequest {
+    /// The request's `cmd`, for messages.
+    fn command(&self) -> String {
+        let value = match self {
+            AnyRequest::Agent(r) => serde_json::to_value(r),
+            AnyRequest::Vrrp(r) => serde_json::to_value(r),
+        };
+        value
+            .ok()
+            .and_then(|v| v.get("cmd")?.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// Whether a member of the control group may send it. Only requests
+    /// listed here are read-only: every other one, including commands
+    /// added later, needs root.
+    fn read_only(&self) -> bool {
+        matches!(self, AnyRequest::Agent(Request::Status))
+    }
 }
 
 fn parse_request(line: &str) -> Result<AnyRequest, serde_json::Error> {
@@ -139,7 +193,7 @@ impl Response {
 pub enum ControlError {
     #[error("no lb agent is listening on {}: is `lb run` running?", .0.display())]
     NoAgent(PathBuf),
-    #[error("permission denied on {}: the control socket is root-only, run this as root", .0.display())]
+    #[error("permission denied on {}: the control socket is root-only (and, with [agent] control_group, its group's for `lb status`): run this as root", .0.display())]
     PermissionDenied(PathBuf),
     #[error("another lb agent is already listening on {}: stop it first, or give this one another [agent] control_socket", .0.display())]
     InUse(PathBuf),
@@ -149,6 +203,8 @@ pub enum ControlError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Group(#[from] peer::GroupError),
     #[error("the agent on {} answered something that is not a response: {source}", path.display())]
     Protocol {
         path: PathBuf,
@@ -164,22 +220,25 @@ pub type Incoming = (Request, oneshot::Sender<Response>);
 pub struct ControlServer {
     path: PathBuf,
     listener: UnixListener,
+    group: Option<ControlGroup>,
+    slots: Slots,
 }
 
 impl ControlServer {
+    /// A root-only socket (mode 0600).
     pub fn bind(path: &Path) -> Result<Self, ControlError> {
+        Self::bind_with_group(path, None)
+    }
+
+    /// A socket for root and, read-only, for `group`'s members (mode 0660
+    /// and that group), or root-only without a group.
+    pub fn bind_with_group(path: &Path, group: Option<ControlGroup>) -> Result<Self, ControlError> {
         let io = |source| ControlError::Io {
             path: path.to_path_buf(),
             source,
         };
         if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() && !dir.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(io)?;
-            }
+            listen::prepare_dir(dir, group.as_ref()).map_err(io)?;
         }
         if path.exists() {
             // A live agent answers; a leftover from a crash does not.
@@ -188,11 +247,12 @@ impl ControlServer {
             }
             std::fs::remove_file(path).map_err(io)?;
         }
-        let listener = UnixListener::bind(path).map_err(io)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        let listener = listen::bind(path, group.as_ref()).map_err(io)?;
         Ok(Self {
             path: path.to_path_buf(),
             listener,
+            group,
+            slots: Slots::default(),
         })
     }
 
@@ -219,11 +279,27 @@ impl ControlServer {
         loop {
             match self.listener.accept().await {
                 Ok((stream, _)) => {
+                    let caller = match peer::credentials(&stream) {
+                        Ok(creds) => Caller::classify(&creds, self.group.as_ref()),
+                        Err(e) => {
+                            tracing::warn!(
+                                "control socket: cannot read a client's credentials: {e}"
+                            );
+                            continue;
+                        }
+                    };
+                    let Some(slots) = self.slots.take(&caller) else {
+                        refuse_busy(&stream);
+                        continue;
+                    };
                     let routes = Routes {
                         agent: requests.clone(),
                         vrrp: vrrp.clone(),
                     };
-                    tokio::spawn(handle_client(stream, routes));
+                    tokio::spawn(async move {
+                        handle_client(stream, routes, caller).await;
+                        drop(slots);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!("control socket {}: accept: {e}", self.path.display());
@@ -265,38 +341,124 @@ impl Routes {
     }
 }
 
-async fn handle_client(stream: UnixStream, routes: Routes) {
+/// Connection slots: [`MAX_CLIENTS`] in all, of which non-root callers
+/// may hold [`MAX_NON_ROOT_CLIENTS`], so that a group member (or a refused
+/// client) keeping connections open cannot lock root out.
+struct Slots {
+    all: Arc<Semaphore>,
+    non_root: Arc<Semaphore>,
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Self {
+            all: Arc::new(Semaphore::new(MAX_CLIENTS)),
+            non_root: Arc::new(Semaphore::new(MAX_NON_ROOT_CLIENTS)),
+        }
+    }
+}
+
+/// The permits a served connection holds until it ends.
+type Held = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
+
+impl Slots {
+    /// The permits for one more connection from `caller`, if any is free.
+    fn take(&self, caller: &Caller) -> Option<Held> {
+        let non_root = match caller {
+            Caller::Root => None,
+            _ => Some(self.non_root.clone().try_acquire_owned().ok()?),
+        };
+        let all = self.all.clone().try_acquire_owned().ok()?;
+        Some((all, non_root))
+    }
+}
+
+/// One more client than [`MAX_CLIENTS`]: told so without waiting for it
+/// (a fresh socket's buffer takes the line at once) and closed.
+fn refuse_busy(stream: &UnixStream) {
+    let line = response_line(&Response::error(
+        "the agent is busy: too many control connections are open; try again",
+    ));
+    let _ = stream.try_write(&line);
+}
+
+fn response_line(response: &Response) -> Vec<u8> {
+    let mut out = serde_json::to_vec(response).expect("responses serialize");
+    out.push(b'\n');
+    out
+}
+
+/// What reading one request line gave.
+enum Line {
+    Request(Vec<u8>),
+    Eof,
+    TooLong,
+}
+
+/// One line of at most [`MAX_LINE`] bytes: never buffers more than that.
+async fn read_line(reader: &mut AsyncBufReader<OwnedReadHalf>) -> std::io::Result<Line> {
+    let mut line = Vec::with_capacity(256);
+    let n = (&mut *reader)
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Ok(Line::Eof);
+    }
+    if line.last() != Some(&b'\n') && line.len() >= MAX_LINE {
+        return Ok(Line::TooLong);
+    }
+    Ok(Line::Request(line))
+}
+
+/// The answer to one request line from `caller`.
+async fn answer(line: &[u8], caller: &Caller, routes: &Routes) -> Option<Response> {
+    let parsed = std::str::from_utf8(line)
+        .map_err(|e| e.to_string())
+        .and_then(|text| parse_request(text).map_err(|e| e.to_string()));
+    let request = match parsed {
+        Ok(request) => request,
+        Err(e) => {
+            if let Err(refusal) = caller.may("", true) {
+                return Some(Response::error(refusal));
+            }
+            return Some(Response::error(format!(
+                "bad request ({e}): send one JSON object per line, e.g. {{\"cmd\":\"status\"}}"
+            )));
+        }
+    };
+    if let Err(refusal) = caller.may(&request.command(), request.read_only()) {
+        return Some(Response::error(refusal));
+    }
+    routes.answer(request).await
+}
+
+async fn handle_client(stream: UnixStream, routes: Routes, caller: Caller) {
     let (read, mut write) = stream.into_split();
-    let mut lines = AsyncBufReader::new(tokio::io::AsyncReadExt::take(read, MAX_LINE * 16));
+    let mut reader = AsyncBufReader::with_capacity(1024, read);
     loop {
-        let mut line = String::new();
-        let n = match tokio::time::timeout(CLIENT_TIMEOUT, lines.read_line(&mut line)).await {
-            Ok(Ok(n)) => n,
+        let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut reader)).await {
+            Ok(Ok(line)) => line,
             Ok(Err(_)) | Err(_) => return,
         };
-        if n == 0 {
-            return;
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        let response = if line.len() as u64 > MAX_LINE {
-            Response::error("request line too long")
-        } else {
-            match parse_request(&line) {
-                Ok(request) => match routes.answer(request).await {
-                    Some(answer) => answer,
-                    None => return,
-                },
-                Err(e) => Response::error(format!(
-                    "bad request ({e}): send one JSON object per line, e.g. {{\"cmd\":\"status\"}}"
+        let (response, close) = match line {
+            Line::Eof => return,
+            Line::TooLong => (
+                Response::error(format!(
+                    "request line too long (over {MAX_LINE} bytes): closing the connection"
                 )),
-            }
+                true,
+            ),
+            Line::Request(line) if line.trim_ascii().is_empty() => continue,
+            Line::Request(line) => match answer(&line, &caller, &routes).await {
+                Some(response) => (response, matches!(caller, Caller::Stranger { .. })),
+                None => return,
+            },
         };
-        let mut out = serde_json::to_vec(&response).expect("responses serialize");
-        out.push(b'\n');
-        if write.write_all(&out).await.is_err() {
-            return;
+        let out = response_line(&response);
+        match tokio::time::timeout(WRITE_TIMEOUT, write.write_all(&out)).await {
+            Ok(Ok(())) if !close => {}
+            _ => return,
         }
     }
 }
@@ -319,10 +481,14 @@ pub fn request<R: Serialize>(path: &Path, request: &R) -> Result<Response, Contr
     stream.set_read_timeout(Some(CLIENT_TIMEOUT)).map_err(io)?;
     let mut line = serde_json::to_vec(request).expect("requests serialize");
     line.push(b'\n');
-    stream.write_all(&line).map_err(io)?;
+    // An agent that refuses the connection (busy, not allowed) answers at
+    // once and closes: its line is still there to read if the write fails.
+    let written = stream.write_all(&line);
     let mut answer = String::new();
-    BufReader::new(&stream).read_line(&mut answer).map_err(io)?;
+    let read = BufReader::new(&stream).read_line(&mut answer);
     if answer.is_empty() {
+        written.map_err(io)?;
+        read.map_err(io)?;
         return Err(io(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "the agent closed the connection without answering",
@@ -336,6 +502,8 @@ pub fn request<R: Serialize>(path: &Path, request: &R) -> Result<Response, Contr
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -367,6 +535,40 @@ mod tests {
         ));
         let err = parse_request(r#"{"cmd":"vrrp_explode"}"#).err().unwrap();
         assert!(err.to_string().contains("vrrp_handoff"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_reader_gets_status_and_nothing_else_reaches_the_agent() {
+        let (agent, mut agent_rx) = mpsc::channel::<Incoming>(4);
+        let routes = Routes { agent, vrrp: None };
+        let reader = Caller::Reader {
+            uid: 1000,
+            group: "lb".into(),
+        };
+        for line in [
+            r#"{"cmd":"reload"}"#,
+            r#"{"cmd":"vrrp_handoff","instance":"VI_1"}"#,
+            r#"{"cmd":"vrrp_resume"}"#,
+        ] {
+            let answer = answer(line.as_bytes(), &reader, &routes).await.unwrap();
+            let error = answer.error.unwrap_or_default();
+            assert!(
+                !answer.ok && error.contains("needs root"),
+                "{line}: {error}"
+            );
+        }
+        assert!(
+            agent_rx.try_recv().is_err(),
+            "a refused request reached the agent"
+        );
+        let replying = tokio::spawn(async move {
+            let (request, reply) = agent_rx.recv().await.unwrap();
+            assert_eq!(request, Request::Status);
+            let _ = reply.send(Response::status(Status::default()));
+        });
+        let status = answer(br#"{"cmd":"status"}"#, &reader, &routes).await;
+        assert!(status.unwrap().ok);
+        replying.await.unwrap();
     }
 
     #[tokio::test]
@@ -428,6 +630,7 @@ mod tests {
                 let _ = reply.send(match req {
                     Request::Status => Response::status(Status::default()),
                     Request::Reload => Response::message("reloaded"),
+                    Request::Drain | Request::Undrain => Response::message("drain"),
                 });
             }
         });

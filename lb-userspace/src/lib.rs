@@ -3,6 +3,7 @@
 //! library so the tests and the benchmarks drive the same code.
 
 pub mod agent;
+pub mod announce;
 pub mod cli;
 pub mod config;
 pub mod control;

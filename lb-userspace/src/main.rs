@@ -75,7 +75,10 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             pin_dir,
             socket,
             config,
-        } => unload(pin_dir, socket_path(socket, config.as_deref())?),
+        } => {
+            unload(pin_dir, socket_path(socket, config.as_deref())?)?;
+            unload_routes(config.as_deref())
+        }
         Command::Check { config } => check(&config),
         Command::Status {
             json,
@@ -107,6 +110,20 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Import {
             from: ImportFrom::Keepalived { file },
         } => import_keepalived(&file),
+        Command::Drain {
+            wait,
+            timeout,
+            socket,
+            config,
+        } => drain(
+            socket_path(socket, config.as_deref())?,
+            wait.then(|| std::time::Duration::from_secs(timeout)),
+        ),
+        Command::Undrain { socket, config } => {
+            let path = socket_path(socket, config.as_deref())?;
+            println!("{}", ask(&path, &Request::Undrain)?);
+            Ok(())
+        }
     }
 }
 
@@ -283,5 +300,86 @@ fn vrrp(action: VrrpAction, socket: PathBuf) -> Result<(), Failure> {
         return Err(anyhow::anyhow!(answer.error.unwrap_or_default()).into());
     }
     println!("{}", answer.message.unwrap_or_default());
+    Ok(())
+}
+
+/// A request whose answer is a message: the message, or its error.
+fn ask(socket: &Path, request: &Request) -> Result<String, Failure> {
+    let answer = control::request(socket, request)?;
+    if !answer.ok {
+        return Err(anyhow::anyhow!(answer.error.unwrap_or_default()).into());
+    }
+    Ok(answer.message.unwrap_or_default())
+}
+
+/// `lb drain [--wait]`: withdraw, then (with a timeout) poll the status
+/// until the agent says "drained".
+fn drain(socket: PathBuf, wait: Option<std::time::Duration>) -> Result<(), Failure> {
+    println!("{}", ask(&socket, &Request::Drain)?);
+    let Some(timeout) = wait else {
+        return Ok(());
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let answer = control::request(&socket, &Request::Status)?;
+        let announce = answer.status.and_then(|s| s.announce);
+        match announce.as_ref().map(|a| a.drain.as_str()) {
+            Some("drained") => {
+                let a = announce.expect("matched");
+                println!(
+                    "drained: safe to stop (withdrawn {:.1} s ago, no new connection for {:.1} s)",
+                    a.drain_for_ms.unwrap_or(0) as f64 / 1000.0,
+                    a.ms_since_new_conn.unwrap_or(0) as f64 / 1000.0
+                );
+                return Ok(());
+            }
+            Some("draining") => {}
+            other => {
+                return Err(anyhow::anyhow!(
+                    "the agent is not draining any more ({}): was `lb undrain` run?",
+                    other.unwrap_or("no [announce]")
+                )
+                .into())
+            }
+        }
+        if started.elapsed() >= timeout {
+            return Err(anyhow::anyhow!(
+                "not drained after {} s: new connections still arrive (is the BGP daemon \
+                 running and peering?)",
+                timeout.as_secs()
+            )
+            .into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// `lb unload`: the announced routes go too (the config's `[announce]`:
+/// --config, else /etc/lb/lb.toml when readable).
+fn unload_routes(config: Option<&Path>) -> Result<(), Failure> {
+    let explicit = config.is_some();
+    let path = config.unwrap_or(Path::new(DEFAULT_CONFIG));
+    let announce = match config::load(path) {
+        Ok(c) => c.announce,
+        Err(e) if explicit => return Err(invalid_config(e)),
+        Err(_) => None,
+    };
+    let Some(announce) = announce else {
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let removed = runtime
+        .block_on(lb_userspace::announce::routes::remove_all(&announce))
+        .context("removing the announced routes")?;
+    if !removed.is_empty() {
+        println!(
+            "removed {} announced routes from table {}",
+            removed.len(),
+            announce.table
+        );
+    }
     Ok(())
 }

@@ -27,11 +27,16 @@
 //!   `lb_vrrp_master_conflicts_total`, and
 //!   `lb_vrrp_last_transition_timestamp_seconds` (the status keeps the last
 //!   transition, not a count: `changes()` over it counts transitions).
+//! - `[announce]`: `lb_announce_vip{vip}` 1 while the VIP's route is in
+//!   the table (announced), 0 while withdrawn, with
+//!   `lb_announce_vip_withheld{vip,reason}` 1 for the reason (draining,
+//!   no_real_server_up, not_attached, route_error); `lb_drain_state{state}`
+//!   1 for the current one of announcing, draining, drained.
 //!
-//! The server is a minimal HTTP/1.0-style responder on tokio: one request
-//! per connection, answered and closed, which is all a scraper needs.
+//! Serving is [`server`]'s (hyper, with a connection cap and timeouts);
+//! this file renders.
 
-use std::{future::Future, net::SocketAddr};
+use std::net::SocketAddr;
 
 use prometheus_client::{
     encoding::text::encode,
@@ -43,15 +48,15 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpListener,
-};
 
 use crate::{
     health::{CheckObserver, CheckResult, TargetKey},
     status::{Stats, Status, VrrpStatus},
 };
+
+pub mod server;
+
+pub use server::serve;
 
 type Labels = Vec<(String, String)>;
 
@@ -253,9 +258,47 @@ pub fn render(status: &Status, health: Option<&HealthMetrics>) -> String {
             .inc_by(*n);
     }
     vrrp(&mut registry, &status.vrrp);
+    if let Some(a) = &status.announce {
+        announce(&mut registry, a);
+    }
     let mut out = String::new();
     encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
+}
+
+/// The drain states `AnnounceStatus::drain` reports.
+const DRAIN_STATES: [&str; 3] = ["announcing", "draining", "drained"];
+
+fn announce(registry: &mut Registry, a: &crate::status::AnnounceStatus) {
+    let vip = gauges(
+        registry,
+        "lb_announce_vip",
+        "1 while the VIP's route is in the table the BGP daemon announces, 0 while withdrawn",
+    );
+    let withheld = gauges(
+        registry,
+        "lb_announce_vip_withheld",
+        "1 for the reason a configured VIP is not announced",
+    );
+    for v in &a.vips {
+        let labels: Labels = vec![("vip".into(), v.address.clone())];
+        vip.get_or_create(&labels).set(i64::from(v.announced));
+        if let Some(reason) = &v.reason {
+            withheld
+                .get_or_create(&with(&labels, &[("reason", reason)]))
+                .set(1);
+        }
+    }
+    let drain = gauges(
+        registry,
+        "lb_drain_state",
+        "1 for the node's drain state (announcing, draining, drained = safe to stop)",
+    );
+    for state in DRAIN_STATES {
+        drain
+            .get_or_create(&vec![("state".into(), state.into())])
+            .set(i64::from(a.drain == state));
+    }
 }
 
 /// The states a VRRP instance reports (`VrrpStatus::state`).
@@ -341,66 +384,53 @@ fn parse_ip(s: &str) -> std::net::IpAddr {
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
-/// Answer scrapes on `listener` until the task is dropped; `snapshot` gives
-/// the current status (or an error, answered as 503).
-pub async fn serve<F, Fut>(listener: TcpListener, health: HealthMetrics, snapshot: F)
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<Status, String>> + Send,
-{
-    loop {
-        let (mut conn, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("metrics endpoint: accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let snapshot = snapshot.clone();
-        let health = health.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            // The request line and headers; a scraper sends no body.
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            })
-            .await;
-            if read.is_err() {
-                return;
-            }
-            let request = String::from_utf8_lossy(&buf);
-            let path = request.split_whitespace().nth(1).unwrap_or("");
-            let (code, body) = if path == "/metrics" || path.starts_with("/metrics?") {
-                match snapshot().await {
-                    Ok(status) => ("200 OK", render(&status, Some(&health))),
-                    Err(e) => ("503 Service Unavailable", format!("{e}\n")),
-                }
-            } else {
-                ("404 Not Found", "try /metrics\n".to_string())
-            };
-            let head = format!(
-                "HTTP/1.1 {code}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = conn.write_all(head.as_bytes()).await;
-            let _ = conn.write_all(body.as_bytes()).await;
-            let _ = conn.shutdown().await;
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::status::{RealServerStatus, ServiceStatus, VrrpTransition};
+
+    #[test]
+    fn announce_series_per_vip_and_drain_state() {
+        use crate::status::{AnnounceStatus, VipStatus};
+        let status = Status {
+            announce: Some(AnnounceStatus {
+                table: 200,
+                protocol: 252,
+                interface: "lo".into(),
+                drain: "announcing".into(),
+                vips: vec![
+                    VipStatus {
+                        address: "192.0.2.10".into(),
+                        announced: true,
+                        services: vec!["web".into()],
+                        ..VipStatus::default()
+                    },
+                    VipStatus {
+                        address: "192.0.2.20".into(),
+                        announced: false,
+                        reason: Some("no_real_server_up".into()),
+                        services: vec!["api".into()],
+                        ..VipStatus::default()
+                    },
+                ],
+                ..AnnounceStatus::default()
+            }),
+            ..Status::default()
+        };
+        let text = render(&status, None);
+        for line in [
+            "lb_announce_vip{vip=\"192.0.2.10\"} 1\n",
+            "lb_announce_vip{vip=\"192.0.2.20\"} 0\n",
+            "lb_announce_vip_withheld{vip=\"192.0.2.20\",reason=\"no_real_server_up\"} 1\n",
+            "lb_drain_state{state=\"announcing\"} 1\n",
+            "lb_drain_state{state=\"drained\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains("lb_announce_vip_withheld{vip=\"192.0.2.10\""));
+        // Without [announce]: no announce series at all.
+        assert!(!render(&Status::default(), None).contains("lb_announce"));
+    }
 
     #[test]
     fn vrrp_series_per_instance() {
@@ -482,6 +512,7 @@ mod tests {
             events: Default::default(),
             source: None,
             vrrp: Vec::new(),
+            announce: None,
         };
         let h = HealthMetrics::default();
         let key = TargetKey {

@@ -42,6 +42,90 @@ pub struct Status {
     /// One per `[[vrrp_instance]]` (empty without VRRP).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vrrp: Vec<VrrpStatus>,
+    /// `[announce]`: the VIPs offered to the BGP daemon (absent without
+    /// the table). See [`AnnounceStatus`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce: Option<AnnounceStatus>,
+}
+
+/// What this node announces, as `lb status` shows it. JSON:
+///
+/// ```json
+/// {"table":200,"protocol":252,"interface":"lo","drain":"announcing",
+///  "vips":[{"address":"192.0.2.10","announced":false,
+///    "reason":"no_real_server_up","why":"no real server is up in any of its services",
+///    "services":["web"],"services_down":["web"]}]}
+/// ```
+/// `drain` is "announcing" | "draining" | "drained" ("drained": safe to
+/// stop); `drain_for_ms` and `ms_since_new_conn` only while draining.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceStatus {
+    pub table: u32,
+    pub protocol: u8,
+    pub interface: String,
+    pub drain: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_for_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ms_since_new_conn: Option<u64>,
+    pub vips: Vec<VipStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipStatus {
+    pub address: String,
+    /// Its route is in the table (the daemon announces it).
+    pub announced: bool,
+    /// Why not, as a label ("draining", "no_real_server_up", "not_attached",
+    /// "route_error").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Why not, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    pub services: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services_down: Vec<String>,
+}
+
+impl AnnounceStatus {
+    /// The block `lb status` prints after the services.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let drain = match (self.drain.as_str(), self.drain_for_ms) {
+            ("drained", Some(ms)) => {
+                format!("DRAINED (safe to stop), withdrawn {} s ago", ms / 1000)
+            }
+            ("draining", Some(ms)) => format!(
+                "DRAINING for {} s, last new connection {} s ago",
+                ms / 1000,
+                self.ms_since_new_conn.unwrap_or(ms) / 1000
+            ),
+            (other, _) => other.to_uppercase(),
+        };
+        let _ = writeln!(
+            out,
+            "Announce (routes in table {} proto {} dev {}): {drain}",
+            self.table, self.protocol, self.interface
+        );
+        for v in &self.vips {
+            let state = if v.announced {
+                "announced"
+            } else {
+                "withdrawn"
+            };
+            let _ = write!(out, "  {:<40} {state}", v.address);
+            if let Some(why) = &v.why {
+                let _ = write!(out, ": {why}");
+            }
+            let _ = write!(out, " [{}]", v.services.join(", "));
+            if !v.services_down.is_empty() && v.announced {
+                let _ = write!(out, " (no real server up: {})", v.services_down.join(", "));
+            }
+            out.push('\n');
+        }
+        out
+    }
 }
 
 /// A VRRP instance as `lb status` shows it: filled by the `vrrp` module's
@@ -254,6 +338,10 @@ impl Status {
                 out.push_str(&v.render());
             }
         }
+        if let Some(announce) = &self.announce {
+            out.push('\n');
+            out.push_str(&announce.render());
+        }
         let named = |names: &[&str], values: &BTreeMap<String, u64>| {
             names
                 .iter()
@@ -399,6 +487,72 @@ fn age(ms: u64) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn announce_block_says_what_is_announced_and_why_not() {
+        let mut a = AnnounceStatus {
+            table: 200,
+            protocol: 252,
+            interface: "lo".into(),
+            drain: "announcing".into(),
+            vips: vec![
+                VipStatus {
+                    address: "192.0.2.10".into(),
+                    announced: true,
+                    services: vec!["web".into(), "tls".into()],
+                    services_down: vec!["tls".into()],
+                    ..VipStatus::default()
+                },
+                VipStatus {
+                    address: "192.0.2.20".into(),
+                    announced: false,
+                    reason: Some("no_real_server_up".into()),
+                    why: Some("no real server is up in any of its services".into()),
+                    services: vec!["api".into()],
+                    services_down: vec!["api".into()],
+                },
+            ],
+            ..AnnounceStatus::default()
+        };
+        let text = a.render();
+        assert!(
+            text.starts_with("Announce (routes in table 200 proto 252 dev lo): ANNOUNCING\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("192.0.2.10")
+                && text.contains("announced [web, tls] (no real server up: tls)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("withdrawn: no real server is up in any of its services [api]\n"),
+            "{text}"
+        );
+        a.drain = "draining".into();
+        a.drain_for_ms = Some(4200);
+        a.ms_since_new_conn = Some(1500);
+        assert!(
+            a.render()
+                .contains("DRAINING for 4 s, last new connection 1 s ago"),
+            "{}",
+            a.render()
+        );
+        a.drain = "drained".into();
+        assert!(a
+            .render()
+            .contains("DRAINED (safe to stop), withdrawn 4 s ago"));
+        // In the JSON under `announce`, absent without [announce].
+        let status = Status {
+            announce: Some(a),
+            ..Status::default()
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["announce"]["vips"][1]["reason"], "no_real_server_up");
+        assert!(serde_json::to_value(Status::default())
+            .unwrap()
+            .get("announce")
+            .is_none());
+    }
+
     fn sample() -> Status {
         let stats = Stats {
             conns: 5,
@@ -433,6 +587,7 @@ mod tests {
             events: [("nat_reply".to_string(), 25u64)].into_iter().collect(),
             source: None,
             vrrp: Vec::new(),
+            announce: None,
         }
     }
 

@@ -76,10 +76,12 @@ fn no_virtual_servers_and_no_interfaces_runs_without_xdp() {
             flow_table_size: 4096,
             control_socket: socket.clone(),
             metrics_listen: None,
+            control_group: None,
         },
         virtual_servers: Vec::new(),
         vrrp_instances: Vec::new(),
         vrrp_sync_groups: Vec::new(),
+        announce: None,
         sources: Default::default(),
     };
 

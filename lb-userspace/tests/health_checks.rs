@@ -332,6 +332,7 @@ fn ldap(bind: Option<(&str, &str)>, base: &str, filter: &str) -> CheckKind {
         }),
         base: base.into(),
         filter: filter.into(),
+        ..LdapCheck::default()
     })
 }
 
@@ -472,6 +473,156 @@ async fn exec_check_runs_commands_with_a_timeout() {
     assert!(r.latency < ms(200) + MARGIN, "took {:?}", r.latency);
     tokio::time::sleep(ms(100)).await;
     assert_eq!(processes_with(&needle), Vec::<String>::new());
+}
+
+/// Peak resident memory of this process since the last
+/// [`reset_peak_rss`], in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// proc(5): writing 5 to clear_refs resets VmHWM to the current RSS.
+fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM");
+}
+
+/// Live members of process group `pgid` ("pid state cmdline"); zombies
+/// are dead and left out (init may reap them late).
+fn live_group_members(pgid: i32) -> Vec<String> {
+    let mut live = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...: comm may hold spaces and ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            live.push(format!(
+                "{} {} {}",
+                e.file_name().to_string_lossy(),
+                fields[0],
+                String::from_utf8_lossy(&cmd).replace('\0', " ")
+            ));
+        }
+    }
+    live
+}
+
+/// Waits (up to 2 s: SIGKILL is asynchronous) until group `pgid` has no
+/// live member; panics listing them otherwise.
+async fn assert_group_gone(pgid: i32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let live = live_group_members(pgid);
+        if live.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: process group {pgid} still has live members: {live:?}"
+        );
+        tokio::time::sleep(ms(20)).await;
+    }
+}
+
+/// The shell's pid the script wrote (= its process group: the check puts
+/// the command in a group of its own).
+fn read_pgid(path: &std::path::Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("the check script did not write {}: {e}", path.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_check_output_is_bounded() {
+    let addr = SocketAddr::new(LOCALHOST, 4242);
+    let once = |kind: CheckKind| {
+        let t = target("misc", addr, check(kind, 30_000, 20_000, 1, 1));
+        async move { check_once(&t).await }
+    };
+    // 100 MB on stdout (and 1 MB on stderr): the check succeeds, and the
+    // agent's memory does not grow by it (it did by the whole output).
+    reset_peak_rss();
+    let before = peak_rss_kib();
+    let r = once(exec(&[
+        "sh",
+        "-c",
+        "head -c 100000000 /dev/zero; head -c 1000000 /dev/zero >&2",
+    ]))
+    .await;
+    assert_eq!(r.outcome, Ok(()));
+    let grown = peak_rss_kib().saturating_sub(before);
+    assert!(
+        grown < 20 * 1024,
+        "peak RSS grew by {grown} KiB while a check printed 100 MB"
+    );
+    // A failure after a flood still quotes the command's last words.
+    let r = once(exec(&[
+        "sh",
+        "-c",
+        "yes filler | head -c 50000000; yes noise | head -c 50000000 >&2; printf '\\ndisk full\\n' >&2; exit 1",
+    ]))
+    .await;
+    let e = r.outcome.unwrap_err();
+    assert!(e.ends_with("exit status: 1: disk full"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_check_leaves_no_process_behind() {
+    let addr = SocketAddr::new(LOCALHOST, 4242);
+    let dir = health_support::TempDir::new("exec");
+    let once = |script: String, timeout: u64| {
+        let t = target(
+            "misc",
+            addr,
+            check(exec(&["sh", "-c", &script]), 30_000, timeout, 1, 1),
+        );
+        async move { check_once(&t).await }
+    };
+
+    // A successful check that starts background children: one still
+    // holding the check's stdout, one detached from it. The check ends
+    // when the script does (not when the children close the pipe), and
+    // the children are gone with their group.
+    let pidfile = dir.path().join("ok.pgid");
+    let script = format!(
+        "echo $$ > {}; sleep 1000 & sleep 1001 >/dev/null 2>&1 & echo started; exit 0",
+        pidfile.display()
+    );
+    let r = once(script, 3000).await;
+    assert_eq!(r.outcome, Ok(()));
+    assert!(r.latency < ms(1000), "took {:?}", r.latency);
+    assert_group_gone(read_pgid(&pidfile), "after a successful check").await;
+
+    // The same after a failed one.
+    let pidfile = dir.path().join("failed.pgid");
+    let script = format!(
+        "echo $$ > {}; sleep 1000 >/dev/null 2>&1 & exit 4",
+        pidfile.display()
+    );
+    let r = once(script, 3000).await;
+    assert_eq!(r.outcome, Err("exec \"sh\": exit status: 4".into()));
+    assert_group_gone(read_pgid(&pidfile), "after a failed check").await;
+
+    // A hanging check is killed at its timeout with its children (the
+    // one it waits for and one in the background).
+    let pidfile = dir.path().join("hang.pgid");
+    let script = format!(
+        "echo $$ > {}; sleep 1000 & sleep 1002; true",
+        pidfile.display()
+    );
+    let r = once(script, 300).await;
+    assert_eq!(r.outcome, Err("exec check timed out after 300ms".into()));
+    assert!(r.latency < ms(300) + MARGIN, "took {:?}", r.latency);
+    assert_group_gone(read_pgid(&pidfile), "after a timeout").await;
 }
 
 /// An HTTP server on loopback answering 200 and 503 in turn.

@@ -6,7 +6,9 @@
 //! `cargo xtask demo` and `cargo xtask bench`.
 
 pub mod agent;
+pub mod bgp;
 pub mod client;
+pub mod flood;
 pub mod netns;
 pub mod nginx;
 pub mod packet;

@@ -4,7 +4,9 @@
 //!
 //! Frames: valid service requests and real-server replies of every service
 //! kind (NAT/DR, TCP/UDP, IPv4/IPv6, tagged, with IPv4 options, TTL 1...),
-//! foreign TCP/UDP, ICMP/ICMPv6, ARP and other EtherTypes; then, for most of
+//! foreign TCP/UDP, ICMP/ICMPv6 (random, and errors quoting a service's
+//! reply or a client's packet to a NAT real server, their quotes cut at
+//! random), ARP and other EtherTypes; then, for most of
 //! them, one mutation: a byte changed, a header byte changed, a truncation,
 //! or the frame replaced by random bytes behind a chosen EtherType. Each
 //! arrives on the client or the server side at random.
@@ -14,10 +16,18 @@
 //! - the output is as long as the input, and equals it byte for byte
 //!   unless the frame is a service packet or the packet of a NAT real
 //!   server (PASS means untouched, except NAT's "rewritten, to the kernel");
+//!   an ICMP error counts as the packet it is about: a service packet when
+//!   it is addressed to a VIP and quotes that VIP:port's reply, a NAT real
+//!   server's when it is addressed to the client it quotes sending to the
+//!   real server's address:port (read independently of the program: error
+//!   type, quoted version and header length, no later fragment, TCP/UDP
+//!   ports inside the outer IP packet);
 //! - a changed frame differs only in the bytes a rewrite may touch (MACs,
 //!   addresses, ports, TTL / hop limit, the IPv4 header and TCP/UDP
-//!   checksums), and when the input's checksums were valid the output's
-//!   are (IPv4 header, TCP, UDP; UDP checksum 0 stays 0);
+//!   checksums; for ICMP errors the ICMP checksum and the quote's
+//!   addresses, ports and IPv4 header checksum), and when the input's
+//!   checksums were valid the output's are (IPv4 header, TCP, UDP, ICMP,
+//!   the quoted IPv4 header; UDP checksum 0 stays 0);
 //! - DROP only for service packets; TX / REDIRECT only for service packets
 //!   and for NAT real servers' packets arriving on the server side (no
 //!   reflector);
@@ -35,8 +45,8 @@ use std::collections::HashSet;
 use aya::maps::{HashMap, MapData};
 use lb_common::{names, verdict, EndpointKey, ReverseNat, Service, PROTO_TCP, PROTO_UDP};
 use lb_tests::packet::{
-    verify_checksums, Frame, ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPV4_HLEN,
-    IPV6_HLEN, TCP_HLEN, UDP_HLEN,
+    verify_checksums, Frame, ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMP_HLEN,
+    IPV4_HLEN, IPV6_HLEN, PROTO_ICMP, PROTO_ICMPV6, TCP_HLEN, UDP_HLEN,
 };
 use xdp_world::*;
 
@@ -195,6 +205,9 @@ fn base_frame(rng: &mut Rng) -> (Vec<u8>, bool) {
             let (a, b) = (client(rng, v6), client(rng, v6));
             vary(rng, l4(tcp, &a, &b), v6, tcp)
         }
+        // ICMP errors about a service's reply or a NAT real server's
+        // request, quotes cut at random.
+        8 if rng.chance(67) => icmp_error(rng),
         // ICMP / ICMPv6.
         8 => {
             let v6 = rng.chance(50);
@@ -215,6 +228,45 @@ fn base_frame(rng: &mut Rng) -> (Vec<u8>, bool) {
         }
     };
     (frame.build(), server_side)
+}
+
+/// `addr:port` -> `addr:0`, for `Frame::icmp`.
+fn no_port(sock: &str) -> String {
+    let (addr, _) = sock.rsplit_once(':').unwrap();
+    format!("{addr}:0")
+}
+
+/// An ICMP error about a reply of a service (from a router on the way to
+/// the client, to the VIP) or about a client's packet to a NAT real
+/// server (from the real server, to the client).
+fn icmp_error(rng: &mut Rng) -> Frame {
+    let about_reply = rng.chance(50);
+    let (sender, to, quoted, v6) = if about_reply {
+        let (vip, tcp) = *rng.pick(SERVICES);
+        let v6 = is_v6(vip);
+        let c = client(rng, v6);
+        let router = client(rng, v6);
+        (no_port(&router), no_port(vip), l4(tcp, vip, &c), v6)
+    } else {
+        let (real, tcp) = *rng.pick(REALS);
+        let v6 = is_v6(real);
+        let c = client(rng, v6);
+        (no_port(real), no_port(&c), l4(tcp, &c, real), v6)
+    };
+    let quoted = quoted.build();
+    let ip = &quoted[ETH_HLEN..];
+    // Usually whole (Linux quotes up to 576 / 1280 bytes), sometimes cut.
+    let cut = if rng.chance(70) {
+        ip.len()
+    } else {
+        rng.below(ip.len() as u64 + 1) as usize
+    };
+    let (ty, code) = if v6 {
+        *rng.pick(&[(1, 4), (2, 0), (3, 0), (4, 0)])
+    } else {
+        *rng.pick(&[(3, 4), (3, 3), (11, 0), (12, 0)])
+    };
+    Frame::icmp(&sender, &to, ty, code).payload(&ip[..cut])
 }
 
 /// At most one mutation.
@@ -314,6 +366,13 @@ fn parse(f: &[u8]) -> Option<Parsed> {
         }
         _ => return None,
     };
+    if (proto == PROTO_ICMP && family == 4) || (proto == PROTO_ICMPV6 && family == 6) {
+        let ip_end = match family {
+            4 => l3 + usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+            _ => l3 + IPV6_HLEN + usize::from(u16::from_be_bytes([ip[4], ip[5]])),
+        };
+        return parse_icmp_error(f, family, dst, l4, ip_end.min(f.len()), mutable);
+    }
     let (min, check) = match proto {
         PROTO_TCP => (TCP_HLEN, 16),
         PROTO_UDP => (UDP_HLEN, 6),
@@ -334,6 +393,95 @@ fn parse(f: &[u8]) -> Option<Parsed> {
         key_dst: key(dst, &t[2..4]),
         mutable,
     })
+}
+
+/// An ICMP error whose quote is a TCP/UDP packet sent by the error's
+/// destination: `key_dst` is the quoted source (a VIP:port if it is about
+/// a service's reply), `key_src` the quoted destination (a NAT real
+/// server's address:port if it is about a client's request to it).
+fn parse_icmp_error(
+    f: &[u8],
+    family: u8,
+    outer_dst: [u32; 4],
+    l4: usize,
+    ip_end: usize,
+    mut mutable: Vec<std::ops::Range<usize>>,
+) -> Option<Parsed> {
+    let ty = *f.get(l4)?;
+    let error = match family {
+        4 => matches!(ty, 3 | 11 | 12),
+        _ => matches!(ty, 1..=4),
+    };
+    if !error {
+        return None;
+    }
+    let q = l4 + ICMP_HLEN;
+    let quote = f.get(q..ip_end)?;
+    let (proto, src, dst, ql4, addrs) = if family == 4 {
+        let h = quote.get(..IPV4_HLEN)?;
+        let hlen = usize::from(h[0] & 0x0f) * 4;
+        let offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+        if h[0] >> 4 != 4 || hlen < IPV4_HLEN || offset != 0 {
+            return None;
+        }
+        (
+            h[9],
+            words(&[&h[12..16], &[0; 12]].concat()),
+            words(&[&h[16..20], &[0; 12]].concat()),
+            q + hlen,
+            // Header checksum and both addresses.
+            q + 10..q + 20,
+        )
+    } else {
+        let h = quote.get(..IPV6_HLEN)?;
+        if h[0] >> 4 != 6 {
+            return None;
+        }
+        (
+            h[6],
+            words(&h[8..24]),
+            words(&h[24..40]),
+            q + IPV6_HLEN,
+            q + 8..q + 40,
+        )
+    };
+    if !matches!(proto, PROTO_TCP | PROTO_UDP) || src != outer_dst || ql4 + 4 > ip_end {
+        return None;
+    }
+    let ports = &f[ql4..ql4 + 4];
+    mutable.push(0..12);
+    mutable.push(l4 + 2..l4 + 4);
+    mutable.push(addrs);
+    mutable.push(ql4..ql4 + 4);
+    let key = |addr, port: &[u8]| EndpointKey {
+        addr,
+        port_be: u16::from_ne_bytes([port[0], port[1]]),
+        proto,
+        family,
+    };
+    Some(Parsed {
+        key_dst: key(src, &ports[0..2]),
+        key_src: key(dst, &ports[2..4]),
+        mutable,
+    })
+}
+
+/// Whether the IPv4 header an ICMP error quotes (if it is one, over IPv4,
+/// with a whole quoted header) has a valid checksum; true otherwise.
+fn quoted_ipv4_header_ok(f: &[u8]) -> bool {
+    let Some(ip) = f.get(ETH_HLEN..) else {
+        return true;
+    };
+    if f.get(12..14) != Some(&[0x08, 0x00]) || ip.len() < IPV4_HLEN || ip[9] != PROTO_ICMP {
+        return true;
+    }
+    let q = usize::from(ip[0] & 0x0f) * 4 + ICMP_HLEN;
+    let Some(h) = ip.get(q..) else { return true };
+    let hlen = usize::from(h.first().map_or(0, |b| b & 0x0f)) * 4;
+    match h.get(..hlen) {
+        Some(h) if hlen >= IPV4_HLEN => lb_common::csum::checksum(h) == 0,
+        _ => true,
+    }
 }
 
 struct Oracle {
@@ -407,8 +555,20 @@ impl Oracle {
                     return Some(format!("valid checksums in, {e} wrong out"));
                 }
             }
+            if quoted_ipv4_header_ok(input) && !quoted_ipv4_header_ok(out) {
+                return Some("valid quoted IPv4 header checksum in, wrong out".into());
+            }
         }
         None
+    }
+}
+
+/// An untagged ICMP / ICMPv6 frame (the ICMP errors `icmp_error` makes).
+fn is_icmp(f: &[u8]) -> bool {
+    match (f.get(12..14), f.get(ETH_HLEN + 9), f.get(ETH_HLEN + 6)) {
+        (Some([0x08, 0x00]), Some(&p), _) => p == PROTO_ICMP,
+        (Some([0x86, 0xdd]), _, Some(&p)) => p == PROTO_ICMPV6,
+        _ => false,
     }
 }
 
@@ -430,6 +590,7 @@ fn random_and_mutated_frames_keep_the_edge_rules() {
     let mut seen = [0u64; verdict::COUNT as usize];
     let mut failures = Vec::new();
     let mut changed = 0u64;
+    let mut icmp_changed = 0u64;
     for n in 0..frames {
         let (base, server_side) = base_frame(&mut rng);
         let input = mutate(&mut rng, base);
@@ -443,6 +604,7 @@ fn random_and_mutated_frames_keep_the_edge_rules() {
             *slot += 1;
         }
         changed += u64::from(out != input);
+        icmp_changed += u64::from(out != input && is_icmp(&input));
         if let Some(why) = oracle.check(&input, server_side, action, &out) {
             if failures.len() < 20 {
                 failures.push(format!(
@@ -467,7 +629,8 @@ fn random_and_mutated_frames_keep_the_edge_rules() {
         "VERDICT_STATS against the verdicts seen"
     );
     eprintln!(
-        "{frames} frames (seed {seed:#x}): verdicts {:?} ({:?}), {changed} rewritten",
+        "{frames} frames (seed {seed:#x}): verdicts {:?} ({:?}), {changed} rewritten \
+         ({icmp_changed} ICMP errors)",
         seen,
         verdict::NAMES
     );
@@ -486,4 +649,8 @@ fn random_and_mutated_frames_keep_the_edge_rules() {
         );
     }
     assert!(changed > frames / 20, "too few rewritten frames: {changed}");
+    assert!(
+        icmp_changed > frames / 200,
+        "too few rewritten ICMP errors: {icmp_changed}"
+    );
 }

@@ -30,14 +30,16 @@ pub struct Options {
     quick: bool,
     /// Run only these suites (repeatable): `vip` (this first-version HTTP
     /// bench), and lb-bench's `packet`, `control`, `agent`, `rate`, `http`,
-    /// `vrrp`, `ipvs`.
+    /// `vrrp`, `scaleout`, `ipvs`.
     /// Default: every suite but `ipvs` (a VM under TCG: run it on its own).
     #[arg(long = "suite", value_name = "NAME")]
     suites: Vec<String>,
 }
 
 /// lb-bench's suites that run by default.
-const LB_BENCH_SUITES: [&str; 6] = ["packet", "control", "agent", "rate", "http", "vrrp"];
+const LB_BENCH_SUITES: [&str; 7] = [
+    "packet", "control", "agent", "rate", "http", "vrrp", "scaleout",
+];
 
 struct Load {
     ab_requests: u32,
@@ -281,7 +283,7 @@ pub fn bench(o: Options) -> Result<()> {
     for s in &o.suites {
         if s != "vip" && s != "ipvs" && !LB_BENCH_SUITES.contains(&s.as_str()) {
             bail!(
-                "unknown suite `{s}`: choose vip, packet, control, agent, rate, http, vrrp or ipvs"
+                "unknown suite `{s}`: choose vip, packet, control, agent, rate, http, vrrp, scaleout or ipvs"
             );
         }
     }

@@ -15,6 +15,10 @@ use crate::cmd::{cargo, display, status};
 pub const AARCH64: &str = "aarch64-unknown-linux-gnu";
 /// Its linker, from Debian's gcc-aarch64-linux-gnu.
 pub const AARCH64_GCC: &str = "aarch64-linux-gnu-gcc";
+/// Debian's multiarch directories for arm64 libraries and their
+/// architecture-dependent headers.
+pub const AARCH64_LIB_DIR: &str = "/usr/lib/aarch64-linux-gnu";
+pub const AARCH64_INCLUDE_DIR: &str = "/usr/include/aarch64-linux-gnu";
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -68,7 +72,20 @@ pub fn build_lb_for(target: Option<&str>) -> Result<PathBuf> {
             .args(["build", "--release", "-p", "lb-userspace", "--bin", "lb"])
             .args(["--target", target])
             .env("LB_EBPF_DIR", &ebpf)
-            .env(linker_env(target), AARCH64_GCC),
+            .env(linker_env(target), AARCH64_GCC)
+            // openssl-sys (LDAP checks over TLS) links Debian's arm64
+            // libssl (multiarch, installed by `setup::cross_tools`). Its
+            // opensslconf.h lives under the triple's include directory,
+            // which the cross gcc does not search by itself.
+            .env("AARCH64_UNKNOWN_LINUX_GNU_OPENSSL_LIB_DIR", AARCH64_LIB_DIR)
+            .env(
+                "AARCH64_UNKNOWN_LINUX_GNU_OPENSSL_INCLUDE_DIR",
+                "/usr/include",
+            )
+            .env(
+                "CFLAGS_aarch64_unknown_linux_gnu",
+                format!("-I{AARCH64_INCLUDE_DIR}"),
+            ),
     )?;
     let bin = target_dir()?.join(target).join("release/lb");
     anyhow::ensure!(bin.is_file(), "{} was not built", bin.display());

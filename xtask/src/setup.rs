@@ -30,7 +30,23 @@ const PACKAGES: &[&str] = &[
     "haproxy",
     // systemd-analyze, for the check of the packaged unit (contrib/systemd).
     "systemd",
+    // LDAP checks over TLS link the system OpenSSL (native-tls); the
+    // tests make their CA and certificates with the openssl CLI.
+    "libssl-dev",
+    "pkg-config",
+    "openssl",
+    // The scale-out tests (tests/tests/bgp_scaleout.rs): FRR on the
+    // router, BIRD 2 on the lb nodes, each started by hand inside a test
+    // namespace (their Debian services are stopped: see
+    // `stop_routing_daemons`).
+    "frr",
+    "bird2",
 ];
+
+/// The Debian services of the routing daemons the tests start by hand:
+/// installing the packages starts them in the root namespace, where
+/// nothing may run for the tests.
+const ROUTING_SERVICES: &[&str] = &["frr", "bird"];
 
 /// Only for `cargo xtask bench --suite ipvs`: a Debian VM under qemu TCG.
 pub const VM_PACKAGES: &[&str] = &["debootstrap", "qemu-system-x86"];
@@ -59,6 +75,7 @@ const AARCH64_PACKAGES: &[&str] = &["gcc-aarch64-linux-gnu"];
 
 pub fn setup() -> Result<()> {
     packages(PACKAGES).context("installing Debian packages")?;
+    stop_routing_daemons();
     rust_src().context("adding rust-src to the nightly toolchain")?;
     bpf_linker().context("installing bpf-linker")?;
     bpffs().context("mounting bpffs")?;
@@ -95,6 +112,32 @@ pub fn packages(wanted: &[&str]) -> Result<()> {
     };
     status(&mut apt(&["update", "-q"]))?;
     status(apt(&["install", "-y", "-q"]).args(&missing))
+}
+
+/// Stops and disables frr and bird if their packages started them (with
+/// systemd, or with their init scripts where systemd is not PID 1).
+/// Best effort: a machine without them running needs nothing.
+fn stop_routing_daemons() {
+    let systemd = std::path::Path::new("/run/systemd/system").exists();
+    for service in ROUTING_SERVICES {
+        let quiet = |c: &mut Command| {
+            c.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if systemd {
+            if quiet(Command::new("systemctl").args(["is-active", "--quiet", service])) {
+                eprintln!("stopping the {service} service (the tests run their own daemons in namespaces)");
+            }
+            quiet(Command::new("systemctl").args(["disable", "--now", service]));
+        } else {
+            let script = format!("/etc/init.d/{service}");
+            if std::path::Path::new(&script).exists() {
+                quiet(Command::new(&script).arg("stop"));
+            }
+        }
+    }
 }
 
 fn rust_src() -> Result<()> {
@@ -190,6 +233,7 @@ pub fn cross_tools(target: Option<&str>) -> Result<()> {
         );
     }
     packages(AARCH64_PACKAGES).context("installing the cross linker")?;
+    arm64_openssl().context("installing Debian's arm64 libssl-dev")?;
     let out = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .current_dir(crate::cmd::workspace_root())
@@ -234,4 +278,39 @@ fn bpffs() -> Result<()> {
         return Ok(());
     }
     status(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
+}
+
+/// The arm64 OpenSSL that a cross-built `lb` links (LDAP checks over TLS
+/// use the system's libssl3 through native-tls): Debian's libssl-dev:arm64,
+/// installed side by side with the host's through multiarch (which also
+/// brings the host's libssl-dev to the same version, as multiarch
+/// requires).
+fn arm64_openssl() -> Result<()> {
+    use crate::build::{AARCH64_INCLUDE_DIR, AARCH64_LIB_DIR};
+    let have = |p: &str| std::path::Path::new(p).exists();
+    if have(&format!("{AARCH64_LIB_DIR}/libssl.so"))
+        && have(&format!("{AARCH64_INCLUDE_DIR}/openssl/opensslconf.h"))
+    {
+        return Ok(());
+    }
+    let out = Command::new("dpkg")
+        .arg("--print-foreign-architectures")
+        .output()
+        .context("running dpkg")?;
+    if !String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|a| a.trim() == "arm64")
+    {
+        eprintln!("adding arm64 to dpkg's architectures (multiarch), for libssl-dev:arm64");
+        status(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
+    }
+    let apt = |args: &[&str]| {
+        let mut c = Command::new("apt-get");
+        c.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(std::process::Stdio::null());
+        c
+    };
+    status(&mut apt(&["update", "-q"]))?;
+    status(&mut apt(&["install", "-y", "-q", "libssl-dev:arm64"]))
 }

@@ -176,10 +176,11 @@ pub fn log_time(log: &str, needle: &str, after: SystemTime) -> Option<SystemTime
 
 // ---------------------------------------------------------------- agent
 
-/// `lb run` in the balancer namespace, stopped (SIGTERM) on drop.
-struct Agent {
+/// `lb run` in the balancer namespace, stopped (SIGTERM) on drop. Also
+/// used by the control suite's small-board measure.
+pub(crate) struct Agent {
     child: Child,
-    pid: u32,
+    pub(crate) pid: u32,
     bin: PathBuf,
     conf: PathBuf,
     log: PathBuf,
@@ -188,7 +189,13 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(bin: &Path, ns: &Netns, dir: &Path, tag: &str, text: &str) -> anyhow::Result<Agent> {
+    pub(crate) fn start(
+        bin: &Path,
+        ns: &Netns,
+        dir: &Path,
+        tag: &str,
+        text: &str,
+    ) -> anyhow::Result<Agent> {
         let conf = dir.join(format!("{tag}.toml"));
         std::fs::write(&conf, text)?;
         let log = dir.join(format!("{tag}.log"));
@@ -258,7 +265,7 @@ impl Agent {
         })
     }
 
-    fn proc_file(&self, name: &str) -> anyhow::Result<String> {
+    pub(crate) fn proc_file(&self, name: &str) -> anyhow::Result<String> {
         std::fs::read_to_string(format!("/proc/{}/{name}", self.pid))
             .with_context(|| format!("the agent exited: {}", self.log_text().trim()))
     }
@@ -267,7 +274,7 @@ impl Agent {
         cpu_ticks(&self.proc_file("stat")?).context("unreadable /proc/PID/stat")
     }
 
-    fn rss_mib(&self) -> anyhow::Result<f64> {
+    pub(crate) fn rss_mib(&self) -> anyhow::Result<f64> {
         vm_rss_mib(&self.proc_file("status")?).context("no VmRSS")
     }
 

@@ -222,6 +222,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     );
     report.notes.push("Time to apply 1 to 10,000 services and the agent's CPU and RSS under health checks: suite `agent`.".into());
     report.tables = vec![by_n, by_size, mem, agent];
+    // Issue 11's small-board goals (agent RSS, map memory), with their goals.
+    let (tables, notes) = crate::suites::small_board::tables(ctx)?;
+    report.tables.extend(tables);
+    report.notes.extend(notes);
     Ok(report)
 }
 

@@ -6,4 +6,6 @@ pub mod http;
 pub mod ipvs;
 pub mod packet;
 pub mod rate;
+pub mod scaleout;
+pub mod small_board;
 pub mod vrrp;

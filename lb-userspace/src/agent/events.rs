@@ -1,9 +1,9 @@
 //! The agent's event loop: every source (signals, control requests, health
-//! transitions, the expiry timer) becomes one [`Event`], and
+//! transitions, the expiry timer, the announce tick) becomes one [`Event`], and
 //! [`Agent::handle`] dispatches each to its handler. Handlers that touch
 //! the data plane do it through [`SharedState::with`].
 //!
-//! To add a source (VRRP, route announcement): a variant of [`Event`], a
+//! To add a source (VRRP): a variant of [`Event`], a
 //! branch in [`EventSources::next`] and a handler in [`Agent::handle`].
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
@@ -15,11 +15,13 @@ use tokio::{
 };
 
 use super::{
+    announce::{connections, services_view},
     reload::{self, Reloaded},
     startup::NeighbourWarmup,
     state::{EmptyServices, SharedState},
 };
 use crate::{
+    announce::{plan::ServiceView, Announcer},
     config::Config,
     control::{Incoming, Request, Response},
     dataplane::programmer::{ApplySummary, ProgramError},
@@ -40,10 +42,12 @@ pub enum Event {
     Health(Transition),
     /// Time to end the drains and reverse-NAT lingers that are due.
     ExpiryTick,
+    /// Time to look at the connection counter of a draining node
+    /// (`[announce]` only).
+    AnnounceTick,
     // Next sources, each with its handler in `Agent::handle`:
     // - `Vrrp(vrrp::Event)`: a VRRP instance changed state (master/backup/
     //   fault), from the VRRP driver's channel.
-    // - route announcement (BGP): a session or announcement changed.
 }
 
 /// The signals the agent handles.
@@ -82,7 +86,13 @@ pub struct EventSources {
     pub requests: mpsc::Receiver<Incoming>,
     pub transitions: UnboundedReceiver<Transition>,
     pub expiry: Interval,
+    /// Every [`ANNOUNCE_PERIOD`] with `[announce]`.
+    pub announce_tick: Option<Interval>,
 }
+
+/// How often a draining node's connection counter is read (and the
+/// announce status refreshed).
+pub const ANNOUNCE_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl EventSources {
     /// The next event. A channel that closes stops producing events; the
@@ -95,6 +105,8 @@ impl EventSources {
             _ = signals.hangup.recv() => Event::Signal(Signal::Hangup),
             Some(t) = self.transitions.recv() => Event::Health(t),
             _ = self.expiry.tick() => Event::ExpiryTick,
+            _ = async { self.announce_tick.as_mut().expect("guarded").tick().await },
+                if self.announce_tick.is_some() => Event::AnnounceTick,
             Some((request, reply)) = self.requests.recv() => Event::Control(request, reply),
             // A source present only with some configs (VRRP instances) is
             // an `Option` of its receiver here, its branch guarded with
@@ -132,6 +144,8 @@ pub struct Agent {
     pub neighbours: Option<NeighbourWarmup>,
     /// The VRRP instances; `None` without `[[vrrp_instance]]`.
     pub vrrp: Option<Arc<VrrpHandle>>,
+    /// The VIPs offered to the BGP daemon; `None` without `[announce]`.
+    pub announcer: Option<Announcer>,
 }
 
 impl Agent {
@@ -141,6 +155,8 @@ impl Agent {
             "lb agent running ({} virtual services)",
             self.running.virtual_servers.len()
         );
+        // Attached and the maps filled: announce what can be forwarded.
+        self.refresh_announcements().await;
         // Start-up is done: attached, maps filled, control socket serving.
         crate::systemd::notify_ready(&format!(
             "running {} virtual services",
@@ -155,6 +171,7 @@ impl Agent {
             Event::Control(request, reply) => self.on_control(request, reply).await,
             Event::Health(transition) => self.on_health(transition).await,
             Event::ExpiryTick => self.on_expiry_tick().await,
+            Event::AnnounceTick => self.on_announce_tick().await,
             // Event::Vrrp(event) => self.on_vrrp(event).await,
         }
         Next::Continue
@@ -190,6 +207,12 @@ impl Agent {
                 tracing::info!("reload requested on the control socket");
                 let _ = reply.send(self.reload().await);
             }
+            Request::Drain => {
+                let _ = reply.send(self.on_drain(true).await);
+            }
+            Request::Undrain => {
+                let _ = reply.send(self.on_drain(false).await);
+            }
         }
     }
 
@@ -216,6 +239,7 @@ impl Agent {
             }
         };
         self.refresh_neighbours().await;
+        self.reconfigure_announcer().await;
         answer
     }
 
@@ -261,6 +285,7 @@ impl Agent {
                 self.empty.log_changes(&empty);
                 self.empty = empty;
                 self.track_empty_services();
+                self.refresh_announcements().await;
             }
             Ok(Some(HealthApplied { result: Err(e), .. })) => {
                 tracing::error!("applying a health change: {e}")
@@ -290,6 +315,111 @@ impl Agent {
             }
             Ok(Some(Err(e))) => tracing::error!("ending the drain of removed real servers: {e}"),
             Err(e) => tracing::error!("expiry task failed: {e}"),
+        }
+    }
+}
+
+/// The announcer's handlers: health, reload and drain change what this
+/// node announces (see `crate::announce`).
+impl Agent {
+    /// Plan the announcements again from the services' health now.
+    async fn refresh_announcements(&mut self) {
+        if self.announcer.is_none() {
+            return;
+        }
+        let services = self.services_view().await;
+        let attached = self.state.has_dataplane();
+        if let Some(announcer) = &mut self.announcer {
+            announcer.update(&services, attached).await;
+        }
+    }
+
+    async fn services_view(&self) -> Vec<ServiceView> {
+        let config = self.running.clone();
+        match self.state.with(move |s| services_view(s, &config)).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("announce task failed: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// After a reload: the new `[announce]` (or none), then a new plan.
+    async fn reconfigure_announcer(&mut self) {
+        match (&mut self.announcer, &self.running.announce) {
+            (Some(announcer), Some(config)) => {
+                if let Err(e) = announcer.reconfigure(config).await {
+                    tracing::error!("announce: applying the reloaded [announce]: {e}");
+                }
+            }
+            (Some(_), None) => {
+                tracing::info!("announce: [announce] removed from the config");
+                if let Some(mut announcer) = self.announcer.take() {
+                    announcer.stop().await;
+                }
+            }
+            (None, Some(_)) => tracing::warn!(
+                "announce: [announce] added by a reload takes effect at the next restart"
+            ),
+            (None, None) => {}
+        }
+        self.refresh_announcements().await;
+    }
+
+    /// `lb drain` (`drain`) and `lb undrain`.
+    async fn on_drain(&mut self, drain: bool) -> Response {
+        if self.announcer.is_none() {
+            return Response::error(
+                "this agent announces nothing: its config has no [announce] (drain and \
+                 undrain withdraw and restore BGP announcements)",
+            );
+        }
+        let conns = self.connections().await;
+        let Some(announcer) = &mut self.announcer else {
+            return Response::error("no announcer");
+        };
+        let changed = if drain {
+            announcer.start_drain(Instant::now(), conns)
+        } else {
+            announcer.end_drain()
+        };
+        self.refresh_announcements().await;
+        let message = match (drain, changed) {
+            (true, true) => {
+                "draining: every VIP withdrawn, forwarding goes on; `lb status` \
+                             says when it is safe to stop (or use `lb drain --wait`)"
+            }
+            (true, false) => "already draining",
+            (false, true) => "undrained: VIPs announced again (those with a real server up)",
+            (false, false) => "not draining: nothing to do",
+        };
+        tracing::info!("{message}");
+        Response::message(message)
+    }
+
+    async fn on_announce_tick(&mut self) {
+        if let Some(announcer) = &mut self.announcer {
+            if announcer.resync_due(Instant::now()) {
+                announcer.resync().await;
+            }
+        }
+        if self.announcer.as_ref().is_some_and(Announcer::draining) {
+            let conns = self.connections().await;
+            if let Some(announcer) = &mut self.announcer {
+                announcer.observe(Instant::now(), conns);
+            }
+        }
+    }
+
+    /// New connections scheduled by every service so far.
+    async fn connections(&self) -> u64 {
+        match self.state.with(connections).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!("announce task failed: {e}");
+                0
+            }
         }
     }
 }

@@ -6,7 +6,9 @@
 //! - [`reload`]: `lb reload` and SIGHUP, one code path;
 //! - [`state`]: the state behind the lock and the one helper that takes it;
 //! - [`sysctl`]: the sysctls that keep services from being forwarded;
-//! - [`shutdown`]: what stops and what stays on SIGINT/SIGTERM.
+//! - [`shutdown`]: what stops and what stays on SIGINT/SIGTERM;
+//! - [`announce`]: what the BGP announcer (`crate::announce`) reads from
+//!   the state: services with a real server up, the connection counter.
 //!
 //! Restarts keep forwarding. The maps and one bpf_link per interface are
 //! pinned under the pin directory (`lb run --pin-dir`, default
@@ -39,6 +41,7 @@ use crate::{
     dataplane::{loader, maps::MapOpenError, pin::PinError, programmer::ProgramError},
 };
 
+mod announce;
 mod events;
 mod reload;
 mod shutdown;
@@ -71,6 +74,8 @@ pub enum AgentError {
     Signal(std::io::Error),
     #[error("cannot start VRRP: {0}")]
     Vrrp(Box<crate::vrrp::VrrpError>),
+    #[error("cannot start announcing ([announce]): {0}")]
+    Announce(Box<crate::netlink::NetlinkError>),
 }
 
 /// Run the agent in the foreground until SIGINT/SIGTERM, with the data

@@ -8,7 +8,7 @@ use super::{
 };
 
 /// Stop what runs beside the event loop, then say what stays.
-pub async fn stop(background: Background, agent: Agent, xdp: Option<Xdp>) {
+pub async fn stop(background: Background, mut agent: Agent, xdp: Option<Xdp>) {
     let Background {
         server,
         serving,
@@ -18,6 +18,11 @@ pub async fn stop(background: Background, agent: Agent, xdp: Option<Xdp>) {
     // node still forwards what reaches it.
     if let Some(vrrp) = &agent.vrrp {
         vrrp.shutdown().await;
+    }
+    // Likewise: the BGP daemon withdraws the VIPs; XDP forwards what still
+    // arrives (see `crate::announce` for why a clean stop withdraws).
+    if let Some(announcer) = &mut agent.announcer {
+        announcer.stop().await;
     }
     serving.abort();
     let _ = serving.await;

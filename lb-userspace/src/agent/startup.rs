@@ -29,7 +29,7 @@ use super::{
 };
 use crate::{
     config::Config,
-    control::{ControlServer, Incoming},
+    control::{ControlError, ControlServer, Incoming},
     dataplane::{
         dr_next_hops::DrNextHops,
         loader::{self, MapSizes},
@@ -117,7 +117,14 @@ pub async fn start(
     let signals = Signals::install().map_err(AgentError::Signal)?;
     // First, so a second agent on the same config stops here with a clear
     // message instead of fighting over the interfaces.
-    let server = Arc::new(ControlServer::bind(&config.agent.control_socket)?);
+    let group = match &config.agent.control_group {
+        Some(name) => Some(crate::control::peer::resolve_group(name).map_err(ControlError::from)?),
+        None => None,
+    };
+    let server = Arc::new(ControlServer::bind_with_group(
+        &config.agent.control_socket,
+        group,
+    )?);
 
     let (mut monitor, transitions) = health::Monitor::new();
     let health_metrics = HealthMetrics::default();
@@ -160,6 +167,12 @@ pub async fn start(
     let serving = serve_control(&server, req_tx, vrrp.as_ref());
     let mut expiry = tokio::time::interval(EXPIRY_PERIOD);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let announcer = start_announcer(&config, &mut state).await?;
+    let announce_tick = announcer.as_ref().map(|_| {
+        let mut tick = tokio::time::interval(super::events::ANNOUNCE_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
     Ok(Started {
         agent: Agent {
             config_path,
@@ -169,12 +182,14 @@ pub async fn start(
             empty,
             neighbours,
             vrrp,
+            announcer,
         },
         events: EventSources {
             signals,
             requests,
             transitions,
             expiry,
+            announce_tick,
         },
         background: Background {
             server,
@@ -361,6 +376,13 @@ async fn serve_metrics(
         .await
         .map_err(|source| AgentError::Metrics { addr, source })?;
     tracing::info!("metrics on http://{addr}/metrics");
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "metrics_listen {addr} is not a loopback address: /metrics has no authentication, \
+             anyone who can reach {addr} can read it (service names, addresses, counters); \
+             bind it to 127.0.0.1 or firewall the port"
+        );
+    }
     let state = state.clone();
     let snapshot = move || {
         let state = state.clone();
@@ -403,4 +425,22 @@ fn start_ebpf_logger(ebpf: &mut Ebpf) -> Option<JoinHandle<()>> {
             guard.clear_ready();
         }
     }))
+}
+
+/// `[announce]`: adopt the routes a previous agent left, for the first
+/// plan (made by the event loop's first refresh) to correct. After XDP is
+/// attached: a route draws traffic only once it can be forwarded.
+async fn start_announcer(
+    config: &Config,
+    state: &mut SharedState,
+) -> Result<Option<crate::announce::Announcer>, AgentError> {
+    let Some(announce) = &config.announce else {
+        return Ok(None);
+    };
+    let cell = crate::announce::StatusCell::default();
+    let announcer = crate::announce::Announcer::start(announce, cell.clone())
+        .await
+        .map_err(|e| AgentError::Announce(Box::new(e)))?;
+    state.set_announce(cell);
+    Ok(Some(announcer))
 }

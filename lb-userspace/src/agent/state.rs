@@ -247,6 +247,8 @@ pub struct SharedState {
     /// The VRRP instances, when the config has any: their status is read
     /// from the driver's own channel, never under the lock.
     vrrp: Option<Arc<VrrpHandle>>,
+    /// `[announce]`'s last status, kept by the event loop's announcer.
+    announce: Option<crate::announce::StatusCell>,
 }
 
 impl SharedState {
@@ -259,12 +261,18 @@ impl SharedState {
             locked: Arc::new(Mutex::new(state)),
             flow_walks,
             vrrp: None,
+            announce: None,
         })
     }
 
     /// Report these VRRP instances in [`Self::status`] from now on.
     pub fn set_vrrp(&mut self, vrrp: Arc<VrrpHandle>) {
         self.vrrp = Some(vrrp);
+    }
+
+    /// Report the announcer's status in [`Self::status`] from now on.
+    pub fn set_announce(&mut self, cell: crate::announce::StatusCell) {
+        self.announce = Some(cell);
     }
 
     /// Whether XDP is loaded (fixed for the agent's life).
@@ -299,6 +307,9 @@ impl SharedState {
         let mut status = self.with(move |state| state.status(&flows)).await??;
         if let Some(vrrp) = &self.vrrp {
             status.vrrp = vrrp.status();
+        }
+        if let Some(cell) = &self.announce {
+            status.announce = cell.lock().expect("announce status").clone();
         }
         Ok(status)
     }

@@ -20,7 +20,7 @@
 //! - durations are strings with a unit: "500ms", "2s", "1.5s", "1m", "1h"
 //!   (whole milliseconds).
 
-use std::{fmt, ops::Range, time::Duration};
+use std::{fmt, ops::Range, path::PathBuf, time::Duration};
 
 use toml::Spanned;
 
@@ -166,6 +166,26 @@ pub struct LdapCheck {
     pub base: String,
     /// Parses as an RFC 4515 filter.
     pub filter: String,
+    /// How the bind (and its password) is protected on the wire.
+    pub tls: LdapTls,
+    /// PEM CA certificate(s) to verify the server with, the only ones
+    /// trusted; `None` = the system roots. The server's certificate must
+    /// name the real server's IP address (the check connects by address;
+    /// see `health::tls`).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `tls = "none" | "ldaps" | "starttls"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LdapTls {
+    /// Plain LDAP: the default, so configs written before TLS keep their
+    /// meaning (and send `bind_password` in clear).
+    #[default]
+    None,
+    /// TLS from the first byte (usually port 636).
+    Ldaps,
+    /// Plain LDAP, then the StartTLS extended operation before the bind.
+    StartTls,
 }
 
 impl Default for LdapCheck {
@@ -174,6 +194,8 @@ impl Default for LdapCheck {
             bind: None,
             base: DEFAULT_LDAP_BASE.to_owned(),
             filter: DEFAULT_LDAP_FILTER.to_owned(),
+            tls: LdapTls::None,
+            ca_file: None,
         }
     }
 }
@@ -271,6 +293,8 @@ fn specific_keys(raw: &RawHealthCheck) -> Vec<(&'static str, &'static str, Range
     );
     add("base", "ldap", raw.base.as_ref().map(Spanned::span));
     add("filter", "ldap", raw.filter.as_ref().map(Spanned::span));
+    add("tls", "ldap", raw.tls.as_ref().map(Spanned::span));
+    add("ca_file", "ldap", raw.ca_file.as_ref().map(Spanned::span));
     add("command", "exec", raw.command.as_ref().map(Spanned::span));
     out
 }
@@ -575,6 +599,8 @@ pub(super) fn health_check(layers: &[Layer<'_>], src: &Source<'_>) -> Result<Hea
                 }
                 ldap.filter = text.clone();
             }
+            (ldap.tls, ldap.ca_file) =
+                ldap_transport(pick!(same_kind, tls), pick!(same_kind, ca_file), src)?;
             CheckKind::Ldap(ldap)
         }
         "exec" => {
@@ -621,6 +647,83 @@ pub(super) fn health_check(layers: &[Layer<'_>], src: &Source<'_>) -> Result<Hea
         fall,
         port,
     })
+}
+
+/// `tls` and `ca_file` of an LDAP check. `ca_file` must be absolute (the
+/// agent runs from `/` under systemd; a path relative to where `lb check`
+/// ran would mean another file there) and hold PEM certificates, checked
+/// here so that `lb check` reports a missing or unreadable file.
+fn ldap_transport(
+    tls: Option<Field<'_, String>>,
+    ca_file: Option<Field<'_, String>>,
+    src: &Source<'_>,
+) -> Result<(LdapTls, Option<PathBuf>)> {
+    let mode = match &tls {
+        None => LdapTls::None,
+        Some(f) => match f.value.get_ref().as_str() {
+            "none" => LdapTls::None,
+            "ldaps" => LdapTls::Ldaps,
+            "starttls" => LdapTls::StartTls,
+            other => {
+                return Err(src.field_error(
+                    f.span(),
+                    &f.name("tls"),
+                    format!(
+                        "`{other}` is not an LDAP TLS mode: use \"none\" (plain LDAP), \
+                         \"ldaps\" (TLS from the start, usually port 636) or \"starttls\""
+                    ),
+                ))
+            }
+        },
+    };
+    let Some(f) = ca_file else {
+        return Ok((mode, None));
+    };
+    if mode == LdapTls::None {
+        return Err(src.field_error(
+            f.span(),
+            &f.name("ca_file"),
+            "`ca_file` with `tls = \"none\"` is never used: add `tls = \"ldaps\"` or \
+             `tls = \"starttls\"`, or remove `ca_file`",
+        ));
+    }
+    let path = PathBuf::from(f.value.get_ref());
+    if !path.is_absolute() {
+        return Err(src.field_error(
+            f.span(),
+            &f.name("ca_file"),
+            format!(
+                "`{}` is a relative path: write it from the root, e.g. \"/etc/lb/ldap-ca.pem\"",
+                path.display()
+            ),
+        ));
+    }
+    if let Err(e) = crate::health::tls::read_ca_file(&path) {
+        return Err(src.field_error(f.span(), &f.name("ca_file"), e));
+    }
+    Ok((mode, Some(path)))
+}
+
+/// Refuses an LDAP check over TLS of an IPv6 real server: the LDAP
+/// library hands the TLS layer the address in URL form (`[2001:db8::1]`),
+/// which no certificate can match, so every check would fail. Said here
+/// rather than as a real server that is always down.
+pub(super) fn tls_reaches(
+    check: &HealthCheck,
+    address: std::net::IpAddr,
+    span: Range<usize>,
+    field: &str,
+    src: &Source<'_>,
+) -> Result<()> {
+    match &check.kind {
+        CheckKind::Ldap(l) if l.tls != LdapTls::None && address.is_ipv6() => Err(src.field_error(
+            span,
+            field,
+            "LDAP checks over TLS (`tls = \"ldaps\"` or \"starttls\") cannot verify an IPv6 \
+                 real server's certificate yet: use `kind = \"tcp\"` for it, or `tls = \"none\"`",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A `{word}` that looks like a placeholder but is not one of ours

@@ -28,6 +28,7 @@
 //!   health checks keep their meaning.
 //! - VRRP (`[[vrrp_instance]]`, `[[vrrp_sync_group]]`): see
 //!   `validate_vrrp` for their rules and [`VrrpInstance`] for the types.
+//! - `[announce]`: see `announce` for its rules.
 //! - a value that cannot be read is named, but never a secret's
 //!   (`auth_pass`, `bind_password`).
 //!
@@ -37,6 +38,7 @@
 //! depends on the machine (interfaces) separately, so a config can be
 //! parsed and tested on a host that lacks its interfaces.
 
+mod announce;
 mod error;
 mod health;
 mod host;
@@ -50,10 +52,14 @@ use std::{
     path::PathBuf,
 };
 
+pub use announce::{
+    Announce, DEFAULT_ANNOUNCE_INTERFACE, DEFAULT_ANNOUNCE_PROTOCOL, DEFAULT_ANNOUNCE_TABLE,
+    DEFAULT_DRAIN_MIN, DEFAULT_DRAIN_QUIET,
+};
 pub use error::Location;
 pub use health::{
     parse_duration, show as show_duration, CheckKind, ExecCheck, HealthCheck, HttpCheck, LdapBind,
-    LdapCheck, Secret, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_RISE,
+    LdapCheck, LdapTls, Secret, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_RISE,
     DEFAULT_HEALTH_TIMEOUT, DEFAULT_HTTP_EXPECT_STATUS, DEFAULT_HTTP_PATH, DEFAULT_LDAP_BASE,
     DEFAULT_LDAP_FILTER, EXEC_PLACEHOLDERS, MAX_HEALTH_COUNT, MAX_HEALTH_INTERVAL,
     MIN_HEALTH_INTERVAL, MIN_HEALTH_TIMEOUT,
@@ -110,6 +116,9 @@ pub struct Config {
     pub vrrp_instances: Vec<VrrpInstance>,
     /// `[[vrrp_sync_group]]`: instances that change state together.
     pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
+    /// `[announce]`: VIPs offered to a BGP daemon (see [`Announce`]);
+    /// `None` without the table.
+    pub announce: Option<Announce>,
     /// Where things were written, for [`validate_host`]'s messages.
     pub sources: SourceMap,
 }
@@ -139,6 +148,9 @@ pub struct AgentConfig {
     pub flow_table_size: u32,
     pub control_socket: PathBuf,
     pub metrics_listen: Option<SocketAddr>,
+    /// `[agent] control_group`: a group whose members may run `lb status`
+    /// (read-only requests) on the control socket; resolved at start-up.
+    pub control_group: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -446,6 +458,8 @@ fn field_path(path: &serde_path_to_error::Path) -> String {
 const SECRET_KEYS: &[&str] = &["auth_pass", "bind_password"];
 /// Keys that hold a duration string.
 const DURATION_KEYS: &[&str] = &[
+    "drain_min",
+    "drain_quiet",
     "interval",
     "timeout",
     "advert_interval",
@@ -468,6 +482,10 @@ fn one_line(s: &str) -> String {
         .replace("expected struct RawHealthCheck", "expected a table")
         .replace("expected struct RawVrrpInstance", "expected a table")
         .replace("expected struct RawVrrpSyncGroup", "expected a table")
+        .replace(
+            "expected struct RawAnnounce",
+            "expected a table `[announce]`",
+        )
 }
 
 #[cfg(test)]

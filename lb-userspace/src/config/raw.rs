@@ -23,6 +23,7 @@ pub(super) struct RawConfig {
     pub vrrp_instance: Vec<Spanned<RawVrrpInstance>>,
     #[serde(default)]
     pub vrrp_sync_group: Vec<Spanned<RawVrrpSyncGroup>>,
+    pub announce: Option<Spanned<RawAnnounce>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +34,7 @@ pub(super) struct RawAgent {
     pub flow_table_size: Option<Spanned<i64>>,
     pub control_socket: Option<Spanned<String>>,
     pub metrics_listen: Option<Spanned<String>>,
+    pub control_group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +84,8 @@ pub(super) struct RawHealthCheck {
     pub bind_password: Option<Spanned<String>>,
     pub base: Option<Spanned<String>>,
     pub filter: Option<Spanned<String>>,
+    pub tls: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
     // exec
     pub command: Option<Spanned<Vec<Spanned<String>>>>,
 }
@@ -127,4 +131,16 @@ pub(super) struct RawVrrpSyncGroup {
     pub notify_backup: Option<Spanned<String>>,
     pub notify_fault: Option<Spanned<String>>,
     pub notify: Option<Spanned<String>>,
+}
+
+/// `[announce]`: VIPs offered to a BGP daemon (see `announce`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAnnounce {
+    pub addresses: Option<Spanned<Vec<Spanned<String>>>>,
+    pub table: Option<Spanned<i64>>,
+    pub protocol: Option<Spanned<i64>>,
+    pub interface: Option<Spanned<String>>,
+    pub drain_min: Option<Spanned<String>>,
+    pub drain_quiet: Option<Spanned<String>>,
 }

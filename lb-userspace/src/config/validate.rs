@@ -123,12 +123,14 @@ pub(super) fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config> {
         src,
     )?;
     sources.vrrp_interfaces = vrrp.interface_locations;
+    let announce = super::announce::announce(raw.announce, &virtual_servers, src)?;
 
     Ok(Config {
         agent,
         virtual_servers,
         vrrp_instances: vrrp.instances,
         vrrp_sync_groups: vrrp.sync_groups,
+        announce,
         sources,
     })
 }
@@ -140,6 +142,7 @@ fn default_agent() -> AgentConfig {
         flow_table_size: DEFAULT_FLOW_TABLE_SIZE,
         control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
         metrics_listen: None,
+        control_group: None,
     }
 }
 
@@ -275,6 +278,21 @@ fn agent(
         }
     };
 
+    let control_group = match raw.control_group {
+        None => None,
+        Some(v) => {
+            let name = v.get_ref();
+            if let Some(why) = bad_group_name(name) {
+                return Err(src.field_error(
+                    v.span(),
+                    "agent.control_group",
+                    format!("`{name}` {why}, e.g. \"lb\" (a group from /etc/group)"),
+                ));
+            }
+            Some(name.clone())
+        }
+    };
+
     Ok((
         AgentConfig {
             interfaces,
@@ -282,12 +300,32 @@ fn agent(
             flow_table_size,
             control_socket,
             metrics_listen,
+            control_group,
         },
         SourceMap {
             interfaces: interface_locations,
             ..SourceMap::default()
         },
     ))
+}
+
+/// Why `name` cannot be a group name (or gid), if it cannot. Whether the
+/// group exists is checked when the agent starts: `lb check` may run on
+/// another host.
+fn bad_group_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("is empty: name a group");
+    }
+    if name.len() > 32 {
+        return Some("is too long for a group name (at most 32 bytes)");
+    }
+    if name
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b':' || b == b'/')
+    {
+        return Some("is not a group name (no spaces, `:` or `/`)");
+    }
+    None
 }
 
 /// Why `name` cannot be a Linux interface name, if it cannot.
@@ -636,6 +674,7 @@ fn real_server(
         });
     let layers: Vec<Layer<'_>> = own.into_iter().chain(service_check).collect();
     let health_check = health::health_check(&layers, src)?;
+    health::tls_reaches(&health_check, addr, address.span(), &field, src)?;
 
     Ok(RealServer {
         address: addr,

@@ -488,6 +488,7 @@ mod tests {
                 flow_table_size: 4096,
                 control_socket: PathBuf::from("/run/lb/lb.sock"),
                 metrics_listen: None,
+                control_group: None,
             },
             virtual_servers: vec![VirtualServer {
                 name: "web".into(),
@@ -514,6 +515,7 @@ mod tests {
             }],
             vrrp_instances: Vec::new(),
             vrrp_sync_groups: Vec::new(),
+            announce: None,
         }
     }
 

@@ -217,10 +217,12 @@ fn config(services: Vec<VirtualServer>) -> Config {
             flow_table_size: 1024,
             control_socket: PathBuf::from("/run/lb/lb.sock"),
             metrics_listen: None,
+            control_group: None,
         },
         virtual_servers: services,
         vrrp_instances: Vec::new(),
         vrrp_sync_groups: Vec::new(),
+        announce: None,
     }
 }
 

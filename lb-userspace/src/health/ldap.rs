@@ -6,22 +6,44 @@
 //! least one entry (a server up with an unloaded or empty database is not
 //! healthy). A search stopped by the size limit found an entry: healthy.
 //! Errors name the step: "ldap bind failed: invalidCredentials (49)".
+//!
+//! With `tls = "ldaps"` (TLS from the first byte) or `"starttls"` (the
+//! StartTLS operation, then TLS) the bind and its password only ever
+//! travel encrypted, to a server whose certificate names the real
+//! server's address and chains to `ca_file` (see [`super::tls`]). A server
+//! that refuses StartTLS, or presents a certificate that does not verify,
+//! fails the check before the bind is sent.
 
 use std::net::SocketAddr;
 
-use ldap3::{Ldap, LdapConnAsync, LdapResult, Scope, SearchOptions};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope, SearchOptions};
 
-use crate::config::LdapCheck;
+use crate::config::{LdapCheck, LdapTls};
 
 /// RFC 4511 result codes that matter here.
 const SUCCESS: u32 = 0;
 const SIZE_LIMIT_EXCEEDED: u32 = 4;
 
 pub async fn check(addr: SocketAddr, cfg: &LdapCheck) -> Result<(), String> {
-    let url = format!("ldap://{addr}");
-    let (conn, mut ldap) = LdapConnAsync::new(&url)
-        .await
-        .map_err(|e| format!("ldap connect to {addr} failed: {e}"))?;
+    let scheme = if cfg.tls == LdapTls::Ldaps {
+        "ldaps"
+    } else {
+        "ldap"
+    };
+    let url = format!("{scheme}://{addr}");
+    let settings = settings(cfg)?;
+    let (conn, mut ldap) =
+        LdapConnAsync::with_settings(settings, &url)
+            .await
+            .map_err(|e| match e {
+                // The only LDAP operation before the bind is StartTLS: a
+                // result here is the server refusing it.
+                LdapError::LdapResult { result } if cfg.tls == LdapTls::StartTls => format!(
+                    "ldap StartTLS refused by {addr}: {} (is TLS configured on the server?)",
+                    describe(&result)
+                ),
+                e => format!("ldap connect to {url} failed: {e}"),
+            })?;
     // The connection is driven here rather than on a spawned task, so that
     // a check dropped by its timeout drops the connection with it.
     let driver = conn.drive();
@@ -40,6 +62,17 @@ pub async fn check(addr: SocketAddr, cfg: &LdapCheck) -> Result<(), String> {
             Ok(()) => session.await,
         },
     }
+}
+
+/// StartTLS or not, and the connector that verifies the server.
+fn settings(cfg: &LdapCheck) -> Result<LdapConnSettings, String> {
+    let settings = LdapConnSettings::new().set_starttls(cfg.tls == LdapTls::StartTls);
+    if cfg.tls == LdapTls::None {
+        return Ok(settings);
+    }
+    let connector =
+        super::tls::connector(cfg.ca_file.as_deref()).map_err(|e| format!("ldap {e}"))?;
+    Ok(settings.set_connector(connector))
 }
 
 async fn session(ldap: &mut Ldap, cfg: &LdapCheck) -> Result<(), String> {

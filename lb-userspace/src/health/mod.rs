@@ -2,7 +2,8 @@
 //! new flows.
 //!
 //! This module owns the checks (one file per kind: [`tcp`], [`http`],
-//! [`ldap`], [`exec`]), the rise/fall state machine ([`state`]) and the
+//! [`ldap`], [`exec`]; [`tls`]: LDAP's TLS trust), the rise/fall state
+//! machine ([`state`]) and the
 //! [`Monitor`] that runs every target's checks on tokio and reports
 //! transitions. It never touches the BPF maps: the agent turns
 //! transitions into Maglev table rebuilds.
@@ -35,6 +36,7 @@ pub mod ldap;
 mod monitor;
 pub mod state;
 pub mod tcp;
+pub mod tls;
 
 use std::{
     net::{IpAddr, SocketAddr},

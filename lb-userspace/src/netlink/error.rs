@@ -39,6 +39,23 @@ pub enum NetlinkError {
     },
     #[error("reading the neighbour table: {0}")]
     Neighbours(#[source] rtnetlink::Error),
+    #[error("reading the routing tables: {0}")]
+    Routes(#[source] rtnetlink::Error),
+    #[error("adding the route {destination} dev {interface} to table {table}: {source}")]
+    AddRoute {
+        destination: IpAddr,
+        interface: String,
+        table: u32,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("removing the route {destination} from table {table}: {source}")]
+    RemoveRoute {
+        destination: IpAddr,
+        table: u32,
+        #[source]
+        source: rtnetlink::Error,
+    },
 }
 
 /// The errno of a netlink error answer (positive, as in `libc`), if the

@@ -1,6 +1,7 @@
 //! The agent's one door to rtnetlink: interfaces (index, MAC, up/down, MTU,
 //! and a watch on their state), addresses (read, add, remove) and the
-//! neighbour table. VRRP adds and removes its virtual addresses here and
+//! neighbour table, and host routes of one protocol number in one table
+//! (the VIPs announced over BGP, see `announce`). VRRP adds and removes its virtual addresses here and
 //! watches its interface; the DR neighbour keeper reads the neighbour table.
 //! Nothing in the agent runs `ip`.
 //!
@@ -13,12 +14,14 @@ mod address;
 mod error;
 mod link;
 mod neighbour;
+mod route;
 
 use rtnetlink::Handle;
 
 pub use error::NetlinkError;
 pub use link::{LinkInfo, LinkRef, LinkWatch};
 pub use neighbour::{Neighbour, NudState};
+pub use route::RouteOwner;
 
 pub type Result<T> = std::result::Result<T, NetlinkError>;
 

@@ -5,8 +5,10 @@
 
 #![allow(dead_code)] // each test file uses its own part of the kit
 
+pub mod tls;
+
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -53,7 +55,12 @@ pub fn require(program: &str, package: &str) -> PathBuf {
 
 /// A free loopback port (bound and released: the caller binds it next).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A free port on `ip` (bound and released: the caller binds it next).
+pub fn free_port_on(ip: IpAddr) -> u16 {
+    TcpListener::bind((ip, 0))
         .unwrap()
         .local_addr()
         .unwrap()
@@ -186,9 +193,19 @@ http {{
 /// slapd on 127.0.0.1:`port`, mdb database `dc=example,dc=org` with root
 /// DN `cn=admin,dc=example,dc=org` / `ROOT_PASSWORD`, loaded with slapadd.
 pub struct Slapd {
+    /// Plain LDAP (StartTLS too when started with TLS files).
     pub addr: SocketAddr,
+    /// LDAP over TLS, when started with TLS files.
+    pub ldaps_addr: Option<SocketAddr>,
     proc: Proc,
     dir: TempDir,
+}
+
+/// The server side of slapd's TLS: its certificate chain and key.
+pub struct SlapdTls<'a> {
+    pub ca: &'a Path,
+    pub cert: &'a Path,
+    pub key: &'a Path,
 }
 
 pub const LDAP_SUFFIX: &str = "dc=example,dc=org";
@@ -197,6 +214,12 @@ pub const ROOT_PASSWORD: &str = "s3cret";
 
 impl Slapd {
     pub fn start() -> Self {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), None)
+    }
+
+    /// On `ip` (an address of the caller's network namespace); with `tls`
+    /// it also serves StartTLS on `addr` and LDAPS on `ldaps_addr`.
+    pub fn start_on(ip: IpAddr, tls: Option<SlapdTls<'_>>) -> Self {
         let slapd = require("slapd", "slapd");
         let slapadd = require("slapadd", "slapd");
         let dir = TempDir::new("slapd");
@@ -215,6 +238,16 @@ rootpw {ROOT_PASSWORD}
 directory {d}/db
 "
         );
+        // TLS directives are global: they go before `database`.
+        let conf = match &tls {
+            None => conf,
+            Some(t) => format!(
+                "TLSCACertificateFile {}\nTLSCertificateFile {}\nTLSCertificateKeyFile {}\n{conf}",
+                t.ca.display(),
+                t.cert.display(),
+                t.key.display()
+            ),
+        };
         std::fs::write(dir.path().join("slapd.conf"), conf).unwrap();
         let ldif = format!(
             "dn: {LDAP_SUFFIX}
@@ -247,11 +280,16 @@ sn: Probe
             String::from_utf8_lossy(&out.stderr)
         );
 
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addr = SocketAddr::new(ip, free_port_on(ip));
+        let ldaps_addr = tls.as_ref().map(|_| SocketAddr::new(ip, free_port_on(ip)));
+        let mut urls = format!("ldap://{addr}/");
+        if let Some(a) = ldaps_addr {
+            urls.push_str(&format!(" ldaps://{a}/"));
+        }
         let log = dir.path().join("slapd.log");
         // -d keeps slapd in the foreground, so Drop can stop it.
         let child = Command::new(&slapd)
-            .args(["-d", "0", "-h", &format!("ldap://{addr}/"), "-f"])
+            .args(["-d", "0", "-h", &urls, "-f"])
             .arg(dir.path().join("slapd.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -260,10 +298,14 @@ sn: Probe
             .expect("slapd starts");
         let s = Slapd {
             addr,
+            ldaps_addr,
             proc: Proc(Some(child)),
             dir,
         };
         wait_listening(addr, "slapd", &log);
+        if let Some(a) = ldaps_addr {
+            wait_listening(a, "slapd (ldaps)", &log);
+        }
         s
     }
 
