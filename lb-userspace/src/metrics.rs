@@ -31,7 +31,7 @@
 //! The server is a minimal HTTP/1.0-style responder on tokio: one request
 //! per connection, answered and closed, which is all a scraper needs.
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::text::encode,
@@ -253,6 +253,15 @@ pub fn render(status: &Status, health: Option<&HealthMetrics>) -> String {
             .inc_by(*n);
     }
     vrrp(&mut registry, &status.vrrp);
+    if let Some(ms) = status.flows_counted_ago_ms {
+        let age = Gauge::<f64, AtomicU64>::default();
+        age.set(ms as f64 / 1000.0);
+        registry.register(
+            "lb_flows_counted_age_seconds",
+            "Age of lb_real_server_flows: a big flow table is counted in the background",
+            age,
+        );
+    }
     let mut out = String::new();
     encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
@@ -482,6 +491,7 @@ mod tests {
             events: Default::default(),
             source: None,
             vrrp: Vec::new(),
+            flows_counted_ago_ms: Some(1500),
         };
         let h = HealthMetrics::default();
         let key = TargetKey {
@@ -506,6 +516,7 @@ mod tests {
             "lb_real_server_flows{service=\"web\",vip=\"192.168.253.120:80/tcp\",real_server=\"172.16.14.121:80\"} 5",
             "lb_xdp_verdicts_total{verdict=\"redirect\"} 18",
             "lb_build_info{version=\"",
+            "lb_flows_counted_age_seconds 1.5",
             "lb_health_check_duration_seconds_count{service=\"web\",real_server=\"172.16.14.121:80\",result=\"ok\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");

@@ -60,6 +60,7 @@ pub fn snapshot_with_flows(
         events,
         source: None,
         vrrp: Vec::new(),
+        flows_counted_ago_ms: None,
     })
 }
 
