@@ -291,7 +291,8 @@ mod tests {
                 (key, Flow::default())
             })
             .collect();
-        crate::dataplane::flows::insert_batched(maps.flows_fd(), &flows);
+        crate::dataplane::flows::insert_batched(maps.flows_fd(), &flows)
+            .unwrap_or_else(|e| panic!("filling FLOWS: {e}"));
     }
 
     /// A state whose flow table holds [`FLOWS`] flows.
