@@ -830,3 +830,70 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
         .arg(t.socket())
         .output();
 }
+
+/// A data plane pinned by a build with another map layout is not adopted:
+/// `lb run` refuses with a message naming both layout versions and the
+/// commands to run, and those commands work.
+#[test]
+fn a_pinned_set_of_another_layout_is_refused_with_both_versions_and_the_fix() {
+    use aya::maps::{Array, Map, MapData};
+    use lb_common::layout::{LAYOUT_VERSION, VERSION_MAP};
+
+    require_root();
+    let t = Topology::new("lv");
+    let two = t.config("two.toml", 2);
+    drop(t.start_agent(&two, "agent-a.log"));
+
+    // The pins outlive the killed agent, with its layout version. Make
+    // them look like another build's.
+    let holder = t.holder.as_ref().unwrap().0.id();
+    let pin = format!("/proc/{holder}/root/sys/fs/bpf/lb/{VERSION_MAP}");
+    let data = MapData::from_pin(&pin).unwrap_or_else(|e| panic!("opening {pin}: {e}"));
+    let mut version: Array<MapData, u32> = Array::try_from(Map::Array(data)).unwrap();
+    assert_eq!(
+        version.get(&0, 0).unwrap(),
+        LAYOUT_VERSION,
+        "lb run pins its layout version"
+    );
+    let other = LAYOUT_VERSION + 1;
+    version.set(0, other, 0).unwrap();
+
+    let refused = t
+        .in_lb(LB)
+        .args(["run", "--config"])
+        .arg(&two)
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "lb run adopted a set of layout {other}"
+    );
+    for part in [
+        format!("map layout version {other}"),
+        format!("this lb build uses version {LAYOUT_VERSION}"),
+        "run `lb unload --pin-dir /sys/fs/bpf/lb`".to_string(),
+        "then `lb run` again".to_string(),
+    ] {
+        assert!(message.contains(&part), "{part:?} missing from:\n{message}");
+    }
+    assert_eq!(
+        t.xdp_interfaces().len(),
+        4,
+        "the refused set keeps forwarding"
+    );
+
+    // What the message says to do.
+    let unload = t
+        .in_lb(LB)
+        .args(["unload", "--socket"])
+        .arg(t.socket())
+        .output()
+        .unwrap();
+    assert!(
+        unload.status.success(),
+        "lb unload failed: {}",
+        String::from_utf8_lossy(&unload.stderr)
+    );
+    let _b = t.start_agent(&two, "agent-b.log");
+}
