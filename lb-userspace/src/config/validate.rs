@@ -16,6 +16,7 @@ use super::{
     error::{Location, Source},
     health::{self, Layer},
     raw::{RawAgent, RawConfig, RawRealServer, RawVirtualServer},
+    reverse_nat::{Claim, ReverseNatOwners},
     validate_vrrp, AgentConfig, Config, ConfigError, Forwarding, Protocol, RealServer, Scheduler,
     SourceMap, VirtualServer, XdpMode, DEFAULT_CONTROL_SOCKET, DEFAULT_FLOW_TABLE_SIZE,
     DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_SCHEDULER, DEFAULT_WEIGHT, DEFAULT_XDP_MODE,
@@ -38,10 +39,8 @@ pub(super) fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config> {
     let mut virtual_servers = Vec::with_capacity(raw.virtual_server.len());
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut endpoints: HashMap<(IpAddr, u16, Protocol), usize> = HashMap::new();
-    // NAT replies are matched on the real server's (address, port,
-    // protocol) alone, without per-flow state: one such endpoint can
-    // belong to one NAT service only.
-    let mut nat_reals: HashMap<(IpAddr, u16, Protocol), (usize, String)> = HashMap::new();
+    // The reverse-NAT ownership rule (see `reverse_nat`).
+    let mut nat_owners: ReverseNatOwners<usize> = ReverseNatOwners::default();
 
     for (i, vs) in raw.virtual_server.into_iter().enumerate() {
         let path = format!("virtual_server[{i}]");
@@ -73,43 +72,40 @@ pub(super) fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config> {
             ));
         }
         if vs.forwarding == Forwarding::Nat {
+            let name_of = |other: usize| -> &str {
+                virtual_servers
+                    .get(other)
+                    .map_or(vs.name.as_str(), |o: &VirtualServer| o.name.as_str())
+            };
             for (j, rs) in vs.real_servers.iter().enumerate() {
-                let key = (rs.address, rs.port, vs.protocol);
-                if let Some((other, other_name)) = nat_reals.get(&key) {
+                let addr = SocketAddr::new(rs.address, rs.port);
+                if let Err(other) = nat_owners.claim(addr, vs.protocol, i, Claim::RealServer) {
                     return Err(src.field_error(
                         at.real_servers[j].clone(),
                         &format!("{path}.real_server[{j}]"),
                         format!(
                             "real server {} is already in NAT virtual_server[{other}] \
-                             (`{other_name}`): replies from it could not be told apart; \
+                             (`{}`): replies from it could not be told apart; \
                              use another port on the real server for this service",
-                            endpoint(rs.address, rs.port, vs.protocol)
+                            endpoint(rs.address, rs.port, vs.protocol),
+                            name_of(other)
                         ),
                     ));
                 }
-                nat_reals.insert(key, (i, vs.name.clone()));
             }
-            // The sorry server's replies are reverse-translated the same
-            // way, so it is held to the same rule (it may be one of this
-            // service's own real servers).
             if let (Some(sorry), Some(span)) = (vs.sorry_server, at.sorry_server.clone()) {
-                let key = (sorry.ip(), sorry.port(), vs.protocol);
-                match nat_reals.get(&key) {
-                    Some((other, other_name)) if *other != i => {
-                        return Err(src.field_error(
-                            span,
-                            &format!("{path}.sorry_server"),
-                            format!(
-                                "sorry server {} is already in NAT virtual_server[{other}] \
-                                 (`{other_name}`): replies from it could not be told apart; \
-                                 give each NAT service's sorry server its own port",
-                                endpoint(sorry.ip(), sorry.port(), vs.protocol)
-                            ),
-                        ));
-                    }
-                    _ => {
-                        nat_reals.insert(key, (i, vs.name.clone()));
-                    }
+                if let Err(other) = nat_owners.claim(sorry, vs.protocol, i, Claim::SorryServer) {
+                    return Err(src.field_error(
+                        span,
+                        &format!("{path}.sorry_server"),
+                        format!(
+                            "sorry server {} is already in NAT virtual_server[{other}] \
+                             (`{}`): replies from it could not be told apart; \
+                             give each NAT service's sorry server its own port",
+                            endpoint(sorry.ip(), sorry.port(), vs.protocol),
+                            name_of(other)
+                        ),
+                    ));
                 }
             }
         }
