@@ -437,7 +437,21 @@ pub fn flow_table_status(bin: &std::path::Path, quick: bool) -> anyhow::Result<(
     let t = Instant::now();
     let first = lb.lb(&["status", "--json"])?;
     let first_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let (seen, _) = counted(&first)?;
+    let (first_seen, _) = counted(&first)?;
+    // A background count that ran during the fill answers with what it
+    // saw: wait until a count shows the whole table before timing.
+    let settled = Instant::now();
+    let seen = loop {
+        let (seen, _) = counted(&lb.lb(&["status", "--json"])?)?;
+        if seen >= u64::from(BIG_FLOW_TABLE) * 99 / 100 {
+            break seen;
+        }
+        anyhow::ensure!(
+            settled.elapsed() < Duration::from_secs(60),
+            "lb status still counts {seen} flows 60 s after the fill"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let status_full = median_of(&time_status)?;
     let scrape_full = median_of(&|| Ok(scrape()?.0))?;
     std::thread::sleep(Duration::from_secs(2));
@@ -466,9 +480,9 @@ pub fn flow_table_status(bin: &std::path::Path, quick: bool) -> anyhow::Result<(
         "-".into(),
     ));
     status.push(row(
-        "first lb status after the fill (waits for a walk)",
+        "first lb status after the fill (a walk, or the last count)",
         first_ms,
-        seen.to_string(),
+        first_seen.to_string(),
         "-".into(),
     ));
     status.push(row(

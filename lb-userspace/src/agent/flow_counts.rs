@@ -138,10 +138,17 @@ impl FlowWalks {
         }
         let started = Instant::now();
         let counter = self.counter.clone();
-        let counts = tokio::task::spawn_blocking(move || counter.count()).await?;
+        // Timed on the blocking thread: a wait for one (a busy machine)
+        // is not the table's size and must not switch regimes.
+        let (counts, took) = tokio::task::spawn_blocking(move || {
+            let walking = Instant::now();
+            let counts = counter.count();
+            (counts, walking.elapsed())
+        })
+        .await?;
         let walk = FlowWalk {
             started,
-            took: started.elapsed(),
+            took,
             counts,
         };
         self.walks.fetch_add(1, Ordering::Relaxed);
