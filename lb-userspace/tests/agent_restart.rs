@@ -833,7 +833,8 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
 
 /// A data plane pinned by a build with another map layout is not adopted:
 /// `lb run` refuses with a message naming both layout versions and the
-/// commands to run, and those commands work.
+/// commands to run, and those commands work. One pinned by a build that
+/// recorded no version (same maps) is adopted and gets the version.
 #[test]
 fn a_pinned_set_of_another_layout_is_refused_with_both_versions_and_the_fix() {
     use aya::maps::{Array, Map, MapData};
@@ -844,10 +845,20 @@ fn a_pinned_set_of_another_layout_is_refused_with_both_versions_and_the_fix() {
     let two = t.config("two.toml", 2);
     drop(t.start_agent(&two, "agent-a.log"));
 
-    // The pins outlive the killed agent, with its layout version. Make
-    // them look like another build's.
+    // A set pinned by a build that recorded no version (main before the
+    // version existed) is adopted, and gets this build's version.
     let holder = t.holder.as_ref().unwrap().0.id();
     let pin = format!("/proc/{holder}/root/sys/fs/bpf/lb/{VERSION_MAP}");
+    std::fs::remove_file(&pin).unwrap_or_else(|e| panic!("removing {pin}: {e}"));
+    drop(t.start_agent(&two, "agent-h.log"));
+    let log = std::fs::read_to_string(t.dir.join("agent-h.log")).unwrap();
+    assert!(
+        log.contains("adopting the data plane pinned in"),
+        "a set without a version was not adopted:\n{log}"
+    );
+
+    // The pins outlive the killed agent, with its layout version. Make
+    // them look like another build's.
     let data = MapData::from_pin(&pin).unwrap_or_else(|e| panic!("opening {pin}: {e}"));
     let mut version: Array<MapData, u32> = Array::try_from(Map::Array(data)).unwrap();
     assert_eq!(
