@@ -19,9 +19,13 @@ use anyhow::{bail, Context as _};
 static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// A named namespace (`ip netns add`), deleted on drop together with the
-/// processes this run started in it.
+/// processes this run started in it. Created and removed by lb-tests'
+/// harness (`lb_tests::netns::Netns`); this adds the bench's naming, the
+/// registry the signal handler cleans up from, and string-style `ip`
+/// arguments.
 pub struct Netns {
     pub name: String,
+    inner: lb_tests::netns::Netns,
 }
 
 impl Netns {
@@ -30,31 +34,26 @@ impl Netns {
     pub fn new(tag: &str) -> anyhow::Result<Self> {
         let name = format!("lbb{}-{tag}", std::process::id());
         LIVE.lock().unwrap().push(name.clone());
-        run("ip", &["netns", "add", &name])?;
-        let ns = Netns { name };
-        ns.ip("link set lo up")?;
-        Ok(ns)
+        let inner = lb_tests::netns::Netns::new(name.clone())?;
+        Ok(Netns { name, inner })
     }
 
     /// `ip -n NAME ARGS` (split on whitespace).
     pub fn ip(&self, args: &str) -> anyhow::Result<String> {
-        let mut v = vec!["-n", &self.name];
-        v.extend(args.split_whitespace());
-        run("ip", &v)
+        let v: Vec<&str> = args.split_whitespace().collect();
+        self.inner.ip(&v)
     }
 
     /// A command that runs inside the namespace.
     pub fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
+        self.inner.command(program)
     }
 
     /// Runs a command inside the namespace and returns its stdout.
     pub fn exec(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
-        let mut v = vec!["netns", "exec", &self.name, program];
+        let mut v = vec![program];
         v.extend(args);
-        run("ip", &v)
+        self.inner.exec(&v)
     }
 
     /// Writes /proc/sys/KEY (dots as in `sysctl`) inside the namespace,
@@ -89,11 +88,12 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        remove(&self.name);
+        // `inner` removes the namespace and what runs in it right after.
         LIVE.lock().unwrap().retain(|n| *n != self.name);
     }
 }
 
+/// The signal path's removal, for names alone (no `Netns` at hand).
 fn remove(name: &str) {
     // Processes this run started in the namespace (servers, generators)
     // would keep it alive as a detached namespace: end them first, by pid.

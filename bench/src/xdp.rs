@@ -41,12 +41,7 @@ fn addr_word(a: &SocketAddrV4) -> [u32; 4] {
 }
 
 pub fn endpoint(a: SocketAddrV4, proto: u8) -> EndpointKey {
-    EndpointKey {
-        addr: addr_word(&a),
-        port_be: a.port().to_be(),
-        proto,
-        family: FAMILY_IPV4,
-    }
+    EndpointKey::new(a.into(), proto)
 }
 
 /// Loads (verifies) the XDP program `name` of `ebpf`; a verifier rejection

@@ -9,6 +9,10 @@
 //! (`_be` = network byte order, as it sits in the packet), and a size assert
 //! so a layout change is a compile error on both sides at once.
 //!
+//! [`layout`] is the table of the maps (name, kind, key and value types,
+//! where the size comes from, pinning) and the layout version pinned with
+//! them.
+//!
 //! Pure functions that both sides need to agree on live here too: the flow
 //! hash ([`hash`]) so a test can predict which real server a flow lands on,
 //! and the checksum arithmetic ([`csum`]) so it can be unit-tested on the host.
@@ -16,6 +20,7 @@
 
 pub mod csum;
 pub mod hash;
+pub mod layout;
 pub mod maps;
 
 pub use maps::*;

@@ -116,6 +116,45 @@ pub struct EndpointKey {
 }
 const _: () = assert!(size_of::<EndpointKey>() == 20);
 
+impl EndpointKey {
+    /// The key of `addr` for protocol `proto` (`PROTO_TCP` or `PROTO_UDP`):
+    /// the one place a socket address becomes a map key (the agent, the
+    /// fixtures and the benchmarks all build keys with it).
+    #[inline]
+    pub fn new(addr: core::net::SocketAddr, proto: u8) -> Self {
+        Self {
+            addr: addr_words(addr.ip()),
+            port_be: addr.port().to_be(),
+            proto,
+            family: family(addr.ip()),
+        }
+    }
+}
+
+/// The address as the packet carries it: the words hold the bytes in
+/// network order in memory, so they are built with `from_ne_bytes`; IPv4
+/// in word 0, the other words zero.
+#[inline]
+pub fn addr_words(addr: core::net::IpAddr) -> [u32; 4] {
+    match addr {
+        core::net::IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
+        core::net::IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            [w(0), w(4), w(8), w(12)]
+        }
+    }
+}
+
+/// `FAMILY_IPV4` or `FAMILY_IPV6`.
+#[inline]
+pub fn family(addr: core::net::IpAddr) -> u8 {
+    match addr {
+        core::net::IpAddr::V4(_) => FAMILY_IPV4,
+        core::net::IpAddr::V6(_) => FAMILY_IPV6,
+    }
+}
+
 /// `Service::flags`: forwarding method.
 pub const SVC_F_NAT: u32 = 1 << 0;
 pub const SVC_F_DR: u32 = 1 << 1;

@@ -36,7 +36,7 @@
 //! Serving is [`server`]'s (hyper, with a connection cap and timeouts);
 //! this file renders.
 
-use std::net::SocketAddr;
+use std::{future::Future, net::SocketAddr, sync::atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::text::encode,
@@ -260,6 +260,15 @@ pub fn render(status: &Status, health: Option<&HealthMetrics>) -> String {
     vrrp(&mut registry, &status.vrrp);
     if let Some(a) = &status.announce {
         announce(&mut registry, a);
+    }
+    if let Some(ms) = status.flows_counted_ago_ms {
+        let age = Gauge::<f64, AtomicU64>::default();
+        age.set(ms as f64 / 1000.0);
+        registry.register(
+            "lb_flows_counted_age_seconds",
+            "Age of lb_real_server_flows: a big flow table is counted in the background",
+            age,
+        );
     }
     let mut out = String::new();
     encode(&mut out, &registry).expect("writing to a String cannot fail");
@@ -513,6 +522,7 @@ mod tests {
             source: None,
             vrrp: Vec::new(),
             announce: None,
+            flows_counted_ago_ms: Some(1500),
         };
         let h = HealthMetrics::default();
         let key = TargetKey {
@@ -537,6 +547,7 @@ mod tests {
             "lb_real_server_flows{service=\"web\",vip=\"192.168.253.120:80/tcp\",real_server=\"172.16.14.121:80\"} 5",
             "lb_xdp_verdicts_total{verdict=\"redirect\"} 18",
             "lb_build_info{version=\"",
+            "lb_flows_counted_age_seconds 1.5",
             "lb_health_check_duration_seconds_count{service=\"web\",real_server=\"172.16.14.121:80\",result=\"ok\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");

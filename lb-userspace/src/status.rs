@@ -42,6 +42,11 @@ pub struct Status {
     /// One per `[[vrrp_instance]]` (empty without VRRP).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vrrp: Vec<VrrpStatus>,
+    /// How old the real servers' `flows` are (ms since the walk of the flow
+    /// table started). A running agent counts a big table in the background
+    /// and answers with its last count; absent when no agent counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flows_counted_ago_ms: Option<u64>,
     /// `[announce]`: the VIPs offered to the BGP daemon (absent without
     /// the table). See [`AnnounceStatus`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -359,6 +364,9 @@ impl Status {
             "Events:   {}",
             named(&lb_common::event::NAMES, &self.events)
         );
+        if let Some(ms) = self.flows_counted_ago_ms {
+            let _ = writeln!(out, "Flows counted {} ago", age(ms));
+        }
         out
     }
 }
@@ -588,7 +596,19 @@ mod tests {
             source: None,
             vrrp: Vec::new(),
             announce: None,
+            flows_counted_ago_ms: None,
         }
+    }
+
+    #[test]
+    fn the_age_of_the_flow_counts_is_shown_when_known() {
+        let mut status = sample();
+        assert!(!status.render().contains("Flows counted"));
+        status.flows_counted_ago_ms = Some(2500);
+        let text = status.render();
+        assert!(text.contains("\nFlows counted 2s ago\n"), "{text}");
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["flows_counted_ago_ms"], 2500);
     }
 
     #[test]

@@ -11,26 +11,15 @@
 //! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for namespaces), as
 //! `cargo xtask test` runs it; without them it fails saying so.
 
+mod agent_kit;
+
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
 
-const LB: &str = env!("CARGO_BIN_EXE_lb");
-
-fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use agent_kit::{require_root, sh, start_agent, stop_agent, Guard, LB};
 
 /// Two namespaces joined by a veth (`eth0` in the balancer's, `p0` in the
 /// peer's), removed on drop with whatever runs in them.
@@ -144,95 +133,20 @@ impl Drop for Namespaces {
     }
 }
 
-/// A running `lb run`, killed on drop if the test did not stop it.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
-        .unwrap();
-    assert!(
-        caps & (1 << 21) != 0 && caps & (1 << 12) != 0,
-        "this test creates network namespaces and loads XDP: run it as root \
-         (cargo xtask test does)"
-    );
-}
-
-fn start(ns: &Namespaces, config: &Path) -> Agent {
-    let child = ns
-        .lb(&["run", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning lb run");
-    let mut agent = Agent(child);
-    let socket = ns.socket();
-    // The socket is bound before the program is loaded (so a second agent
-    // fails early) but only served once XDP is attached: an answer to
-    // `lb status` means the agent is up.
-    wait_for("lb status to answer", Duration::from_secs(20), || {
-        if let Some(status) = agent.0.try_wait().unwrap() {
-            let mut err = String::new();
-            use std::io::Read;
-            agent
-                .0
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("lb run exited with {status}: {err}");
-        }
-        socket.exists()
-            && Command::new(LB)
-                .args(["status", "--socket", socket.to_str().unwrap()])
-                .output()
-                .unwrap()
-                .status
-                .success()
-    });
-    agent
-}
-
-fn stop(mut agent: Agent) {
-    let pid = agent.0.id() as i32;
-    // SAFETY: plain kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let start = Instant::now();
-    loop {
-        if let Some(status) = agent.0.try_wait().unwrap() {
-            assert!(status.success(), "lb run exited with {status} on SIGTERM");
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "lb run still running 10 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// `lb run --config CONFIG` in the balancer's namespace, answering.
+fn start(ns: &Namespaces, config: &Path) -> Guard {
+    let run = ns.lb(&["run", "--config", config.to_str().unwrap()]);
+    start_agent(
+        run,
+        &ns.socket(),
+        &ns.dir.join("agent.log"),
+        Duration::from_secs(20),
+    )
 }
 
 #[test]
 fn run_status_and_sigterm_detach_cleanly() {
-    require_root();
+    require_root(&[]);
     let ns = Namespaces::new("a");
     let config = ns.config("auto");
     assert_eq!(ns.xdp_on_eth0(), "", "XDP attached before the agent ran");
@@ -308,7 +222,7 @@ fn run_status_and_sigterm_detach_cleanly() {
         "the second agent removed the first one's socket"
     );
 
-    stop(agent);
+    stop_agent(agent);
     assert_eq!(ns.xdp_on_eth0(), "", "XDP still attached after SIGTERM");
     assert!(!ns.socket().exists(), "control socket left behind");
     let out = Command::new(LB)
@@ -322,7 +236,7 @@ fn run_status_and_sigterm_detach_cleanly() {
 
 #[test]
 fn generic_mode_is_honoured() {
-    require_root();
+    require_root(&[]);
     let ns = Namespaces::new("g");
     let agent = start(&ns, &ns.config("generic"));
     let out = sh(&["ip", "-n", &ns.lb, "-d", "link", "show", "eth0"]);
@@ -331,12 +245,12 @@ fn generic_mode_is_honoured() {
         text.contains("xdpgeneric"),
         "not attached in generic mode: {text}"
     );
-    stop(agent);
+    stop_agent(agent);
 }
 
 #[test]
 fn unprivileged_run_says_it_needs_root() {
-    require_root();
+    require_root(&[]);
     let ns = Namespaces::new("u");
     let config = ns.config("auto");
     // Readable by the unprivileged user.

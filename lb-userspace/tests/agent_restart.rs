@@ -17,65 +17,20 @@
 //! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); without it the test
 //! fails saying so.
 
+mod agent_kit;
+
 use std::{
     io::{Read, Write},
     net::TcpStream,
     os::fd::AsRawFd,
     path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-const LB: &str = env!("CARGO_BIN_EXE_lb");
+use agent_kit::{require_root, sh, start_agent, Guard, LB};
+
 const VIP: &str = "10.91.0.100";
-
-fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
-        .unwrap();
-    assert!(
-        caps & (1 << 21) != 0 && caps & (1 << 12) != 0,
-        "this test creates network namespaces and loads XDP: run it as root \
-         (cargo xtask test does)"
-    );
-    for tool in ["nginx", "ab", "nsenter"] {
-        assert!(
-            Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .unwrap()
-                .status
-                .success(),
-            "{tool} is not installed (cargo xtask test installs it)"
-        );
-    }
-}
-
-/// A child killed and reaped on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Topology {
     tag: String,
@@ -230,38 +185,14 @@ impl Topology {
     }
 
     fn start_agent(&self, config: &PathBuf, log: &str) -> Guard {
-        let log = std::fs::File::create(self.dir.join(log)).unwrap();
-        let child = self
-            .in_lb(LB)
-            .args(["run", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawning lb run");
-        let mut agent = Guard(child);
-        let start = Instant::now();
-        loop {
-            if let Some(status) = agent.0.try_wait().unwrap() {
-                panic!("lb run exited with {status}:\n{}", self.log_text());
-            }
-            let ok = Command::new(LB)
-                .args(["status", "--socket"])
-                .arg(self.socket())
-                .output()
-                .unwrap()
-                .status
-                .success();
-            if ok {
-                return agent;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "lb status does not answer 30 s after lb run started:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut run = self.in_lb(LB);
+        run.args(["run", "--config"]).arg(config);
+        start_agent(
+            run,
+            &self.socket(),
+            &self.dir.join(log),
+            Duration::from_secs(30),
+        )
     }
 
     fn log_text(&self) -> String {
@@ -394,7 +325,7 @@ fn ab_field(out: &str, field: &str) -> u64 {
 
 #[test]
 fn kill_9_under_load_then_restart_adopts_flows_and_unload_removes_everything() {
-    require_root();
+    require_root(&["nginx", "ab", "nsenter"]);
     let t = Topology::new("rs");
     let two = t.config("two.toml", 2);
     let three = t.config("three.toml", 3);
@@ -704,7 +635,7 @@ fn wait_health(t: &Topology, real: &str, want: &str, limit: Duration) -> Duratio
 /// (replies to the balancer's own addresses are not translated back).
 #[test]
 fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
-    require_root();
+    require_root(&["nginx", "ab", "nsenter"]);
     let mut t = Topology::new("hc");
     let health = "  [virtual_server.health_check]\n  kind = \"http\"\n  interval = \"500ms\"\n\
                   timeout = \"300ms\"\n  rise = 2\n  fall = 2\n";
@@ -829,4 +760,82 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
         .args(["unload", "--socket"])
         .arg(t.socket())
         .output();
+}
+
+/// A data plane pinned by a build with another map layout is not adopted:
+/// `lb run` refuses with a message naming both layout versions and the
+/// commands to run, and those commands work. One pinned by a build that
+/// recorded no version (same maps) is adopted and gets the version.
+#[test]
+fn a_pinned_set_of_another_layout_is_refused_with_both_versions_and_the_fix() {
+    use aya::maps::{Array, Map, MapData};
+    use lb_common::layout::{LAYOUT_VERSION, VERSION_MAP};
+
+    require_root(&["nginx", "ab", "nsenter"]);
+    let t = Topology::new("lv");
+    let two = t.config("two.toml", 2);
+    drop(t.start_agent(&two, "agent-a.log"));
+
+    // A set pinned by a build that recorded no version (main before the
+    // version existed) is adopted, and gets this build's version.
+    let holder = t.holder.as_ref().unwrap().0.id();
+    let pin = format!("/proc/{holder}/root/sys/fs/bpf/lb/{VERSION_MAP}");
+    std::fs::remove_file(&pin).unwrap_or_else(|e| panic!("removing {pin}: {e}"));
+    drop(t.start_agent(&two, "agent-h.log"));
+    let log = std::fs::read_to_string(t.dir.join("agent-h.log")).unwrap();
+    assert!(
+        log.contains("adopting the data plane pinned in"),
+        "a set without a version was not adopted:\n{log}"
+    );
+
+    // The pins outlive the killed agent, with its layout version. Make
+    // them look like another build's.
+    let data = MapData::from_pin(&pin).unwrap_or_else(|e| panic!("opening {pin}: {e}"));
+    let mut version: Array<MapData, u32> = Array::try_from(Map::Array(data)).unwrap();
+    assert_eq!(
+        version.get(&0, 0).unwrap(),
+        LAYOUT_VERSION,
+        "lb run pins its layout version"
+    );
+    let other = LAYOUT_VERSION + 1;
+    version.set(0, other, 0).unwrap();
+
+    let refused = t
+        .in_lb(LB)
+        .args(["run", "--config"])
+        .arg(&two)
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "lb run adopted a set of layout {other}"
+    );
+    for part in [
+        format!("map layout version {other}"),
+        format!("this lb build uses version {LAYOUT_VERSION}"),
+        "run `lb unload --pin-dir /sys/fs/bpf/lb`".to_string(),
+        "then `lb run` again".to_string(),
+    ] {
+        assert!(message.contains(&part), "{part:?} missing from:\n{message}");
+    }
+    assert_eq!(
+        t.xdp_interfaces().len(),
+        4,
+        "the refused set keeps forwarding"
+    );
+
+    // What the message says to do.
+    let unload = t
+        .in_lb(LB)
+        .args(["unload", "--socket"])
+        .arg(t.socket())
+        .output()
+        .unwrap();
+    assert!(
+        unload.status.success(),
+        "lb unload failed: {}",
+        String::from_utf8_lossy(&unload.stderr)
+    );
+    let _b = t.start_agent(&two, "agent-b.log");
 }

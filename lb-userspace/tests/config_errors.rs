@@ -2,6 +2,9 @@
 //! a user would read from `lb check`: file, line, column, field, and what
 //! to change. Plus: the shipped examples parse, and defaults apply.
 
+mod config_support;
+
+use config_support::{after, at, locate, Spot};
 use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
@@ -21,12 +24,12 @@ fn parse(text: &str) -> Config {
 /// Asserts `text` is rejected with a message that starts with
 /// `lb.toml:<at>: field `<field>`: ` and contains every phrase.
 #[track_caller]
-fn rejected(text: &str, at: &str, field: &str, phrases: &[&str]) -> String {
+fn rejected(text: &str, spot: Spot<'_>, field: &str, phrases: &[&str]) -> String {
     let msg = match config::parse(text, ORIGIN) {
         Ok(c) => panic!("config should be rejected, parsed as {c:#?}"),
         Err(e) => e.to_string(),
     };
-    let prefix = format!("{ORIGIN}:{at}: field `{field}`: ");
+    let prefix = format!("{ORIGIN}:{}: field `{field}`: ", locate(text, spot));
     assert!(
         msg.starts_with(&prefix),
         "message {msg:?} should start with {prefix:?}"
@@ -38,9 +41,8 @@ fn rejected(text: &str, at: &str, field: &str, phrases: &[&str]) -> String {
     msg
 }
 
-/// A NAT service: `[[virtual_server]]` on line 4, `extra_vs` from line 10,
-/// its real server table on line 11 with `address` on line 12, `extra_rs`
-/// from line 13.
+/// A NAT service: `extra_vs` at the end of the `[[virtual_server]]` table,
+/// then its real server table, `extra_rs` at the end of it.
 fn service(extra_vs: &str, extra_rs: &str) -> String {
     format!(
         "{AGENT}
@@ -59,21 +61,21 @@ forwarding = \"nat\"
 
 #[test]
 fn toml_syntax_error() {
-    let msg = config::parse("[agent]\ninterfaces = [\"eth0\"\n", ORIGIN)
-        .unwrap_err()
-        .to_string();
-    // The missing `]` is noticed where the file ends.
-    assert!(msg.starts_with("lb.toml:3:1: TOML syntax error"), "{msg}");
+    let text = "[agent]\ninterfaces = [\"eth0\"\n";
+    let msg = config::parse(text, ORIGIN).unwrap_err().to_string();
+    // The missing `]` is noticed where the file ends: the line after the last.
+    let end = format!("lb.toml:{}:1: TOML syntax error", text.lines().count() + 1);
+    assert!(msg.starts_with(&end), "{msg}");
     assert!(msg.contains("expected `]`"), "{msg}");
     assert!(!msg.contains('\n'), "{msg:?}");
 
-    let msg = config::parse(
-        "[agent]\ninterfaces = [\"eth0\"]\ninterfaces = [\"eth1\"]\n",
-        ORIGIN,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(msg.starts_with("lb.toml:3:1: TOML syntax error"), "{msg}");
+    let text = "[agent]\ninterfaces = [\"eth0\"]\ninterfaces = [\"eth1\"]\n";
+    let msg = config::parse(text, ORIGIN).unwrap_err().to_string();
+    let second = locate(text, at("interfaces = [\"eth1\"]", "interfaces"));
+    assert!(
+        msg.starts_with(&format!("lb.toml:{second}: TOML syntax error")),
+        "{msg}"
+    );
     assert!(msg.contains("duplicate key"), "{msg}");
 }
 
@@ -81,19 +83,19 @@ fn toml_syntax_error() {
 fn unknown_field() {
     rejected(
         &service("", "  wieght = 3\n"),
-        "13:3",
+        at("wieght = 3", "wieght = 3"),
         "virtual_server[0].real_server[0].wieght",
         &["unknown field", "fix its spelling", "`weight`"],
     );
     rejected(
         &format!("{AGENT}xdp_flags = 1\n"),
-        "3:1",
+        at("xdp_flags = 1", "xdp_flags = 1"),
         "agent.xdp_flags",
         &["unknown field", "`xdp_mode`"],
     );
     rejected(
         &format!("{AGENT}[[virtual_service]]\nname = \"x\"\n"),
-        "3:3",
+        at("[[virtual_service]]", "virtual_service]]"),
         "virtual_service",
         &["unknown field", "`virtual_server`"],
     );
@@ -103,13 +105,13 @@ fn unknown_field() {
 fn bad_address() {
     rejected(
         &service("", "").replace("192.168.253.120", "192.168.253.300"),
-        "6:11",
+        at("address = \"192.168.253.300\"", "\"192.168.253.300\""),
         "virtual_server[0].address",
         &["`192.168.253.300` is not an IPv4 or IPv6 address"],
     );
     rejected(
         &service("", "").replace("\"172.16.14.121\"", "\"172.16.14.121:80\""),
-        "12:13",
+        at("address = \"172.16.14.121:80\"", "\"172.16.14.121:80\""),
         "virtual_server[0].real_server[0].address",
         &[
             "not an IPv4 or IPv6 address",
@@ -118,19 +120,19 @@ fn bad_address() {
     );
     rejected(
         &service("", "").replace("192.168.253.120", "0.0.0.0"),
-        "6:11",
+        at("address = \"0.0.0.0\"", "\"0.0.0.0\""),
         "virtual_server[0].address",
         &["unspecified address"],
     );
     rejected(
         &service("sorry_server = \"172.16.14.99\"\n", ""),
-        "10:16",
+        at("sorry_server = \"172.16.14.99\"", "\"172.16.14.99\""),
         "virtual_server[0].sorry_server",
         &["not an address with a port"],
     );
     rejected(
         &format!("{AGENT}metrics_listen = \"localhost:9469\"\n"),
-        "3:18",
+        at("metrics_listen = \"localhost:9469\"", "\"localhost:9469\""),
         "agent.metrics_listen",
         &["not an address with a port", "127.0.0.1:9469"],
     );
@@ -151,7 +153,11 @@ forwarding = \"dr\"
     );
     rejected(
         &text,
-        "16:11",
+        after(
+            "name = \"web2\"",
+            "address = \"192.168.253.120\"",
+            "\"192.168.253.120\"",
+        ),
         "virtual_server[1].address",
         &[
             "duplicate service",
@@ -170,13 +176,13 @@ forwarding = \"dr\"
 fn weight_out_of_range() {
     rejected(
         &service("", "  weight = 65536\n"),
-        "13:12",
+        at("weight = 65536", "65536"),
         "virtual_server[0].real_server[0].weight",
         &["weight 65536 is out of range", "0 to 65535"],
     );
     rejected(
         &service("", "  weight = -1\n"),
-        "13:12",
+        at("weight = -1", "-1"),
         "virtual_server[0].real_server[0].weight",
         &["weight -1 is out of range"],
     );
@@ -195,7 +201,7 @@ fn weight_out_of_range() {
 fn weight_of_wrong_type() {
     rejected(
         &service("", "  weight = \"heavy\"\n"),
-        "13:12",
+        at("weight = \"heavy\"", "\"heavy\""),
         "virtual_server[0].real_server[0].weight",
         &["invalid type: string \"heavy\", expected an integer"],
     );
@@ -206,7 +212,7 @@ fn dr_real_server_with_another_port() {
     let text = service("", "  port = 8080\n").replace("\"nat\"", "\"dr\"");
     rejected(
         &text,
-        "13:10",
+        at("port = 8080", "8080"),
         "virtual_server[0].real_server[0].port",
         &[
             "port 8080 differs from the VIP's port 80",
@@ -221,7 +227,10 @@ fn dr_real_server_with_another_port() {
     parse(&service("", "  port = 80\n").replace("\"nat\"", "\"dr\""));
     rejected(
         &service("sorry_server = \"192.168.253.99:8080\"\n", "").replace("\"nat\"", "\"dr\""),
-        "10:16",
+        at(
+            "sorry_server = \"192.168.253.99:8080\"",
+            "\"192.168.253.99:8080\"",
+        ),
         "virtual_server[0].sorry_server",
         &["must listen on the VIP's port 80", "192.168.253.99:80"],
     );
@@ -231,11 +240,13 @@ fn dr_real_server_with_another_port() {
 fn interface_that_does_not_exist() {
     // Parsing never looks at the host (tests and build hosts lack the
     // production interfaces)...
-    let c = parse("[agent]\ninterfaces = [\"lo\", \"lbtest-absent0\"]\n");
+    let text = "[agent]\ninterfaces = [\"lo\", \"lbtest-absent0\"]\n";
+    let c = parse(text);
     // ...`lb check` / `lb run` call validate_host, which does.
     let msg = config::validate_host(&c).unwrap_err().to_string();
+    let spot = locate(text, at("interfaces", "\"lbtest-absent0\""));
     assert!(
-        msg.starts_with("lb.toml:2:21: field `agent.interfaces[1]`: "),
+        msg.starts_with(&format!("lb.toml:{spot}: field `agent.interfaces[1]`: ")),
         "{msg}"
     );
     assert!(
@@ -250,19 +261,22 @@ fn interface_that_does_not_exist() {
 fn bad_interface_name() {
     rejected(
         "[agent]\ninterfaces = [\"eth0\", \"a-very-long-interface-name\"]\n",
-        "2:23",
+        at(
+            "interfaces = [\"eth0\", \"a-very-long-interface-name\"]",
+            "\"a-very-long-interface-n",
+        ),
         "agent.interfaces[1]",
         &["too long for an interface name"],
     );
     rejected(
         "[agent]\ninterfaces = [\"eth0\", \"eth0\"]\n",
-        "2:23",
+        at("interfaces = [\"eth0\", \"eth0\"]", "\"eth0\"]"),
         "agent.interfaces[1]",
         &["`eth0` is listed twice"],
     );
     rejected(
         "[agent]\ninterfaces = [\"\"]\n",
-        "2:15",
+        at("interfaces = [\"\"]", "\"\"]"),
         "agent.interfaces[0]",
         &["is empty"],
     );
@@ -272,19 +286,19 @@ fn bad_interface_name() {
 fn maglev_table_size_not_prime_or_out_of_range() {
     rejected(
         &service("maglev_table_size = 65536\n", ""),
-        "10:21",
+        at("maglev_table_size = 65536", "65536"),
         "virtual_server[0].maglev_table_size",
         &["65536 is not prime", "nearest primes are 65521 or 65537"],
     );
     rejected(
         &service("maglev_table_size = 7\n", ""),
-        "10:21",
+        at("maglev_table_size = 7", "7"),
         "virtual_server[0].maglev_table_size",
         &["7 is out of range", "from 101 to 16777213"],
     );
     rejected(
         &service("maglev_table_size = 16777259\n", ""),
-        "10:21",
+        at("maglev_table_size = 16777259", "16777259"),
         "virtual_server[0].maglev_table_size",
         &["out of range"],
     );
@@ -293,7 +307,7 @@ fn maglev_table_size_not_prime_or_out_of_range() {
     text.push_str("  [[virtual_server.real_server]]\n  address = \"172.16.14.122\"\n");
     rejected(
         &text,
-        "10:21",
+        at("maglev_table_size = 101", "101"),
         "virtual_server[0].maglev_table_size",
         &[
             "101 slots is too small for 2 real servers",
@@ -310,7 +324,7 @@ fn maglev_table_size_not_prime_or_out_of_range() {
 fn mixed_address_families() {
     rejected(
         &service("", "").replace("172.16.14.121", "2001:db8::121"),
-        "12:13",
+        at("address = \"2001:db8::121\"", "\"2001:db8::121\""),
         "virtual_server[0].real_server[0].address",
         &[
             "2001:db8::121 is IPv6 but the VIP 192.168.253.120 is IPv4",
@@ -319,7 +333,10 @@ fn mixed_address_families() {
     );
     rejected(
         &service("sorry_server = \"[2001:db8::99]:80\"\n", ""),
-        "10:16",
+        at(
+            "sorry_server = \"[2001:db8::99]:80\"",
+            "\"[2001:db8::99]:80\"",
+        ),
         "virtual_server[0].sorry_server",
         &["sorry server 2001:db8::99 is IPv6"],
     );
@@ -333,7 +350,11 @@ fn duplicate_real_server() {
     );
     rejected(
         &text,
-        "14:3",
+        after(
+            "address = \"172.16.14.121\"",
+            "[[virtual_server.real_server]]",
+            "[[virtual_server.real_se",
+        ),
         "virtual_server[0].real_server[1]",
         &[
             "172.16.14.121:80 is already virtual_server[0].real_server[0]",
@@ -364,7 +385,11 @@ forwarding = \"nat\"
     );
     rejected(
         &text,
-        "20:3",
+        after(
+            "address = \"192.168.253.121\"",
+            "[[virtual_server.real_server]]",
+            "[[virtual_server.real_se",
+        ),
         "virtual_server[1].real_server[0]",
         &[
             "172.16.14.121:80/tcp is already in NAT virtual_server[0] (`web`)",
@@ -391,7 +416,11 @@ sorry_server = \"172.16.14.99:80\"
     );
     rejected(
         &text,
-        "20:16",
+        after(
+            "address = \"192.168.253.121\"",
+            "sorry_server = \"172.16.14.99:80\"",
+            "\"172.16.14.99:80\"",
+        ),
         "virtual_server[1].sorry_server",
         &[
             "sorry server 172.16.14.99:80/tcp is already in NAT virtual_server[0] (`web`)",
@@ -406,19 +435,19 @@ sorry_server = \"172.16.14.99:80\"
 fn no_interfaces() {
     rejected(
         "[agent]\ninterfaces = []\n",
-        "2:14",
+        at("interfaces = []", "[]"),
         "agent.interfaces",
         &["no interfaces", "at least one"],
     );
     rejected(
         "[agent]\nxdp_mode = \"auto\"\n",
-        "1:1",
+        at("[agent]", "[agent]"),
         "agent.interfaces",
         &["missing"],
     );
     rejected(
         "[[virtual_server]]\nname = \"x\"\n",
-        "1:1",
+        at("[[virtual_server]]", "[[virtual_server]]"),
         "agent.interfaces",
         &["no [agent] table"],
     );
@@ -428,13 +457,13 @@ fn no_interfaces() {
 fn bad_enum_values() {
     rejected(
         &service("", "").replace("\"tcp\"", "\"sctp\""),
-        "8:12",
+        at("protocol = \"sctp\"", "\"sctp\""),
         "virtual_server[0].protocol",
         &["`sctp` is not a supported protocol", "\"tcp\" or \"udp\""],
     );
     rejected(
         &service("", "").replace("\"nat\"", "\"tun\""),
-        "9:14",
+        at("forwarding = \"tun\"", "\"tun\""),
         "virtual_server[0].forwarding",
         &[
             "`tun` is not a forwarding method (tunnel mode is not supported)",
@@ -444,13 +473,13 @@ fn bad_enum_values() {
     );
     rejected(
         &service("scheduler = \"wrr\"\n", ""),
-        "10:13",
+        at("scheduler = \"wrr\"", "\"wrr\""),
         "virtual_server[0].scheduler",
         &["`wrr` is not a scheduler", "\"maglev\""],
     );
     rejected(
         &format!("{AGENT}xdp_mode = \"skb\"\n"),
-        "3:12",
+        at("xdp_mode = \"skb\"", "\"skb\""),
         "agent.xdp_mode",
         &[
             "`skb` is not an XDP mode",
@@ -465,7 +494,7 @@ fn bad_enum_values() {
 fn empty_or_duplicate_names() {
     rejected(
         &service("", "").replace("\"web\"", "\"  \""),
-        "5:8",
+        at("name = \"  \"", "\"  \""),
         "virtual_server[0].name",
         &["empty name"],
     );
@@ -482,13 +511,13 @@ forwarding = \"dr\"
     );
     rejected(
         &text,
-        "15:8",
+        after("address = \"172.16.14.121\"", "name = \"web\"", "\"web\""),
         "virtual_server[1].name",
         &["name `web` is already used by virtual_server[0]"],
     );
     rejected(
         &service("", "").replace("name = \"web\"\n", ""),
-        "4:1",
+        at("[[virtual_server]]", "[[virtual_server]]"),
         "virtual_server[0].name",
         &["missing", "name = \"web\""],
     );
@@ -498,25 +527,25 @@ forwarding = \"dr\"
 fn port_zero() {
     rejected(
         &service("", "").replace("port = 80", "port = 0"),
-        "7:8",
+        at("port = 0", "0"),
         "virtual_server[0].port",
         &["port 0 is out of range", "1 to 65535"],
     );
     rejected(
         &service("", "  port = 0\n"),
-        "13:10",
+        at("port = 0", "0"),
         "virtual_server[0].real_server[0].port",
         &["port 0 is out of range"],
     );
     rejected(
         &service("sorry_server = \"172.16.14.99:0\"\n", ""),
-        "10:16",
+        at("sorry_server = \"172.16.14.99:0\"", "\"172.16.14.99:0\""),
         "virtual_server[0].sorry_server",
         &["port 0"],
     );
     rejected(
         &service("", "").replace("port = 80", "port = 70000"),
-        "7:8",
+        at("port = 70000", "70000"),
         "virtual_server[0].port",
         &["port 70000 is out of range"],
     );
@@ -526,13 +555,13 @@ fn port_zero() {
 fn other_agent_values() {
     rejected(
         &format!("{AGENT}flow_table_size = 0\n"),
-        "3:19",
+        at("flow_table_size = 0", "0"),
         "agent.flow_table_size",
         &["0 is out of range"],
     );
     rejected(
         &format!("{AGENT}control_socket = \"lb.sock\"\n"),
-        "3:18",
+        at("control_socket = \"lb.sock\"", "\"lb.sock\""),
         "agent.control_socket",
         &["not an absolute file path"],
     );
@@ -631,7 +660,7 @@ fn unreadable_file_names_the_path() {
 fn single_table_where_a_list_is_expected() {
     rejected(
         &format!("{AGENT}[virtual_server]\nname = \"web\"\n"),
-        "3:1",
+        at("[virtual_server]", "[virtual_server]"),
         "virtual_server",
         &["write `[[virtual_server]]` (double brackets)"],
     );
@@ -644,7 +673,10 @@ fn single_table_where_a_list_is_expected() {
             "  [[virtual_server.real_server]]\n  address = \"172.16.14.121\"\n",
             "",
         ),
-        "10:1",
+        at(
+            "[virtual_server.real_server]",
+            "[virtual_server.real_server]",
+        ),
         "virtual_server[0].real_server",
         &["write `[[virtual_server.real_server]]`"],
     );
@@ -654,13 +686,13 @@ fn single_table_where_a_list_is_expected() {
 fn wrong_value_types_say_what_is_expected() {
     rejected(
         &service("", "").replace("port = 80", "port = \"80\""),
-        "7:8",
+        at("port = \"80\"", "\"80\""),
         "virtual_server[0].port",
         &["invalid type: string \"80\", expected an integer"],
     );
     rejected(
         "[agent]\ninterfaces = \"eth0\"\n",
-        "2:14",
+        at("interfaces = \"eth0\"", "\"eth0\""),
         "agent.interfaces",
         &["expected an array `[...]`"],
     );

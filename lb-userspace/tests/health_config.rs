@@ -4,6 +4,9 @@
 
 mod health_support;
 
+mod config_support;
+
+use config_support::{at, locate, Spot};
 use std::time::Duration;
 
 use lb_userspace::config::{
@@ -17,12 +20,12 @@ fn parse(text: &str) -> Config {
 }
 
 #[track_caller]
-fn rejected(text: &str, at: &str, field: &str, phrases: &[&str]) {
+fn rejected(text: &str, spot: Spot<'_>, field: &str, phrases: &[&str]) {
     let msg = match config::parse(text, ORIGIN) {
         Ok(c) => panic!("config should be rejected, parsed as {c:#?}"),
         Err(e) => e.to_string(),
     };
-    let prefix = format!("{ORIGIN}:{at}: field `{field}`: ");
+    let prefix = format!("{ORIGIN}:{}: field `{field}`: ", locate(text, spot));
     assert!(
         msg.starts_with(&prefix),
         "{msg:?} should start with {prefix:?}"
@@ -34,9 +37,8 @@ fn rejected(text: &str, at: &str, field: &str, phrases: &[&str]) {
 }
 
 /// A NAT service with two real servers. `service_hc` is inserted as the
-/// body of `[virtual_server.health_check]` (from line 10) when not empty;
-/// `rs0` goes into the first real server's table (line 12 + the lines of
-/// the service's check table).
+/// body of `[virtual_server.health_check]` when not empty; `rs0` goes at
+/// the end of the first real server's table.
 fn service(service_hc: &str, rs0: &str) -> String {
     let hc = if service_hc.is_empty() {
         String::new()
@@ -205,20 +207,23 @@ fn passwords_do_not_leak_into_debug_output() {
 fn kind_missing_or_unknown() {
     rejected(
         &service("interval = \"1s\"", ""),
-        "10:1",
+        at(
+            "[virtual_server.health_check]",
+            "[virtual_server.health_check]",
+        ),
         "virtual_server[0].health_check.kind",
         &["missing", "kind = \"tcp\""],
     );
     rejected(
         &service("kind = \"icmp\"", ""),
-        "11:8",
+        at("kind = \"icmp\"", "\"icmp\""),
         "virtual_server[0].health_check.kind",
         &["`icmp` is not a health check kind"],
     );
     // A real server's table without kind, under a service without one.
     rejected(
         &service("", "health_check = { rise = 1 }"),
-        "12:16",
+        at("health_check = { rise = 1 }", "{ rise = 1 }"),
         "virtual_server[0].real_server[0].health_check.kind",
         &["missing"],
     );
@@ -228,7 +233,7 @@ fn kind_missing_or_unknown() {
 fn key_of_another_kind() {
     rejected(
         &service("kind = \"tcp\"\npath = \"/\"", ""),
-        "12:8",
+        at("path = \"/\"", "\"/\""),
         "virtual_server[0].health_check.path",
         &["belongs to kind = \"http\"", "this check is kind = \"tcp\""],
     );
@@ -238,13 +243,16 @@ fn key_of_another_kind() {
             "kind = \"http\"",
             "health_check = { kind = \"tcp\", expect_status = [200] }",
         ),
-        "14:48",
+        at(
+            "health_check = { kind = \"tcp\", expect_status = [200] }",
+            "[200] }",
+        ),
         "virtual_server[0].real_server[0].health_check.expect_status",
         &["belongs to kind = \"http\""],
     );
     rejected(
         &service("kind = \"none\"\ninterval = \"1s\"", ""),
-        "12:12",
+        at("interval = \"1s\"", "\"1s\""),
         "virtual_server[0].health_check.interval",
         &["no effect with kind = \"none\""],
     );
@@ -254,19 +262,19 @@ fn key_of_another_kind() {
 fn bad_durations_and_timeout_not_below_interval() {
     rejected(
         &service("kind = \"tcp\"\ninterval = \"2\"", ""),
-        "12:12",
+        at("interval = \"2\"", "\"2\""),
         "virtual_server[0].health_check.interval",
         &["`2` is not a duration", "\"500ms\""],
     );
     rejected(
         &service("kind = \"tcp\"\ninterval = \"5ms\"", ""),
-        "12:12",
+        at("interval = \"5ms\"", "\"5ms\""),
         "virtual_server[0].health_check.interval",
         &["5ms is out of range", "10ms to 1h"],
     );
     rejected(
         &service("kind = \"tcp\"\ninterval = \"1s\"\ntimeout = \"1s\"", ""),
-        "13:11",
+        at("timeout = \"1s\"", "\"1s\""),
         "virtual_server[0].health_check.timeout",
         &["timeout 1s is not less than interval 1s"],
     );
@@ -274,7 +282,7 @@ fn bad_durations_and_timeout_not_below_interval() {
     // the user wrote.
     rejected(
         &service("kind = \"tcp\"\ninterval = \"500ms\"", ""),
-        "12:12",
+        at("interval = \"500ms\"", "\"500ms\""),
         "virtual_server[0].health_check.interval",
         &["timeout 1s is not less than interval 500ms"],
     );
@@ -285,13 +293,13 @@ fn bad_durations_and_timeout_not_below_interval() {
             "kind = \"tcp\"\ninterval = \"2s\"\ntimeout = \"800ms\"",
             "health_check = { interval = \"500ms\" }",
         ),
-        "16:29",
+        at("health_check = { interval = \"500ms\" }", "\"500ms\" }"),
         "virtual_server[0].real_server[0].health_check.interval",
         &["timeout 800ms is not less than interval 500ms"],
     );
     rejected(
         &service("kind = \"tcp\"\ninterval = 2", ""),
-        "12:12",
+        at("interval = 2", "2"),
         "virtual_server[0].health_check.interval",
         &["invalid type: integer `2`", "string"],
     );
@@ -301,37 +309,37 @@ fn bad_durations_and_timeout_not_below_interval() {
 fn counts_ports_and_statuses_out_of_range() {
     rejected(
         &service("kind = \"tcp\"\nrise = 0", ""),
-        "12:8",
+        at("rise = 0", "0"),
         "virtual_server[0].health_check.rise",
         &["0 is out of range: use 1 to 1000"],
     );
     rejected(
         &service("kind = \"tcp\"\nfall = 1001", ""),
-        "12:8",
+        at("fall = 1001", "1001"),
         "virtual_server[0].health_check.fall",
         &["1001 is out of range"],
     );
     rejected(
         &service("kind = \"tcp\"\nport = 70000", ""),
-        "12:8",
+        at("port = 70000", "70000"),
         "virtual_server[0].health_check.port",
         &["port 70000 is out of range"],
     );
     rejected(
         &service("kind = \"http\"\nexpect_status = [200, 99]", ""),
-        "12:23",
+        at("expect_status = [200, 99]", "99]"),
         "virtual_server[0].health_check.expect_status[1]",
         &["99 is not an HTTP status"],
     );
     rejected(
         &service("kind = \"http\"\nexpect_status = []", ""),
-        "12:17",
+        at("expect_status = []", "[]"),
         "virtual_server[0].health_check.expect_status",
         &["empty list"],
     );
     rejected(
         &service("kind = \"http\"\npath = \"health\"", ""),
-        "12:8",
+        at("path = \"health\"", "\"health\""),
         "virtual_server[0].health_check.path",
         &["not an absolute request path"],
     );
@@ -341,19 +349,19 @@ fn counts_ports_and_statuses_out_of_range() {
 fn ldap_mistakes() {
     rejected(
         &service("kind = \"ldap\"\nbind_dn = \"cn=admin\"", ""),
-        "12:11",
+        at("bind_dn = \"cn=admin\"", "\"cn=admin\""),
         "virtual_server[0].health_check.bind_dn",
         &["without `bind_password`"],
     );
     rejected(
         &service("kind = \"ldap\"\nbind_password = \"x\"", ""),
-        "12:17",
+        at("bind_password = \"x\"", "\"x\""),
         "virtual_server[0].health_check.bind_password",
         &["without `bind_dn`"],
     );
     rejected(
         &service("kind = \"ldap\"\nfilter = \"objectClass=*)\"", ""),
-        "12:10",
+        at("filter = \"objectClass=*)\"", "\"objectClass=*)\""),
         "virtual_server[0].health_check.filter",
         &["is not an LDAP search filter"],
     );
@@ -470,19 +478,22 @@ address = \"2001:db8::21\"
 fn exec_mistakes() {
     rejected(
         &service("kind = \"exec\"", ""),
-        "10:1",
+        at(
+            "[virtual_server.health_check]",
+            "[virtual_server.health_check]",
+        ),
         "virtual_server[0].health_check.command",
         &["missing", "{address}"],
     );
     rejected(
         &service("kind = \"exec\"\ncommand = []", ""),
-        "12:11",
+        at("command = []", "[]"),
         "virtual_server[0].health_check.command",
         &["no program"],
     );
     rejected(
         &service("kind = \"exec\"\ncommand = [\"check\", \"{adress}\"]", ""),
-        "12:21",
+        at("command = [\"check\", \"{adress}\"]", "\"{adress}\"]"),
         "virtual_server[0].health_check.command[1]",
         &["unknown placeholder `{adress}`", "{address} and {port}"],
     );
@@ -492,13 +503,16 @@ fn exec_mistakes() {
 fn unknown_key_in_health_check() {
     rejected(
         &service("kind = \"http\"\ndelay_loop = \"2s\"", ""),
-        "12:1",
+        at("delay_loop = \"2s\"", "delay_loop = \"2s\""),
         "virtual_server[0].health_check.delay_loop",
         &["unknown field", "`interval`"],
     );
     rejected(
         &service("", "health_check = { kind = \"tcp\", retry = 3 }"),
-        "12:32",
+        at(
+            "health_check = { kind = \"tcp\", retry = 3 }",
+            "retry = 3 }",
+        ),
         "virtual_server[0].real_server[0].health_check.retry",
         &["unknown field"],
     );

@@ -4,7 +4,11 @@
 //! line that holds it (found here by its content, not by a line number)
 //! with what to change.
 
+mod config_support;
+
 use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use config_support::{after, at, locate, Spot};
 
 use lb_userspace::config::{
     self, Config, Script, VirtualAddress, VrrpInitialState, VrrpInstance, VrrpVersion,
@@ -33,50 +37,6 @@ fn only(text: &str) -> VrrpInstance {
     let mut c = parse(text);
     assert_eq!(c.vrrp_instances.len(), 1);
     c.vrrp_instances.remove(0)
-}
-
-/// Where a message must point: `value` on the first line that contains
-/// `line_with`, searching from the first line that contains `after`.
-#[derive(Clone, Copy)]
-struct Spot<'a> {
-    after: &'a str,
-    line_with: &'a str,
-    value: &'a str,
-}
-
-fn at<'a>(line_with: &'a str, value: &'a str) -> Spot<'a> {
-    Spot {
-        after: "",
-        line_with,
-        value,
-    }
-}
-
-fn after<'a>(after: &'a str, line_with: &'a str, value: &'a str) -> Spot<'a> {
-    Spot {
-        after,
-        line_with,
-        value,
-    }
-}
-
-/// `line:column` of a spot (both 1-based, columns in characters).
-#[track_caller]
-fn locate(text: &str, spot: Spot<'_>) -> String {
-    let from = text
-        .lines()
-        .position(|l| l.contains(spot.after))
-        .unwrap_or_else(|| panic!("no line contains {:?} in:\n{text}", spot.after));
-    let (n, line) = text
-        .lines()
-        .enumerate()
-        .skip(from)
-        .find(|(_, l)| l.contains(spot.line_with))
-        .unwrap_or_else(|| panic!("no line contains {:?} in:\n{text}", spot.line_with));
-    let byte = line
-        .find(spot.value)
-        .unwrap_or_else(|| panic!("{:?} is not on line {line:?}", spot.value));
-    format!("{}:{}", n + 1, line[..byte].chars().count() + 1)
 }
 
 /// Asserts `text` is rejected with a one-line message that points at

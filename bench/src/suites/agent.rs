@@ -50,7 +50,7 @@ const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 253, 120);
 /// Real server k of every service is 172.16.14.(121 + k).
 const REAL_BASE: u8 = 121;
 /// Service s listens on VIP:(1000 + s); its real servers on port 20000 + s.
-const VIP_PORT: u16 = 1000;
+pub(crate) const VIP_PORT: u16 = 1000;
 const REAL_PORT: u16 = 20000;
 
 /// How the services of a generated config look.
@@ -233,7 +233,7 @@ impl Agent {
     }
 
     /// `lb ARGS --config CONF`: stdout, or an error with stderr.
-    fn lb(&self, args: &[&str]) -> anyhow::Result<String> {
+    pub(crate) fn lb(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = Command::new(&self.bin)
             .args(args)
             .args(["--config", &self.conf.to_string_lossy()])
@@ -283,7 +283,7 @@ impl Agent {
     }
 
     /// The agent's pin directory, seen through its private mount namespace.
-    fn pins(&self) -> PathBuf {
+    pub(crate) fn pins(&self) -> PathBuf {
         PathBuf::from(format!(
             "/proc/{}/root{}",
             self.pid,
@@ -359,7 +359,7 @@ fn cpu_window(agent: &Agent, secs: f64) -> anyhow::Result<(f64, f64, f64)> {
 /// served by a one-thread tokio runtime. Each connection that sends
 /// something gets `HTTP/1.1 200 OK` and is closed; one that sends nothing
 /// (a TCP check) is just closed.
-struct Listeners {
+pub(crate) struct Listeners {
     rt: tokio::runtime::Runtime,
     fds: HashMap<SocketAddr, RawFd>,
     accepted: Arc<AtomicU64>,
@@ -369,7 +369,7 @@ const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nok";
 
 impl Listeners {
-    fn start(ns: &Netns, addrs: &[SocketAddr]) -> anyhow::Result<Listeners> {
+    pub(crate) fn start(ns: &Netns, addrs: &[SocketAddr]) -> anyhow::Result<Listeners> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -445,14 +445,14 @@ impl Drop for Listeners {
 
 /// The agent's SERVICES, BACKENDS and MAGLEV_RING, opened from its pins:
 /// what the XDP program reads.
-struct DataPlane {
+pub(crate) struct DataPlane {
     services: BpfHashMap<MapData, EndpointKey, Service>,
     backends: Array<MapData, Backend>,
     ring: Array<MapData, u32>,
 }
 
 impl DataPlane {
-    fn open(dir: &Path) -> anyhow::Result<DataPlane> {
+    pub(crate) fn open(dir: &Path) -> anyhow::Result<DataPlane> {
         let map = |name: &str| -> anyhow::Result<Map> {
             let p = dir.join(name);
             let data = MapData::from_pin(&p).with_context(|| format!("opening {}", p.display()))?;
@@ -465,7 +465,7 @@ impl DataPlane {
         })
     }
 
-    fn service(&self, port: u16) -> anyhow::Result<Service> {
+    pub(crate) fn service(&self, port: u16) -> anyhow::Result<Service> {
         let key = lb_userspace::dataplane::keys::endpoint_key(
             SocketAddr::new(IpAddr::V4(VIP), port),
             lb_userspace::config::Protocol::Tcp,
@@ -474,7 +474,7 @@ impl DataPlane {
     }
 
     /// Backend ids in the service's live Maglev table.
-    fn table(&self, s: &Service) -> anyhow::Result<HashSet<u32>> {
+    pub(crate) fn table(&self, s: &Service) -> anyhow::Result<HashSet<u32>> {
         (s.ring_offset..s.ring_offset + s.ring_size)
             .map(|i| Ok(self.ring.get(&i, 0)?))
             .collect()
@@ -497,7 +497,7 @@ impl DataPlane {
 /// and polls the data plane every millisecond until a new table without
 /// it is live. Seconds from the kill to that moment, and to the agent's
 /// "is down" log line.
-fn withdrawal(
+pub(crate) fn withdrawal(
     agent: &Agent,
     dp: &DataPlane,
     listeners: &mut Listeners,
@@ -543,16 +543,16 @@ fn withdrawal(
 
 // ---------------------------------------------------------------- suite
 
-struct Topo {
-    agent_ns: Netns,
-    reals_ns: Netns,
-    dir: PathBuf,
+pub(crate) struct Topo {
+    pub(crate) agent_ns: Netns,
+    pub(crate) reals_ns: Netns,
+    pub(crate) dir: PathBuf,
 }
 
 impl Topo {
     /// The balancer (e0 client side, e1 real server side) and one
     /// namespace holding every real server address.
-    fn new(reals: u32) -> anyhow::Result<Topo> {
+    pub(crate) fn new(reals: u32) -> anyhow::Result<Topo> {
         let agent_ns = Netns::new("agt")?;
         let reals_ns = Netns::new("reals")?;
         veth(&agent_ns, "e0", &reals_ns, "c0", None)?;
@@ -579,7 +579,7 @@ impl Topo {
         })
     }
 
-    fn socket(&self, tag: &str) -> PathBuf {
+    pub(crate) fn socket(&self, tag: &str) -> PathBuf {
         self.dir.join(format!("{tag}.sock"))
     }
 }

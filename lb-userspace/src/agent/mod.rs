@@ -5,6 +5,8 @@
 //!   request, health transition, expiry tick) with a handler per event;
 //! - [`reload`]: `lb reload` and SIGHUP, one code path;
 //! - [`state`]: the state behind the lock and the one helper that takes it;
+//! - [`flow_counts`]: flow counts for status and metrics, off the lock
+//!   (and, with a big flow table, refreshed in the background);
 //! - [`sysctl`]: the sysctls that keep services from being forwarded;
 //! - [`shutdown`]: what stops and what stays on SIGINT/SIGTERM;
 //! - [`announce`]: what the BGP announcer (`crate::announce`) reads from
@@ -43,6 +45,7 @@ use crate::{
 
 mod announce;
 mod events;
+mod flow_counts;
 mod reload;
 mod shutdown;
 mod startup;

@@ -251,6 +251,9 @@ fn load_dataplane(
     let sizes = pinned.unwrap_or_else(|| MapSizes::for_config(config));
     log_sizes(config, &pins, &sizes, pinned.is_some());
     let mut ebpf = loader::load(crate::EBPF_OBJECT, &sizes, Some(&pins))?;
+    // The maps are pinned now: say which layout they have (a set adopted
+    // from a build that recorded none gets it too).
+    pins.record_version()?;
     let logger = start_ebpf_logger(&mut ebpf);
     let maps = KernelMaps::take(&mut ebpf)?;
     let dr_next_hops = DrNextHops::take(&mut ebpf)?;

@@ -4,13 +4,11 @@
 //! the lock on a blocking thread (map writes are syscalls).
 //!
 //! What takes long stays off the lock: counting flows walks the whole flow
-//! table (two syscalls per entry, seconds for a million flows), so
-//! [`SharedState::status`] walks it through a handle of its own
-//! ([`FlowCounter`]) *before* taking the lock for the rest, and a health
-//! transition, a reload or SIGTERM never waits for a scrape's walk. Walks
-//! are also shared ([`FlowWalks`]): requests that arrive while one runs
-//! wait for the next and take its result, so a burst of scrapes costs two
-//! walks, not one each.
+//! table (half a second for a million flows), so [`SharedState::status`]
+//! gets its counts from [`FlowWalks`] (a handle of its own on the map,
+//! walked without the lock; a big table's count is refreshed in the
+//! background, see `flow_counts`) *before* taking the lock for the rest,
+//! and a health transition, a reload or SIGTERM never waits for a walk.
 
 use std::{
     collections::HashMap,
@@ -21,6 +19,7 @@ use std::{
 
 use tokio::task::JoinError;
 
+use super::flow_counts::FlowWalks;
 use crate::{
     config::Config,
     dataplane::{
@@ -192,51 +191,6 @@ pub enum StatusError {
     Task(#[from] JoinError),
 }
 
-/// Walks of the flow table shared between the requests that want one:
-/// one walk at a time, and a request takes the result of the first walk
-/// that *started* after it arrived (never an older count than it would
-/// have got alone).
-pub struct FlowWalks {
-    counter: Arc<FlowCounter>,
-    /// The last walk; its lock is held for the length of a walk.
-    last: tokio::sync::Mutex<Option<FlowWalk>>,
-    /// Walks done, for the tests.
-    walks: std::sync::atomic::AtomicU64,
-}
-
-struct FlowWalk {
-    started: Instant,
-    counts: FlowCounts,
-}
-
-impl FlowWalks {
-    fn new(counter: FlowCounter) -> Self {
-        Self {
-            counter: Arc::new(counter),
-            last: tokio::sync::Mutex::new(None),
-            walks: Default::default(),
-        }
-    }
-
-    async fn count(&self) -> Result<FlowCounts, JoinError> {
-        let asked = Instant::now();
-        let mut last = self.last.lock().await;
-        if let Some(walk) = last.as_ref().filter(|w| w.started >= asked) {
-            return Ok(walk.counts.clone());
-        }
-        let started = Instant::now();
-        let counter = self.counter.clone();
-        let counts = tokio::task::spawn_blocking(move || counter.count()).await?;
-        self.walks
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        *last = Some(FlowWalk {
-            started,
-            counts: counts.clone(),
-        });
-        Ok(counts)
-    }
-}
-
 /// The state behind its lock, shared by the event loop, status requests
 /// and metrics scrapes. Cloning shares it.
 #[derive(Clone)]
@@ -254,7 +208,7 @@ pub struct SharedState {
 impl SharedState {
     pub fn new(state: AgentState) -> Result<Self, MapOpenError> {
         let flow_walks = match &state.dataplane {
-            Some(dataplane) => Some(Arc::new(FlowWalks::new(FlowCounter::new(&dataplane.maps)?))),
+            Some(dataplane) => Some(FlowWalks::new(FlowCounter::new(&dataplane.maps)?)),
             None => None,
         };
         Ok(Self {
@@ -301,10 +255,13 @@ impl SharedState {
     /// here: VRRP state is not behind this lock.)
     pub async fn status(&self) -> Result<Status, StatusError> {
         let flows = match &self.flow_walks {
-            Some(walks) => walks.count().await?,
-            None => FlowCounts::default(),
+            Some(walks) => Some(walks.count().await?),
+            None => None,
         };
+        let counted_ago_ms = flows.as_ref().map(|f| f.age.as_millis() as u64);
+        let flows = flows.map(|f| f.counts).unwrap_or_default();
         let mut status = self.with(move |state| state.status(&flows)).await??;
+        status.flows_counted_ago_ms = counted_ago_ms;
         if let Some(vrrp) = &self.vrrp {
             status.vrrp = vrrp.status();
         }
@@ -325,7 +282,9 @@ mod tests {
     use lb_common::{Flow, FlowKey};
 
     use super::*;
-    use crate::{dataplane::loader::MapSizes, health::Monitor};
+    use crate::{
+        agent::flow_counts::SYNC_WALK_LIMIT, dataplane::loader::MapSizes, health::Monitor,
+    };
 
     /// Flows in the table: enough that walking them takes far longer than
     /// a short job under the lock.
@@ -343,7 +302,8 @@ mod tests {
                 (key, Flow::default())
             })
             .collect();
-        crate::dataplane::flows::insert_batched(maps.flows_fd(), &flows);
+        crate::dataplane::flows::insert_batched(maps.flows_fd(), &flows)
+            .unwrap_or_else(|e| panic!("filling FLOWS: {e}"));
     }
 
     /// A state whose flow table holds [`FLOWS`] flows.
@@ -368,9 +328,21 @@ mod tests {
         .unwrap()
     }
 
+    /// [`state_with_flows`] whose requests always wait for a walk of their
+    /// own, however long it takes (the agent stops waiting above
+    /// [`SYNC_WALK_LIMIT`]).
+    fn state_with_flows_always_walked() -> SharedState {
+        let mut state = state_with_flows();
+        let counter = {
+            let locked = state.locked.lock().unwrap();
+            FlowCounter::new(&locked.dataplane.as_ref().unwrap().maps).unwrap()
+        };
+        state.flow_walks = Some(FlowWalks::with_sync_limit(counter, Duration::MAX));
+        state
+    }
+
     fn walks(state: &SharedState) -> u64 {
-        let walks = state.flow_walks.as_ref().expect("a data plane");
-        walks.walks.load(std::sync::atomic::Ordering::Relaxed)
+        state.flow_walks.as_ref().expect("a data plane").walks()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,7 +370,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_of_status_requests_shares_walks_of_the_flow_table() {
-        let state = state_with_flows();
+        let state = state_with_flows_always_walked();
         // Eight requests while the first walk runs: the first walks, the
         // others wait for one more walk (started after they asked) and
         // share it (or share the first, had they all asked before it began).
@@ -416,5 +388,43 @@ mod tests {
         // A request after them gets a walk of its own, not an old count.
         state.status().await.unwrap();
         assert_eq!(walks(&state), burst + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_a_big_table_status_answers_at_once_and_counts_again_in_the_background() {
+        let state = state_with_flows();
+        // No count yet: the first request waits for a walk.
+        let started = Instant::now();
+        let first = state.status().await.unwrap();
+        let walk = started.elapsed();
+        assert!(
+            walk > SYNC_WALK_LIMIT * 2,
+            "walking {FLOWS} flows took only {walk:?}: not a big table"
+        );
+        assert!(first.flows_counted_ago_ms.unwrap() <= walk.as_millis() as u64);
+        assert_eq!(walks(&state), 1);
+
+        // The walk was slow: the next request takes its count at once and
+        // says how old it is.
+        let started = Instant::now();
+        let second = state.status().await.unwrap();
+        let answered = started.elapsed();
+        assert!(
+            answered * 5 < walk,
+            "status took {answered:?} with a count at hand (a walk takes {walk:?})"
+        );
+        assert!(second.flows_counted_ago_ms.unwrap() >= first.flows_counted_ago_ms.unwrap());
+
+        // ... and the background task counts again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while walks(&state) < 2 {
+            assert!(Instant::now() < deadline, "no walk in the background");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let third = state.status().await.unwrap();
+        assert!(
+            third.flows_counted_ago_ms.unwrap()
+                < second.flows_counted_ago_ms.unwrap() + walk.as_millis() as u64
+        );
     }
 }

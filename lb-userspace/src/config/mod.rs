@@ -43,6 +43,7 @@ mod error;
 mod health;
 mod host;
 mod raw;
+pub(crate) mod reverse_nat;
 mod validate;
 mod validate_vrrp;
 mod vrrp;

@@ -16,6 +16,7 @@ use super::{
     error::{Location, Source},
     health::{self, Layer},
     raw::{RawAgent, RawConfig, RawRealServer, RawVirtualServer},
+    reverse_nat::{Claim, ReverseNatOwners},
     validate_vrrp, AgentConfig, Config, ConfigError, Forwarding, Protocol, RealServer, Scheduler,
     SourceMap, VirtualServer, XdpMode, DEFAULT_CONTROL_SOCKET, DEFAULT_FLOW_TABLE_SIZE,
     DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_SCHEDULER, DEFAULT_WEIGHT, DEFAULT_XDP_MODE,
@@ -38,10 +39,8 @@ pub(super) fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config> {
     let mut virtual_servers = Vec::with_capacity(raw.virtual_server.len());
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut endpoints: HashMap<(IpAddr, u16, Protocol), usize> = HashMap::new();
-    // NAT replies are matched on the real server's (address, port,
-    // protocol) alone, without per-flow state: one such endpoint can
-    // belong to one NAT service only.
-    let mut nat_reals: HashMap<(IpAddr, u16, Protocol), (usize, String)> = HashMap::new();
+    // The reverse-NAT ownership rule (see `reverse_nat`).
+    let mut nat_owners: ReverseNatOwners<usize> = ReverseNatOwners::default();
 
     for (i, vs) in raw.virtual_server.into_iter().enumerate() {
         let path = format!("virtual_server[{i}]");
@@ -73,43 +72,40 @@ pub(super) fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config> {
             ));
         }
         if vs.forwarding == Forwarding::Nat {
+            let name_of = |other: usize| -> &str {
+                virtual_servers
+                    .get(other)
+                    .map_or(vs.name.as_str(), |o: &VirtualServer| o.name.as_str())
+            };
             for (j, rs) in vs.real_servers.iter().enumerate() {
-                let key = (rs.address, rs.port, vs.protocol);
-                if let Some((other, other_name)) = nat_reals.get(&key) {
+                let addr = SocketAddr::new(rs.address, rs.port);
+                if let Err(other) = nat_owners.claim(addr, vs.protocol, i, Claim::RealServer) {
                     return Err(src.field_error(
                         at.real_servers[j].clone(),
                         &format!("{path}.real_server[{j}]"),
                         format!(
                             "real server {} is already in NAT virtual_server[{other}] \
-                             (`{other_name}`): replies from it could not be told apart; \
+                             (`{}`): replies from it could not be told apart; \
                              use another port on the real server for this service",
-                            endpoint(rs.address, rs.port, vs.protocol)
+                            endpoint(rs.address, rs.port, vs.protocol),
+                            name_of(other)
                         ),
                     ));
                 }
-                nat_reals.insert(key, (i, vs.name.clone()));
             }
-            // The sorry server's replies are reverse-translated the same
-            // way, so it is held to the same rule (it may be one of this
-            // service's own real servers).
             if let (Some(sorry), Some(span)) = (vs.sorry_server, at.sorry_server.clone()) {
-                let key = (sorry.ip(), sorry.port(), vs.protocol);
-                match nat_reals.get(&key) {
-                    Some((other, other_name)) if *other != i => {
-                        return Err(src.field_error(
-                            span,
-                            &format!("{path}.sorry_server"),
-                            format!(
-                                "sorry server {} is already in NAT virtual_server[{other}] \
-                                 (`{other_name}`): replies from it could not be told apart; \
-                                 give each NAT service's sorry server its own port",
-                                endpoint(sorry.ip(), sorry.port(), vs.protocol)
-                            ),
-                        ));
-                    }
-                    _ => {
-                        nat_reals.insert(key, (i, vs.name.clone()));
-                    }
+                if let Err(other) = nat_owners.claim(sorry, vs.protocol, i, Claim::SorryServer) {
+                    return Err(src.field_error(
+                        span,
+                        &format!("{path}.sorry_server"),
+                        format!(
+                            "sorry server {} is already in NAT virtual_server[{other}] \
+                             (`{}`): replies from it could not be told apart; \
+                             give each NAT service's sorry server its own port",
+                            endpoint(sorry.ip(), sorry.port(), vs.protocol),
+                            name_of(other)
+                        ),
+                    ));
                 }
             }
         }
@@ -167,47 +163,7 @@ fn agent(
     let table_span = raw.span();
     let raw = raw.into_inner();
 
-    let list = match raw.interfaces {
-        Some(list) => list,
-        None if vrrp_only => Spanned::new(table_span.clone(), Vec::new()),
-        None => {
-            return Err(src.field_error(
-                table_span,
-                "agent.interfaces",
-                "missing: list the interfaces XDP attaches to, client side first, \
-                 e.g. `interfaces = [\"eth0\", \"eth1\"]`",
-            ));
-        }
-    };
-    let list_span = list.span();
-    let list = list.into_inner();
-    if list.is_empty() && !vrrp_only {
-        return Err(src.field_error(
-            list_span,
-            "agent.interfaces",
-            "no interfaces: name at least one interface XDP attaches to, \
-             e.g. `interfaces = [\"eth0\"]`",
-        ));
-    }
-    let mut interfaces = Vec::with_capacity(list.len());
-    let mut interface_locations = Vec::with_capacity(list.len());
-    for (i, name) in list.into_iter().enumerate() {
-        let field = format!("agent.interfaces[{i}]");
-        let span = name.span();
-        let name = name.into_inner();
-        if let Some(why) = bad_ifname(&name) {
-            return Err(src.field_error(span, &field, format!("`{name}` {why}")));
-        }
-        if interfaces.contains(&name) {
-            return Err(src.field_error(
-                span,
-                &field,
-                format!("interface `{name}` is listed twice; list each interface once"),
-            ));
-        }
-        interfaces.push(name);
-        interface_locations.push(Location::new(src, &span));
-    }
+    let (interfaces, interface_locations) = interfaces(raw.interfaces, table_span, vrrp_only, src)?;
 
     let xdp_mode = match raw.xdp_mode {
         None => DEFAULT_XDP_MODE,
@@ -328,6 +284,58 @@ fn bad_group_name(name: &str) -> Option<&'static str> {
     None
 }
 
+/// `agent.interfaces` (`table`: the `[agent]` table, where a missing list
+/// is reported): valid names, each once; and where each is written.
+fn interfaces(
+    raw: Option<Spanned<Vec<Spanned<String>>>>,
+    table_span: Range<usize>,
+    vrrp_only: bool,
+    src: &Source<'_>,
+) -> Result<(Vec<String>, Vec<Location>)> {
+    let list = match raw {
+        Some(list) => list,
+        None if vrrp_only => Spanned::new(table_span.clone(), Vec::new()),
+        None => {
+            return Err(src.field_error(
+                table_span,
+                "agent.interfaces",
+                "missing: list the interfaces XDP attaches to, client side first, \
+                 e.g. `interfaces = [\"eth0\", \"eth1\"]`",
+            ));
+        }
+    };
+    let list_span = list.span();
+    let list = list.into_inner();
+    if list.is_empty() && !vrrp_only {
+        return Err(src.field_error(
+            list_span,
+            "agent.interfaces",
+            "no interfaces: name at least one interface XDP attaches to, \
+             e.g. `interfaces = [\"eth0\"]`",
+        ));
+    }
+    let mut interfaces = Vec::with_capacity(list.len());
+    let mut interface_locations = Vec::with_capacity(list.len());
+    for (i, name) in list.into_iter().enumerate() {
+        let field = format!("agent.interfaces[{i}]");
+        let span = name.span();
+        let name = name.into_inner();
+        if let Some(why) = bad_ifname(&name) {
+            return Err(src.field_error(span, &field, format!("`{name}` {why}")));
+        }
+        if interfaces.contains(&name) {
+            return Err(src.field_error(
+                span,
+                &field,
+                format!("interface `{name}` is listed twice; list each interface once"),
+            ));
+        }
+        interfaces.push(name);
+        interface_locations.push(Location::new(src, &span));
+    }
+    Ok((interfaces, interface_locations))
+}
+
 /// Why `name` cannot be a Linux interface name, if it cannot.
 pub(super) fn bad_ifname(name: &str) -> Option<String> {
     if name.is_empty() {
@@ -413,42 +421,9 @@ fn virtual_server(
     let forwarding = raw
         .forwarding
         .ok_or_else(|| missing("forwarding", "\"nat\""))?;
-    let forwarding = match forwarding.get_ref().as_str() {
-        "nat" => Forwarding::Nat,
-        "dr" => Forwarding::Dr,
-        other => {
-            let tunnel = if matches!(other, "tun" | "tunnel" | "ipip" | "gre") {
-                " (tunnel mode is not supported)"
-            } else {
-                ""
-            };
-            return Err(src.field_error(
-                forwarding.span(),
-                &format!("{path}.forwarding"),
-                format!(
-                    "`{other}` is not a forwarding method{tunnel}: use \"nat\" \
-                     (ipvsadm -m, masquerading) or \"dr\" (ipvsadm -g, direct routing)"
-                ),
-            ));
-        }
-    };
+    let forwarding = forwarding_method(&forwarding, path, src)?;
 
-    let scheduler = match raw.scheduler {
-        None => DEFAULT_SCHEDULER,
-        Some(v) => match v.get_ref().as_str() {
-            "maglev" => Scheduler::Maglev,
-            other => {
-                return Err(src.field_error(
-                    v.span(),
-                    &format!("{path}.scheduler"),
-                    format!(
-                        "`{other}` is not a scheduler lb has: use \"maglev\" (consistent \
-                         hashing that honours weights, like IPVS `mh`)"
-                    ),
-                ))
-            }
-        },
-    };
+    let scheduler = scheduler(raw.scheduler.as_ref(), path, src)?;
 
     // The service's check on its own first: its errors are reported once,
     // not once per real server inheriting it.
@@ -468,13 +443,60 @@ fn virtual_server(
     let table_size = raw.maglev_table_size;
     // Without the key there is nothing closer to point at than the table.
     let table_size_span = table_size.as_ref().map_or(table.clone(), |v| v.span());
-    let mut real_server_spans = Vec::with_capacity(raw.real_server.len());
+    let (real_servers, real_server_spans) = real_servers(
+        raw.real_server,
+        path,
+        (address, port, forwarding),
+        service_layer,
+        src,
+    )?;
 
-    let mut real_servers = Vec::with_capacity(raw.real_server.len());
+    let maglev_table_size =
+        maglev_table_size(table_size, table_size_span, real_servers.len(), path, src)?;
+
+    let sorry_span = raw.sorry_server.as_ref().map(|v| v.span());
+    let sorry_server = match raw.sorry_server {
+        None => None,
+        Some(v) => Some(sorry_server(&v, path, (address, port, forwarding), src)?),
+    };
+    Ok((
+        VirtualServer {
+            name,
+            address,
+            port,
+            protocol,
+            forwarding,
+            scheduler,
+            maglev_table_size,
+            sorry_server,
+            health_check,
+            real_servers,
+        },
+        Spans {
+            name: name_span,
+            address: address_span,
+            real_servers: real_server_spans,
+            sorry_server: sorry_span,
+        },
+    ))
+}
+
+/// The real servers of the service at `path` (VIP, port and forwarding as
+/// given), each listed once; and where each table is written.
+fn real_servers(
+    raw: Vec<Spanned<RawRealServer>>,
+    path: &str,
+    (address, port, forwarding): (IpAddr, u16, Forwarding),
+    service_layer: Option<Layer<'_>>,
+    src: &Source<'_>,
+) -> Result<(Vec<RealServer>, Vec<Range<usize>>)> {
+    let mut real_server_spans = Vec::with_capacity(raw.len());
+
+    let mut real_servers = Vec::with_capacity(raw.len());
     // Index of each (address, port) seen: a scan of the list per real
     // server made 100,000 of them take 13 s.
-    let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::with_capacity(raw.real_server.len());
-    for (j, rs) in raw.real_server.into_iter().enumerate() {
+    let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::with_capacity(raw.len());
+    for (j, rs) in raw.into_iter().enumerate() {
         let rs_path = format!("{path}.real_server[{j}]");
         let rs_span = rs.span();
         let rs = real_server(
@@ -499,12 +521,69 @@ fn virtual_server(
         real_servers.push(rs);
         real_server_spans.push(rs_span);
     }
+    Ok((real_servers, real_server_spans))
+}
 
+/// `sorry_server` of the service at `path`: an address with a port, of the
+/// VIP's family, not the service itself, and on the VIP's port under DR.
+fn sorry_server(
+    v: &Spanned<String>,
+    path: &str,
+    (address, port, forwarding): (IpAddr, u16, Forwarding),
+    src: &Source<'_>,
+) -> Result<SocketAddr> {
+    let field = format!("{path}.sorry_server");
+    let addr = parse_socket_addr(v.get_ref()).map_err(|why| {
+        src.field_error(v.span(), &field, format!("{why}, e.g. \"172.16.14.99:80\""))
+    })?;
+    if let Some(why) = unusable_host(addr.ip()) {
+        return Err(src.field_error(v.span(), &field, format!("{} {why}", addr.ip())));
+    }
+    if addr.is_ipv4() != address.is_ipv4() {
+        return Err(src.field_error(
+            v.span(),
+            &field,
+            family_mismatch("sorry server", addr.ip(), address),
+        ));
+    }
+    if addr.ip() == address && addr.port() == port {
+        return Err(src.field_error(
+            v.span(),
+            &field,
+            format!(
+                "the sorry server {addr} is the service's own VIP and port: \
+                 traffic would loop; name a server behind the balancer"
+            ),
+        ));
+    }
+    if forwarding == Forwarding::Dr && addr.port() != port {
+        return Err(src.field_error(
+            v.span(),
+            &field,
+            format!(
+                "forwarding = \"dr\" delivers packets unchanged, so the sorry server \
+                 must listen on the VIP's port {port}: use \"{}\"",
+                SocketAddr::new(addr.ip(), port)
+            ),
+        ));
+    }
+    Ok(addr)
+}
+
+/// `maglev_table_size` of the service at `path` (`span`: the key, or the
+/// table without it), big enough for `real_servers`.
+fn maglev_table_size(
+    table_size: Option<Spanned<i64>>,
+    table_size_span: Range<usize>,
+    real_servers: usize,
+    path: &str,
+    src: &Source<'_>,
+) -> Result<u32> {
     let maglev_table_size = match table_size {
         None => DEFAULT_MAGLEV_TABLE_SIZE,
         Some(v) => maglev_size(&v, &format!("{path}.maglev_table_size"), src)?,
     };
-    let needed = (real_servers.len() as u64) * u64::from(MAGLEV_SLOTS_PER_REAL_SERVER);
+    let needed = (real_servers as u64) * u64::from(MAGLEV_SLOTS_PER_REAL_SERVER);
     if u64::from(maglev_table_size) < needed {
         let fix = if needed <= u64::from(MAX_MAGLEV_TABLE_SIZE) {
             format!(
@@ -521,73 +600,64 @@ fn virtual_server(
                 "a Maglev table of {maglev_table_size} slots is too small for {} real \
                  servers (needs at least {MAGLEV_SLOTS_PER_REAL_SERVER} slots each to \
                  keep shares even): {fix}",
-                real_servers.len()
+                real_servers
             ),
         ));
     }
+    Ok(maglev_table_size)
+}
 
-    let sorry_span = raw.sorry_server.as_ref().map(|v| v.span());
-    let sorry_server = match raw.sorry_server {
-        None => None,
-        Some(v) => {
-            let field = format!("{path}.sorry_server");
-            let addr = parse_socket_addr(v.get_ref()).map_err(|why| {
-                src.field_error(v.span(), &field, format!("{why}, e.g. \"172.16.14.99:80\""))
-            })?;
-            if let Some(why) = unusable_host(addr.ip()) {
-                return Err(src.field_error(v.span(), &field, format!("{} {why}", addr.ip())));
-            }
-            if addr.is_ipv4() != address.is_ipv4() {
-                return Err(src.field_error(
-                    v.span(),
-                    &field,
-                    family_mismatch("sorry server", addr.ip(), address),
-                ));
-            }
-            if addr.ip() == address && addr.port() == port {
-                return Err(src.field_error(
-                    v.span(),
-                    &field,
-                    format!(
-                        "the sorry server {addr} is the service's own VIP and port: \
-                         traffic would loop; name a server behind the balancer"
-                    ),
-                ));
-            }
-            if forwarding == Forwarding::Dr && addr.port() != port {
-                return Err(src.field_error(
-                    v.span(),
-                    &field,
-                    format!(
-                        "forwarding = \"dr\" delivers packets unchanged, so the sorry server \
-                         must listen on the VIP's port {port}: use \"{}\"",
-                        SocketAddr::new(addr.ip(), port)
-                    ),
-                ));
-            }
-            Some(addr)
+/// `forwarding` of the service at `path`.
+fn forwarding_method(
+    forwarding: &Spanned<String>,
+    path: &str,
+    src: &Source<'_>,
+) -> Result<Forwarding> {
+    let forwarding = match forwarding.get_ref().as_str() {
+        "nat" => Forwarding::Nat,
+        "dr" => Forwarding::Dr,
+        other => {
+            let tunnel = if matches!(other, "tun" | "tunnel" | "ipip" | "gre") {
+                " (tunnel mode is not supported)"
+            } else {
+                ""
+            };
+            return Err(src.field_error(
+                forwarding.span(),
+                &format!("{path}.forwarding"),
+                format!(
+                    "`{other}` is not a forwarding method{tunnel}: use \"nat\" \
+                     (ipvsadm -m, masquerading) or \"dr\" (ipvsadm -g, direct routing)"
+                ),
+            ));
         }
     };
-    Ok((
-        VirtualServer {
-            name,
-            address,
-            port,
-            protocol,
-            forwarding,
-            scheduler,
-            maglev_table_size,
-            sorry_server,
-            health_check,
-            real_servers,
+    Ok(forwarding)
+}
+
+/// `scheduler` of the service at `path` (default maglev).
+fn scheduler(
+    scheduler: Option<&Spanned<String>>,
+    path: &str,
+    src: &Source<'_>,
+) -> Result<Scheduler> {
+    let scheduler = match scheduler {
+        None => DEFAULT_SCHEDULER,
+        Some(v) => match v.get_ref().as_str() {
+            "maglev" => Scheduler::Maglev,
+            other => {
+                return Err(src.field_error(
+                    v.span(),
+                    &format!("{path}.scheduler"),
+                    format!(
+                        "`{other}` is not a scheduler lb has: use \"maglev\" (consistent \
+                         hashing that honours weights, like IPVS `mh`)"
+                    ),
+                ))
+            }
         },
-        Spans {
-            name: name_span,
-            address: address_span,
-            real_servers: real_server_spans,
-            sorry_server: sorry_span,
-        },
-    ))
+    };
+    Ok(scheduler)
 }
 
 fn real_server(

@@ -121,7 +121,6 @@ struct BatchAttr {
 }
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-#[cfg(test)]
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
 /// One batch command. The kernel updates `attr.count` to the number of
@@ -149,9 +148,9 @@ unsafe fn bpf_batch(cmd: libc::c_long, attr: &mut BatchAttr) -> std::io::Result<
 }
 
 /// Write `flows` into the `FLOWS` map `fd` with `BPF_MAP_UPDATE_BATCH`
-/// (one system call for all): the tests fill large tables with it.
-#[cfg(test)]
-pub(crate) fn insert_batched(fd: BorrowedFd<'_>, flows: &[(FlowKey, Flow)]) {
+/// (one system call for all): the tests and the benchmarks fill large
+/// tables with it. The agent never writes flows (the data plane does).
+pub fn insert_batched(fd: BorrowedFd<'_>, flows: &[(FlowKey, Flow)]) -> std::io::Result<()> {
     let keys: Vec<FlowKey> = flows.iter().map(|(k, _)| *k).collect();
     let values: Vec<Flow> = flows.iter().map(|(_, v)| *v).collect();
     let mut attr = BatchAttr {
@@ -163,13 +162,15 @@ pub(crate) fn insert_batched(fd: BorrowedFd<'_>, flows: &[(FlowKey, Flow)]) {
     };
     // SAFETY: `keys` and `values` hold `count` entries of FLOWS' types and
     // outlive the call.
-    unsafe { bpf_batch(BPF_MAP_UPDATE_BATCH, &mut attr) }
-        .unwrap_or_else(|e| panic!("BPF_MAP_UPDATE_BATCH on FLOWS: {e}"));
-    assert_eq!(
-        attr.count as usize,
-        flows.len(),
-        "not every flow was written"
-    );
+    unsafe { bpf_batch(BPF_MAP_UPDATE_BATCH, &mut attr) }?;
+    if attr.count as usize != flows.len() {
+        return Err(std::io::Error::other(format!(
+            "BPF_MAP_UPDATE_BATCH wrote {} of {} flows",
+            attr.count,
+            flows.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Entries read per system call: 48 bytes each (key and value), so a few
@@ -295,7 +296,7 @@ mod tests {
         let total = BATCH as u32 + 500;
         // Room to spare: an LRU map may evict before it is full.
         let fd = lru_flows_map(4 * total);
-        insert_batched(fd.as_fd(), &flows(total));
+        insert_batched(fd.as_fd(), &flows(total)).expect("BPF_MAP_UPDATE_BATCH");
         let batched = lookup_batched(fd.as_fd()).expect("BPF_MAP_LOOKUP_BATCH failed");
         assert_eq!(batched.total(), u64::from(total));
         let map: BpfHashMap<MapData, FlowKey, Flow> =
@@ -316,7 +317,7 @@ mod tests {
         };
         let maps = KernelMaps::standalone(&sizes)
             .unwrap_or_else(|e| panic!("creating BPF maps failed (run as root): {e}"));
-        insert_batched(maps.flows_fd(), &flows(total));
+        insert_batched(maps.flows_fd(), &flows(total)).expect("BPF_MAP_UPDATE_BATCH");
 
         let batched = lookup_batched(maps.flows_fd()).expect("BPF_MAP_LOOKUP_BATCH failed");
         assert_eq!(batched.total(), u64::from(total));

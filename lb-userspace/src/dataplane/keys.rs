@@ -3,22 +3,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use lb_common::{EndpointKey, FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP};
+use lb_common::{EndpointKey, FAMILY_IPV4, PROTO_TCP, PROTO_UDP};
 
 use crate::config::Protocol;
 
-/// The address as the packet carries it: the words hold the bytes in
-/// network order in memory, so they are built with `from_ne_bytes`.
-pub fn addr_words(addr: IpAddr) -> [u32; 4] {
-    match addr {
-        IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
-        IpAddr::V6(v6) => {
-            let o = v6.octets();
-            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-            [w(0), w(4), w(8), w(12)]
-        }
-    }
-}
+pub use lb_common::{addr_words, family};
 
 /// Inverse of [`addr_words`].
 pub fn words_addr(words: [u32; 4], family: u8) -> IpAddr {
@@ -33,13 +22,6 @@ pub fn words_addr(words: [u32; 4], family: u8) -> IpAddr {
     }
 }
 
-pub fn family(addr: IpAddr) -> u8 {
-    match addr {
-        IpAddr::V4(_) => FAMILY_IPV4,
-        IpAddr::V6(_) => FAMILY_IPV6,
-    }
-}
-
 pub fn proto(protocol: Protocol) -> u8 {
     match protocol {
         Protocol::Tcp => PROTO_TCP,
@@ -47,17 +29,15 @@ pub fn proto(protocol: Protocol) -> u8 {
     }
 }
 
+/// The map key of a service or real server (`EndpointKey::new`).
 pub fn endpoint_key(addr: SocketAddr, protocol: Protocol) -> EndpointKey {
-    EndpointKey {
-        addr: addr_words(addr.ip()),
-        port_be: addr.port().to_be(),
-        proto: proto(protocol),
-        family: family(addr.ip()),
-    }
+    EndpointKey::new(addr, proto(protocol))
 }
 
 #[cfg(test)]
 mod tests {
+    use lb_common::FAMILY_IPV6;
+
     use super::*;
 
     #[test]

@@ -12,7 +12,7 @@ use aya::{
     },
     Ebpf, EbpfError, EbpfLoader,
 };
-use lb_common::{defaults, names};
+use lb_common::{defaults, layout::Entries, names};
 
 use super::pin::PinDir;
 use crate::config::{Config, XdpMode};
@@ -94,6 +94,20 @@ impl MapSizes {
     }
 }
 
+impl MapSizes {
+    /// The size of a map whose entries come from `entries`; `None` for the
+    /// sizes compiled into the program.
+    pub fn entries(&self, entries: Entries) -> Option<u32> {
+        match entries {
+            Entries::Services => Some(self.services),
+            Entries::Backends => Some(self.backends),
+            Entries::RingSlots => Some(self.ring_slots),
+            Entries::Flows => Some(self.flows),
+            Entries::Exactly(_) | Entries::AppendOnly(_) => None,
+        }
+    }
+}
+
 /// Linux capability numbers (linux/capability.h).
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -164,18 +178,12 @@ pub fn load(object: &[u8], sizes: &MapSizes, pins: Option<&PinDir>) -> Result<Eb
             loader.map_pin_path(name, pins.map(name));
         }
     }
-    let mut ebpf = loader
-        .map_max_entries(names::SERVICES, sizes.services)
-        .map_max_entries(names::SERVICE_STATS, sizes.services)
-        .map_max_entries(names::BACKENDS, sizes.backends)
-        .map_max_entries(names::BACKEND_STATS, sizes.backends)
-        .map_max_entries(names::NEXT_HOPS, sizes.backends)
-        .map_max_entries(names::DR_NEXT_HOPS, sizes.backends)
-        .map_max_entries(names::REVERSE_NAT, sizes.backends)
-        .map_max_entries(names::MAGLEV_RING, sizes.ring_slots)
-        .map_max_entries(names::FLOWS, sizes.flows)
-        .load(object)
-        .map_err(LoaderError::Load)?;
+    for map in &lb_common::layout::MAPS {
+        if let Some(n) = sizes.entries(map.entries) {
+            loader.map_max_entries(map.name, n);
+        }
+    }
+    let mut ebpf = loader.load(object).map_err(LoaderError::Load)?;
     let program: &mut Xdp = ebpf
         .program_mut(names::PROGRAM)
         .ok_or(LoaderError::NoProgram(names::PROGRAM))?

@@ -13,7 +13,9 @@ use aya::{
     sys::SyscallError,
     Ebpf,
 };
-use lb_common::{names, Backend, Counters, EndpointKey, Flow, FlowKey, ReverseNat, Service};
+use lb_common::{
+    layout::MapKind, names, Backend, Counters, EndpointKey, Flow, FlowKey, ReverseNat, Service,
+};
 
 /// A map operation the kernel refused.
 #[derive(Debug, thiserror::Error)]
@@ -141,27 +143,36 @@ impl KernelMaps {
     /// the program or touching the interfaces: `lb status` reads them when
     /// no agent runs (the data plane keeps forwarding then).
     pub fn open_pinned(pins: &super::pin::PinDir) -> Result<Self, MapOpenError> {
+        /// The map pinned as `name`, as the kind the map table gives it.
         fn open<T: TryFrom<Map, Error = MapError>>(
             pins: &super::pin::PinDir,
             name: &'static str,
-            kind: fn(MapData) -> Map,
         ) -> Result<T, MapOpenError> {
             let data = MapData::from_pin(pins.map(name))
                 .map_err(|source| MapOpenError::Pinned { name, source })?;
-            T::try_from(kind(data)).map_err(|source| MapOpenError::WrongType { name, source })
+            let kind = lb_common::layout::spec(name)
+                .ok_or(MapOpenError::Missing(name))?
+                .kind;
+            let map = match kind {
+                MapKind::Hash => Map::HashMap(data),
+                MapKind::LruHash => Map::LruHashMap(data),
+                MapKind::Array => Map::Array(data),
+                MapKind::PerCpuArray => Map::PerCpuArray(data),
+            };
+            T::try_from(map).map_err(|source| MapOpenError::WrongType { name, source })
         }
         let nr_cpus =
             aya::util::nr_cpus().map_err(|(what, e)| MapOpenError::Cpus(format!("{what}: {e}")))?;
         Ok(Self {
-            services: open(pins, names::SERVICES, Map::HashMap)?,
-            backends: open(pins, names::BACKENDS, Map::Array)?,
-            ring: open(pins, names::MAGLEV_RING, Map::Array)?,
-            reverse_nat: open(pins, names::REVERSE_NAT, Map::HashMap)?,
-            service_stats: open(pins, names::SERVICE_STATS, Map::PerCpuArray)?,
-            backend_stats: open(pins, names::BACKEND_STATS, Map::PerCpuArray)?,
-            verdict_stats: open(pins, names::VERDICT_STATS, Map::PerCpuArray)?,
-            event_stats: open(pins, names::EVENT_STATS, Map::PerCpuArray)?,
-            flows: open(pins, names::FLOWS, Map::LruHashMap)?,
+            services: open(pins, names::SERVICES)?,
+            backends: open(pins, names::BACKENDS)?,
+            ring: open(pins, names::MAGLEV_RING)?,
+            reverse_nat: open(pins, names::REVERSE_NAT)?,
+            service_stats: open(pins, names::SERVICE_STATS)?,
+            backend_stats: open(pins, names::BACKEND_STATS)?,
+            verdict_stats: open(pins, names::VERDICT_STATS)?,
+            event_stats: open(pins, names::EVENT_STATS)?,
+            flows: open(pins, names::FLOWS)?,
             filter: None,
             nr_cpus,
         })

@@ -3,8 +3,12 @@
 //! be adopted by this build, and `lb unload`.
 //!
 //! Layout of the pin directory (default [`DEFAULT_PIN_DIR`]):
-//! - one file per contract map, named as in `lb_common::names`
-//!   (`SERVICES`, `FLOWS`, ...);
+//! - one file per pinned map of `lb_common::layout::MAPS`, named as in
+//!   `lb_common::names` (`SERVICES`, `FLOWS`, ...);
+//! - `LAYOUT_VERSION`: a one-entry array holding the layout version of the
+//!   pinned maps (`lb_common::layout::LAYOUT_VERSION`); a set with another
+//!   version is refused, one without (pinned before versions were
+//!   recorded) is adopted when its maps have the expected shapes;
 //! - `link_<interface>`: the bpf_link attaching the program to that
 //!   interface. The link holds the program, so the program needs no pin of
 //!   its own; a new agent swaps its own program into the same link
@@ -25,12 +29,10 @@ use std::{
 };
 
 use aya::{
-    maps::{MapData, MapType},
+    maps::{Array, MapData, MapType},
     programs::links::PinnedLink,
 };
-use lb_common::{
-    names, AddrKey, Backend, Counters, DrNextHop, EndpointKey, Flow, FlowKey, ReverseNat, Service,
-};
+use lb_common::layout::{Entries, MapKind, MapSpec, Pin, LAYOUT_VERSION, MAPS, VERSION_MAP};
 
 use super::loader::MapSizes;
 
@@ -59,6 +61,18 @@ pub enum PinError {
     )]
     Layout { dir: PathBuf, detail: String },
     #[error(
+        "the data plane pinned in {dir} has map layout version {pinned}, this lb build uses \
+         version {ours}: it cannot be adopted: run `lb unload --pin-dir {dir}` (this detaches XDP \
+         and drops the flow table), then `lb run` again"
+    )]
+    Version {
+        dir: PathBuf,
+        pinned: u32,
+        ours: u32,
+    },
+    #[error("cannot record the layout version in {path}: {detail}")]
+    RecordVersion { path: PathBuf, detail: String },
+    #[error(
         "another lb agent is running on the data plane pinned in {dir} (give each agent its own \
          --pin-dir)"
     )]
@@ -70,96 +84,25 @@ pub enum PinError {
     Incomplete { dir: PathBuf, missing: String },
 }
 
-/// The contract maps: name, kernel type, key size and value size.
-fn expected_layout() -> Vec<(&'static str, MapType, usize, usize)> {
-    use std::mem::size_of;
-    vec![
-        (
-            names::SERVICES,
-            MapType::Hash,
-            size_of::<EndpointKey>(),
-            size_of::<Service>(),
-        ),
-        (
-            names::BACKENDS,
-            MapType::Array,
-            size_of::<u32>(),
-            size_of::<Backend>(),
-        ),
-        (
-            names::MAGLEV_RING,
-            MapType::Array,
-            size_of::<u32>(),
-            size_of::<u32>(),
-        ),
-        (
-            names::FLOWS,
-            MapType::LruHash,
-            size_of::<FlowKey>(),
-            size_of::<Flow>(),
-        ),
-        (
-            names::REVERSE_NAT,
-            MapType::Hash,
-            size_of::<EndpointKey>(),
-            size_of::<ReverseNat>(),
-        ),
-        (
-            names::SERVICE_STATS,
-            MapType::PerCpuArray,
-            size_of::<u32>(),
-            size_of::<Counters>(),
-        ),
-        (
-            names::BACKEND_STATS,
-            MapType::PerCpuArray,
-            size_of::<u32>(),
-            size_of::<Counters>(),
-        ),
-        (
-            names::VERDICT_STATS,
-            MapType::PerCpuArray,
-            size_of::<u32>(),
-            size_of::<u64>(),
-        ),
-        (
-            names::EVENT_STATS,
-            MapType::PerCpuArray,
-            size_of::<u32>(),
-            size_of::<u64>(),
-        ),
-    ]
+/// The aya map type of a [`MapKind`].
+pub fn map_type(kind: MapKind) -> MapType {
+    match kind {
+        MapKind::Hash => MapType::Hash,
+        MapKind::LruHash => MapType::LruHash,
+        MapKind::Array => MapType::Array,
+        MapKind::PerCpuArray => MapType::PerCpuArray,
+    }
 }
 
-/// Maps pinned like the contract maps, but which a pinned set left by an
-/// older build may lack: adopting such a set creates them (empty; the
-/// agent fills them) instead of refusing it. When present they must have
-/// this layout.
-fn optional_layout() -> Vec<(&'static str, MapType, usize, usize)> {
-    use std::mem::size_of;
-    vec![
-        (
-            names::DR_NEXT_HOPS,
-            MapType::Hash,
-            size_of::<AddrKey>(),
-            size_of::<DrNextHop>(),
-        ),
-        (
-            names::ENDPOINT_FILTER,
-            MapType::Array,
-            size_of::<u32>(),
-            size_of::<u64>(),
-        ),
-    ]
+/// The pinned maps, required ones first (`lb_common::layout::MAPS`).
+fn pinned_maps() -> impl Iterator<Item = &'static MapSpec> {
+    let pinned = |pin| MAPS.iter().filter(move |m| m.pin == pin);
+    pinned(Pin::Required).chain(pinned(Pin::Optional))
 }
 
 /// Names of every map the agent pins.
 pub fn map_names() -> Vec<&'static str> {
-    expected_layout()
-        .into_iter()
-        .chain(optional_layout())
-        .map(|(n, ..)| n)
-        .collect()
+    pinned_maps().map(|m| m.name).collect()
 }
 
 /// A pin directory.
@@ -233,16 +176,25 @@ impl PinDir {
     /// The sizes of the pinned maps when a data plane is pinned here and
     /// this build can adopt it; `None` when nothing is pinned.
     pub fn probe(&self) -> Result<Option<MapSizes>, PinError> {
-        let layout = expected_layout();
-        let present: Vec<bool> = layout.iter().map(|(n, ..)| self.map(n).exists()).collect();
+        let required: Vec<&MapSpec> = MAPS.iter().filter(|m| m.pin == Pin::Required).collect();
+        let present: Vec<bool> = required.iter().map(|m| self.map(m.name).exists()).collect();
         if present.iter().all(|p| !p) {
             return Ok(None);
         }
         if let Some(i) = present.iter().position(|p| !p) {
             return Err(PinError::Incomplete {
                 dir: self.dir.clone(),
-                missing: layout[i].0.to_string(),
+                missing: required[i].name.to_string(),
             });
+        }
+        if let Some(pinned) = self.pinned_version()? {
+            if pinned != LAYOUT_VERSION {
+                return Err(PinError::Version {
+                    dir: self.dir.clone(),
+                    pinned,
+                    ours: LAYOUT_VERSION,
+                });
+            }
         }
         let mut sizes = MapSizes {
             services: 0,
@@ -250,66 +202,124 @@ impl PinDir {
             ring_slots: 0,
             flows: 0,
         };
-        let optional = optional_layout()
-            .into_iter()
-            .filter(|(n, ..)| self.map(n).exists());
-        for (name, kind, key, value) in layout.into_iter().chain(optional) {
-            let layout_err = |detail: String| PinError::Layout {
-                dir: self.dir.clone(),
-                detail,
-            };
-            let data = MapData::from_pin(self.map(name))
-                .map_err(|e| layout_err(format!("{name}: {e}")))?;
-            let info = data
-                .info()
-                .map_err(|e| layout_err(format!("{name}: {e}")))?;
-            let got_kind = info
-                .map_type()
-                .map_err(|e| layout_err(format!("{name}: {e}")))?;
-            if got_kind != kind
-                || info.key_size() as usize != key
-                || info.value_size() as usize != value
-            {
-                return Err(layout_err(format!(
-                    "{name} is a {got_kind:?} with {}-byte keys and {}-byte values, this build \
-                     expects a {kind:?} with {key}-byte keys and {value}-byte values",
-                    info.key_size(),
-                    info.value_size()
-                )));
-            }
-            let n = info.max_entries();
-            match name {
-                names::SERVICES => sizes.services = n,
-                names::BACKENDS => sizes.backends = n,
-                names::MAGLEV_RING => sizes.ring_slots = n,
-                names::FLOWS => sizes.flows = n,
-                names::VERDICT_STATS if n != lb_common::verdict::COUNT => {
-                    return Err(layout_err(format!("{name} has {n} verdicts")))
-                }
-                // Events are only ever appended: an older build's shorter
-                // array is adopted (so an upgrade keeps forwarding and the
-                // flow table), and the newer events count nothing until
-                // `lb unload`.
-                names::EVENT_STATS if n < lb_common::event::COUNT => {
-                    let missing = &lb_common::event::NAMES[n as usize..];
-                    tracing::warn!(
-                        "the pinned {name} was created by an older lb build: events {} are not \
-                         counted until `lb unload --pin-dir {}` and `lb run`",
-                        missing.join(", "),
-                        self.dir.display()
-                    );
-                }
-                // The bit of a key depends on the size: no other is usable.
-                names::ENDPOINT_FILTER if n != lb_common::ENDPOINT_FILTER_WORDS => {
-                    return Err(layout_err(format!("{name} has {n} words")))
-                }
-                names::EVENT_STATS if n > lb_common::event::COUNT => {
-                    return Err(layout_err(format!("{name} has {n} events")))
-                }
-                _ => {}
-            }
+        for spec in pinned_maps().filter(|m| self.map(m.name).exists()) {
+            let n = self.check_shape(spec)?;
+            self.check_entries(spec, n, &mut sizes)?;
         }
         Ok(Some(sizes))
+    }
+
+    fn layout_err(&self, detail: String) -> PinError {
+        PinError::Layout {
+            dir: self.dir.clone(),
+            detail,
+        }
+    }
+
+    /// The pinned map `spec` has the kind, key and value sizes this build
+    /// expects; its number of entries.
+    fn check_shape(&self, spec: &MapSpec) -> Result<u32, PinError> {
+        let name = spec.name;
+        let data = MapData::from_pin(self.map(name))
+            .map_err(|e| self.layout_err(format!("{name}: {e}")))?;
+        let info = data
+            .info()
+            .map_err(|e| self.layout_err(format!("{name}: {e}")))?;
+        let got_kind = info
+            .map_type()
+            .map_err(|e| self.layout_err(format!("{name}: {e}")))?;
+        let kind = map_type(spec.kind);
+        let (key, value) = (spec.key_size, spec.value_size);
+        if got_kind != kind
+            || info.key_size() as usize != key
+            || info.value_size() as usize != value
+        {
+            return Err(self.layout_err(format!(
+                "{name} is a {got_kind:?} with {}-byte keys and {}-byte values, this build \
+                 expects a {kind:?} with {key}-byte keys ({}) and {value}-byte values ({})",
+                info.key_size(),
+                info.value_size(),
+                spec.key_type,
+                spec.value_type
+            )));
+        }
+        Ok(info.max_entries())
+    }
+
+    /// Take the size of a map sized by the config; check a compiled-in one.
+    fn check_entries(&self, spec: &MapSpec, n: u32, sizes: &mut MapSizes) -> Result<(), PinError> {
+        let name = spec.name;
+        match spec.entries {
+            Entries::Services => sizes.services = n,
+            Entries::Backends => sizes.backends = n,
+            Entries::RingSlots => sizes.ring_slots = n,
+            Entries::Flows => sizes.flows = n,
+            // The meaning of an index depends on the size: no other is usable.
+            Entries::Exactly(want) if n != want => {
+                return Err(self.layout_err(format!("{name} has {n} entries, not {want}")))
+            }
+            Entries::Exactly(_) => {}
+            Entries::AppendOnly(want) if n > want => {
+                return Err(self.layout_err(format!("{name} has {n} entries, more than {want}")))
+            }
+            // Events are only ever appended: an older build's shorter
+            // array is adopted (so an upgrade keeps forwarding and the
+            // flow table), and the newer entries count nothing until
+            // `lb unload`.
+            Entries::AppendOnly(want) if n < want => {
+                let missing = if name == lb_common::names::EVENT_STATS {
+                    format!(
+                        "events {}",
+                        lb_common::event::NAMES[n as usize..].join(", ")
+                    )
+                } else {
+                    format!("entries {n}..{want}")
+                };
+                tracing::warn!(
+                    "the pinned {name} was created by an older lb build: {missing} are not \
+                     counted until `lb unload --pin-dir {}` and `lb run`",
+                    self.dir.display()
+                );
+            }
+            Entries::AppendOnly(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The layout version pinned here; `None` for a set pinned before
+    /// versions were recorded (version 1, adopted when its maps have the
+    /// expected shapes: the layout did not change).
+    fn pinned_version(&self) -> Result<Option<u32>, PinError> {
+        let path = self.map(VERSION_MAP);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let err = |e: &dyn std::fmt::Display| self.layout_err(format!("{VERSION_MAP}: {e}"));
+        let data = MapData::from_pin(&path).map_err(|e| err(&e))?;
+        let array: Array<MapData, u32> =
+            Array::try_from(aya::maps::Map::Array(data)).map_err(|e| err(&e))?;
+        array.get(&0, 0).map(Some).map_err(|e| err(&e))
+    }
+
+    /// Pin this build's layout version with the maps (a fresh set, or an
+    /// adopted one that had none). Call after the maps are pinned.
+    pub fn record_version(&self) -> Result<(), PinError> {
+        if self.pinned_version()? == Some(LAYOUT_VERSION) {
+            return Ok(());
+        }
+        let path = self.map(VERSION_MAP);
+        let err = |detail: String| PinError::RecordVersion {
+            path: path.clone(),
+            detail,
+        };
+        let mut array: Array<MapData, u32> = Array::create(1, 0).map_err(|e| err(e.to_string()))?;
+        array
+            .set(0, LAYOUT_VERSION, 0)
+            .map_err(|e| err(e.to_string()))?;
+        // A version map of another layout would have been refused by
+        // `probe`; one of this layout was returned above.
+        remove_file(&path)?;
+        array.pin(&path).map_err(|e| err(e.to_string()))
     }
 
     /// Interfaces with a pinned link.
@@ -355,7 +365,7 @@ impl PinDir {
         for interface in &interfaces {
             self.remove_link(interface)?;
         }
-        for name in map_names() {
+        for name in map_names().into_iter().chain([VERSION_MAP]) {
             remove_file(&self.map(name))?;
         }
         match std::fs::remove_dir(&self.dir) {

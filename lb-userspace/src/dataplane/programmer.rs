@@ -51,9 +51,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_common::{Backend, EndpointKey, ReverseNat, Service, BACKEND_F_ACTIVE, SVC_F_DR};
+use lb_common::{Backend, EndpointKey, ReverseNat, Service};
 
-use self::plan::{Desired, RingInputs, Role};
+use self::plan::{Desired, RingInputs};
 use super::{
     ids::IdAllocator,
     keys::endpoint_key,
@@ -65,6 +65,7 @@ use crate::{
     maglev,
 };
 
+mod adopt;
 mod commit;
 mod plan;
 
@@ -327,119 +328,14 @@ impl Programmer {
         backends: &[(u32, Backend)],
         reverse_nat: &[(EndpointKey, ReverseNat)],
     ) -> Result<Self, String> {
-        let mut installed: HashMap<ServiceKey, InstalledService> = HashMap::new();
-        let mut by_id: HashMap<u32, ServiceKey> = HashMap::new();
-        let mut ranges = Vec::new();
-        for (k, v) in services {
-            let protocol = match k.proto {
-                lb_common::PROTO_TCP => Protocol::Tcp,
-                lb_common::PROTO_UDP => Protocol::Udp,
-                p => return Err(format!("service with protocol {p} in SERVICES")),
-            };
-            let key = ServiceKey {
-                address: super::keys::words_addr(k.addr, k.family),
-                port: u16::from_be(k.port_be),
-                protocol,
-            };
-            if v.id >= max_services || by_id.insert(v.id, key).is_some() {
-                return Err(format!(
-                    "service {key} has id {} twice or out of range",
-                    v.id
-                ));
-            }
-            let ring = ring_range_of(v);
-            ranges.extend(ring);
-            installed.insert(
-                key,
-                InstalledService {
-                    id: v.id,
-                    position: None,
-                    name: String::new(),
-                    forwarding: if v.flags & SVC_F_DR != 0 {
-                        Forwarding::Dr
-                    } else {
-                        Forwarding::Nat
-                    },
-                    scheduler: Scheduler::Maglev,
-                    table_size: v.ring_size,
-                    value: *v,
-                    ring,
-                    ring_inputs: None,
-                    backends: BTreeMap::new(),
-                },
-            );
-        }
-        let reverse_ids: HashSet<u32> = reverse_nat.iter().map(|(_, r)| r.backend_id).collect();
-        let mut used_backends = std::collections::BTreeSet::new();
-        for (id, b) in backends {
-            let active = b.flags & BACKEND_F_ACTIVE != 0;
-            if *id >= max_backends {
-                continue;
-            }
-            if active {
-                // Even when no service claims it (a crash mid-apply), flows
-                // may still use it: never hand its id to another server.
-                used_backends.insert(*id);
-            }
-            let Some(key) = by_id.get(&b.service_id) else {
-                continue;
-            };
-            let s = installed.get_mut(key).expect("indexed above");
-            let addr = SocketAddr::new(
-                super::keys::words_addr(b.addr, b.family),
-                u16::from_be(b.port_be),
-            );
-            let is_sorry = s.value.fallback_backend == *id;
-            let candidate = InstalledBackend {
-                id: *id,
-                desired: Desired {
-                    position: None,
-                    weight: 0,
-                    role: if is_sorry { Role::Sorry } else { Role::Real },
-                    up: active,
-                },
-                value: *b,
-            };
-            // Two slots for one server: the live one is active, or named
-            // by the fallback or the reverse NAT; the other is a leftover.
-            let rank = |c: &InstalledBackend| {
-                (
-                    c.value.flags & BACKEND_F_ACTIVE != 0,
-                    c.desired.role.is_sorry() || reverse_ids.contains(&c.id),
-                )
-            };
-            let keep = match s.backends.get(&addr) {
-                Some(old) => rank(&candidate) > rank(old),
-                None => true,
-            };
-            if keep {
-                s.backends.insert(addr, candidate);
-            }
-        }
-        for s in installed.values() {
-            used_backends.extend(s.backends.values().map(|b| b.id));
-        }
-        let owned: HashSet<u32> = installed
-            .values()
-            .flat_map(|s| s.backends.values().map(|b| b.id))
-            .collect();
-        let mut reverse = HashMap::new();
-        let mut lingering = HashMap::new();
-        let until = Instant::now() + LINGER;
-        for (k, r) in reverse_nat {
-            if owned.contains(&r.backend_id) {
-                reverse.insert(*k, *r);
-            } else {
-                used_backends.insert(r.backend_id);
-                lingering.insert(
-                    *k,
-                    Linger {
-                        backend_id: r.backend_id,
-                        until,
-                    },
-                );
-            }
-        }
+        let adopt::Services {
+            mut installed,
+            by_id,
+            ranges,
+        } = adopt::services(max_services, services)?;
+        let mut used_backends =
+            adopt::backends(max_backends, &mut installed, &by_id, backends, reverse_nat);
+        let (reverse, lingering) = adopt::reverse_nat(&installed, reverse_nat, &mut used_backends);
         let used_services = by_id.keys().copied().collect();
         let ring = RingAllocator::with_used(ring_slots, &ranges)
             .ok_or("the Maglev ranges of the pinned services overlap")?;

@@ -61,6 +61,7 @@ pub fn snapshot_with_flows(
         source: None,
         vrrp: Vec::new(),
         announce: None,
+        flows_counted_ago_ms: None,
     })
 }
 

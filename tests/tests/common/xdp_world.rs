@@ -176,14 +176,7 @@ pub fn sock(s: &str) -> SocketAddr {
 }
 
 pub fn endpoint(s: &str, proto: u8) -> EndpointKey {
-    let a = sock(s);
-    let (addr, family) = addr_words(a.ip());
-    EndpointKey {
-        addr,
-        port_be: a.port().to_be(),
-        proto,
-        family,
-    }
+    EndpointKey::new(sock(s), proto)
 }
 
 pub fn flow_key(src: &str, dst: &str, proto: u8) -> FlowKey {

@@ -12,7 +12,10 @@ use lb_common::EndpointKey;
 
 use super::{proto_name, InstalledService, ProgramError, ServiceKey};
 use crate::{
-    config::{Config, Forwarding, VirtualServer},
+    config::{
+        reverse_nat::{Claim, ReverseNatOwners},
+        Config, Forwarding, VirtualServer,
+    },
     dataplane::{ids::IdAllocator, keys::endpoint_key, ring::RingAllocator},
 };
 
@@ -184,29 +187,38 @@ fn desired_services<'a>(
     Ok(services)
 }
 
-/// Replies of a NAT real server are told apart by (address, port,
-/// protocol) alone, so each may belong to one NAT service only.
+/// Who owns each reverse-NAT entry, by the one rule `lb check` enforces
+/// (`config::reverse_nat`); a config that breaks it is refused here too.
 fn reverse_owners(
     services: &[DesiredService],
 ) -> Result<HashMap<EndpointKey, ReverseOwner>, ProgramError> {
+    let mut rule: ReverseNatOwners<ServiceKey> = ReverseNatOwners::default();
     let mut owners: HashMap<EndpointKey, ReverseOwner> = HashMap::new();
     for s in services {
         if s.config.forwarding != Forwarding::Nat {
             continue;
         }
-        for addr in s.backends.keys() {
+        for (addr, desired) in &s.backends {
+            // One entry per address here: a sorry server that is also a
+            // real server of the service is its real server.
+            let claim = if desired.role.is_real() {
+                Claim::RealServer
+            } else {
+                Claim::SorryServer
+            };
+            if let Err(first) = rule.claim(*addr, s.key.protocol, s.key, claim) {
+                return Err(ProgramError::ReverseNatConflict {
+                    real: *addr,
+                    proto: proto_name(s.key.protocol),
+                    first,
+                    second: s.key,
+                });
+            }
             let owner = ReverseOwner {
                 service: s.key,
                 real: *addr,
             };
-            if let Some(first) = owners.insert(endpoint_key(*addr, s.key.protocol), owner) {
-                return Err(ProgramError::ReverseNatConflict {
-                    real: *addr,
-                    proto: proto_name(s.key.protocol),
-                    first: first.service,
-                    second: s.key,
-                });
-            }
+            owners.insert(endpoint_key(*addr, s.key.protocol), owner);
         }
     }
     Ok(owners)
