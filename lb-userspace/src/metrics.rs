@@ -36,7 +36,7 @@
 //! Serving is [`server`]'s (hyper, with a connection cap and timeouts);
 //! this file renders.
 
-use std::{future::Future, net::SocketAddr, sync::atomic::AtomicU64};
+use std::{net::SocketAddr, sync::atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::text::encode,

@@ -373,7 +373,7 @@ fn ldap_tls_mistakes() {
     let ldap = |lines: &str| service(&format!("kind = \"ldap\"\n{lines}"), "");
     rejected(
         &ldap("tls = \"ssl\""),
-        "12:7",
+        at("tls = \"ssl\"", "\"ssl\""),
         "virtual_server[0].health_check.tls",
         &["`ssl` is not an LDAP TLS mode", "\"ldaps\"", "\"starttls\""],
     );
@@ -381,14 +381,9 @@ fn ldap_tls_mistakes() {
         "ca_file = \"/etc/ssl/certs/ca.pem\"",
         "tls = \"none\"\nca_file = \"/x\"",
     ] {
-        let at = if lines.starts_with("tls") {
-            "13:11"
-        } else {
-            "12:11"
-        };
         rejected(
             &ldap(lines),
-            at,
+            at("ca_file = ", "\""),
             "virtual_server[0].health_check.ca_file",
             &["never used", "tls = \"ldaps\"", "remove `ca_file`"],
         );
@@ -409,7 +404,7 @@ fn ldap_tls_mistakes() {
     for (path, phrases) in cases {
         rejected(
             &ldap(&format!("tls = \"starttls\"\nca_file = \"{path}\"")),
-            "13:11",
+            at("ca_file = ", "\""),
             "virtual_server[0].health_check.ca_file",
             &phrases,
         );
@@ -467,7 +462,7 @@ address = \"2001:db8::21\"
 ";
     rejected(
         v6,
-        "13:11",
+        at("address = \"2001:db8::21\"", "\"2001:db8::21\""),
         "virtual_server[0].real_server[0].address",
         &["cannot verify an IPv6", "tls = \"none\""],
     );
