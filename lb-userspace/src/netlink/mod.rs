@@ -10,12 +10,14 @@
 //! subscribed to the kernel's link notifications.
 
 mod address;
+mod address_watch;
 mod error;
 mod link;
 mod neighbour;
 
 use rtnetlink::Handle;
 
+pub use address_watch::AddressWatch;
 pub use error::NetlinkError;
 pub use link::{LinkInfo, LinkRef, LinkWatch};
 pub use neighbour::{Neighbour, NudState};

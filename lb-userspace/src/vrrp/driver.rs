@@ -71,10 +71,34 @@ pub(crate) enum Command {
 /// One socket: an interface, a family and, in unicast mode, a source.
 struct Link {
     ifindex: u32,
+    interface: String,
+    family: Family,
     socket: Arc<VrrpSocket>,
     /// Where our adverts come from: the tie-break address, and the one
-    /// the v3 checksum is computed with.
-    source: IpAddr,
+    /// the v3 checksum is computed with. `None` while the interface has
+    /// no usable address: its instances are in FAULT meanwhile.
+    source: Option<IpAddr>,
+    /// The configured `unicast_source`: never looked up again.
+    fixed: bool,
+    /// The interface is up and running (the link watch's last word).
+    up: bool,
+}
+
+impl Link {
+    /// Why this link's instances cannot run now, if they cannot.
+    fn fault(&self) -> Option<String> {
+        if !self.up {
+            Some("interface down".into())
+        } else if self.source.is_none() {
+            Some(format!(
+                "no {} on {}",
+                self.family.source_kind(),
+                self.interface
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Default)]
@@ -109,6 +133,8 @@ struct Group {
 pub(crate) struct Inputs {
     packets: mpsc::Receiver<(usize, Received)>,
     links: mpsc::Receiver<(u32, bool)>,
+    /// Interfaces whose addresses changed.
+    addresses: mpsc::Receiver<u32>,
 }
 
 pub(crate) struct Driver {
@@ -158,6 +184,7 @@ impl Driver {
         let netlink = Netlink::new()?;
         let (packet_tx, packets) = mpsc::channel(PACKET_QUEUE);
         let (link_tx, links_rx) = mpsc::channel(16);
+        let (address_tx, addresses_rx) = mpsc::channel(16);
         let mut links: Vec<Link> = Vec::new();
         // Interface, family, multicast or unicast, unicast source: a
         // unicast socket joins no group, so it cannot serve a multicast
@@ -181,7 +208,9 @@ impl Driver {
             let link = match link_keys.iter().position(|k| *k == key) {
                 Some(l) => l,
                 None => {
-                    let l = open_link(&netlink, cfg, info.index, family).await?;
+                    let exclude = virtual_addresses_on(instances, &cfg.interface);
+                    let mut l = open_link(&netlink, cfg, info.index, family, &exclude).await?;
+                    l.up = info.up;
                     helpers.0.push(spawn_receiver(
                         links.len(),
                         l.socket.clone(),
@@ -191,7 +220,11 @@ impl Driver {
                         let watch = netlink.watch_link(info.index).await?;
                         helpers
                             .0
-                            .push(spawn_link_forwarder(watch.into_receiver(), link_tx.clone()));
+                            .push(spawn_forwarder(watch.into_receiver(), link_tx.clone()));
+                        let watch = netlink.watch_addresses(info.index).await?;
+                        helpers
+                            .0
+                            .push(spawn_forwarder(watch.into_receiver(), address_tx.clone()));
                     }
                     links.push(l);
                     link_keys.push(key);
@@ -208,7 +241,10 @@ impl Driver {
                 }
             };
             built.push(Instance {
-                machine: Machine::new(Params::from(cfg), links[link].source),
+                machine: Machine::new(
+                    Params::from(cfg),
+                    links[link].source.unwrap_or(unspecified(family)),
+                ),
                 cfg: cfg.clone(),
                 link,
                 announcer,
@@ -239,6 +275,7 @@ impl Driver {
         let inputs = Inputs {
             packets,
             links: links_rx,
+            addresses: addresses_rx,
         };
         Ok((driver, inputs))
     }
@@ -252,7 +289,18 @@ impl Driver {
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
         for i in 0..self.instances.len() {
-            let actions = self.instances[i].machine.start(Instant::now());
+            let now = Instant::now();
+            let actions = match self.links[self.instances[i].link].fault() {
+                Some(why) => {
+                    tracing::warn!(
+                        "VRRP {}: starts in FAULT: {why}; it joins the election once that \
+                         is resolved",
+                        self.instances[i].cfg.name
+                    );
+                    self.instances[i].machine.fault(now, &why)
+                }
+                None => self.instances[i].machine.start(now),
+            };
             self.step(i, actions).await;
         }
         loop {
@@ -267,6 +315,7 @@ impl Driver {
             tokio::select! {
                 Some((link, packet)) = inputs.packets.recv() => self.on_packet(link, packet).await,
                 Some((ifindex, up)) = inputs.links.recv() => self.on_link(ifindex, up).await,
+                Some(ifindex) = inputs.addresses.recv() => self.on_addresses(ifindex).await,
                 command = commands.recv() => match command {
                     Some(Command::Shutdown { reply }) => {
                         self.shutdown().await;
@@ -307,7 +356,7 @@ impl Driver {
     }
 
     async fn on_packet(&mut self, link: usize, packet: Received) {
-        if packet.src == self.links[link].source {
+        if Some(packet.src) == self.links[link].source {
             return; // our own advert, looped back
         }
         let members: Vec<usize> = (0..self.instances.len())
@@ -375,19 +424,96 @@ impl Driver {
     }
 
     async fn on_link(&mut self, ifindex: u32, up: bool) {
+        for l in 0..self.links.len() {
+            if self.links[l].ifindex == ifindex {
+                self.links[l].up = up;
+                // The address may have changed while the link was down.
+                self.refresh(l).await;
+            }
+        }
+    }
+
+    async fn on_addresses(&mut self, ifindex: u32) {
+        for l in 0..self.links.len() {
+            if self.links[l].ifindex == ifindex {
+                self.refresh(l).await;
+            }
+        }
+    }
+
+    /// Looks the source of link `l` up again (unless it is the fixed
+    /// unicast source), re-pins it, and moves the link's instances into
+    /// or out of FAULT as the link's state and source say.
+    async fn refresh(&mut self, l: usize) {
+        let link = &self.links[l];
+        if !link.fixed {
+            let name = &link.interface;
+            let exclude = self.virtual_addresses_on(link.ifindex);
+            match self.netlink.addresses(link.ifindex).await {
+                Ok(list) => {
+                    let source = socket::pick_source(&list, link.family, &exclude);
+                    if source != link.source {
+                        self.set_source(l, source);
+                    }
+                }
+                // Keep the last one: a failed read says nothing about it.
+                Err(e) => tracing::warn!("VRRP on {name}: {e}"),
+            }
+        }
+        let fault = self.links[l].fault();
+        let source = self.links[l].source;
         let now = Instant::now();
         for i in 0..self.instances.len() {
-            if self.links[self.instances[i].link].ifindex != ifindex {
+            if self.instances[i].link != l {
                 continue;
             }
             let machine = &mut self.instances[i].machine;
-            let actions = if up {
-                machine.interface_up(now)
-            } else {
-                machine.interface_down(now)
+            if let Some(s) = source {
+                machine.set_primary(s);
+            }
+            let actions = match &fault {
+                Some(why) => machine.fault(now, why),
+                None => {
+                    let why = match source {
+                        Some(s) if !self.links[l].fixed => {
+                            format!("{} up, adverts from {s}", self.links[l].interface)
+                        }
+                        _ => format!("{} up", self.links[l].interface),
+                    };
+                    machine.clear_fault(now, &why)
+                }
             };
             self.step(i, actions).await;
         }
+    }
+
+    fn set_source(&mut self, l: usize, source: Option<IpAddr>) {
+        let link = &mut self.links[l];
+        let shown = |s: Option<IpAddr>| s.map_or("none".to_string(), |s| s.to_string());
+        tracing::info!(
+            "VRRP on {}: advert source {} -> {}",
+            link.interface,
+            shown(link.source),
+            shown(source)
+        );
+        if let Some(s) = source {
+            // Same family by construction (pick_source filters on it).
+            if let Err(e) = link.socket.set_source(s) {
+                tracing::error!("VRRP on {}: {e}", link.interface);
+                return;
+            }
+        }
+        link.source = source;
+    }
+
+    /// Every virtual address of the instances on interface `ifindex`:
+    /// never an advert source.
+    fn virtual_addresses_on(&self, ifindex: u32) -> Vec<IpAddr> {
+        self.instances
+            .iter()
+            .filter(|i| self.links[i.link].ifindex == ifindex)
+            .flat_map(|i| i.cfg.all_addresses().map(|a| a.address))
+            .collect()
     }
 
     /// Carries out `actions` of instance `i`, then what its sync group
@@ -443,15 +569,20 @@ impl Driver {
     async fn send_advert(&mut self, i: usize, priority: u8) {
         let inst = &self.instances[i];
         let link = &self.links[inst.link];
+        // No source: the instance is in FAULT and sends nothing; a
+        // priority 0 at shutdown has nowhere to come from either.
+        let Some(source) = link.source else {
+            return;
+        };
         let advert = validate::advert_for(&inst.cfg, priority, inst.cfg.advert_interval);
         let destinations = if inst.cfg.unicast_peers.is_empty() {
-            vec![Family::of(link.source).group()]
+            vec![link.family.group()]
         } else {
             inst.cfg.unicast_peers.clone()
         };
         let mut sent = false;
         for dst in destinations {
-            let bytes = codec::encode(&advert, link.source, dst);
+            let bytes = codec::encode(&advert, source, dst);
             match link.socket.send(dst, &bytes).await {
                 Ok(()) => sent = true,
                 Err(e) => tracing::warn!("VRRP {}: {e}", inst.cfg.name),
@@ -765,35 +896,52 @@ impl Driver {
 
 /// The socket of `cfg`'s interface and family, with its source pinned:
 /// the unicast source, or the interface's primary address (IPv4) or
-/// link-local address (IPv6).
+/// link-local address (IPv6), never one of `exclude` (the virtual
+/// addresses). An interface without one is no error: the link starts
+/// with no source, its instances in FAULT until an address appears.
 async fn open_link(
     netlink: &Netlink,
     cfg: &VrrpInstance,
     ifindex: u32,
     family: Family,
+    exclude: &[IpAddr],
 ) -> Result<Link, VrrpError> {
-    let unicast = if cfg.unicast_peers.is_empty() {
-        None
-    } else {
-        match cfg.unicast_source {
-            Some(s) => Some(s),
-            None => Some(socket::source_for(netlink, ifindex, family).await?),
+    let (source, fixed) = match cfg.unicast_source {
+        Some(s) if !cfg.unicast_peers.is_empty() => (Some(s), true),
+        _ => {
+            let list = netlink.addresses(ifindex).await?;
+            (socket::pick_source(&list, family, exclude), false)
         }
     };
-    let mut sock = VrrpSocket::open(&cfg.interface, ifindex, family, unicast)?;
-    let source = match unicast {
-        Some(s) => s,
-        None => {
-            let s = socket::source_for(netlink, ifindex, family).await?;
-            sock.set_source(s)?;
-            s
-        }
-    };
+    let multicast = cfg.unicast_peers.is_empty();
+    let sock = VrrpSocket::open_mode(&cfg.interface, ifindex, family, multicast, source)?;
     Ok(Link {
         ifindex,
+        interface: cfg.interface.clone(),
+        family,
         socket: Arc::new(sock),
         source,
+        fixed,
+        up: true,
     })
+}
+
+/// The virtual addresses of every instance on `interface`.
+fn virtual_addresses_on(instances: &[VrrpInstance], interface: &str) -> Vec<IpAddr> {
+    instances
+        .iter()
+        .filter(|i| i.interface == interface)
+        .flat_map(|i| i.all_addresses().map(|a| a.address))
+        .collect()
+}
+
+/// A stand-in tie-break address until the interface has a real one (the
+/// instance is in FAULT meanwhile and compares with nobody).
+fn unspecified(family: Family) -> IpAddr {
+    match family {
+        Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
 }
 
 /// An advert that does not fit the interface's MTU would be fragmented,
@@ -871,9 +1019,9 @@ fn spawn_receiver(
     })
 }
 
-fn spawn_link_forwarder(
-    mut rx: mpsc::Receiver<(u32, bool)>,
-    tx: mpsc::Sender<(u32, bool)>,
+fn spawn_forwarder<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+    tx: mpsc::Sender<T>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(change) = rx.recv().await {
