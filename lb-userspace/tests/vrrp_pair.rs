@@ -170,6 +170,8 @@ enum NodeCommand {
     Control(VrrpRequest, std::sync::mpsc::Sender<Response>),
     /// Virtual servers whose real servers are all down.
     TrackedDown(Vec<String>),
+    /// A reload's live changes, as the agent hands them over.
+    Reconfigure(Vec<VrrpInstance>),
 }
 
 /// One lb node: a `VrrpHandle` on a thread inside namespace `ns`.
@@ -216,6 +218,7 @@ impl Node {
                         NodeCommand::TrackedDown(names) => {
                             handle.set_tracked_down(names.into_iter().collect())
                         }
+                        NodeCommand::Reconfigure(changed) => handle.reconfigure(changed),
                     }
                 }
             });
@@ -809,6 +812,39 @@ fn ipv6_link_down_at_start_is_fault_until_up_with_a_link_local() {
         || b.status().master.is_some_and(|m| m.starts_with("fe80::")),
     );
     assert!(t.has(0, "eth0", "fd00:201::10") && !t.has(1, "eth0", "fd00:201::10"));
+    a.end(NodeCommand::Stop);
+    b.end(NodeCommand::Stop);
+}
+
+/// A reload that raises the backup's priority above the master's makes it
+/// preempt (no restart, no address moved by the reload itself); lowering
+/// it again hands mastership back at once, the master advertising its new
+/// priority without waiting for its next advert.
+#[test]
+fn reload_changes_priority_live() {
+    let t = Topology::new();
+    let a = Node::start(&t.nodes[0], instance(150));
+    let b = Node::start(&t.nodes[1], instance(100));
+    wait_for("A master", Duration::from_secs(2), || a.state() == "master");
+    wait_for("B backup", Duration::from_secs(2), || b.state() == "backup");
+    let mut raised = instance(200);
+    raised.advert_interval = Duration::from_millis(200);
+    b.commands
+        .send(NodeCommand::Reconfigure(vec![raised]))
+        .unwrap();
+    wait_for("B preempts", Duration::from_secs(2), || {
+        b.state() == "master"
+    });
+    wait_for("A backup", Duration::from_secs(1), || a.state() == "backup");
+    assert_eq!(b.status().priority, 200, "{:?}", b.status());
+    assert!(t.has_vip(1) && !t.has_vip(0));
+    b.commands
+        .send(NodeCommand::Reconfigure(vec![instance(50)]))
+        .unwrap();
+    wait_for("A takes over again", Duration::from_secs(2), || {
+        a.state() == "master"
+    });
+    assert!(t.has_vip(0));
     a.end(NodeCommand::Stop);
     b.end(NodeCommand::Stop);
 }

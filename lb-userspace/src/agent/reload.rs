@@ -3,6 +3,8 @@
 //! that fails anywhere is rejected and the running one stays, health
 //! targets included. Settings fixed at start-up (`[agent]`: interfaces,
 //! XDP mode, map sizes, sockets) keep their running value, with a warning.
+//! VRRP settings that are safe to change live are handed to the running
+//! instances; any other VRRP change rejects the reload (`vrrp::reconfig`).
 
 use std::path::Path;
 
@@ -10,9 +12,10 @@ use tokio::task::JoinError;
 
 use super::{release_freed_memory, state::SharedState, sysctl::forwarding_problems};
 use crate::{
-    config::{self, Config, ConfigError},
+    config::{self, Config, ConfigError, VrrpInstance},
     dataplane::programmer::{ApplySummary, ProgramError},
     health,
+    vrrp::reconfig,
 };
 
 /// Why a reload was rejected (the running config stays).
@@ -22,6 +25,8 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Program(#[from] ProgramError),
+    #[error(transparent)]
+    Vrrp(#[from] reconfig::NeedsRestart),
     #[error("reload task failed: {0}")]
     Task(#[from] JoinError),
     #[error(
@@ -51,24 +56,19 @@ pub async fn reload(
     result
 }
 
-/// VRRP instances and sync groups keep running as started: restarting an
-/// instance on a reload would make a master give its addresses up (and a
-/// keepalived peer take them) for a config edit. Changes to them take
-/// effect at the next `lb run`, as `[agent]` settings do, with a warning;
-/// the running config goes on saying what runs.
-fn keep_running_vrrp(config: &mut Config, running: &Config, path: &Path) {
-    if config.vrrp_instances != running.vrrp_instances
-        || config.vrrp_sync_groups != running.vrrp_sync_groups
-    {
-        tracing::warn!(
-            "[[vrrp_instance]] / [[vrrp_sync_group]] changed in {}: VRRP keeps running as \
-             started; the change takes effect at the next `lb run` restart (use `lb vrrp \
-             handoff` first on a master to hand its addresses over cleanly)",
-            path.display()
-        );
-    }
-    config.vrrp_instances = running.vrrp_instances.clone();
-    config.vrrp_sync_groups = running.vrrp_sync_groups.clone();
+/// VRRP instances and sync groups keep running through a reload (a
+/// restart would make a master give its addresses up for a config edit);
+/// what may change in them live is decided here, before anything is
+/// applied, and a change that needs a restart rejects the whole reload
+/// (see `vrrp::reconfig`). Returns the instances to hand their new
+/// settings once the rest is applied.
+fn plan_vrrp(config: &Config, running: &Config) -> Result<Vec<VrrpInstance>, ReloadError> {
+    Ok(reconfig::plan(
+        &running.vrrp_instances,
+        &running.vrrp_sync_groups,
+        &config.vrrp_instances,
+        &config.vrrp_sync_groups,
+    )?)
 }
 
 async fn reload_config(
@@ -77,9 +77,9 @@ async fn reload_config(
     running: &Config,
     monitor: &mut health::Monitor,
 ) -> Result<Reloaded, ReloadError> {
-    let mut config = config::load(path)?;
+    let config = config::load(path)?;
     config::validate_host(&config)?;
-    keep_running_vrrp(&mut config, running, path);
+    let vrrp_changes = plan_vrrp(&config, running)?;
     if !state.has_dataplane() && !config.virtual_servers.is_empty() {
         // The maps were never created (their sizes come from the config at
         // load time): adding services needs a new `lb run`.
@@ -105,10 +105,20 @@ async fn reload_config(
     for problem in forwarding_problems(&config) {
         problem.log();
     }
-    let message = match summary {
+    let mut message = match summary {
         Some(summary) => format!("config reloaded: {summary}"),
         None => "config reloaded: no virtual servers (no XDP program loaded)".to_string(),
     };
+    if !vrrp_changes.is_empty() {
+        let names: Vec<&str> = vrrp_changes.iter().map(|i| i.name.as_str()).collect();
+        message.push_str(&format!(
+            "; VRRP settings changed live: {}",
+            names.join(", ")
+        ));
+        if let Some(vrrp) = state.vrrp() {
+            vrrp.reconfigure(vrrp_changes);
+        }
+    }
     Ok(Reloaded { config, message })
 }
 

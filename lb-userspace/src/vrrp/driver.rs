@@ -63,6 +63,9 @@ pub(crate) enum Command {
     },
     /// Names of the virtual servers whose real servers are all down.
     TrackedDown(HashSet<String>),
+    /// A reload's new settings for these instances (by name), already
+    /// found live-safe by `reconfig::plan`.
+    Reconfigure(Vec<VrrpInstance>),
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -773,6 +776,20 @@ impl Driver {
                     let tracked = &self.instances[i].cfg.track_virtual_servers;
                     let is_down = tracked.iter().any(|v| down.contains(v));
                     let actions = self.instances[i].machine.set_tracked_down(is_down, now);
+                    self.step(i, actions).await;
+                }
+            }
+            Command::Reconfigure(changed) => {
+                for cfg in changed {
+                    let Some(i) = self.instances.iter().position(|x| x.cfg.name == cfg.name) else {
+                        continue;
+                    };
+                    tracing::info!("VRRP {}: new settings from the reload", cfg.name);
+                    let params = Params::from(&cfg);
+                    self.instances[i].cfg = cfg;
+                    let actions = self.instances[i]
+                        .machine
+                        .reconfigure(params, Instant::now());
                     self.step(i, actions).await;
                 }
             }

@@ -10,6 +10,7 @@
 //! - `sync`: sync groups (pure);
 //! - `socket`, `announce`, `notify`: the raw socket, gratuitous ARP /
 //!   unsolicited NA, the notify script runner;
+//! - `reconfig`: what a reload may change live (pure);
 //! - `driver`: the task that ties them together;
 //! - this file: [`VrrpHandle`], what the agent holds.
 
@@ -17,6 +18,7 @@ pub mod announce;
 pub mod codec;
 mod driver;
 pub mod notify;
+pub mod reconfig;
 pub mod socket;
 pub mod state;
 pub mod sync;
@@ -142,6 +144,17 @@ impl VrrpHandle {
     /// `track_weight`.
     pub fn set_tracked_down(&self, down: HashSet<String>) {
         let _ = self.commands.send(Command::TrackedDown(down));
+    }
+
+    /// A reload's live changes (see [`reconfig::plan`]): the instances
+    /// named take their new settings. (The handle's outer bound on a
+    /// stop keeps the start-up notify_timeout; the driver's own wait for
+    /// the scripts uses the new one.)
+    pub fn reconfigure(&self, changed: Vec<VrrpInstance>) {
+        if changed.is_empty() {
+            return;
+        }
+        let _ = self.commands.send(Command::Reconfigure(changed));
     }
 
     /// A clean stop: masters send priority 0 and remove their addresses,

@@ -446,6 +446,24 @@ impl Machine {
         out
     }
 
+    /// A reload changed the instance's live settings (priority, advert
+    /// interval, preemption, tracking weight). A master advertises the new
+    /// values at once (a lower priority lets a peer preempt now, not at
+    /// the next advert); a backup's running master-down timer stands, the
+    /// next advert re-arms it with the new values.
+    pub fn reconfigure(&mut self, params: Params, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let interval_changed = params.advert_interval != self.params.advert_interval;
+        self.params = params;
+        if interval_changed && (self.state == State::Master || self.master.is_none()) {
+            self.master_adver_interval = self.params.advert_interval;
+        }
+        if self.state == State::Master {
+            self.send_advert(now, &mut out);
+        }
+        out
+    }
+
     /// Planned handoff: a master gives up at once (priority 0, so the
     /// backup takes over after its skew time) and every state stays
     /// backup, deaf to the master-down timer, until [`Machine::resume`].
@@ -967,6 +985,21 @@ mod tests {
         let out = owner.clear_fault(t, "interface up");
         assert!(out.contains(&Action::AddAddresses), "{out:?}");
         assert_eq!(owner.state(), State::Master);
+    }
+
+    #[test]
+    fn reconfigure_advertises_a_masters_new_priority_at_once() {
+        let t0 = Instant::now();
+        let (mut m, at) = master(150, t0);
+        let mut p = params(90);
+        p.advert_interval = 2 * SEC;
+        let out = m.reconfigure(p, at);
+        assert_eq!(out, vec![Action::SendAdvert { priority: 90 }]);
+        assert_eq!(m.master_adver_interval(), 2 * SEC);
+        assert_eq!(m.next_deadline(), Some(at + 2 * SEC));
+        let mut b = backup(100, t0);
+        assert!(b.reconfigure(params(200), t0).is_empty());
+        assert_eq!(b.effective_priority(), 200);
     }
 
     #[test]

@@ -1,0 +1,200 @@
+//! `lb reload` with VRRP: a change that is safe live (priority) reaches
+//! the running instance without a restart and the reply says so; a change
+//! that needs a restart (the VRID) rejects the whole reload with a message
+//! naming it, and the running instance keeps its settings.
+//!
+//! The agent runs in this process (`agent::run`) on a thread that joined a
+//! network namespace of its own, so its VRRP socket, its virtual address
+//! and everything it configures live there. The instance runs on that
+//! namespace's `lo` in unicast mode (to 127.0.0.2, in the namespace): the
+//! config check looks interfaces up in the test's `/sys/class/net`, and
+//! `lo` is the one name sure to exist there too. Needs root, as `lb run`
+//! does. `cargo test -p lb-userspace --test vrrp_reload`
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use lb_userspace::control::{self, Request, Response};
+
+fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    assert!(
+        caps & (1 << 21) != 0 && caps & (1 << 12) != 0 && caps & (1 << 13) != 0,
+        "`lb run` with VRRP needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW): run this \
+         test as root (cargo xtask test does)"
+    );
+}
+
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The namespace, removed on drop. Named like lb-tests' namespaces
+/// (`lbt<pid>...`), so its stale-namespace sweep also removes it.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn config(socket: &Path, vrid: u8, priority: u8) -> String {
+    format!(
+        r#"
+[agent]
+control_socket = "{}"
+
+[[vrrp_instance]]
+name = "VI_1"
+interface = "lo"
+virtual_router_id = {vrid}
+priority = {priority}
+advert_interval = "100ms"
+version = 3
+unicast_peers = ["127.0.0.2"]
+virtual_addresses = ["10.77.0.10/32"]
+"#,
+        socket.display()
+    )
+}
+
+fn request(socket: &Path, request: Request) -> Response {
+    control::request(socket, &request)
+        .unwrap_or_else(|e| panic!("{request:?} on {}: {e}", socket.display()))
+}
+
+fn vrrp(socket: &Path) -> lb_userspace::status::VrrpStatus {
+    let status = request(socket, Request::Status);
+    assert!(status.ok, "{status:?}");
+    status.status.expect("a status").vrrp[0].clone()
+}
+
+#[test]
+fn reload_applies_a_priority_live_and_refuses_a_vrid_change() {
+    require_root();
+    let ns = Netns(format!("lbt{}vreload", std::process::id()));
+    ip(&["netns", "add", &ns.0]);
+    ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+    let dir = std::env::temp_dir().join(format!("lb-vrrp-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("lb.sock");
+    let config_path = dir.join("lb.toml");
+    std::fs::write(&config_path, config(&socket, 51, 100)).unwrap();
+    let loaded = lb_userspace::config::load(&config_path).expect("the test's config");
+
+    let agent = {
+        let (config_path, pin_dir) = (config_path.clone(), dir.join("pins"));
+        let path = format!("/run/netns/{}", ns.0);
+        std::thread::spawn(move || {
+            let file = File::open(&path).expect("namespace file");
+            // SAFETY: setns on a valid namespace fd changes only this
+            // thread's network namespace (and that of threads it starts).
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(lb_userspace::agent::run(config_path, loaded, pin_dir))
+        })
+    };
+    let started = Instant::now();
+    while control::request(&socket, &Request::Status).is_err() {
+        assert!(
+            !agent.is_finished(),
+            "the agent stopped: {:?}",
+            agent.join()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no agent answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while vrrp(&socket).state != "master" {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "alone, VI_1 did not become master: {:?}",
+            vrrp(&socket)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = vrrp(&socket).adverts_sent;
+
+    std::fs::write(&config_path, config(&socket, 51, 120)).unwrap();
+    let reloaded = request(&socket, Request::Reload);
+    assert!(
+        reloaded.ok
+            && reloaded
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("VRRP settings changed live: VI_1")),
+        "{reloaded:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while vrrp(&socket).priority != 120 {
+        assert!(Instant::now() < deadline, "{:?}", vrrp(&socket));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = vrrp(&socket);
+    assert_eq!(
+        (after.state.as_str(), after.effective_priority),
+        ("master", 120),
+        "{after:?}"
+    );
+    assert!(after.adverts_sent > sent, "still advertising: {after:?}");
+    assert!(ip(&["-n", &ns.0, "-o", "addr", "show", "dev", "lo"]).contains(" 10.77.0.10/32"));
+
+    std::fs::write(&config_path, config(&socket, 52, 120)).unwrap();
+    let refused = request(&socket, Request::Reload);
+    let error = refused.error.clone().unwrap_or_default();
+    assert!(
+        !refused.ok
+            && error.contains("instance VI_1: virtual_router_id")
+            && error.contains("need a restart"),
+        "{refused:?}"
+    );
+    let kept = vrrp(&socket);
+    assert_eq!(
+        (kept.virtual_router_id, kept.priority, kept.state.as_str()),
+        (51, 120, "master"),
+        "{kept:?}"
+    );
+
+    // SAFETY: kill(2) on this process with a signal the agent handles.
+    assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGTERM) }, 0);
+    let stopped = Instant::now();
+    while !agent.is_finished() {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "the agent ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let result = agent.join().expect("the agent thread panicked");
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        !ip(&["-n", &ns.0, "-o", "addr", "show", "dev", "lo"]).contains(" 10.77.0.10/32"),
+        "a clean stop removes the virtual address"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
