@@ -29,7 +29,7 @@ use lb_userspace::{
     },
     control::{Response, VrrpRequest},
     status::VrrpStatus,
-    vrrp::{serve_control, VrrpHandle},
+    vrrp::{reconfig::Plan, serve_control, VrrpHandle},
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -218,7 +218,13 @@ impl Node {
                         NodeCommand::TrackedDown(names) => {
                             handle.set_tracked_down(names.into_iter().collect())
                         }
-                        NodeCommand::Reconfigure(changed) => handle.reconfigure(changed),
+                        NodeCommand::Reconfigure(changed) => {
+                            let plan = Plan {
+                                changed,
+                                ..Plan::default()
+                            };
+                            handle.reconfigure(plan).await.unwrap()
+                        }
                     }
                 }
             });

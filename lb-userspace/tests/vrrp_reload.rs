@@ -1,7 +1,9 @@
 //! `lb reload` with VRRP: a change that is safe live (priority) reaches
-//! the running instance without a restart and the reply says so; a change
-//! that needs a restart (the VRID) rejects the whole reload with a message
-//! naming it, and the running instance keeps its settings.
+//! the running instance without a restart and the reply says so; an
+//! instance added by a reload starts (and takes its address), one removed
+//! stops cleanly (its address goes); a change that needs a restart (the
+//! VRID) rejects the whole reload with a message naming it, and the
+//! running instance keeps its settings.
 //!
 //! The agent runs in this process (`agent::run`) on a thread that joined a
 //! network namespace of its own, so its VRRP socket, its virtual address
@@ -56,7 +58,23 @@ impl Drop for Netns {
 }
 
 fn config(socket: &Path, vrid: u8, priority: u8) -> String {
-    format!(
+    config_with(socket, vrid, priority, "")
+}
+
+/// A second instance on the same interface, for the add and remove steps.
+const SECOND: &str = r#"
+[[vrrp_instance]]
+name = "VI_2"
+interface = "lo"
+virtual_router_id = 60
+advert_interval = "100ms"
+version = 3
+unicast_peers = ["127.0.0.2"]
+virtual_addresses = ["10.77.0.20/32"]
+"#;
+
+fn config_with(socket: &Path, vrid: u8, priority: u8, more: &str) -> String {
+    let mut text = format!(
         r#"
 [agent]
 control_socket = "{}"
@@ -72,7 +90,21 @@ unicast_peers = ["127.0.0.2"]
 virtual_addresses = ["10.77.0.10/32"]
 "#,
         socket.display()
-    )
+    );
+    text.push_str(more);
+    text
+}
+
+fn has(ns: &Netns, address: &str) -> bool {
+    ip(&["-n", &ns.0, "-o", "addr", "show", "dev", "lo"]).contains(&format!(" {address}/"))
+}
+
+fn wait(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn request(socket: &Path, request: Request) -> Response {
@@ -80,14 +112,18 @@ fn request(socket: &Path, request: Request) -> Response {
         .unwrap_or_else(|e| panic!("{request:?} on {}: {e}", socket.display()))
 }
 
-fn vrrp(socket: &Path) -> lb_userspace::status::VrrpStatus {
+fn all_vrrp(socket: &Path) -> Vec<lb_userspace::status::VrrpStatus> {
     let status = request(socket, Request::Status);
     assert!(status.ok, "{status:?}");
-    status.status.expect("a status").vrrp[0].clone()
+    status.status.expect("a status").vrrp
+}
+
+fn vrrp(socket: &Path) -> lb_userspace::status::VrrpStatus {
+    all_vrrp(socket)[0].clone()
 }
 
 #[test]
-fn reload_applies_a_priority_live_and_refuses_a_vrid_change() {
+fn reload_applies_live_changes_and_refuses_a_vrid_change() {
     require_root();
     let ns = Netns(format!("lbt{}vreload", std::process::id()));
     ip(&["netns", "add", &ns.0]);
@@ -147,14 +183,10 @@ fn reload_applies_a_priority_live_and_refuses_a_vrid_change() {
             && reloaded
                 .message
                 .as_deref()
-                .is_some_and(|m| m.contains("VRRP settings changed live: VI_1")),
+                .is_some_and(|m| m.contains("VRRP live: VI_1 changed")),
         "{reloaded:?}"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while vrrp(&socket).priority != 120 {
-        assert!(Instant::now() < deadline, "{:?}", vrrp(&socket));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait("priority 120", || vrrp(&socket).priority == 120);
     let after = vrrp(&socket);
     assert_eq!(
         (after.state.as_str(), after.effective_priority),
@@ -162,7 +194,40 @@ fn reload_applies_a_priority_live_and_refuses_a_vrid_change() {
         "{after:?}"
     );
     assert!(after.adverts_sent > sent, "still advertising: {after:?}");
-    assert!(ip(&["-n", &ns.0, "-o", "addr", "show", "dev", "lo"]).contains(" 10.77.0.10/32"));
+    assert!(has(&ns, "10.77.0.10"));
+
+    // Added: it starts (alone, it becomes master and takes its address).
+    std::fs::write(&config_path, config_with(&socket, 51, 120, SECOND)).unwrap();
+    let reloaded = request(&socket, Request::Reload);
+    assert!(
+        reloaded.ok
+            && reloaded
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("VRRP live: VI_2 added")),
+        "{reloaded:?}"
+    );
+    wait("VI_2 master", || {
+        all_vrrp(&socket)
+            .iter()
+            .any(|v| v.name == "VI_2" && v.state == "master")
+    });
+    assert!(has(&ns, "10.77.0.20") && has(&ns, "10.77.0.10"));
+    // Removed: it stops as at a clean stop, VI_1 is untouched.
+    std::fs::write(&config_path, config(&socket, 51, 120)).unwrap();
+    let reloaded = request(&socket, Request::Reload);
+    assert!(
+        reloaded.ok
+            && reloaded
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("VRRP live: VI_2 removed")),
+        "{reloaded:?}"
+    );
+    let left: Vec<String> = all_vrrp(&socket).into_iter().map(|v| v.name).collect();
+    assert_eq!(left, vec!["VI_1".to_string()]);
+    assert!(!has(&ns, "10.77.0.20") && has(&ns, "10.77.0.10"));
+    assert_eq!(vrrp(&socket).state, "master");
 
     std::fs::write(&config_path, config(&socket, 52, 120)).unwrap();
     let refused = request(&socket, Request::Reload);
@@ -193,7 +258,7 @@ fn reload_applies_a_priority_live_and_refuses_a_vrid_change() {
     let result = agent.join().expect("the agent thread panicked");
     assert!(result.is_ok(), "{result:?}");
     assert!(
-        !ip(&["-n", &ns.0, "-o", "addr", "show", "dev", "lo"]).contains(" 10.77.0.10/32"),
+        !has(&ns, "10.77.0.10"),
         "a clean stop removes the virtual address"
     );
     let _ = std::fs::remove_dir_all(&dir);

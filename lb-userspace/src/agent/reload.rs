@@ -12,7 +12,7 @@ use tokio::task::JoinError;
 
 use super::{release_freed_memory, state::SharedState, sysctl::forwarding_problems};
 use crate::{
-    config::{self, Config, ConfigError, VrrpInstance},
+    config::{self, Config, ConfigError},
     dataplane::programmer::{ApplySummary, ProgramError},
     health,
     vrrp::reconfig,
@@ -60,9 +60,9 @@ pub async fn reload(
 /// restart would make a master give its addresses up for a config edit);
 /// what may change in them live is decided here, before anything is
 /// applied, and a change that needs a restart rejects the whole reload
-/// (see `vrrp::reconfig`). Returns the instances to hand their new
-/// settings once the rest is applied.
-fn plan_vrrp(config: &Config, running: &Config) -> Result<Vec<VrrpInstance>, ReloadError> {
+/// (see `vrrp::reconfig`). Returns what to hand the running instances
+/// once the rest is applied.
+fn plan_vrrp(config: &Config, running: &Config) -> Result<reconfig::Plan, ReloadError> {
     Ok(reconfig::plan(
         &running.vrrp_instances,
         &running.vrrp_sync_groups,
@@ -109,14 +109,16 @@ async fn reload_config(
         Some(summary) => format!("config reloaded: {summary}"),
         None => "config reloaded: no virtual servers (no XDP program loaded)".to_string(),
     };
-    if !vrrp_changes.is_empty() {
-        let names: Vec<&str> = vrrp_changes.iter().map(|i| i.name.as_str()).collect();
-        message.push_str(&format!(
-            "; VRRP settings changed live: {}",
-            names.join(", ")
-        ));
-        if let Some(vrrp) = state.vrrp() {
-            vrrp.reconfigure(vrrp_changes);
+    if let (false, Some(vrrp)) = (vrrp_changes.is_empty(), state.vrrp()) {
+        let described = vrrp_changes.describe();
+        match vrrp.reconfigure(vrrp_changes).await {
+            Ok(()) => message.push_str(&format!("; VRRP live: {described}")),
+            // Rare (the interfaces were checked): the services and the
+            // other VRRP changes are in place; say what is not.
+            Err(e) => {
+                tracing::error!("VRRP on reload: {e}");
+                message.push_str(&format!("; VRRP: {e} (restart the agent for it)"));
+            }
         }
     }
     Ok(Reloaded { config, message })

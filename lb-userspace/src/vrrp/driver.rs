@@ -30,6 +30,7 @@ use super::{
     announce::Announcer,
     codec,
     notify::Notifier,
+    reconfig::Plan,
     socket::{self, Family, Received, VrrpSocket},
     state::{Action, Machine, Params, State},
     sync::{Directive, SyncGroups},
@@ -63,9 +64,11 @@ pub(crate) enum Command {
     },
     /// Names of the virtual servers whose real servers are all down.
     TrackedDown(HashSet<String>),
-    /// A reload's new settings for these instances (by name), already
-    /// found live-safe by `reconfig::plan`.
-    Reconfigure(Vec<VrrpInstance>),
+    /// A reload's changes, already found live-safe by `reconfig::plan`.
+    Reconfigure {
+        plan: Plan,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -132,6 +135,13 @@ struct Group {
     notified: Option<State>,
 }
 
+/// The sending ends of [`Inputs`].
+struct Senders {
+    packets: mpsc::Sender<(usize, Received)>,
+    links: mpsc::Sender<(u32, bool)>,
+    addresses: mpsc::Sender<u32>,
+}
+
 /// The channels the helper tasks feed.
 pub(crate) struct Inputs {
     packets: mpsc::Receiver<(usize, Received)>,
@@ -143,6 +153,15 @@ pub(crate) struct Inputs {
 pub(crate) struct Driver {
     netlink: Netlink,
     links: Vec<Link>,
+    /// What each link was opened for (see [`Driver::add_instance`]).
+    link_keys: Vec<(String, Family, bool, Option<IpAddr>)>,
+    /// One per interface index, shared by its instances.
+    announcers: HashMap<u32, Arc<Announcer>>,
+    /// For the helper tasks of links opened later (a reload).
+    senders: Senders,
+    /// The sync groups as configured, to rebuild `sync` when instances
+    /// come or go.
+    group_cfgs: Vec<VrrpSyncGroup>,
     instances: Vec<Instance>,
     sync: SyncGroups,
     groups: Vec<Group>,
@@ -188,80 +207,18 @@ impl Driver {
         let (packet_tx, packets) = mpsc::channel(PACKET_QUEUE);
         let (link_tx, links_rx) = mpsc::channel(16);
         let (address_tx, addresses_rx) = mpsc::channel(16);
-        let mut links: Vec<Link> = Vec::new();
-        // Interface, family, multicast or unicast, unicast source: a
-        // unicast socket joins no group, so it cannot serve a multicast
-        // instance.
-        let mut link_keys: Vec<(String, Family, bool, Option<IpAddr>)> = Vec::new();
-        let mut announcers: HashMap<u32, Arc<Announcer>> = HashMap::new();
-        let mut helpers = Helpers::default();
-        let mut built = Vec::new();
-        for cfg in instances {
-            let info = netlink.link(cfg.interface.as_str()).await?;
-            let family = if cfg.is_ipv6() {
-                Family::V6
-            } else {
-                Family::V4
-            };
-            // Before the source is chosen: a left-over virtual address
-            // must not become the source of our adverts.
-            remove_leftovers(&netlink, cfg, info.index).await;
-            let unicast = !cfg.unicast_peers.is_empty();
-            let key = (cfg.interface.clone(), family, unicast, cfg.unicast_source);
-            let link = match link_keys.iter().position(|k| *k == key) {
-                Some(l) => l,
-                None => {
-                    let exclude = virtual_addresses_on(instances, &cfg.interface);
-                    let mut l = open_link(&netlink, cfg, info.index, family, &exclude).await?;
-                    l.up = info.up;
-                    helpers.0.push(spawn_receiver(
-                        links.len(),
-                        l.socket.clone(),
-                        packet_tx.clone(),
-                    ));
-                    if !announcers.contains_key(&info.index) {
-                        let watch = netlink.watch_link(info.index).await?;
-                        helpers
-                            .0
-                            .push(spawn_forwarder(watch.into_receiver(), link_tx.clone()));
-                        let watch = netlink.watch_addresses(info.index).await?;
-                        helpers
-                            .0
-                            .push(spawn_forwarder(watch.into_receiver(), address_tx.clone()));
-                    }
-                    links.push(l);
-                    link_keys.push(key);
-                    links.len() - 1
-                }
-            };
-            check_advert_size(cfg, info.mtu)?;
-            let announcer = match announcers.get(&info.index) {
-                Some(a) => a.clone(),
-                None => {
-                    let a = Arc::new(Announcer::new(info.index, info.mac)?);
-                    announcers.insert(info.index, a.clone());
-                    a
-                }
-            };
-            built.push(Instance {
-                machine: Machine::new(
-                    Params::from(cfg),
-                    links[link].source.unwrap_or(unspecified(family)),
-                ),
-                cfg: cfg.clone(),
-                link,
-                announcer,
-                notifier: Notifier::new(cfg.name.clone()),
-                counters: Counters::default(),
-                last_transition: None,
-                announcing: None,
-                last_fence: None,
-            });
-        }
-        let driver = Driver {
+        let mut driver = Driver {
             netlink,
-            links,
-            sync: SyncGroups::new(instances, groups),
+            links: Vec::new(),
+            link_keys: Vec::new(),
+            announcers: HashMap::new(),
+            senders: Senders {
+                packets: packet_tx,
+                links: link_tx,
+                addresses: address_tx,
+            },
+            sync: SyncGroups::default(),
+            group_cfgs: groups.to_vec(),
             groups: groups
                 .iter()
                 .map(|g| Group {
@@ -270,10 +227,15 @@ impl Driver {
                     notified: None,
                 })
                 .collect(),
-            instances: built,
+            instances: Vec::new(),
             status,
-            _helpers: helpers,
+            _helpers: Helpers::default(),
         };
+        for cfg in instances {
+            let exclude = virtual_addresses_on(instances, &cfg.interface);
+            driver.add_instance(cfg, &exclude).await?;
+        }
+        driver.sync = SyncGroups::new(instances, groups);
         driver.publish();
         let inputs = Inputs {
             packets,
@@ -281,6 +243,80 @@ impl Driver {
             addresses: addresses_rx,
         };
         Ok((driver, inputs))
+    }
+
+    /// Builds instance `cfg` (not started): its interface's socket and
+    /// watches unless another instance opened them, leftovers removed.
+    /// `exclude`: the virtual addresses on its interface (never a source).
+    async fn add_instance(
+        &mut self,
+        cfg: &VrrpInstance,
+        exclude: &[IpAddr],
+    ) -> Result<(), VrrpError> {
+        let info = self.netlink.link(cfg.interface.as_str()).await?;
+        check_advert_size(cfg, info.mtu)?;
+        let family = if cfg.is_ipv6() {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        // Before the source is chosen: a left-over virtual address
+        // must not become the source of our adverts.
+        remove_leftovers(&self.netlink, cfg, info.index).await;
+        let unicast = !cfg.unicast_peers.is_empty();
+        // Interface, family, multicast or unicast, unicast source: a
+        // unicast socket joins no group, so it cannot serve a multicast
+        // instance.
+        let key = (cfg.interface.clone(), family, unicast, cfg.unicast_source);
+        let link = match self.link_keys.iter().position(|k| *k == key) {
+            Some(l) => l,
+            None => {
+                let mut l = open_link(&self.netlink, cfg, info.index, family, exclude).await?;
+                l.up = info.up;
+                let receiver = spawn_receiver(
+                    self.links.len(),
+                    l.socket.clone(),
+                    self.senders.packets.clone(),
+                );
+                self._helpers.0.push(receiver);
+                if !self.announcers.contains_key(&info.index) {
+                    let watch = self.netlink.watch_link(info.index).await?;
+                    let links = self.senders.links.clone();
+                    self._helpers
+                        .0
+                        .push(spawn_forwarder(watch.into_receiver(), links));
+                    let watch = self.netlink.watch_addresses(info.index).await?;
+                    let addresses = self.senders.addresses.clone();
+                    self._helpers
+                        .0
+                        .push(spawn_forwarder(watch.into_receiver(), addresses));
+                }
+                self.links.push(l);
+                self.link_keys.push(key);
+                self.links.len() - 1
+            }
+        };
+        let announcer = match self.announcers.get(&info.index) {
+            Some(a) => a.clone(),
+            None => {
+                let a = Arc::new(Announcer::new(info.index, info.mac)?);
+                self.announcers.insert(info.index, a.clone());
+                a
+            }
+        };
+        let primary = self.links[link].source.unwrap_or(unspecified(family));
+        self.instances.push(Instance {
+            machine: Machine::new(Params::from(cfg), primary),
+            cfg: cfg.clone(),
+            link,
+            announcer,
+            notifier: Notifier::new(cfg.name.clone()),
+            counters: Counters::default(),
+            last_transition: None,
+            announcing: None,
+            last_fence: None,
+        });
+        Ok(())
     }
 
     /// Starts every machine, then serves packets, link changes, commands
@@ -292,19 +328,7 @@ impl Driver {
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
         for i in 0..self.instances.len() {
-            let now = Instant::now();
-            let actions = match self.links[self.instances[i].link].fault() {
-                Some(why) => {
-                    tracing::warn!(
-                        "VRRP {}: starts in FAULT: {why}; it joins the election once that \
-                         is resolved",
-                        self.instances[i].cfg.name
-                    );
-                    self.instances[i].machine.fault(now, &why)
-                }
-                None => self.instances[i].machine.start(now),
-            };
-            self.step(i, actions).await;
+            self.start_instance(i).await;
         }
         loop {
             self.publish();
@@ -335,6 +359,83 @@ impl Driver {
                 _ = timer => self.on_timers().await,
             }
         }
+    }
+
+    /// Leaves `Init`: backup (master for an owner), or FAULT when the
+    /// interface cannot carry VRRP yet.
+    async fn start_instance(&mut self, i: usize) {
+        let now = Instant::now();
+        let actions = match self.links[self.instances[i].link].fault() {
+            Some(why) => {
+                tracing::warn!(
+                    "VRRP {}: starts in FAULT: {why}; it joins the election once that is \
+                     resolved",
+                    self.instances[i].cfg.name
+                );
+                self.instances[i].machine.fault(now, &why)
+            }
+            None => self.instances[i].machine.start(now),
+        };
+        self.step(i, actions).await;
+    }
+
+    /// A reload: removed instances stop as at a clean stop (a master
+    /// sends priority 0 and removes its addresses), changed ones take
+    /// their new settings, added ones start as at `lb run`. Only an
+    /// added instance can fail (its interface or socket); the others are
+    /// applied regardless and the failures reported.
+    async fn reconfigure(&mut self, plan: Plan) -> Result<(), String> {
+        let now = Instant::now();
+        for name in &plan.removed {
+            let Some(i) = self.instances.iter().position(|x| &x.cfg.name == name) else {
+                continue;
+            };
+            let actions = self.instances[i].machine.shutdown(now);
+            // Not `step`: a removed instance is in no sync group (a group
+            // change needs a restart).
+            self.apply(i, actions).await;
+            tracing::info!("VRRP {name}: removed by the reload");
+            if let Some(a) = self.instances.remove(i).announcing {
+                a.abort();
+            }
+        }
+        for cfg in plan.changed {
+            let Some(i) = self.instances.iter().position(|x| x.cfg.name == cfg.name) else {
+                continue;
+            };
+            tracing::info!("VRRP {}: new settings from the reload", cfg.name);
+            let params = Params::from(&cfg);
+            self.instances[i].cfg = cfg;
+            let actions = self.instances[i].machine.reconfigure(params, now);
+            self.step(i, actions).await;
+        }
+        let mut failed = Vec::new();
+        for cfg in &plan.added {
+            let mut exclude = self.virtual_addresses_on_name(&cfg.interface);
+            exclude.extend(cfg.all_addresses().map(|a| a.address));
+            match self.add_instance(cfg, &exclude).await {
+                Ok(()) => {
+                    tracing::info!("VRRP {}: added by the reload", cfg.name);
+                    self.start_instance(self.instances.len() - 1).await;
+                }
+                Err(e) => failed.push(format!("adding {}: {e}", cfg.name)),
+            }
+        }
+        let cfgs: Vec<VrrpInstance> = self.instances.iter().map(|x| x.cfg.clone()).collect();
+        self.sync = SyncGroups::new(&cfgs, &self.group_cfgs);
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
+    fn virtual_addresses_on_name(&self, interface: &str) -> Vec<IpAddr> {
+        self.instances
+            .iter()
+            .filter(|i| i.cfg.interface == interface)
+            .flat_map(|i| i.cfg.all_addresses().map(|a| a.address))
+            .collect()
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -779,19 +880,9 @@ impl Driver {
                     self.step(i, actions).await;
                 }
             }
-            Command::Reconfigure(changed) => {
-                for cfg in changed {
-                    let Some(i) = self.instances.iter().position(|x| x.cfg.name == cfg.name) else {
-                        continue;
-                    };
-                    tracing::info!("VRRP {}: new settings from the reload", cfg.name);
-                    let params = Params::from(&cfg);
-                    self.instances[i].cfg = cfg;
-                    let actions = self.instances[i]
-                        .machine
-                        .reconfigure(params, Instant::now());
-                    self.step(i, actions).await;
-                }
+            Command::Reconfigure { plan, reply } => {
+                let r = self.reconfigure(plan).await;
+                let _ = reply.send(r);
             }
             Command::Shutdown { .. } => unreachable!("handled by run"),
         }

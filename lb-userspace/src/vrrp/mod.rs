@@ -146,15 +146,21 @@ impl VrrpHandle {
         let _ = self.commands.send(Command::TrackedDown(down));
     }
 
-    /// A reload's live changes (see [`reconfig::plan`]): the instances
-    /// named take their new settings. (The handle's outer bound on a
-    /// stop keeps the start-up notify_timeout; the driver's own wait for
-    /// the scripts uses the new one.)
-    pub fn reconfigure(&self, changed: Vec<VrrpInstance>) {
-        if changed.is_empty() {
-            return;
+    /// A reload's live changes (see [`reconfig::plan`]): removed
+    /// instances stop cleanly, changed ones take their new settings,
+    /// added ones start. `Err` names the added instances that could not
+    /// start (the rest is applied). (The handle's outer bound on a stop
+    /// keeps the start-up notify_timeout; the driver's own wait for the
+    /// scripts uses the new ones.)
+    pub async fn reconfigure(&self, plan: reconfig::Plan) -> Result<(), String> {
+        if plan.is_empty() {
+            return Ok(());
         }
-        let _ = self.commands.send(Command::Reconfigure(changed));
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Reconfigure { plan, reply })
+            .map_err(|_| "VRRP is stopped".to_string())?;
+        answer.await.map_err(|_| "VRRP is stopped".to_string())?
     }
 
     /// A clean stop: masters send priority 0 and remove their addresses,

@@ -3,12 +3,15 @@
 //!
 //! Live: what only changes how an instance competes or reports —
 //! priority, advert interval, preemption, tracking, authentication,
-//! scripts, announcement counts. Everything that would move addresses,
-//! sockets or the group a master belongs to (interface, VRID, version,
-//! virtual addresses, unicast peers and source, adding or removing an
-//! instance, sync groups) is refused, and the whole reload with it: a
-//! reload is applied completely or not at all. Those take a restart,
-//! after `lb vrrp handoff` on a master so its addresses move cleanly.
+//! scripts, announcement counts — and whole instances added (started as
+//! at `lb run`) or removed (stopped as at a clean stop: a master sends
+//! priority 0 and removes its addresses first). A change inside an
+//! instance that would move its addresses, socket or group (interface,
+//! VRID, version, virtual addresses, unicast peers and source) and any
+//! sync group change are refused, and the whole reload with them: the
+//! rest of the file is not applied either. Those take a restart, after
+//! `lb vrrp handoff` on a master so its addresses move cleanly (or
+//! removing the instance in one reload and adding it back in the next).
 
 use crate::config::{VrrpInstance, VrrpSyncGroup};
 
@@ -22,38 +25,67 @@ use crate::config::{VrrpInstance, VrrpSyncGroup};
 )]
 pub struct NeedsRestart(pub Vec<String>);
 
-/// The instances whose live settings changed, in their new form; empty
-/// when VRRP is unchanged. `Err` when a change needs a restart.
+/// What a reload does to the running instances.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Running instances with new live settings, in their new form.
+    pub changed: Vec<VrrpInstance>,
+    pub added: Vec<VrrpInstance>,
+    /// By name.
+    pub removed: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.added.is_empty() && self.removed.is_empty()
+    }
+
+    /// For the reload's reply: "VI_1 changed, VI_2 added, VI_3 removed".
+    pub fn describe(&self) -> String {
+        let mut out: Vec<String> = Vec::new();
+        out.extend(self.changed.iter().map(|i| format!("{} changed", i.name)));
+        out.extend(self.added.iter().map(|i| format!("{} added", i.name)));
+        out.extend(self.removed.iter().map(|n| format!("{n} removed")));
+        out.join(", ")
+    }
+}
+
+/// What to do with the running instances; empty when VRRP is unchanged.
+/// `Err` when a change needs a restart.
 pub fn plan(
     running: &[VrrpInstance],
     running_groups: &[VrrpSyncGroup],
     new: &[VrrpInstance],
     new_groups: &[VrrpSyncGroup],
-) -> Result<Vec<VrrpInstance>, NeedsRestart> {
+) -> Result<Plan, NeedsRestart> {
     let mut refused = Vec::new();
     if running_groups != new_groups {
         refused.push("[[vrrp_sync_group]] changed".to_string());
     }
+    if running.is_empty() && !new.is_empty() {
+        // No VRRP task runs: the agent started without instances.
+        refused.push("the agent started without [[vrrp_instance]], so VRRP is not running".into());
+    }
+    let mut plan = Plan::default();
     for r in running {
         if !new.iter().any(|n| n.name == r.name) {
-            refused.push(format!("instance {} removed", r.name));
+            plan.removed.push(r.name.clone());
         }
     }
-    let mut live = Vec::new();
     for n in new {
         let Some(r) = running.iter().find(|r| r.name == n.name) else {
-            refused.push(format!("instance {} added", n.name));
+            plan.added.push(n.clone());
             continue;
         };
         let fixed = fixed_fields(r, n);
         if !fixed.is_empty() {
             refused.push(format!("instance {}: {}", n.name, fixed.join(", ")));
         } else if r != n {
-            live.push(n.clone());
+            plan.changed.push(n.clone());
         }
     }
     if refused.is_empty() {
-        Ok(live)
+        Ok(plan)
     } else {
         Err(NeedsRestart(refused))
     }
@@ -96,7 +128,7 @@ mod tests {
     #[test]
     fn unchanged_is_nothing_to_do() {
         let i = vec![instance()];
-        assert_eq!(plan(&i, &[], &i, &[]), Ok(vec![]));
+        assert_eq!(plan(&i, &[], &i, &[]), Ok(Plan::default()));
     }
 
     #[test]
@@ -107,26 +139,38 @@ mod tests {
         changed.advert_interval = Duration::from_secs(2);
         changed.preempt = !changed.preempt;
         let new = vec![changed.clone()];
-        assert_eq!(plan(&running, &[], &new, &[]), Ok(vec![changed]));
+        let p = plan(&running, &[], &new, &[]).unwrap();
+        assert_eq!(p.changed, vec![changed]);
+        assert_eq!(p.describe(), "VI_1 changed");
     }
 
     #[test]
-    fn address_socket_and_membership_changes_are_refused_by_name() {
+    fn instances_come_and_go_live() {
+        let running = vec![instance()];
+        let mut added = instance();
+        added.name = "VI_2".into();
+        let p = plan(&running, &[], &[added.clone()], &[]).unwrap();
+        assert_eq!(
+            (p.added, p.removed),
+            (vec![added], vec!["VI_1".to_string()])
+        );
+        let e = plan(&[], &[], &running, &[]).unwrap_err();
+        assert!(e.0[0].contains("started without"), "{e}");
+    }
+
+    #[test]
+    fn address_and_socket_changes_are_refused_by_name() {
         let running = vec![instance()];
         let mut moved = instance();
         moved.interface = "eth9".into();
         moved.virtual_router_id = 99;
         moved.priority = 1;
-        let mut added = instance();
-        added.name = "VI_2".into();
-        let e = plan(&running, &[], &[moved, added], &[]).unwrap_err();
+        let e = plan(&running, &[], &[moved], &[]).unwrap_err();
         assert_eq!(
             e.to_string(),
             "VRRP changes that need a restart: instance VI_1: interface, virtual_router_id; \
-             instance VI_2 added; nothing was applied (restart the agent for them, after \
-             `lb vrrp handoff` on a master)"
+             nothing was applied (restart the agent for them, after `lb vrrp handoff` on a \
+             master)"
         );
-        let e = plan(&running, &[], &[], &[]).unwrap_err();
-        assert_eq!(e.0, vec!["instance VI_1 removed".to_string()]);
     }
 }
