@@ -229,6 +229,29 @@ fn reload_applies_live_changes_and_refuses_a_vrid_change() {
     assert!(!has(&ns, "10.77.0.20") && has(&ns, "10.77.0.10"));
     assert_eq!(vrrp(&socket).state, "master");
 
+    // An added instance whose advert would not fit the MTU: refused
+    // before anything is applied, VI_1's new priority in the same file too.
+    ip(&["-n", &ns.0, "link", "set", "lo", "mtu", "120"]);
+    let addresses: Vec<String> = (1..=30).map(|n| format!("\"10.78.0.{n}/32\"")).collect();
+    let too_big = format!(
+        "\n[[vrrp_instance]]\nname = \"VI_3\"\ninterface = \"lo\"\nvirtual_router_id = 61\n\
+         version = 3\nunicast_peers = [\"127.0.0.2\"]\nvirtual_addresses = [{}]\n",
+        addresses.join(", ")
+    );
+    std::fs::write(&config_path, config_with(&socket, 51, 130, &too_big)).unwrap();
+    let refused = request(&socket, Request::Reload);
+    let error = refused.error.clone().unwrap_or_default();
+    assert!(
+        !refused.ok
+            && error.contains("VI_3")
+            && error.contains("MTU")
+            && error.contains("nothing was applied"),
+        "{refused:?}"
+    );
+    assert_eq!(all_vrrp(&socket).len(), 1);
+    assert_eq!(vrrp(&socket).priority, 120, "half-applied");
+    ip(&["-n", &ns.0, "link", "set", "lo", "mtu", "65536"]);
+
     std::fs::write(&config_path, config(&socket, 52, 120)).unwrap();
     let refused = request(&socket, Request::Reload);
     let error = refused.error.clone().unwrap_or_default();

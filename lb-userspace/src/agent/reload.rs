@@ -27,6 +27,9 @@ pub enum ReloadError {
     Program(#[from] ProgramError),
     #[error(transparent)]
     Vrrp(#[from] reconfig::NeedsRestart),
+    /// Boxed: the VRRP error is large and reloads are rare.
+    #[error("{0}; nothing was applied")]
+    VrrpAdd(Box<crate::vrrp::VrrpError>),
     #[error("reload task failed: {0}")]
     Task(#[from] JoinError),
     #[error(
@@ -80,6 +83,9 @@ async fn reload_config(
     let config = config::load(path)?;
     config::validate_host(&config)?;
     let vrrp_changes = plan_vrrp(&config, running)?;
+    crate::vrrp::check_addable(&vrrp_changes.added)
+        .await
+        .map_err(|e| ReloadError::VrrpAdd(Box::new(e)))?;
     if !state.has_dataplane() && !config.virtual_servers.is_empty() {
         // The maps were never created (their sizes come from the config at
         // load time): adding services needs a new `lb run`.

@@ -1052,6 +1052,18 @@ fn unspecified(family: Family) -> IpAddr {
     }
 }
 
+/// What can fail in [`Driver::add_instance`] and can be known before
+/// anything is applied: the interface is there and the advert fits its
+/// MTU (a reload checks the instances it adds with this first).
+pub(crate) async fn preflight(instances: &[VrrpInstance]) -> Result<(), VrrpError> {
+    let netlink = Netlink::new()?;
+    for cfg in instances {
+        let info = netlink.link(cfg.interface.as_str()).await?;
+        check_advert_size(cfg, info.mtu)?;
+    }
+    Ok(())
+}
+
 /// An advert that does not fit the interface's MTU would be fragmented,
 /// and keepalived drops fragments of adverts: refuse it at start.
 fn check_advert_size(cfg: &VrrpInstance, mtu: u32) -> Result<(), VrrpError> {

@@ -182,6 +182,14 @@ impl VrrpHandle {
     }
 }
 
+/// Checks, before a reload applies anything, what could stop the
+/// instances it adds from starting (their interface, the advert's size
+/// against its MTU), so the reload is refused whole rather than applied
+/// in part.
+pub async fn check_addable(instances: &[VrrpInstance]) -> Result<(), VrrpError> {
+    driver::preflight(instances).await
+}
+
 fn driver_unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::SystemTime::UNIX_EPOCH)
