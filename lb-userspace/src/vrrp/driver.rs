@@ -4,14 +4,18 @@
 //! (the earliest of the machines' deadlines), moves the virtual addresses
 //! through netlink, announces them (gratuitous ARP / unsolicited NA),
 //! queues the notify and fence scripts, keeps the counters and publishes
-//! every instance's status on a `watch` channel.
+//! every instance's status on a `watch` channel. It also follows each
+//! interface's link state and addresses: an instance whose interface is
+//! down or has no address to advertise from is in FAULT (from start-up
+//! on), the advert source is looked up again whenever they change, and a
+//! reload's live changes (instances changed, added, removed) land here.
 //!
 //! One task for all instances rather than one per interface: sync groups
 //! span interfaces (NAT's client-side and server-side addresses), and one
 //! owner of every machine applies a group's change in one step, with no
 //! messages between tasks that could interleave. The blocking-free parts
 //! around it are small tasks of their own: one receiver per socket (it
-//! only forwards packets), one forwarder per link watch, and the
+//! only forwards packets), one forwarder per link and address watch, and the
 //! announcement blocks (the second block waits `garp_delay`).
 
 use std::{
