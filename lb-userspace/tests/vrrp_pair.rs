@@ -171,7 +171,7 @@ enum NodeCommand {
     /// Virtual servers whose real servers are all down.
     TrackedDown(Vec<String>),
     /// A reload's live changes, as the agent hands them over.
-    Reconfigure(Vec<VrrpInstance>),
+    Reconfigure(Plan),
 }
 
 /// One lb node: a `VrrpHandle` on a thread inside namespace `ns`.
@@ -218,13 +218,7 @@ impl Node {
                         NodeCommand::TrackedDown(names) => {
                             handle.set_tracked_down(names.into_iter().collect())
                         }
-                        NodeCommand::Reconfigure(changed) => {
-                            let plan = Plan {
-                                changed,
-                                ..Plan::default()
-                            };
-                            handle.reconfigure(plan).await.unwrap()
-                        }
+                        NodeCommand::Reconfigure(plan) => handle.reconfigure(plan).await.unwrap(),
                     }
                 }
             });
@@ -836,7 +830,7 @@ fn reload_changes_priority_live() {
     let mut raised = instance(200);
     raised.advert_interval = Duration::from_millis(200);
     b.commands
-        .send(NodeCommand::Reconfigure(vec![raised]))
+        .send(NodeCommand::Reconfigure(changed(raised)))
         .unwrap();
     wait_for("B preempts", Duration::from_secs(2), || {
         b.state() == "master"
@@ -845,12 +839,49 @@ fn reload_changes_priority_live() {
     assert_eq!(b.status().priority, 200, "{:?}", b.status());
     assert!(t.has_vip(1) && !t.has_vip(0));
     b.commands
-        .send(NodeCommand::Reconfigure(vec![instance(50)]))
+        .send(NodeCommand::Reconfigure(changed(instance(50))))
         .unwrap();
     wait_for("A takes over again", Duration::from_secs(2), || {
         a.state() == "master"
     });
     assert!(t.has_vip(0));
+    a.end(NodeCommand::Stop);
+    b.end(NodeCommand::Stop);
+}
+
+fn changed(cfg: VrrpInstance) -> Plan {
+    Plan {
+        changed: vec![cfg],
+        ..Plan::default()
+    }
+}
+
+/// A reload that removes the master's instance hands over as a clean
+/// stop does: priority 0 (the backup takes over after its skew time, not
+/// the master-down interval) and the address removed.
+#[test]
+fn reload_removing_the_master_instance_hands_over() {
+    let t = Topology::new();
+    let a = Node::start(&t.nodes[0], instance(150));
+    let b = Node::start(&t.nodes[1], instance(100));
+    wait_for("A master", Duration::from_secs(2), || a.state() == "master");
+    wait_for("B backup", Duration::from_secs(2), || b.state() == "backup");
+    a.commands
+        .send(NodeCommand::Reconfigure(Plan {
+            removed: vec!["VI_1".into()],
+            ..Plan::default()
+        }))
+        .unwrap();
+    wait_for("B master", Duration::from_secs(2), || b.state() == "master");
+    let last = b.status().last_transition.unwrap();
+    assert!(
+        last.reason.contains("priority 0 from 10.201.0.1"),
+        "{last:?}"
+    );
+    wait_for("A lists no instance", Duration::from_secs(1), || {
+        a.status.borrow().is_empty()
+    });
+    assert!(!t.has_vip(0) && t.has_vip(1));
     a.end(NodeCommand::Stop);
     b.end(NodeCommand::Stop);
 }
