@@ -170,9 +170,9 @@ pub(crate) struct Driver {
     sync: SyncGroups,
     groups: Vec<Group>,
     status: watch::Sender<Vec<VrrpStatus>>,
-    /// Receivers and link-watch forwarders, stopped when the driver is
-    /// dropped (held only for that).
-    _helpers: Helpers,
+    /// Receivers and watch forwarders, stopped when the driver is
+    /// dropped; added to when a reload opens a new link.
+    helpers: Helpers,
 }
 
 /// Tasks that must not outlive their owner (also when `open` fails
@@ -233,7 +233,7 @@ impl Driver {
                 .collect(),
             instances: Vec::new(),
             status,
-            _helpers: Helpers::default(),
+            helpers: Helpers::default(),
         };
         for cfg in instances {
             let exclude = virtual_addresses_on(instances, &cfg.interface);
@@ -282,16 +282,16 @@ impl Driver {
                     l.socket.clone(),
                     self.senders.packets.clone(),
                 );
-                self._helpers.0.push(receiver);
+                self.helpers.0.push(receiver);
                 if !self.announcers.contains_key(&info.index) {
                     let watch = self.netlink.watch_link(info.index).await?;
                     let links = self.senders.links.clone();
-                    self._helpers
+                    self.helpers
                         .0
                         .push(spawn_forwarder(watch.into_receiver(), links));
                     let watch = self.netlink.watch_addresses(info.index).await?;
                     let addresses = self.senders.addresses.clone();
-                    self._helpers
+                    self.helpers
                         .0
                         .push(spawn_forwarder(watch.into_receiver(), addresses));
                 }
