@@ -285,7 +285,7 @@ async fn open_ends(pair: &Pair, family: Family, unicast: Option<(IpAddr, IpAddr)
     enter(&pair.a);
     let nl_a = Netlink::new().unwrap();
     let a_index = nl_a.link_index("va").await.unwrap();
-    let mut a = VrrpSocket::open("va", a_index, family, unicast.map(|u| u.0)).unwrap();
+    let a = VrrpSocket::open("va", a_index, family, unicast.map(|u| u.0)).unwrap();
     if unicast.is_none() {
         let src = source_for(&nl_a, a_index, family).await.unwrap();
         a.set_source(src).unwrap();

@@ -216,7 +216,7 @@ fn exchange(
             enter(&dut);
             let nl = Netlink::new().unwrap();
             let index = nl.link_index("eth0").await.unwrap();
-            let mut socket = VrrpSocket::open("eth0", index, family, unicast).unwrap();
+            let socket = VrrpSocket::open("eth0", index, family, unicast).unwrap();
             if unicast.is_none() {
                 socket
                     .set_source(source_for(&nl, index, family).await.unwrap())

@@ -29,7 +29,7 @@ use lb_userspace::{
     },
     control::{Response, VrrpRequest},
     status::VrrpStatus,
-    vrrp::{serve_control, VrrpHandle},
+    vrrp::{reconfig::Plan, serve_control, VrrpHandle},
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -170,6 +170,8 @@ enum NodeCommand {
     Control(VrrpRequest, std::sync::mpsc::Sender<Response>),
     /// Virtual servers whose real servers are all down.
     TrackedDown(Vec<String>),
+    /// A reload's live changes, as the agent hands them over.
+    Reconfigure(Plan),
 }
 
 /// One lb node: a `VrrpHandle` on a thread inside namespace `ns`.
@@ -216,6 +218,7 @@ impl Node {
                         NodeCommand::TrackedDown(names) => {
                             handle.set_tracked_down(names.into_iter().collect())
                         }
+                        NodeCommand::Reconfigure(plan) => handle.reconfigure(plan).await.unwrap(),
                     }
                 }
             });
@@ -694,5 +697,191 @@ fn v2_one_second_failover_is_no_slower_than_keepalived() {
     let took = stopped.elapsed();
     eprintln!("takeover after a clean stop: {took:?} (keepalived 0.610 s)");
     assert!(took < Duration::from_millis(610) + MARGIN, "{took:?}");
+    b.end(NodeCommand::Stop);
+}
+
+/// As keepalived: an instance whose interface has no IPv4 address yet
+/// does not stop the node from starting; it sits in FAULT saying why,
+/// and joins the election (here it preempts) once an address appears,
+/// advertising from that address.
+#[test]
+fn no_address_at_start_is_fault_until_one_appears() {
+    let t = Topology::new();
+    ip(&["-n", &t.nodes[0], "-4", "addr", "flush", "dev", "eth0"]);
+    let a = Node::start(&t.nodes[0], instance(150));
+    let b = Node::start(&t.nodes[1], instance(100));
+    wait_for("A in fault", Duration::from_secs(2), || {
+        a.state() == "fault"
+    });
+    let last = a.status().last_transition.expect("a transition");
+    assert_eq!(
+        (last.from.as_str(), last.to.as_str(), last.reason.as_str()),
+        ("init", "fault", "no IPv4 address on eth0")
+    );
+    wait_for("B master", Duration::from_secs(2), || b.state() == "master");
+    assert!(!t.has_vip(0) && t.has_vip(1));
+    assert_eq!(a.status().adverts_sent, 0, "nothing sent without a source");
+    ip(&[
+        "-n",
+        &t.nodes[0],
+        "addr",
+        "add",
+        "10.201.0.7/24",
+        "dev",
+        "eth0",
+    ]);
+    wait_for("A preempts", Duration::from_secs(2), || {
+        a.state() == "master"
+    });
+    wait_for("B hears A's new address", Duration::from_secs(2), || {
+        b.status().master.as_deref() == Some("10.201.0.7")
+    });
+    assert!(t.has_vip(0) && !t.has_vip(1));
+    assert!(b.status().rejected.is_empty(), "{:?}", b.status());
+    a.end(NodeCommand::Stop);
+    b.end(NodeCommand::Stop);
+}
+
+/// The interface's address changes while its link is down: when the link
+/// comes back the adverts come from the new address (the source is looked
+/// up again), and the peer accepts them (the v3 checksum covers it).
+#[test]
+fn address_changed_while_down_is_the_new_advert_source() {
+    let t = Topology::new();
+    let a = Node::start(&t.nodes[0], instance(150));
+    let b = Node::start(&t.nodes[1], instance(100));
+    wait_for("A master", Duration::from_secs(2), || a.state() == "master");
+    wait_for("B hears A", Duration::from_secs(2), || {
+        b.status().master.as_deref() == Some("10.201.0.1")
+    });
+    let node = t.nodes[0].as_str();
+    ip(&["-n", node, "link", "set", "eth0", "down"]);
+    wait_for("A in fault", Duration::from_secs(2), || {
+        a.state() == "fault"
+    });
+    wait_for("B master", Duration::from_secs(2), || b.state() == "master");
+    ip(&["-n", node, "addr", "del", "10.201.0.1/24", "dev", "eth0"]);
+    ip(&["-n", node, "addr", "add", "10.201.0.9/24", "dev", "eth0"]);
+    ip(&["-n", node, "link", "set", "eth0", "up"]);
+    wait_for("A preempts again", Duration::from_secs(3), || {
+        a.state() == "master"
+    });
+    wait_for("B hears A's new address", Duration::from_secs(2), || {
+        b.status().master.as_deref() == Some("10.201.0.9")
+    });
+    assert!(t.has_vip(0) && !t.has_vip(1));
+    assert!(b.status().rejected.is_empty(), "{:?}", b.status());
+    a.end(NodeCommand::Stop);
+    b.end(NodeCommand::Stop);
+}
+
+/// IPv6: a link that is down at start has no link-local address either;
+/// the instance starts in FAULT, and once the link is up and the kernel
+/// gave it a link-local address it elects from that address.
+#[test]
+fn ipv6_link_down_at_start_is_fault_until_up_with_a_link_local() {
+    let t = Topology::new();
+    let v6 = |priority| {
+        let mut i = instance(priority);
+        i.virtual_addresses = vec![VirtualAddress {
+            address: "fd00:201::10".parse().unwrap(),
+            prefix_len: 64,
+        }];
+        i
+    };
+    let node = t.nodes[0].as_str();
+    ip(&["-n", node, "link", "set", "eth0", "down"]);
+    let a = Node::start(node, v6(150));
+    wait_for("A in fault", Duration::from_secs(2), || {
+        a.state() == "fault"
+    });
+    let reason = a.status().last_transition.expect("a transition").reason;
+    assert!(
+        reason == "interface down" || reason == "no link-local IPv6 address on eth0",
+        "{reason}"
+    );
+    let b = Node::start(&t.nodes[1], v6(100));
+    wait_for("B master", Duration::from_secs(2), || b.state() == "master");
+    ip(&["-n", node, "link", "set", "eth0", "up"]);
+    wait_for("A preempts", Duration::from_secs(3), || {
+        a.state() == "master"
+    });
+    wait_for(
+        "B hears A from its link-local",
+        Duration::from_secs(2),
+        || b.status().master.is_some_and(|m| m.starts_with("fe80::")),
+    );
+    assert!(t.has(0, "eth0", "fd00:201::10") && !t.has(1, "eth0", "fd00:201::10"));
+    a.end(NodeCommand::Stop);
+    b.end(NodeCommand::Stop);
+}
+
+/// A reload that raises the backup's priority above the master's makes it
+/// preempt (no restart, no address moved by the reload itself); lowering
+/// it again hands mastership back at once, the master advertising its new
+/// priority without waiting for its next advert.
+#[test]
+fn reload_changes_priority_live() {
+    let t = Topology::new();
+    let a = Node::start(&t.nodes[0], instance(150));
+    let b = Node::start(&t.nodes[1], instance(100));
+    wait_for("A master", Duration::from_secs(2), || a.state() == "master");
+    wait_for("B backup", Duration::from_secs(2), || b.state() == "backup");
+    let mut raised = instance(200);
+    raised.advert_interval = Duration::from_millis(200);
+    b.commands
+        .send(NodeCommand::Reconfigure(changed(raised)))
+        .unwrap();
+    wait_for("B preempts", Duration::from_secs(2), || {
+        b.state() == "master"
+    });
+    wait_for("A backup", Duration::from_secs(1), || a.state() == "backup");
+    assert_eq!(b.status().priority, 200, "{:?}", b.status());
+    assert!(t.has_vip(1) && !t.has_vip(0));
+    b.commands
+        .send(NodeCommand::Reconfigure(changed(instance(50))))
+        .unwrap();
+    wait_for("A takes over again", Duration::from_secs(2), || {
+        a.state() == "master"
+    });
+    assert!(t.has_vip(0));
+    a.end(NodeCommand::Stop);
+    b.end(NodeCommand::Stop);
+}
+
+fn changed(cfg: VrrpInstance) -> Plan {
+    Plan {
+        changed: vec![cfg],
+        ..Plan::default()
+    }
+}
+
+/// A reload that removes the master's instance hands over as a clean
+/// stop does: priority 0 (the backup takes over after its skew time, not
+/// the master-down interval) and the address removed.
+#[test]
+fn reload_removing_the_master_instance_hands_over() {
+    let t = Topology::new();
+    let a = Node::start(&t.nodes[0], instance(150));
+    let b = Node::start(&t.nodes[1], instance(100));
+    wait_for("A master", Duration::from_secs(2), || a.state() == "master");
+    wait_for("B backup", Duration::from_secs(2), || b.state() == "backup");
+    a.commands
+        .send(NodeCommand::Reconfigure(Plan {
+            removed: vec!["VI_1".into()],
+            ..Plan::default()
+        }))
+        .unwrap();
+    wait_for("B master", Duration::from_secs(2), || b.state() == "master");
+    let last = b.status().last_transition.unwrap();
+    assert!(
+        last.reason.contains("priority 0 from 10.201.0.1"),
+        "{last:?}"
+    );
+    wait_for("A lists no instance", Duration::from_secs(1), || {
+        a.status.borrow().is_empty()
+    });
+    assert!(!t.has_vip(0) && t.has_vip(1));
+    a.end(NodeCommand::Stop);
     b.end(NodeCommand::Stop);
 }

@@ -3,6 +3,8 @@
 //! that fails anywhere is rejected and the running one stays, health
 //! targets included. Settings fixed at start-up (`[agent]`: interfaces,
 //! XDP mode, map sizes, sockets) keep their running value, with a warning.
+//! VRRP settings that are safe to change live are handed to the running
+//! instances; any other VRRP change rejects the reload (`vrrp::reconfig`).
 
 use std::path::Path;
 
@@ -13,6 +15,7 @@ use crate::{
     config::{self, Config, ConfigError},
     dataplane::programmer::{ApplySummary, ProgramError},
     health,
+    vrrp::reconfig,
 };
 
 /// Why a reload was rejected (the running config stays).
@@ -22,6 +25,11 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Program(#[from] ProgramError),
+    #[error(transparent)]
+    Vrrp(#[from] reconfig::NeedsRestart),
+    /// Boxed: the VRRP error is large and reloads are rare.
+    #[error("{0}; nothing was applied")]
+    VrrpAdd(Box<crate::vrrp::VrrpError>),
     #[error("reload task failed: {0}")]
     Task(#[from] JoinError),
     #[error(
@@ -51,24 +59,19 @@ pub async fn reload(
     result
 }
 
-/// VRRP instances and sync groups keep running as started: restarting an
-/// instance on a reload would make a master give its addresses up (and a
-/// keepalived peer take them) for a config edit. Changes to them take
-/// effect at the next `lb run`, as `[agent]` settings do, with a warning;
-/// the running config goes on saying what runs.
-fn keep_running_vrrp(config: &mut Config, running: &Config, path: &Path) {
-    if config.vrrp_instances != running.vrrp_instances
-        || config.vrrp_sync_groups != running.vrrp_sync_groups
-    {
-        tracing::warn!(
-            "[[vrrp_instance]] / [[vrrp_sync_group]] changed in {}: VRRP keeps running as \
-             started; the change takes effect at the next `lb run` restart (use `lb vrrp \
-             handoff` first on a master to hand its addresses over cleanly)",
-            path.display()
-        );
-    }
-    config.vrrp_instances = running.vrrp_instances.clone();
-    config.vrrp_sync_groups = running.vrrp_sync_groups.clone();
+/// VRRP instances and sync groups keep running through a reload (a
+/// restart would make a master give its addresses up for a config edit);
+/// what may change in them live is decided here, before anything is
+/// applied, and a change that needs a restart rejects the whole reload
+/// (see `vrrp::reconfig`). Returns what to hand the running instances
+/// once the rest is applied.
+fn plan_vrrp(config: &Config, running: &Config) -> Result<reconfig::Plan, ReloadError> {
+    Ok(reconfig::plan(
+        &running.vrrp_instances,
+        &running.vrrp_sync_groups,
+        &config.vrrp_instances,
+        &config.vrrp_sync_groups,
+    )?)
 }
 
 async fn reload_config(
@@ -77,9 +80,12 @@ async fn reload_config(
     running: &Config,
     monitor: &mut health::Monitor,
 ) -> Result<Reloaded, ReloadError> {
-    let mut config = config::load(path)?;
+    let config = config::load(path)?;
     config::validate_host(&config)?;
-    keep_running_vrrp(&mut config, running, path);
+    let vrrp_changes = plan_vrrp(&config, running)?;
+    crate::vrrp::check_addable(&vrrp_changes.added)
+        .await
+        .map_err(|e| ReloadError::VrrpAdd(Box::new(e)))?;
     if !state.has_dataplane() && !config.virtual_servers.is_empty() {
         // The maps were never created (their sizes come from the config at
         // load time): adding services needs a new `lb run`.
@@ -105,10 +111,22 @@ async fn reload_config(
     for problem in forwarding_problems(&config) {
         problem.log();
     }
-    let message = match summary {
+    let mut message = match summary {
         Some(summary) => format!("config reloaded: {summary}"),
         None => "config reloaded: no virtual servers (no XDP program loaded)".to_string(),
     };
+    if let (false, Some(vrrp)) = (vrrp_changes.is_empty(), state.vrrp()) {
+        let described = vrrp_changes.describe();
+        match vrrp.reconfigure(vrrp_changes).await {
+            Ok(()) => message.push_str(&format!("; VRRP live: {described}")),
+            // Rare (the interfaces were checked): the services and the
+            // other VRRP changes are in place; say what is not.
+            Err(e) => {
+                tracing::error!("VRRP on reload: {e}");
+                message.push_str(&format!("; VRRP: {e} (restart the agent for it)"));
+            }
+        }
+    }
     Ok(Reloaded { config, message })
 }
 

@@ -229,6 +229,12 @@ impl SharedState {
         self.announce = Some(cell);
     }
 
+    /// The VRRP instances, when the config has any (a reload hands them
+    /// their live changes).
+    pub fn vrrp(&self) -> Option<&Arc<VrrpHandle>> {
+        self.vrrp.as_ref()
+    }
+
     /// Whether XDP is loaded (fixed for the agent's life).
     pub fn has_dataplane(&self) -> bool {
         self.flow_walks.is_some()

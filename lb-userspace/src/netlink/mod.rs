@@ -7,10 +7,11 @@
 //!
 //! One [`Netlink`] holds one rtnetlink socket, served by a task on the
 //! current tokio runtime; it is cheap to clone and every call is a
-//! request/response on that socket. Link watches open a socket of their own
-//! subscribed to the kernel's link notifications.
+//! request/response on that socket. Link and address watches open a socket
+//! of their own subscribed to the kernel's link / address notifications.
 
 mod address;
+mod address_watch;
 mod error;
 mod link;
 mod neighbour;
@@ -18,6 +19,7 @@ mod route;
 
 use rtnetlink::Handle;
 
+pub use address_watch::AddressWatch;
 pub use error::NetlinkError;
 pub use link::{LinkInfo, LinkRef, LinkWatch};
 pub use neighbour::{Neighbour, NudState};

@@ -4,14 +4,18 @@
 //! (the earliest of the machines' deadlines), moves the virtual addresses
 //! through netlink, announces them (gratuitous ARP / unsolicited NA),
 //! queues the notify and fence scripts, keeps the counters and publishes
-//! every instance's status on a `watch` channel.
+//! every instance's status on a `watch` channel. It also follows each
+//! interface's link state and addresses: an instance whose interface is
+//! down or has no address to advertise from is in FAULT (from start-up
+//! on), the advert source is looked up again whenever they change, and a
+//! reload's live changes (instances changed, added, removed) land here.
 //!
 //! One task for all instances rather than one per interface: sync groups
 //! span interfaces (NAT's client-side and server-side addresses), and one
 //! owner of every machine applies a group's change in one step, with no
 //! messages between tasks that could interleave. The blocking-free parts
 //! around it are small tasks of their own: one receiver per socket (it
-//! only forwards packets), one forwarder per link watch, and the
+//! only forwards packets), one forwarder per link and address watch, and the
 //! announcement blocks (the second block waits `garp_delay`).
 
 use std::{
@@ -30,6 +34,7 @@ use super::{
     announce::Announcer,
     codec,
     notify::Notifier,
+    reconfig::Plan,
     socket::{self, Family, Received, VrrpSocket},
     state::{Action, Machine, Params, State},
     sync::{Directive, SyncGroups},
@@ -63,6 +68,11 @@ pub(crate) enum Command {
     },
     /// Names of the virtual servers whose real servers are all down.
     TrackedDown(HashSet<String>),
+    /// A reload's changes, already found live-safe by `reconfig::plan`.
+    Reconfigure {
+        plan: Plan,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -71,10 +81,34 @@ pub(crate) enum Command {
 /// One socket: an interface, a family and, in unicast mode, a source.
 struct Link {
     ifindex: u32,
+    interface: String,
+    family: Family,
     socket: Arc<VrrpSocket>,
     /// Where our adverts come from: the tie-break address, and the one
-    /// the v3 checksum is computed with.
-    source: IpAddr,
+    /// the v3 checksum is computed with. `None` while the interface has
+    /// no usable address: its instances are in FAULT meanwhile.
+    source: Option<IpAddr>,
+    /// The configured `unicast_source`: never looked up again.
+    fixed: bool,
+    /// The interface is up and running (the link watch's last word).
+    up: bool,
+}
+
+impl Link {
+    /// Why this link's instances cannot run now, if they cannot.
+    fn fault(&self) -> Option<String> {
+        if !self.up {
+            Some("interface down".into())
+        } else if self.source.is_none() {
+            Some(format!(
+                "no {} on {}",
+                self.family.source_kind(),
+                self.interface
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Default)]
@@ -105,22 +139,40 @@ struct Group {
     notified: Option<State>,
 }
 
+/// The sending ends of [`Inputs`].
+struct Senders {
+    packets: mpsc::Sender<(usize, Received)>,
+    links: mpsc::Sender<(u32, bool)>,
+    addresses: mpsc::Sender<u32>,
+}
+
 /// The channels the helper tasks feed.
 pub(crate) struct Inputs {
     packets: mpsc::Receiver<(usize, Received)>,
     links: mpsc::Receiver<(u32, bool)>,
+    /// Interfaces whose addresses changed.
+    addresses: mpsc::Receiver<u32>,
 }
 
 pub(crate) struct Driver {
     netlink: Netlink,
     links: Vec<Link>,
+    /// What each link was opened for (see [`Driver::add_instance`]).
+    link_keys: Vec<(String, Family, bool, Option<IpAddr>)>,
+    /// One per interface index, shared by its instances.
+    announcers: HashMap<u32, Arc<Announcer>>,
+    /// For the helper tasks of links opened later (a reload).
+    senders: Senders,
+    /// The sync groups as configured, to rebuild `sync` when instances
+    /// come or go.
+    group_cfgs: Vec<VrrpSyncGroup>,
     instances: Vec<Instance>,
     sync: SyncGroups,
     groups: Vec<Group>,
     status: watch::Sender<Vec<VrrpStatus>>,
-    /// Receivers and link-watch forwarders, stopped when the driver is
-    /// dropped (held only for that).
-    _helpers: Helpers,
+    /// Receivers and watch forwarders, stopped when the driver is
+    /// dropped; added to when a reload opens a new link.
+    helpers: Helpers,
 }
 
 /// Tasks that must not outlive their owner (also when `open` fails
@@ -158,71 +210,19 @@ impl Driver {
         let netlink = Netlink::new()?;
         let (packet_tx, packets) = mpsc::channel(PACKET_QUEUE);
         let (link_tx, links_rx) = mpsc::channel(16);
-        let mut links: Vec<Link> = Vec::new();
-        // Interface, family, multicast or unicast, unicast source: a
-        // unicast socket joins no group, so it cannot serve a multicast
-        // instance.
-        let mut link_keys: Vec<(String, Family, bool, Option<IpAddr>)> = Vec::new();
-        let mut announcers: HashMap<u32, Arc<Announcer>> = HashMap::new();
-        let mut helpers = Helpers::default();
-        let mut built = Vec::new();
-        for cfg in instances {
-            let info = netlink.link(cfg.interface.as_str()).await?;
-            let family = if cfg.is_ipv6() {
-                Family::V6
-            } else {
-                Family::V4
-            };
-            // Before the source is chosen: a left-over virtual address
-            // must not become the source of our adverts.
-            remove_leftovers(&netlink, cfg, info.index).await;
-            let unicast = !cfg.unicast_peers.is_empty();
-            let key = (cfg.interface.clone(), family, unicast, cfg.unicast_source);
-            let link = match link_keys.iter().position(|k| *k == key) {
-                Some(l) => l,
-                None => {
-                    let l = open_link(&netlink, cfg, info.index, family).await?;
-                    helpers.0.push(spawn_receiver(
-                        links.len(),
-                        l.socket.clone(),
-                        packet_tx.clone(),
-                    ));
-                    if !announcers.contains_key(&info.index) {
-                        let watch = netlink.watch_link(info.index).await?;
-                        helpers
-                            .0
-                            .push(spawn_link_forwarder(watch.into_receiver(), link_tx.clone()));
-                    }
-                    links.push(l);
-                    link_keys.push(key);
-                    links.len() - 1
-                }
-            };
-            check_advert_size(cfg, info.mtu)?;
-            let announcer = match announcers.get(&info.index) {
-                Some(a) => a.clone(),
-                None => {
-                    let a = Arc::new(Announcer::new(info.index, info.mac)?);
-                    announcers.insert(info.index, a.clone());
-                    a
-                }
-            };
-            built.push(Instance {
-                machine: Machine::new(Params::from(cfg), links[link].source),
-                cfg: cfg.clone(),
-                link,
-                announcer,
-                notifier: Notifier::new(cfg.name.clone()),
-                counters: Counters::default(),
-                last_transition: None,
-                announcing: None,
-                last_fence: None,
-            });
-        }
-        let driver = Driver {
+        let (address_tx, addresses_rx) = mpsc::channel(16);
+        let mut driver = Driver {
             netlink,
-            links,
-            sync: SyncGroups::new(instances, groups),
+            links: Vec::new(),
+            link_keys: Vec::new(),
+            announcers: HashMap::new(),
+            senders: Senders {
+                packets: packet_tx,
+                links: link_tx,
+                addresses: address_tx,
+            },
+            sync: SyncGroups::default(),
+            group_cfgs: groups.to_vec(),
             groups: groups
                 .iter()
                 .map(|g| Group {
@@ -231,16 +231,96 @@ impl Driver {
                     notified: None,
                 })
                 .collect(),
-            instances: built,
+            instances: Vec::new(),
             status,
-            _helpers: helpers,
+            helpers: Helpers::default(),
         };
+        for cfg in instances {
+            let exclude = virtual_addresses_on(instances, &cfg.interface);
+            driver.add_instance(cfg, &exclude).await?;
+        }
+        driver.sync = SyncGroups::new(instances, groups);
         driver.publish();
         let inputs = Inputs {
             packets,
             links: links_rx,
+            addresses: addresses_rx,
         };
         Ok((driver, inputs))
+    }
+
+    /// Builds instance `cfg` (not started): its interface's socket and
+    /// watches unless another instance opened them, leftovers removed.
+    /// `exclude`: the virtual addresses on its interface (never a source).
+    async fn add_instance(
+        &mut self,
+        cfg: &VrrpInstance,
+        exclude: &[IpAddr],
+    ) -> Result<(), VrrpError> {
+        let info = self.netlink.link(cfg.interface.as_str()).await?;
+        check_advert_size(cfg, info.mtu)?;
+        let family = if cfg.is_ipv6() {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        // Before the source is chosen: a left-over virtual address
+        // must not become the source of our adverts.
+        remove_leftovers(&self.netlink, cfg, info.index).await;
+        let unicast = !cfg.unicast_peers.is_empty();
+        // Interface, family, multicast or unicast, unicast source: a
+        // unicast socket joins no group, so it cannot serve a multicast
+        // instance.
+        let key = (cfg.interface.clone(), family, unicast, cfg.unicast_source);
+        let link = match self.link_keys.iter().position(|k| *k == key) {
+            Some(l) => l,
+            None => {
+                let mut l = open_link(&self.netlink, cfg, info.index, family, exclude).await?;
+                l.up = info.up;
+                let receiver = spawn_receiver(
+                    self.links.len(),
+                    l.socket.clone(),
+                    self.senders.packets.clone(),
+                );
+                self.helpers.0.push(receiver);
+                if !self.announcers.contains_key(&info.index) {
+                    let watch = self.netlink.watch_link(info.index).await?;
+                    let links = self.senders.links.clone();
+                    self.helpers
+                        .0
+                        .push(spawn_forwarder(watch.into_receiver(), links));
+                    let watch = self.netlink.watch_addresses(info.index).await?;
+                    let addresses = self.senders.addresses.clone();
+                    self.helpers
+                        .0
+                        .push(spawn_forwarder(watch.into_receiver(), addresses));
+                }
+                self.links.push(l);
+                self.link_keys.push(key);
+                self.links.len() - 1
+            }
+        };
+        let announcer = match self.announcers.get(&info.index) {
+            Some(a) => a.clone(),
+            None => {
+                let a = Arc::new(Announcer::new(info.index, info.mac)?);
+                self.announcers.insert(info.index, a.clone());
+                a
+            }
+        };
+        let primary = self.links[link].source.unwrap_or(unspecified(family));
+        self.instances.push(Instance {
+            machine: Machine::new(Params::from(cfg), primary),
+            cfg: cfg.clone(),
+            link,
+            announcer,
+            notifier: Notifier::new(cfg.name.clone()),
+            counters: Counters::default(),
+            last_transition: None,
+            announcing: None,
+            last_fence: None,
+        });
+        Ok(())
     }
 
     /// Starts every machine, then serves packets, link changes, commands
@@ -252,8 +332,7 @@ impl Driver {
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
         for i in 0..self.instances.len() {
-            let actions = self.instances[i].machine.start(Instant::now());
-            self.step(i, actions).await;
+            self.start_instance(i).await;
         }
         loop {
             self.publish();
@@ -267,6 +346,7 @@ impl Driver {
             tokio::select! {
                 Some((link, packet)) = inputs.packets.recv() => self.on_packet(link, packet).await,
                 Some((ifindex, up)) = inputs.links.recv() => self.on_link(ifindex, up).await,
+                Some(ifindex) = inputs.addresses.recv() => self.on_addresses(ifindex).await,
                 command = commands.recv() => match command {
                     Some(Command::Shutdown { reply }) => {
                         self.shutdown().await;
@@ -283,6 +363,83 @@ impl Driver {
                 _ = timer => self.on_timers().await,
             }
         }
+    }
+
+    /// Leaves `Init`: backup (master for an owner), or FAULT when the
+    /// interface cannot carry VRRP yet.
+    async fn start_instance(&mut self, i: usize) {
+        let now = Instant::now();
+        let actions = match self.links[self.instances[i].link].fault() {
+            Some(why) => {
+                tracing::warn!(
+                    "VRRP {}: starts in FAULT: {why}; it joins the election once that is \
+                     resolved",
+                    self.instances[i].cfg.name
+                );
+                self.instances[i].machine.fault(now, &why)
+            }
+            None => self.instances[i].machine.start(now),
+        };
+        self.step(i, actions).await;
+    }
+
+    /// A reload: removed instances stop as at a clean stop (a master
+    /// sends priority 0 and removes its addresses), changed ones take
+    /// their new settings, added ones start as at `lb run`. Only an
+    /// added instance can fail (its interface or socket); the others are
+    /// applied regardless and the failures reported.
+    async fn reconfigure(&mut self, plan: Plan) -> Result<(), String> {
+        let now = Instant::now();
+        for name in &plan.removed {
+            let Some(i) = self.instances.iter().position(|x| &x.cfg.name == name) else {
+                continue;
+            };
+            let actions = self.instances[i].machine.shutdown(now);
+            // Not `step`: a removed instance is in no sync group (a group
+            // change needs a restart).
+            self.apply(i, actions).await;
+            tracing::info!("VRRP {name}: removed by the reload");
+            if let Some(a) = self.instances.remove(i).announcing {
+                a.abort();
+            }
+        }
+        for cfg in plan.changed {
+            let Some(i) = self.instances.iter().position(|x| x.cfg.name == cfg.name) else {
+                continue;
+            };
+            tracing::info!("VRRP {}: new settings from the reload", cfg.name);
+            let params = Params::from(&cfg);
+            self.instances[i].cfg = cfg;
+            let actions = self.instances[i].machine.reconfigure(params, now);
+            self.step(i, actions).await;
+        }
+        let mut failed = Vec::new();
+        for cfg in &plan.added {
+            let mut exclude = self.virtual_addresses_on_name(&cfg.interface);
+            exclude.extend(cfg.all_addresses().map(|a| a.address));
+            match self.add_instance(cfg, &exclude).await {
+                Ok(()) => {
+                    tracing::info!("VRRP {}: added by the reload", cfg.name);
+                    self.start_instance(self.instances.len() - 1).await;
+                }
+                Err(e) => failed.push(format!("adding {}: {e}", cfg.name)),
+            }
+        }
+        let cfgs: Vec<VrrpInstance> = self.instances.iter().map(|x| x.cfg.clone()).collect();
+        self.sync = SyncGroups::new(&cfgs, &self.group_cfgs);
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
+    fn virtual_addresses_on_name(&self, interface: &str) -> Vec<IpAddr> {
+        self.instances
+            .iter()
+            .filter(|i| i.cfg.interface == interface)
+            .flat_map(|i| i.cfg.all_addresses().map(|a| a.address))
+            .collect()
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -307,7 +464,7 @@ impl Driver {
     }
 
     async fn on_packet(&mut self, link: usize, packet: Received) {
-        if packet.src == self.links[link].source {
+        if Some(packet.src) == self.links[link].source {
             return; // our own advert, looped back
         }
         let members: Vec<usize> = (0..self.instances.len())
@@ -375,19 +532,96 @@ impl Driver {
     }
 
     async fn on_link(&mut self, ifindex: u32, up: bool) {
+        for l in 0..self.links.len() {
+            if self.links[l].ifindex == ifindex {
+                self.links[l].up = up;
+                // The address may have changed while the link was down.
+                self.refresh(l).await;
+            }
+        }
+    }
+
+    async fn on_addresses(&mut self, ifindex: u32) {
+        for l in 0..self.links.len() {
+            if self.links[l].ifindex == ifindex {
+                self.refresh(l).await;
+            }
+        }
+    }
+
+    /// Looks the source of link `l` up again (unless it is the fixed
+    /// unicast source), re-pins it, and moves the link's instances into
+    /// or out of FAULT as the link's state and source say.
+    async fn refresh(&mut self, l: usize) {
+        let link = &self.links[l];
+        if !link.fixed {
+            let name = &link.interface;
+            let exclude = self.virtual_addresses_on(link.ifindex);
+            match self.netlink.addresses(link.ifindex).await {
+                Ok(list) => {
+                    let source = socket::pick_source(&list, link.family, &exclude);
+                    if source != link.source {
+                        self.set_source(l, source);
+                    }
+                }
+                // Keep the last one: a failed read says nothing about it.
+                Err(e) => tracing::warn!("VRRP on {name}: {e}"),
+            }
+        }
+        let fault = self.links[l].fault();
+        let source = self.links[l].source;
         let now = Instant::now();
         for i in 0..self.instances.len() {
-            if self.links[self.instances[i].link].ifindex != ifindex {
+            if self.instances[i].link != l {
                 continue;
             }
             let machine = &mut self.instances[i].machine;
-            let actions = if up {
-                machine.interface_up(now)
-            } else {
-                machine.interface_down(now)
+            if let Some(s) = source {
+                machine.set_primary(s);
+            }
+            let actions = match &fault {
+                Some(why) => machine.fault(now, why),
+                None => {
+                    let why = match source {
+                        Some(s) if !self.links[l].fixed => {
+                            format!("{} up, adverts from {s}", self.links[l].interface)
+                        }
+                        _ => format!("{} up", self.links[l].interface),
+                    };
+                    machine.clear_fault(now, &why)
+                }
             };
             self.step(i, actions).await;
         }
+    }
+
+    fn set_source(&mut self, l: usize, source: Option<IpAddr>) {
+        let link = &mut self.links[l];
+        let shown = |s: Option<IpAddr>| s.map_or("none".to_string(), |s| s.to_string());
+        tracing::info!(
+            "VRRP on {}: advert source {} -> {}",
+            link.interface,
+            shown(link.source),
+            shown(source)
+        );
+        if let Some(s) = source {
+            // Same family by construction (pick_source filters on it).
+            if let Err(e) = link.socket.set_source(s) {
+                tracing::error!("VRRP on {}: {e}", link.interface);
+                return;
+            }
+        }
+        link.source = source;
+    }
+
+    /// Every virtual address of the instances on interface `ifindex`:
+    /// never an advert source.
+    fn virtual_addresses_on(&self, ifindex: u32) -> Vec<IpAddr> {
+        self.instances
+            .iter()
+            .filter(|i| self.links[i.link].ifindex == ifindex)
+            .flat_map(|i| i.cfg.all_addresses().map(|a| a.address))
+            .collect()
     }
 
     /// Carries out `actions` of instance `i`, then what its sync group
@@ -443,15 +677,20 @@ impl Driver {
     async fn send_advert(&mut self, i: usize, priority: u8) {
         let inst = &self.instances[i];
         let link = &self.links[inst.link];
+        // No source: the instance is in FAULT and sends nothing; a
+        // priority 0 at shutdown has nowhere to come from either.
+        let Some(source) = link.source else {
+            return;
+        };
         let advert = validate::advert_for(&inst.cfg, priority, inst.cfg.advert_interval);
         let destinations = if inst.cfg.unicast_peers.is_empty() {
-            vec![Family::of(link.source).group()]
+            vec![link.family.group()]
         } else {
             inst.cfg.unicast_peers.clone()
         };
         let mut sent = false;
         for dst in destinations {
-            let bytes = codec::encode(&advert, link.source, dst);
+            let bytes = codec::encode(&advert, source, dst);
             match link.socket.send(dst, &bytes).await {
                 Ok(()) => sent = true,
                 Err(e) => tracing::warn!("VRRP {}: {e}", inst.cfg.name),
@@ -645,6 +884,10 @@ impl Driver {
                     self.step(i, actions).await;
                 }
             }
+            Command::Reconfigure { plan, reply } => {
+                let r = self.reconfigure(plan).await;
+                let _ = reply.send(r);
+            }
             Command::Shutdown { .. } => unreachable!("handled by run"),
         }
     }
@@ -765,35 +1008,64 @@ impl Driver {
 
 /// The socket of `cfg`'s interface and family, with its source pinned:
 /// the unicast source, or the interface's primary address (IPv4) or
-/// link-local address (IPv6).
+/// link-local address (IPv6), never one of `exclude` (the virtual
+/// addresses). An interface without one is no error: the link starts
+/// with no source, its instances in FAULT until an address appears.
 async fn open_link(
     netlink: &Netlink,
     cfg: &VrrpInstance,
     ifindex: u32,
     family: Family,
+    exclude: &[IpAddr],
 ) -> Result<Link, VrrpError> {
-    let unicast = if cfg.unicast_peers.is_empty() {
-        None
-    } else {
-        match cfg.unicast_source {
-            Some(s) => Some(s),
-            None => Some(socket::source_for(netlink, ifindex, family).await?),
+    let (source, fixed) = match cfg.unicast_source {
+        Some(s) if !cfg.unicast_peers.is_empty() => (Some(s), true),
+        _ => {
+            let list = netlink.addresses(ifindex).await?;
+            (socket::pick_source(&list, family, exclude), false)
         }
     };
-    let mut sock = VrrpSocket::open(&cfg.interface, ifindex, family, unicast)?;
-    let source = match unicast {
-        Some(s) => s,
-        None => {
-            let s = socket::source_for(netlink, ifindex, family).await?;
-            sock.set_source(s)?;
-            s
-        }
-    };
+    let multicast = cfg.unicast_peers.is_empty();
+    let sock = VrrpSocket::open_mode(&cfg.interface, ifindex, family, multicast, source)?;
     Ok(Link {
         ifindex,
+        interface: cfg.interface.clone(),
+        family,
         socket: Arc::new(sock),
         source,
+        fixed,
+        up: true,
     })
+}
+
+/// The virtual addresses of every instance on `interface`.
+fn virtual_addresses_on(instances: &[VrrpInstance], interface: &str) -> Vec<IpAddr> {
+    instances
+        .iter()
+        .filter(|i| i.interface == interface)
+        .flat_map(|i| i.all_addresses().map(|a| a.address))
+        .collect()
+}
+
+/// A stand-in tie-break address until the interface has a real one (the
+/// instance is in FAULT meanwhile and compares with nobody).
+fn unspecified(family: Family) -> IpAddr {
+    match family {
+        Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// What can fail in [`Driver::add_instance`] and can be known before
+/// anything is applied: the interface is there and the advert fits its
+/// MTU (a reload checks the instances it adds with this first).
+pub(crate) async fn preflight(instances: &[VrrpInstance]) -> Result<(), VrrpError> {
+    let netlink = Netlink::new()?;
+    for cfg in instances {
+        let info = netlink.link(cfg.interface.as_str()).await?;
+        check_advert_size(cfg, info.mtu)?;
+    }
+    Ok(())
 }
 
 /// An advert that does not fit the interface's MTU would be fragmented,
@@ -871,9 +1143,9 @@ fn spawn_receiver(
     })
 }
 
-fn spawn_link_forwarder(
-    mut rx: mpsc::Receiver<(u32, bool)>,
-    tx: mpsc::Sender<(u32, bool)>,
+fn spawn_forwarder<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+    tx: mpsc::Sender<T>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(change) = rx.recv().await {

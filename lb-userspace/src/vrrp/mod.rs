@@ -10,6 +10,7 @@
 //! - `sync`: sync groups (pure);
 //! - `socket`, `announce`, `notify`: the raw socket, gratuitous ARP /
 //!   unsolicited NA, the notify script runner;
+//! - `reconfig`: what a reload may change live (pure);
 //! - `driver`: the task that ties them together;
 //! - this file: [`VrrpHandle`], what the agent holds.
 
@@ -17,6 +18,7 @@ pub mod announce;
 pub mod codec;
 mod driver;
 pub mod notify;
+pub mod reconfig;
 pub mod socket;
 pub mod state;
 pub mod sync;
@@ -144,6 +146,23 @@ impl VrrpHandle {
         let _ = self.commands.send(Command::TrackedDown(down));
     }
 
+    /// A reload's live changes (see [`reconfig::plan`]): removed
+    /// instances stop cleanly, changed ones take their new settings,
+    /// added ones start. `Err` names the added instances that could not
+    /// start (the rest is applied). (The handle's outer bound on a stop
+    /// keeps the start-up notify_timeout; the driver's own wait for the
+    /// scripts uses the new ones.)
+    pub async fn reconfigure(&self, plan: reconfig::Plan) -> Result<(), String> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Reconfigure { plan, reply })
+            .map_err(|_| "VRRP is stopped".to_string())?;
+        answer.await.map_err(|_| "VRRP is stopped".to_string())?
+    }
+
     /// A clean stop: masters send priority 0 and remove their addresses,
     /// notify_stop runs; returns when done, or after the notify timeout
     /// and a few seconds more.
@@ -161,6 +180,14 @@ impl VrrpHandle {
             let _ = task.await;
         }
     }
+}
+
+/// Checks, before a reload applies anything, what could stop the
+/// instances it adds from starting (their interface, the advert's size
+/// against its MTU), so the reload is refused whole rather than applied
+/// in part.
+pub async fn check_addable(instances: &[VrrpInstance]) -> Result<(), VrrpError> {
+    driver::preflight(instances).await
 }
 
 fn driver_unix_ms() -> u64 {

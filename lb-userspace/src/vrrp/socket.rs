@@ -19,6 +19,7 @@ use std::{
     mem::{size_of, zeroed},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    sync::Mutex,
 };
 
 use tokio::io::{unix::AsyncFd, Interest};
@@ -58,6 +59,15 @@ impl Family {
         match self {
             Family::V4 => VRRP_GROUP_V4.into(),
             Family::V6 => VRRP_GROUP_V6.into(),
+        }
+    }
+
+    /// The kind of address adverts of the family come from, for messages
+    /// ("no IPv4 address on eth1").
+    pub fn source_kind(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4 address",
+            Family::V6 => "link-local IPv6 address",
         }
     }
 }
@@ -134,7 +144,10 @@ pub struct VrrpSocket {
     interface: String,
     ifindex: u32,
     family: Family,
-    source: Option<IpAddr>,
+    /// Behind a lock so the driver can re-pin it on a shared socket when
+    /// the interface's address changes (the receiver task holds the same
+    /// `Arc`); taken for a copy, never across an await.
+    source: Mutex<Option<IpAddr>>,
 }
 
 impl VrrpSocket {
@@ -149,6 +162,20 @@ impl VrrpSocket {
         ifindex: u32,
         family: Family,
         unicast: Option<IpAddr>,
+    ) -> Result<VrrpSocket, SocketError> {
+        VrrpSocket::open_mode(interface, ifindex, family, unicast.is_none(), unicast)
+    }
+
+    /// As [`VrrpSocket::open`], with the mode apart from the source: a
+    /// unicast instance whose interface has no address yet still needs
+    /// a socket that joins no group (its source is pinned once the
+    /// address appears).
+    pub fn open_mode(
+        interface: &str,
+        ifindex: u32,
+        family: Family,
+        multicast: bool,
+        source: Option<IpAddr>,
     ) -> Result<VrrpSocket, SocketError> {
         let domain = match family {
             Family::V4 => libc::AF_INET,
@@ -179,38 +206,34 @@ impl VrrpSocket {
         let f = fd.as_raw_fd();
         bind_to_device(f, interface).map_err(|e| opt("SO_BINDTODEVICE", e))?;
         match family {
-            Family::V4 => {
-                configure_v4(f, ifindex, unicast.is_none()).map_err(|(o, e)| opt(o, e))?
-            }
-            Family::V6 => {
-                configure_v6(f, ifindex, unicast.is_none()).map_err(|(o, e)| opt(o, e))?
-            }
+            Family::V4 => configure_v4(f, ifindex, multicast).map_err(|(o, e)| opt(o, e))?,
+            Family::V6 => configure_v6(f, ifindex, multicast).map_err(|(o, e)| opt(o, e))?,
         }
         // SAFETY: the OwnedFd stays open and the same for the AsyncFd's life.
         let fd = unsafe { AsyncFd::register(fd) }
             .map_err(|e| opt("registration with tokio", e.into_parts().1))?;
-        let mut socket = VrrpSocket {
+        let socket = VrrpSocket {
             fd,
             interface: interface.to_string(),
             ifindex,
             family,
-            source: None,
+            source: Mutex::new(None),
         };
-        if let Some(src) = unicast {
+        if let Some(src) = source {
             socket.set_source(src)?;
         }
         Ok(socket)
     }
 
     /// Pins the source address of every advert sent from now on.
-    pub fn set_source(&mut self, source: IpAddr) -> Result<(), SocketError> {
+    pub fn set_source(&self, source: IpAddr) -> Result<(), SocketError> {
         self.check_family(source)?;
-        self.source = Some(source);
+        *self.source.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
         Ok(())
     }
 
     pub fn source(&self) -> Option<IpAddr> {
-        self.source
+        *self.source.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn family(&self) -> Family {
@@ -235,10 +258,11 @@ impl VrrpSocket {
     /// Sends one VRRP message to `dst` (the group, or a unicast peer).
     pub async fn send(&self, dst: IpAddr, payload: &[u8]) -> Result<(), SocketError> {
         self.check_family(dst)?;
+        let source = self.source();
         let result = self
             .fd
             .async_io(Interest::WRITABLE, |fd| {
-                send_to(fd.as_raw_fd(), self.ifindex, self.source, dst, payload)
+                send_to(fd.as_raw_fd(), self.ifindex, source, dst, payload)
             })
             .await;
         result.map_err(|source| SocketError::Send {
@@ -282,21 +306,30 @@ pub async fn source_for(
     family: Family,
 ) -> Result<IpAddr, SocketError> {
     let addresses = netlink.addresses(ifindex).await?;
-    let found = addresses
+    pick_source(&addresses, family, &[]).ok_or_else(|| SocketError::NoSource {
+        interface: crate::netlink::interface_label(ifindex),
+        what: family.source_kind(),
+    })
+}
+
+/// The source [`source_for`] would choose among `addresses` (as
+/// [`Netlink::addresses`] lists them), leaving out `exclude`: the
+/// virtual addresses, so a node whose own address went away while it
+/// held a virtual one does not advertise from the virtual address.
+pub fn pick_source(
+    addresses: &[(IpAddr, u8)],
+    family: Family,
+    exclude: &[IpAddr],
+) -> Option<IpAddr> {
+    addresses
         .iter()
         .map(|(a, _)| *a)
+        .filter(|a| !exclude.contains(a))
         .find(|a| match (family, a) {
             (Family::V4, IpAddr::V4(_)) => true,
             (Family::V6, IpAddr::V6(v6)) => v6.segments()[0] & 0xffc0 == 0xfe80,
             _ => false,
-        });
-    found.ok_or_else(|| SocketError::NoSource {
-        interface: crate::netlink::interface_label(ifindex),
-        what: match family {
-            Family::V4 => "IPv4 address",
-            Family::V6 => "link-local IPv6 address",
-        },
-    })
+        })
 }
 
 fn setsockopt<T>(fd: RawFd, level: i32, name: i32, value: &T) -> io::Result<()> {
@@ -637,5 +670,24 @@ mod tests {
         assert!(parse_ipv4(&[0x45; 10], 1).is_none());
         assert!(parse_ipv4(&hex(&V2_PASS_IP.replace("45c0", "65c0")), 1).is_none());
         assert!(parse_ipv4(&hex("4f00001c00010000ff700000 0a000001 e0000012"), 1).is_none());
+    }
+
+    /// The primary IPv4 address (the kernel lists it first) or the first
+    /// link-local, never a virtual address, and nothing when there is none.
+    #[test]
+    fn source_is_the_first_real_address_of_the_family() {
+        let a = |s: &str, p: u8| (s.parse::<IpAddr>().unwrap(), p);
+        let list = [
+            a("10.0.0.10", 24),
+            a("10.0.0.2", 24),
+            a("fd00::2", 64),
+            a("fe80::1", 64),
+        ];
+        let vip: IpAddr = "10.0.0.10".parse().unwrap();
+        assert_eq!(pick_source(&list, Family::V4, &[]), Some(list[0].0));
+        assert_eq!(pick_source(&list, Family::V4, &[vip]), Some(list[1].0));
+        assert_eq!(pick_source(&list, Family::V6, &[]), Some(list[3].0));
+        assert_eq!(pick_source(&list[..1], Family::V4, &[vip]), None);
+        assert_eq!(pick_source(&list[..3], Family::V6, &[]), None);
     }
 }

@@ -446,6 +446,24 @@ impl Machine {
         out
     }
 
+    /// A reload changed the instance's live settings (priority, advert
+    /// interval, preemption, tracking weight). A master advertises the new
+    /// values at once (a lower priority lets a peer preempt now, not at
+    /// the next advert); a backup's running master-down timer stands, the
+    /// next advert re-arms it with the new values.
+    pub fn reconfigure(&mut self, params: Params, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let interval_changed = params.advert_interval != self.params.advert_interval;
+        self.params = params;
+        if interval_changed && (self.state == State::Master || self.master.is_none()) {
+            self.master_adver_interval = self.params.advert_interval;
+        }
+        if self.state == State::Master {
+            self.send_advert(now, &mut out);
+        }
+        out
+    }
+
     /// Planned handoff: a master gives up at once (priority 0, so the
     /// backup takes over after its skew time) and every state stays
     /// backup, deaf to the master-down timer, until [`Machine::resume`].
@@ -506,7 +524,20 @@ impl Machine {
     }
 
     /// The interface went down: no adverts can be sent or heard.
-    pub fn interface_down(&mut self, _now: Instant) -> Vec<Action> {
+    pub fn interface_down(&mut self, now: Instant) -> Vec<Action> {
+        self.fault(now, "interface down")
+    }
+
+    /// The interface is up again: elect as at start-up.
+    pub fn interface_up(&mut self, now: Instant) -> Vec<Action> {
+        self.clear_fault(now, "interface up")
+    }
+
+    /// The instance cannot take part (interface down, or no address to
+    /// send adverts from): FAULT, a master's addresses removed. Also from
+    /// `Init`: an instance whose interface is not usable at start-up goes
+    /// there directly, as keepalived does, and `reason` says why.
+    pub fn fault(&mut self, _now: Instant, reason: &str) -> Vec<Action> {
         let mut out = Vec::new();
         if matches!(self.state, State::Fault | State::Stopped) {
             return out;
@@ -517,16 +548,16 @@ impl Machine {
         self.master_down_at = None;
         self.advert_at = None;
         self.master = None;
-        self.transition(State::Fault, "interface down".into(), &mut out);
+        self.transition(State::Fault, reason.into(), &mut out);
         out
     }
 
-    /// The interface is up again: elect as at start-up.
-    pub fn interface_up(&mut self, now: Instant) -> Vec<Action> {
+    /// What kept the instance in FAULT is gone: elect as at start-up.
+    pub fn clear_fault(&mut self, now: Instant, why: &str) -> Vec<Action> {
         if self.state != State::Fault {
             return Vec::new();
         }
-        self.enter(now, "interface up")
+        self.enter(now, why)
     }
 
     /// A clean stop: a master gives up with priority 0 and removes its
@@ -928,6 +959,47 @@ mod tests {
         let out = m.interface_up(t);
         assert!(transition(State::Backup)(&out[0]), "{out:?}");
         assert_eq!(m.next_deadline(), Some(t + m.master_down_interval()));
+    }
+
+    #[test]
+    fn a_fault_at_start_up_is_left_for_backup() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(params(100), US);
+        let out = m.fault(t0, "no IPv4 address on eth1");
+        assert_eq!(
+            out,
+            vec![Action::Transition {
+                from: State::Init,
+                to: State::Fault,
+                reason: "no IPv4 address on eth1".into()
+            }]
+        );
+        assert_eq!(m.next_deadline(), None);
+        assert!(m.start(t0).is_empty(), "start does not leave FAULT");
+        let t = t0 + SEC;
+        let out = m.clear_fault(t, "address 10.200.0.2 on eth1");
+        assert!(transition(State::Backup)(&out[0]), "{out:?}");
+        assert_eq!(m.next_deadline(), Some(t + m.master_down_interval()));
+        let mut owner = Machine::new(params(255), US);
+        owner.fault(t0, "interface down");
+        let out = owner.clear_fault(t, "interface up");
+        assert!(out.contains(&Action::AddAddresses), "{out:?}");
+        assert_eq!(owner.state(), State::Master);
+    }
+
+    #[test]
+    fn reconfigure_advertises_a_masters_new_priority_at_once() {
+        let t0 = Instant::now();
+        let (mut m, at) = master(150, t0);
+        let mut p = params(90);
+        p.advert_interval = 2 * SEC;
+        let out = m.reconfigure(p, at);
+        assert_eq!(out, vec![Action::SendAdvert { priority: 90 }]);
+        assert_eq!(m.master_adver_interval(), 2 * SEC);
+        assert_eq!(m.next_deadline(), Some(at + 2 * SEC));
+        let mut b = backup(100, t0);
+        assert!(b.reconfigure(params(200), t0).is_empty());
+        assert_eq!(b.effective_priority(), 200);
     }
 
     #[test]
