@@ -51,6 +51,15 @@ pub enum LoaderError {
     },
 }
 
+/// The fewest real servers the maps indexed by backend id are sized for
+/// (BACKENDS, REVERSE_NAT, DR_NEXT_HOPS, and the per-CPU BACKEND_STATS and
+/// next-hop cache), whatever the config holds: room for a reload to add up
+/// to this many without a restart. The compiled-in 65,536 cost 15.5 MiB
+/// plus 6 MiB per CPU, too much for a 1 GB board (issue 11); 4,096 cost
+/// about 1 MiB plus 0.4 MiB per CPU. A config with more real servers gets
+/// twice its count.
+pub const MIN_BACKENDS: u32 = 4096;
+
 /// How many entries each map gets, decided once at load time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapSizes {
@@ -62,7 +71,8 @@ pub struct MapSizes {
 
 impl MapSizes {
     /// Room for the config twice over (a reload may add as much again) and
-    /// never below the compiled-in defaults; the ring holds every table
+    /// never below the compiled-in defaults ([`MIN_BACKENDS`] for the maps
+    /// indexed by backend id); the ring holds every table
     /// twice (each rebuild writes a new range before freeing the old one)
     /// plus two of the largest tables for services added by a reload.
     pub fn for_config(config: &Config) -> Self {
@@ -87,7 +97,7 @@ impl MapSizes {
         let ring = (2 * tables + 2 * u64::from(largest)).min(u64::from(u32::MAX / 2)) as u32;
         Self {
             services: defaults::MAX_SERVICES.max(services.saturating_mul(2)),
-            backends: defaults::MAX_BACKENDS.max(backends.saturating_mul(2)),
+            backends: MIN_BACKENDS.max(backends.saturating_mul(2)),
             ring_slots: defaults::MAGLEV_RING_SLOTS.max(ring),
             flows: config.agent.flow_table_size,
         }
