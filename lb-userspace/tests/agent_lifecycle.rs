@@ -11,69 +11,68 @@
 //! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for namespaces), as
 //! `cargo xtask test` runs it; without them it fails saying so.
 
-mod agent_kit;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
 };
 
-use agent_kit::{require_root, sh, start_agent, stop_agent, Guard, LB};
+use lb_tests::{
+    agent::Agent,
+    netns::{run, unique_prefix, Netns},
+    require::require_root,
+    tempdir::TempDir,
+};
+
+const LB: &str = env!("CARGO_BIN_EXE_lb");
+
+fn require_privileges() {
+    require_root("creates network namespaces and loads XDP");
+}
 
 /// Two namespaces joined by a veth (`eth0` in the balancer's, `p0` in the
 /// peer's), removed on drop with whatever runs in them.
 struct Namespaces {
-    lb: String,
-    peer: String,
-    dir: PathBuf,
+    lb: Netns,
+    // Kept for its veth end and address; nothing runs in it.
+    _peer: Netns,
+    dir: TempDir,
 }
 
 impl Namespaces {
     fn new(tag: &str) -> Self {
-        let id = std::process::id();
-        let lb = format!("lbtest-lc{tag}-{id}-lb");
-        let peer = format!("lbtest-lc{tag}-{id}-peer");
-        let dir = std::env::temp_dir().join(format!("lbtest-lc{tag}-{id}"));
-        let ns = Namespaces {
-            lb: lb.clone(),
-            peer: peer.clone(),
-            dir: dir.clone(),
-        };
-        std::fs::create_dir_all(&dir).unwrap();
-        sh(&["ip", "netns", "add", &lb]);
-        sh(&["ip", "netns", "add", &peer]);
-        sh(&[
-            "ip", "link", "add", "eth0", "netns", &lb, "type", "veth", "peer", "name", "p0",
-            "netns", &peer,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &lb,
-            "addr",
+        let prefix = format!("{}lc{tag}", unique_prefix());
+        let lb = Netns::new(format!("{prefix}-lb")).unwrap();
+        let peer = Netns::new(format!("{prefix}-peer")).unwrap();
+        let dir = TempDir::new(&format!("lc{tag}")).unwrap();
+        lb.ip(&[
+            "link",
             "add",
-            "10.99.0.1/24",
-            "dev",
             "eth0",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &peer,
-            "addr",
-            "add",
-            "10.99.0.2/24",
-            "dev",
+            "type",
+            "veth",
+            "peer",
+            "name",
             "p0",
-        ]);
-        sh(&["ip", "-n", &lb, "link", "set", "eth0", "up"]);
-        sh(&["ip", "-n", &peer, "link", "set", "p0", "up"]);
-        ns
+            "netns",
+            peer.name(),
+        ])
+        .unwrap();
+        lb.ip(&["addr", "add", "10.99.0.1/24", "dev", "eth0"])
+            .unwrap();
+        peer.ip(&["addr", "add", "10.99.0.2/24", "dev", "p0"])
+            .unwrap();
+        lb.ip(&["link", "set", "eth0", "up"]).unwrap();
+        peer.ip(&["link", "set", "p0", "up"]).unwrap();
+        Namespaces {
+            lb,
+            _peer: peer,
+            dir,
+        }
     }
 
     fn config(&self, xdp_mode: &str) -> PathBuf {
-        let path = self.dir.join(format!("lb-{xdp_mode}.toml"));
+        let path = self.dir.join(&format!("lb-{xdp_mode}.toml"));
         std::fs::write(
             &path,
             format!(
@@ -108,45 +107,39 @@ forwarding = "nat"
         self.dir.join("run").join("lb.sock")
     }
 
+    /// `ip -d link show eth0` in the balancer's namespace.
+    fn eth0_details(&self) -> String {
+        self.lb.ip(&["-d", "link", "show", "eth0"]).unwrap()
+    }
+
     fn xdp_on_eth0(&self) -> String {
-        let out = sh(&["ip", "-n", &self.lb, "-d", "link", "show", "eth0"]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.split_whitespace()
+        self.eth0_details()
+            .split_whitespace()
             .find(|w| w.starts_with("prog/xdp"))
             .unwrap_or("")
             .to_string()
     }
 
     fn lb(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.lb, LB]).args(args);
+        let mut cmd = self.lb.command(LB);
+        cmd.args(args);
         cmd
     }
 }
 
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in [&self.lb, &self.peer] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// `lb run --config CONFIG` in the balancer's namespace, answering.
-fn start(ns: &Namespaces, config: &Path) -> Guard {
+fn start(ns: &Namespaces, config: &Path) -> Agent {
     let run = ns.lb(&["run", "--config", config.to_str().unwrap()]);
-    start_agent(
-        run,
-        &ns.socket(),
-        &ns.dir.join("agent.log"),
-        Duration::from_secs(20),
-    )
+    let log = ns.dir.join("agent.log");
+    let mut agent =
+        Agent::spawn(Path::new(LB), run, config.to_path_buf(), ns.socket(), log).unwrap();
+    agent.wait_serving(Duration::from_secs(20)).unwrap();
+    agent
 }
 
 #[test]
 fn run_status_and_sigterm_detach_cleanly() {
-    require_root(&[]);
+    require_privileges();
     let ns = Namespaces::new("a");
     let config = ns.config("auto");
     assert_eq!(ns.xdp_on_eth0(), "", "XDP attached before the agent ran");
@@ -222,7 +215,7 @@ fn run_status_and_sigterm_detach_cleanly() {
         "the second agent removed the first one's socket"
     );
 
-    stop_agent(agent);
+    agent.stop().unwrap();
     assert_eq!(ns.xdp_on_eth0(), "", "XDP still attached after SIGTERM");
     assert!(!ns.socket().exists(), "control socket left behind");
     let out = Command::new(LB)
@@ -236,34 +229,28 @@ fn run_status_and_sigterm_detach_cleanly() {
 
 #[test]
 fn generic_mode_is_honoured() {
-    require_root(&[]);
+    require_privileges();
     let ns = Namespaces::new("g");
     let agent = start(&ns, &ns.config("generic"));
-    let out = sh(&["ip", "-n", &ns.lb, "-d", "link", "show", "eth0"]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = ns.eth0_details();
     assert!(
         text.contains("xdpgeneric"),
         "not attached in generic mode: {text}"
     );
-    stop_agent(agent);
+    agent.stop().unwrap();
 }
 
 #[test]
 fn unprivileged_run_says_it_needs_root() {
-    require_root(&[]);
+    require_privileges();
     let ns = Namespaces::new("u");
     let config = ns.config("auto");
     // Readable by the unprivileged user.
-    sh(&["chmod", "-R", "a+rX", ns.dir.to_str().unwrap()]);
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.lb,
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-        ])
+    run(Command::new("chmod").args(["-R", "a+rX", ns.dir.path().to_str().unwrap()])).unwrap();
+    let out = ns
+        .lb
+        .command("setpriv")
+        .args(["--reuid=65534", "--regid=65534"])
         .args(["--clear-groups", "--inh-caps=-all", LB, "run", "--config"])
         .arg(&config)
         .output()

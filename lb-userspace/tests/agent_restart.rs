@@ -17,131 +17,125 @@
 //! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); without it the test
 //! fails saying so.
 
-mod agent_kit;
-
 use std::{
     io::{Read, Write},
     net::TcpStream,
     os::fd::AsRawFd,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use agent_kit::{require_root, sh, start_agent, Guard, LB};
+use lb_tests::{
+    agent::{scrape_metrics, Agent},
+    lab::inside,
+    netns::{unique_prefix, Netns},
+    nginx::Nginx,
+    process::ChildGuard,
+    require::{require, require_root},
+    tempdir::TempDir,
+};
+
+const LB: &str = env!("CARGO_BIN_EXE_lb");
 
 const VIP: &str = "10.91.0.100";
 
+fn require_privileges() {
+    require_root("creates network namespaces and loads XDP");
+    require("nginx", "nginx-light");
+    require("ab", "apache2-utils");
+    require("nsenter", "util-linux");
+}
+
+/// Fields drop in this order: the real servers, the mount-namespace
+/// holder, the namespaces (with anything left in them), the directory.
 struct Topology {
-    tag: String,
-    dir: PathBuf,
-    namespaces: Vec<String>,
+    nginx: Vec<Nginx>,
     /// Holds the balancer's mount namespace (and its bpffs) open.
-    holder: Option<Guard>,
-    nginx: Vec<Guard>,
+    holder: Option<ChildGuard>,
+    /// c, lb, r1, r2, r3.
+    namespaces: Vec<Netns>,
+    dir: TempDir,
 }
 
 impl Topology {
-    fn ns(&self, role: &str) -> String {
-        format!("{}-{role}", self.tag)
+    fn ns(&self, role: &str) -> &Netns {
+        let i = ["c", "lb", "r1", "r2", "r3"]
+            .iter()
+            .position(|r| *r == role)
+            .unwrap_or_else(|| panic!("no namespace {role}"));
+        &self.namespaces[i]
     }
 
     /// `name` tells apart the topologies of tests running in parallel.
     fn new(name: &str) -> Self {
-        let tag = format!("lb{name}{}", std::process::id());
-        let dir = std::env::temp_dir().join(&tag);
-        std::fs::create_dir_all(&dir).unwrap();
+        let prefix = format!("{}{name}", unique_prefix());
+        let namespaces = ["c", "lb", "r1", "r2", "r3"]
+            .iter()
+            .map(|role| Netns::new(format!("{prefix}-{role}")).unwrap())
+            .collect();
         let mut t = Topology {
-            tag,
-            dir,
-            namespaces: Vec::new(),
-            holder: None,
             nginx: Vec::new(),
+            holder: None,
+            namespaces,
+            dir: TempDir::new(name).unwrap(),
         };
-        for role in ["c", "lb", "r1", "r2", "r3"] {
-            let ns = t.ns(role);
-            sh(&["ip", "netns", "add", &ns]);
-            t.namespaces.push(ns);
-        }
         let (c, lb) = (t.ns("c"), t.ns("lb"));
-        let ip = |ns: &str, args: &str| {
-            let mut v = vec!["ip", "-n", ns];
-            v.extend(args.split_whitespace());
-            sh(&v);
+        let ip = |ns: &Netns, args: &str| {
+            let v: Vec<&str> = args.split_whitespace().collect();
+            ns.ip(&v).unwrap();
         };
-        sh(&[
-            "ip", "link", "add", "eth0", "netns", &lb, "type", "veth", "peer", "name", "c0",
-            "netns", &c,
-        ]);
-        ip(&lb, "addr add 10.91.0.1/24 dev eth0");
-        ip(&lb, &format!("addr add {VIP}/32 dev eth0"));
-        ip(&c, "addr add 10.91.0.2/24 dev c0");
-        ip(&lb, "link set eth0 up");
-        ip(&lb, "link set lo up");
-        ip(&c, "link set c0 up");
-        ip(&c, "link set lo up");
+        ip(
+            lb,
+            &format!("link add eth0 type veth peer name c0 netns {}", c.name()),
+        );
+        ip(lb, "addr add 10.91.0.1/24 dev eth0");
+        ip(lb, &format!("addr add {VIP}/32 dev eth0"));
+        ip(c, "addr add 10.91.0.2/24 dev c0");
+        ip(lb, "link set eth0 up");
+        ip(c, "link set c0 up");
         for i in 1..=3 {
             let r = t.ns(&format!("r{i}"));
-            let eth = format!("eth{i}");
-            sh(&[
-                "ip", "link", "add", &eth, "netns", &lb, "type", "veth", "peer", "name", "r0",
-                "netns", &r,
-            ]);
-            ip(&lb, &format!("addr add 10.91.{i}.1/24 dev {eth}"));
-            ip(&r, &format!("addr add 10.91.{i}.2/24 dev r0"));
-            ip(&lb, &format!("link set {eth} up"));
-            ip(&r, "link set r0 up");
-            ip(&r, "link set lo up");
-            ip(&r, &format!("route add default via 10.91.{i}.1"));
+            ip(
+                lb,
+                &format!("link add eth{i} type veth peer name r0 netns {}", r.name()),
+            );
+            ip(lb, &format!("addr add 10.91.{i}.1/24 dev eth{i}"));
+            ip(r, &format!("addr add 10.91.{i}.2/24 dev r0"));
+            ip(lb, &format!("link set eth{i} up"));
+            ip(r, "link set r0 up");
+            ip(r, &format!("route add default via 10.91.{i}.1"));
         }
-        for key in [
-            "net.ipv4.ip_forward=1",
-            "net.ipv4.conf.all.accept_local=1",
-            "net.ipv4.conf.eth0.accept_local=1",
+        for (key, value) in [
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.conf.all.accept_local", "1"),
+            ("net.ipv4.conf.eth0.accept_local", "1"),
         ] {
-            sh(&["ip", "netns", "exec", &lb, "sysctl", "-qw", key]);
+            lb.sysctl(key, value).unwrap();
         }
         for i in 1..=3 {
             t.start_nginx(i);
         }
-        let holder = Command::new("ip")
-            .args(["netns", "exec", &lb, "sleep", "3600"])
-            .spawn()
-            .expect("spawning the mount namespace holder");
-        t.holder = Some(Guard(holder));
+        let mut sleep = t.ns("lb").command("sleep");
+        sleep.arg("3600");
+        let holder = ChildGuard::spawn("the mount namespace holder", &mut sleep).unwrap();
+        t.holder = Some(holder);
         // `ip netns exec` sets up the namespace before exec'ing sleep.
         std::thread::sleep(Duration::from_millis(300));
         t
     }
 
+    /// nginx answering `r{i}` in real server i's namespace, keeping idle
+    /// keep-alive connections across an agent's restart.
     fn start_nginx(&mut self, i: u32) {
-        let d = self.dir.join(format!("r{i}"));
-        std::fs::create_dir_all(&d).unwrap();
-        let dd = d.display();
-        let conf = format!(
-            "daemon off;\nworker_processes 1;\nuser root;\npid {dd}/nginx.pid;\n\
-             error_log {dd}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
-             http {{\n access_log off;\n keepalive_timeout 300;\n keepalive_requests 1000000;\n\
-             server {{\n listen 80 backlog=4096;\n\
-             location = / {{ default_type text/plain; return 200 \"r{i}\\n\"; }}\n }}\n}}\n"
-        );
-        std::fs::write(d.join("nginx.conf"), conf).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(&format!("r{i}")), "nginx", "-e"])
-            .arg(d.join("error.log"))
-            .arg("-p")
-            .arg(&d)
-            .arg("-c")
-            .arg(d.join("nginx.conf"))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawning nginx");
-        self.nginx.push(Guard(child));
+        let name = format!("r{i}");
+        let nginx = Nginx::start_held(self.ns(&name), &name).unwrap();
+        self.nginx.push(nginx);
     }
 
     /// A command run in the balancer's network and mount namespaces.
     fn in_lb(&self, program: &str) -> Command {
-        let pid = self.holder.as_ref().unwrap().0.id().to_string();
+        let pid = self.holder.as_ref().unwrap().pid().to_string();
         let mut cmd = Command::new("nsenter");
         cmd.args(["-t", &pid, "-m", "-n", "--", program]);
         cmd
@@ -175,8 +169,9 @@ impl Topology {
     }
 
     fn xdp_interfaces(&self) -> Vec<String> {
-        let out = sh(&["ip", "-n", &self.ns("lb"), "-o", "link", "show"]);
-        String::from_utf8_lossy(&out.stdout)
+        self.ns("lb")
+            .ip(&["-o", "link", "show"])
+            .unwrap()
             .lines()
             .filter(|l| l.contains(" xdp"))
             .filter_map(|l| l.split(": ").nth(1))
@@ -184,15 +179,19 @@ impl Topology {
             .collect()
     }
 
-    fn start_agent(&self, config: &PathBuf, log: &str) -> Guard {
+    fn start_agent(&self, config: &Path, log: &str) -> Agent {
         let mut run = self.in_lb(LB);
         run.args(["run", "--config"]).arg(config);
-        start_agent(
+        let mut agent = Agent::spawn(
+            Path::new(LB),
             run,
-            &self.socket(),
-            &self.dir.join(log),
-            Duration::from_secs(30),
+            config.to_path_buf(),
+            self.socket(),
+            self.dir.join(log),
         )
+        .unwrap();
+        agent.wait_serving(Duration::from_secs(30)).unwrap();
+        agent
     }
 
     fn log_text(&self) -> String {
@@ -210,33 +209,13 @@ impl Topology {
     /// `GET /metrics` from the agent, with a plain TCP socket in the
     /// balancer's namespace.
     fn scrape(&self) -> String {
-        let path = format!("/run/netns/{}", self.ns("lb"));
-        std::thread::spawn(move || {
-            let f = std::fs::File::open(&path).unwrap();
-            // SAFETY: setns on this thread only, with an fd we own.
-            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            let mut s = TcpStream::connect("127.0.0.1:9469").expect("connecting to metrics");
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: lb\r\n\r\n")
-                .unwrap();
-            let mut text = String::new();
-            s.read_to_string(&mut text).unwrap();
-            assert!(text.starts_with("HTTP/1.1 200"), "metrics answer: {text}");
-            text
-        })
-        .join()
-        .unwrap()
+        let addr = "127.0.0.1:9469".parse().unwrap();
+        scrape_metrics(self.ns("lb"), addr).unwrap_or_else(|e| panic!("metrics answer: {e:#}"))
     }
 
     /// Open `n` TCP connections to the VIP from the client's namespace.
     fn connect(&self, n: usize) -> Vec<TcpStream> {
-        let path = format!("/run/netns/{}", self.ns("c"));
-        std::thread::spawn(move || {
-            let f = std::fs::File::open(&path).unwrap();
-            // SAFETY: setns on this thread only, with an fd we own.
-            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        inside(self.ns("c"), || {
             (0..n)
                 .map(|_| {
                     let s = TcpStream::connect_timeout(
@@ -249,30 +228,6 @@ impl Topology {
                 })
                 .collect()
         })
-        .join()
-        .unwrap()
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        self.nginx.clear();
-        self.holder = None;
-        for ns in &self.namespaces {
-            // nginx's master dies with its guard (SIGKILL) but leaves its
-            // worker running, which would outlive the namespace's name.
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    if let Ok(pid) = pid.parse() {
-                        // SAFETY: kill(2) on a process inside a namespace
-                        // this test created.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -325,11 +280,11 @@ fn ab_field(out: &str, field: &str) -> u64 {
 
 #[test]
 fn kill_9_under_load_then_restart_adopts_flows_and_unload_removes_everything() {
-    require_root(&["nginx", "ab", "nsenter"]);
+    require_privileges();
     let t = Topology::new("rs");
     let two = t.config("two.toml", 2);
     let three = t.config("three.toml", 3);
-    let mut a = t.start_agent(&two, "agent-a.log");
+    let a = t.start_agent(&two, "agent-a.log");
 
     // Keep-alive connections, and the real server each one reached.
     let mut conns = t.connect(24);
@@ -360,17 +315,10 @@ fn kill_9_under_load_then_restart_adopts_flows_and_unload_removes_everything() {
     let m0 = t.scrape();
     let (p0, c0) = (sample(&m0, packets), sample(&m0, new_flows));
 
-    let ab = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &t.ns("c"),
-            "ab",
-            "-t",
-            "6",
-            "-n",
-            "100000000",
-        ])
+    let ab = t
+        .ns("c")
+        .command("ab")
+        .args(["-t", "6", "-n", "100000000"])
         .args(["-c", "10", "-s", "10", "-r"])
         .arg(format!("http://{VIP}/"))
         .stdout(Stdio::piped())
@@ -380,9 +328,8 @@ fn kill_9_under_load_then_restart_adopts_flows_and_unload_removes_everything() {
     std::thread::sleep(Duration::from_millis(1500));
 
     // SAFETY: kill(2) on our own child (through nsenter, which execs lb).
-    assert_eq!(unsafe { libc::kill(a.0.id() as i32, libc::SIGKILL) }, 0);
-    a.0.wait().unwrap();
-    drop(a);
+    assert_eq!(unsafe { libc::kill(a.pid() as i32, libc::SIGKILL) }, 0);
+    a.kill();
     assert_eq!(
         t.xdp_interfaces(),
         ["eth0", "eth1", "eth2", "eth3"],
@@ -499,11 +446,8 @@ fn kill_9_under_load_then_restart_adopts_flows_and_unload_removes_everything() {
         !refused.status.success(),
         "lb unload ran beside a live agent"
     );
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(b.0.id() as i32, libc::SIGTERM) }, 0);
-    let mut b = b;
-    let status = b.0.wait().unwrap();
-    assert!(status.success(), "lb run exited with {status} on SIGTERM");
+    // SIGTERM; fails unless `lb run` exits cleanly.
+    b.stop().unwrap();
     assert_eq!(
         t.xdp_interfaces().len(),
         4,
@@ -544,7 +488,7 @@ impl Load {
         let deadline = Instant::now() + duration;
         let threads = (0..clients)
             .map(|_| {
-                let path = format!("/run/netns/{}", t.ns("c"));
+                let path = format!("/run/netns/{}", t.ns("c").name());
                 std::thread::spawn(move || {
                     let f = std::fs::File::open(&path).unwrap();
                     // SAFETY: setns on this thread only, with an fd we own.
@@ -635,7 +579,7 @@ fn wait_health(t: &Topology, real: &str, want: &str, limit: Duration) -> Duratio
 /// (replies to the balancer's own addresses are not translated back).
 #[test]
 fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
-    require_root(&["nginx", "ab", "nsenter"]);
+    require_privileges();
     let mut t = Topology::new("hc");
     let health = "  [virtual_server.health_check]\n  kind = \"http\"\n  interval = \"500ms\"\n\
                   timeout = \"300ms\"\n  rise = 2\n  fall = 2\n";
@@ -646,17 +590,16 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
     }
     let load = Load::start(&t, 10, Duration::from_secs(6));
     std::thread::sleep(Duration::from_millis(1500));
-    let mut victim = t.nginx.remove(1);
+    let victim = t.nginx.remove(1);
     let stopped = Instant::now();
     // Every process of r2's namespace (nginx's master and worker) dies at
     // once, like a crashed server: a master stopped alone can leave a
     // worker listening.
-    let pids = sh(&["ip", "netns", "pids", &t.ns("r2")]);
-    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+    for pid in t.ns("r2").pids() {
         // SAFETY: kill(2) on processes this test started in its namespace.
-        unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-    let _ = victim.0.wait();
+    drop(victim);
     let took = wait_health(&t, "10.91.2.2", "down", Duration::from_secs(5));
     // fall x interval, plus one check timeout and scheduling margin.
     assert!(
@@ -751,10 +694,8 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
     let mut conns = t.connect(60);
     let names: Vec<String> = conns.iter_mut().map(|s| get(s).unwrap()).collect();
     eprintln!("after recovery: {names:?}");
-    let mut agent = agent;
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(agent.0.id() as i32, libc::SIGTERM) };
-    let _ = agent.0.wait();
+    // SIGTERM, whatever the exit.
+    let _ = agent.stop();
     let _ = t
         .in_lb(LB)
         .args(["unload", "--socket"])
@@ -771,17 +712,17 @@ fn a_pinned_set_of_another_layout_is_refused_with_both_versions_and_the_fix() {
     use aya::maps::{Array, Map, MapData};
     use lb_common::layout::{LAYOUT_VERSION, VERSION_MAP};
 
-    require_root(&["nginx", "ab", "nsenter"]);
+    require_privileges();
     let t = Topology::new("lv");
     let two = t.config("two.toml", 2);
-    drop(t.start_agent(&two, "agent-a.log"));
+    t.start_agent(&two, "agent-a.log").kill();
 
     // A set pinned by a build that recorded no version (main before the
     // version existed) is adopted, and gets this build's version.
-    let holder = t.holder.as_ref().unwrap().0.id();
+    let holder = t.holder.as_ref().unwrap().pid();
     let pin = format!("/proc/{holder}/root/sys/fs/bpf/lb/{VERSION_MAP}");
     std::fs::remove_file(&pin).unwrap_or_else(|e| panic!("removing {pin}: {e}"));
-    drop(t.start_agent(&two, "agent-h.log"));
+    t.start_agent(&two, "agent-h.log").kill();
     let log = std::fs::read_to_string(t.dir.join("agent-h.log")).unwrap();
     assert!(
         log.contains("adopting the data plane pinned in"),

@@ -2,9 +2,7 @@
 //! a user would read from `lb check`: file, line, column, field, and what
 //! to change. Plus: the shipped examples parse, and defaults apply.
 
-mod config_support;
-
-use config_support::{after, at, locate, Spot};
+use lb_tests::config_lines::{after, assert_points_at, at, locate, Spot};
 use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
@@ -29,15 +27,7 @@ fn rejected(text: &str, spot: Spot<'_>, field: &str, phrases: &[&str]) -> String
         Ok(c) => panic!("config should be rejected, parsed as {c:#?}"),
         Err(e) => e.to_string(),
     };
-    let prefix = format!("{ORIGIN}:{}: field `{field}`: ", locate(text, spot));
-    assert!(
-        msg.starts_with(&prefix),
-        "message {msg:?} should start with {prefix:?}"
-    );
-    for p in phrases {
-        assert!(msg.contains(p), "message {msg:?} should contain {p:?}");
-    }
-    assert!(!msg.contains('\n'), "one line: {msg:?}");
+    assert_points_at(&msg, ORIGIN, text, spot, field, phrases);
     msg
 }
 

@@ -1,5 +1,5 @@
 //! The control socket as an unprivileged user or a hostile client would
-//! meet it, against a real `lb run` in a namespace (`agent_support`):
+//! meet it, against a real `lb run` in a namespace (`lb_tests::lab`):
 //! - a non-root uid is refused even when it gets past the file mode (here
 //!   with CAP_DAC_OVERRIDE), with one line saying why;
 //! - a member of `[agent] control_group` may run `lb status` but not
@@ -15,8 +15,6 @@
 //! The users are `nobody` (uid 65534) and the group `nogroup` (gid 65534),
 //! which every Debian system has; `setpriv` (util-linux) switches to them.
 
-mod agent_support;
-
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     os::unix::{fs::MetadataExt as _, net::UnixStream},
@@ -24,7 +22,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_support::{lb_as, Lab};
+use lb_tests::lab::{connect_as, run_as, Lab};
+
+const LB: &str = env!("CARGO_BIN_EXE_lb");
+
+/// A lab for this test (root, a namespace and a directory named `tag`).
+fn lab(tag: &str) -> Lab {
+    Lab::new(Path::new(LB), tag).unwrap()
+}
+
+/// `lb ARGS` under `setpriv SETPRIV`: success, stdout, stderr.
+fn lb_as(setpriv: &[&str], args: &[&str]) -> (bool, String, String) {
+    run_as(setpriv, Path::new(LB), args)
+}
 
 const NOBODY: &[&str] = &["--reuid=65534", "--regid=65534", "--clear-groups"];
 const NOGROUP_GID: u32 = 65534;
@@ -39,9 +49,9 @@ fn require_nogroup() {
 
 #[test]
 fn a_non_root_uid_is_refused_even_past_the_file_mode() {
-    let lab = Lab::new("cs-uid");
-    let config = lab.config("lb.toml", "", 1);
-    let _agent = lab.start(&config, None);
+    let lab = lab("cs-uid");
+    let config = lab.config("lb.toml", "", 1).unwrap();
+    let _agent = lab.start(&config, None).unwrap();
     let socket = lab.socket().display().to_string();
 
     // nobody with CAP_DAC_OVERRIDE passes the 0600 mode: the credentials
@@ -75,9 +85,11 @@ fn a_non_root_uid_is_refused_even_past_the_file_mode() {
 #[test]
 fn a_control_group_member_may_read_status_but_not_reload() {
     require_nogroup();
-    let lab = Lab::new("cs-grp");
-    let config = lab.config("lb.toml", "control_group = \"nogroup\"", 1);
-    let _agent = lab.start(&config, None);
+    let lab = lab("cs-grp");
+    let config = lab
+        .config("lb.toml", "control_group = \"nogroup\"", 1)
+        .unwrap();
+    let _agent = lab.start(&config, None).unwrap();
     let socket = lab.socket().display().to_string();
 
     // A member by its primary group, and one by a supplementary group.
@@ -105,7 +117,7 @@ fn a_control_group_member_may_read_status_but_not_reload() {
 /// Mode and group of the socket the first time its path exists, polled
 /// from just before the agent starts.
 fn first_seen(lab: &Lab, agent_extra: &str) -> (u32, u32) {
-    let config = lab.config("watched.toml", agent_extra, 1);
+    let config = lab.config("watched.toml", agent_extra, 1).unwrap();
     let socket = lab.socket();
     let _ = std::fs::remove_file(&socket);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -124,19 +136,19 @@ fn first_seen(lab: &Lab, agent_extra: &str) -> (u32, u32) {
         }
     });
     rx.recv().unwrap();
-    let mut agent = lab.start(&config, None);
+    let agent = lab.start(&config, None).unwrap();
     let seen = watcher
         .join()
         .unwrap()
         .expect("the control socket never appeared");
-    agent.stop();
+    agent.stop().unwrap();
     seen
 }
 
 #[test]
 fn the_socket_has_its_mode_from_the_instant_it_appears() {
     require_nogroup();
-    let lab = Lab::new("cs-mode");
+    let lab = lab("cs-mode");
     // Its directory exists already (a `/run/lb` from an earlier run): only
     // the socket's own mode protects it.
     std::fs::create_dir_all(lab.socket().parent().unwrap()).unwrap();
@@ -179,10 +191,10 @@ fn oversized(socket: &Path, bytes: usize) -> (UnixStream, String) {
 
 #[test]
 fn oversized_lines_are_refused_without_the_agent_growing() {
-    let lab = Lab::new("cs-line");
-    let config = lab.config("lb.toml", "", 1);
-    let agent = lab.start(&config, None);
-    let before = agent.rss_kib();
+    let lab = lab("cs-line");
+    let config = lab.config("lb.toml", "", 1).unwrap();
+    let agent = lab.start(&config, None).unwrap();
+    let before = agent.rss_kib().unwrap();
 
     // 64 clients at once, each sending 1 MiB of one line and keeping its
     // connection open: buffered whole, that would be 64 MiB.
@@ -195,7 +207,7 @@ fn oversized_lines_are_refused_without_the_agent_growing() {
         .collect();
     let answers: Vec<(UnixStream, String)> =
         clients.into_iter().map(|c| c.join().unwrap()).collect();
-    let after = agent.rss_kib();
+    let after = agent.rss_kib().unwrap();
     let too_long = answers
         .iter()
         .filter(|(_, a)| a.contains("request line too long"))
@@ -255,17 +267,14 @@ fn control_group_is_checked_where_it_is_written() {
 
 #[test]
 fn an_unknown_control_group_stops_the_agent_saying_what_to_do() {
-    let lab = Lab::new("cs-nogrp");
-    let config = lab.config("lb.toml", "control_group = \"lb-no-such-group\"", 1);
-    let out = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns,
-            agent_support::LB,
-            "run",
-            "--config",
-        ])
+    let lab = lab("cs-nogrp");
+    let config = lab
+        .config("lb.toml", "control_group = \"lb-no-such-group\"", 1)
+        .unwrap();
+    let out = lab
+        .ns
+        .command(LB)
+        .args(["run", "--config"])
         .arg(&config)
         .output()
         .unwrap();
@@ -281,19 +290,18 @@ fn an_unknown_control_group_stops_the_agent_saying_what_to_do() {
 #[test]
 fn silent_clients_are_dropped_and_cannot_lock_root_out() {
     require_nogroup();
-    let lab = Lab::new("cs-idle");
-    let config = lab.config("lb.toml", "control_group = \"nogroup\"", 1);
-    let _agent = lab.start(&config, None);
+    let lab = lab("cs-idle");
+    let config = lab
+        .config("lb.toml", "control_group = \"nogroup\"", 1)
+        .unwrap();
+    let _agent = lab.start(&config, None).unwrap();
     let socket = lab.socket();
 
     // 16 connections from a group member that send nothing: it may hold
     // 12, the others are told the agent is busy.
     let opened = Instant::now();
     let silent: Vec<UnixStream> = (0..16)
-        .map(|_| {
-            agent_support::connect_as(&socket, 65534, 65534, &[65534])
-                .expect("connecting as nobody:nogroup")
-        })
+        .map(|_| connect_as(&socket, 65534, 65534, &[65534]).expect("connecting as nobody:nogroup"))
         .collect();
     let mut busy = 0;
     for s in &silent {

@@ -7,15 +7,17 @@
 //! them (root here). Intervals are 100-200 ms to keep it fast; time bounds
 //! carry the 5% jitter plus a margin for a loaded 2-core machine.
 
-mod health_support;
-
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use health_support::{Nginx, Silent, Slapd, LDAP_SUFFIX, ROOT_DN, ROOT_PASSWORD};
+use lb_tests::{
+    nginx::LocalNginx as Nginx,
+    slapd::{Slapd, LDAP_SUFFIX, ROOT_DN, ROOT_PASSWORD},
+    sockets::Silent,
+};
 use lb_userspace::{
     config::{CheckKind, ExecCheck, HealthCheck, HttpCheck, LdapBind, LdapCheck, Secret},
     health::{check_once, Health, Monitor, Target, TargetKey, Transition},
@@ -86,7 +88,7 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_check_follows_nginx_down_and_up() {
-    let mut nginx = blocking(Nginx::start);
+    let mut nginx = blocking(|| Nginx::start().unwrap());
     // Timeouts close to the interval: on a loaded machine a healthy
     // answer may take tens of milliseconds; a refused connection fails at
     // once whatever the timeout.
@@ -124,7 +126,7 @@ async fn http_check_follows_nginx_down_and_up() {
     // Stopped: withdrawn after `fall` failed checks, not sooner.
     // The port closes somewhere between these two instants.
     let stopping = Instant::now();
-    blocking(|| nginx.stop());
+    blocking(|| nginx.stop().unwrap());
     let closed = Instant::now();
     let down = next_transition(&mut rx, &key, ms(3000)).await;
     assert_eq!((down.from, down.to), (Health::Up, Health::Down));
@@ -152,7 +154,7 @@ async fn http_check_follows_nginx_down_and_up() {
     assert!(st.last.unwrap().outcome.unwrap_err().contains("refused"));
 
     // Back: restored after `rise` good checks.
-    blocking(|| nginx.restart());
+    blocking(|| nginx.restart().unwrap());
     let started = Instant::now();
     let back = next_transition(&mut rx, &key, ms(3000)).await;
     let took = started.elapsed();
@@ -166,7 +168,7 @@ async fn http_check_follows_nginx_down_and_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_check_outcomes() {
-    let nginx = blocking(Nginx::start);
+    let nginx = blocking(|| Nginx::start().unwrap());
     let run = |c: HttpCheck| {
         let t = target(
             "web",
@@ -235,8 +237,8 @@ type Seen = (TargetKey, Instant, Result<(), String>, Duration);
 /// while a healthy server's checks keep their cadence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_server_times_out_without_delaying_others() {
-    let silent = Silent::start();
-    let nginx = blocking(Nginx::start);
+    let silent = Silent::start().unwrap();
+    let nginx = blocking(|| Nginx::start().unwrap());
     let interval = ms(200);
     let timeout = ms(100);
 
@@ -338,7 +340,7 @@ fn ldap(bind: Option<(&str, &str)>, base: &str, filter: &str) -> CheckKind {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ldap_check_binds_and_searches_slapd() {
-    let mut slapd = blocking(Slapd::start);
+    let mut slapd = blocking(|| Slapd::start().unwrap());
     let once = |kind: CheckKind| {
         let t = target("ldap", slapd.addr, check(kind, 3000, 2000, 1, 1));
         async move { check_once(&t).await.outcome }
@@ -578,7 +580,7 @@ async fn exec_check_output_is_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_check_leaves_no_process_behind() {
     let addr = SocketAddr::new(LOCALHOST, 4242);
-    let dir = health_support::TempDir::new("exec");
+    let dir = lb_tests::tempdir::TempDir::new("exec").unwrap();
     let once = |script: String, timeout: u64| {
         let t = target(
             "misc",

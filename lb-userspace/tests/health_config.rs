@@ -2,11 +2,7 @@
 //! one test per class of mistake, checking the message a user reads from
 //! `lb check` (file:line:column, field, what to change).
 
-mod health_support;
-
-mod config_support;
-
-use config_support::{at, locate, Spot};
+use lb_tests::config_lines::{assert_points_at, at, Spot};
 use std::time::Duration;
 
 use lb_userspace::config::{
@@ -25,15 +21,7 @@ fn rejected(text: &str, spot: Spot<'_>, field: &str, phrases: &[&str]) {
         Ok(c) => panic!("config should be rejected, parsed as {c:#?}"),
         Err(e) => e.to_string(),
     };
-    let prefix = format!("{ORIGIN}:{}: field `{field}`: ", locate(text, spot));
-    assert!(
-        msg.starts_with(&prefix),
-        "{msg:?} should start with {prefix:?}"
-    );
-    for p in phrases {
-        assert!(msg.contains(p), "{msg:?} should contain {p:?}");
-    }
-    assert!(!msg.contains('\n'), "one line: {msg:?}");
+    assert_points_at(&msg, ORIGIN, text, spot, field, phrases);
 }
 
 /// A NAT service with two real servers. `service_hc` is inserted as the
@@ -388,7 +376,7 @@ fn ldap_tls_mistakes() {
             &["never used", "tls = \"ldaps\"", "remove `ca_file`"],
         );
     }
-    let dir = health_support::TempDir::new("ca");
+    let dir = lb_tests::tempdir::TempDir::new("ca").unwrap();
     let not_pem = dir.path().join("not.pem");
     std::fs::write(&not_pem, "just some text\n").unwrap();
     let cases = [
@@ -413,7 +401,7 @@ fn ldap_tls_mistakes() {
 
 #[test]
 fn ldap_tls_is_read() {
-    let pki = health_support::tls::Pki::new("config test CA", "172.16.14.121".parse().unwrap());
+    let pki = lb_tests::tls::Pki::new("config test CA", "172.16.14.121".parse().unwrap()).unwrap();
     let ca = pki.ca.display().to_string();
     // tls from the service, ca_file from the real server: merged.
     let c = parse(&service(

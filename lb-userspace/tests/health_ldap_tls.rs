@@ -6,10 +6,8 @@
 //!
 //! Each test runs in a network namespace of its own (created by the test,
 //! gone with it): slapd listens on 192.0.2.10 there, the address its
-//! certificate names. Needs root (unshare), slapd, openssl and iproute2;
+//! certificate names. Needs root (namespaces), slapd, openssl and iproute2;
 //! a missing one is a panic that names it.
-
-mod health_support;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -17,9 +15,13 @@ use std::{
     time::Duration,
 };
 
-use health_support::{
-    tls::{in_private_netns, Pki},
-    Slapd, SlapdTls, LDAP_SUFFIX, ROOT_DN, ROOT_PASSWORD,
+use lb_tests::{
+    lab::inside,
+    netns::{unique_prefix, Netns},
+    require::require_root,
+    slapd::{Slapd, SlapdTls, LDAP_SUFFIX, ROOT_DN, ROOT_PASSWORD},
+    sockets::Silent,
+    tls::Pki,
 };
 use lb_userspace::{
     config::{CheckKind, HealthCheck, LdapBind, LdapCheck, LdapTls, Secret},
@@ -31,6 +33,18 @@ use lb_userspace::{
 const SERVER: &str = "192.0.2.10";
 /// A second address there, for a server whose certificate names SERVER.
 const IMPOSTOR: &str = "192.0.2.11";
+
+/// Runs `f` on a thread inside a new network namespace holding only `lo`
+/// (up) with the `addresses` on it; what `f` starts is born there, and the
+/// namespace goes, with anything left in it, when `f` returns.
+fn in_private_netns<T: Send>(addresses: &[&str], f: impl FnOnce() -> T + Send) -> T {
+    require_root("creates a network namespace");
+    let ns = Netns::new(format!("{}tls", unique_prefix())).unwrap();
+    for a in addresses {
+        ns.ip(&["addr", "add", a, "dev", "lo"]).unwrap();
+    }
+    inside(&ns, f)
+}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -92,16 +106,16 @@ fn ldaps_and_starttls_verify_the_real_server() {
     in_private_netns(
         &[&format!("{SERVER}/32"), &format!("{IMPOSTOR}/32")],
         || {
-            let pki = Pki::new("lb test CA", ip(SERVER));
-            let other = Pki::new("some other CA", ip(SERVER));
+            let pki = Pki::new("lb test CA", ip(SERVER)).unwrap();
+            let other = Pki::new("some other CA", ip(SERVER)).unwrap();
             let server_tls = || SlapdTls {
                 ca: &pki.ca,
                 cert: &pki.cert,
                 key: &pki.key,
             };
-            let slapd = Slapd::start_on(ip(SERVER), Some(server_tls()));
+            let slapd = Slapd::start_on(ip(SERVER), Some(server_tls())).unwrap();
             // Right CA, but its certificate names SERVER, not this address.
-            let impostor = Slapd::start_on(ip(IMPOSTOR), Some(server_tls()));
+            let impostor = Slapd::start_on(ip(IMPOSTOR), Some(server_tls())).unwrap();
             let (plain, ldaps) = (slapd.addr, slapd.ldaps_addr.unwrap());
             let ca = Some(pki.ca.as_path());
             block_on(async {
@@ -173,8 +187,8 @@ fn ldaps_and_starttls_verify_the_real_server() {
 #[test]
 fn starttls_against_a_server_without_tls_fails_with_the_reason() {
     in_private_netns(&[&format!("{SERVER}/32")], || {
-        let pki = Pki::new("lb test CA", ip(SERVER));
-        let slapd = Slapd::start_on(ip(SERVER), None);
+        let pki = Pki::new("lb test CA", ip(SERVER)).unwrap();
+        let slapd = Slapd::start_on(ip(SERVER), None).unwrap();
         let ca = Some(pki.ca.as_path());
         block_on(async {
             let e = once(slapd.addr, ldap_tls(LdapTls::StartTls, ca))
@@ -220,8 +234,8 @@ fn established_to(port: u16) -> usize {
 #[test]
 fn a_server_that_never_answers_starttls_times_out_and_leaves_no_socket() {
     in_private_netns(&[], || {
-        let pki = Pki::new("lb test CA", ip(SERVER));
-        let silent = health_support::Silent::start();
+        let pki = Pki::new("lb test CA", ip(SERVER)).unwrap();
+        let silent = Silent::start().unwrap();
         block_on(async {
             let mut t = target(
                 "hung",

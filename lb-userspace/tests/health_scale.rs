@@ -5,14 +5,12 @@
 //! It prints the CPU share and RSS and fails only if every check did not
 //! run or a healthy target went down.
 
-mod health_support;
-
 use std::{
     net::IpAddr,
     time::{Duration, Instant},
 };
 
-use health_support::Nginx;
+use lb_tests::nginx::LocalNginx as Nginx;
 use lb_userspace::{
     config::{CheckKind, HealthCheck, HttpCheck},
     health::{Health, Monitor, Target, TargetKey},
@@ -55,7 +53,7 @@ async fn thousand_tcp_targets_every_second() {
 async fn thousand_targets_every_second(kind: CheckKind) {
     const TARGETS: usize = 1000;
     const SECONDS: u64 = 10;
-    let nginx = tokio::task::block_in_place(Nginx::start);
+    let nginx = tokio::task::block_in_place(|| Nginx::start().unwrap());
     let name = kind.name();
     let check = HealthCheck {
         kind,

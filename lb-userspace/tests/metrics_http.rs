@@ -1,5 +1,5 @@
 //! `/metrics` as a careless operator and a hostile client would meet it,
-//! against a real `lb run` in a namespace (`agent_support`), clients on the
+//! against a real `lb run` in a namespace (`lb_tests::lab`), clients on the
 //! namespace's loopback:
 //! - a non-loopback `metrics_listen` is served with a warning at start-up
 //!   (the endpoint has no authentication); a loopback one without;
@@ -15,15 +15,18 @@
 //! last tests: a host's limit is finite and a client can reach it, and a
 //! small one lets a test reach it with a few hundred connections.
 
-mod agent_support;
-
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     time::{Duration, Instant},
 };
 
-use agent_support::{Agent, Lab};
+use lb_tests::{agent::Agent, lab::Lab};
+
+/// A lab for this test (root, a namespace and a directory named `tag`).
+fn lab(tag: &str) -> Lab {
+    Lab::new(std::path::Path::new(env!("CARGO_BIN_EXE_lb")), tag).unwrap()
+}
 
 const METRICS: &str = "127.0.0.1:9469";
 
@@ -85,9 +88,11 @@ fn status_answers(agent: &Agent) -> bool {
 
 #[test]
 fn a_non_loopback_bind_is_served_with_a_warning() {
-    let lab = Lab::new("mh-bind");
-    let open = lab.config("open.toml", "metrics_listen = \"0.0.0.0:9469\"", 1);
-    let mut agent = lab.start(&open, None);
+    let lab = lab("mh-bind");
+    let open = lab
+        .config("open.toml", "metrics_listen = \"0.0.0.0:9469\"", 1)
+        .unwrap();
+    let agent = lab.start(&open, None).unwrap();
     let log = agent.log();
     let warning = log
         .lines()
@@ -98,10 +103,12 @@ fn a_non_loopback_bind_is_served_with_a_warning() {
         "{warning}"
     );
     scrape_within(&lab, Duration::from_secs(5)).expect("a scrape on 0.0.0.0");
-    agent.stop();
+    agent.stop().unwrap();
 
-    let local = lab.config("local.toml", &format!("metrics_listen = \"{METRICS}\""), 1);
-    let agent = lab.start(&local, None);
+    let local = lab
+        .config("local.toml", &format!("metrics_listen = \"{METRICS}\""), 1)
+        .unwrap();
+    let agent = lab.start(&local, None).unwrap();
     scrape_within(&lab, Duration::from_secs(5)).expect("a scrape on 127.0.0.1");
     let log = agent.log();
     assert!(
@@ -112,9 +119,11 @@ fn a_non_loopback_bind_is_served_with_a_warning() {
 
 #[test]
 fn only_get_metrics_is_answered() {
-    let lab = Lab::new("mh-get");
-    let config = lab.config("lb.toml", &format!("metrics_listen = \"{METRICS}\""), 1);
-    let _agent = lab.start(&config, None);
+    let lab = lab("mh-get");
+    let config = lab
+        .config("lb.toml", &format!("metrics_listen = \"{METRICS}\""), 1)
+        .unwrap();
+    let _agent = lab.start(&config, None).unwrap();
     let t = Duration::from_secs(5);
     let answer = |request: &[u8]| exchange(&lab, request, t).unwrap_or_default();
 
@@ -134,9 +143,11 @@ fn only_get_metrics_is_answered() {
 
 #[test]
 fn slow_clients_beyond_the_cap_do_not_stop_a_scrape() {
-    let lab = Lab::new("mh-slow");
-    let config = lab.config("lb.toml", &format!("metrics_listen = \"{METRICS}\""), 1);
-    let agent = lab.start(&config, Some(128));
+    let lab = lab("mh-slow");
+    let config = lab
+        .config("lb.toml", &format!("metrics_listen = \"{METRICS}\""), 1)
+        .unwrap();
+    let agent = lab.start(&config, Some(128)).unwrap();
 
     // 200 clients, more than the agent has file descriptors, each with a
     // request head begun and never finished.
@@ -155,14 +166,16 @@ fn slow_clients_beyond_the_cap_do_not_stop_a_scrape() {
 
 #[test]
 fn clients_that_never_read_do_not_stall_the_agent() {
-    let lab = Lab::new("mh-read");
+    let lab = lab("mh-read");
     // 400 real servers: a response of some 400 KB; with send buffers of
     // at most 64 KiB (the namespace's tcp_wmem), more than the kernel takes
     // for a client that does not read, as a large config's response is
     // with the default buffers.
-    lab.sysctl("net.ipv4.tcp_wmem", "4096 16384 65536");
-    let config = lab.config("lb.toml", &format!("metrics_listen = \"{METRICS}\""), 400);
-    let agent = lab.start(&config, Some(128));
+    lab.sysctl("net.ipv4.tcp_wmem", "4096 16384 65536").unwrap();
+    let config = lab
+        .config("lb.toml", &format!("metrics_listen = \"{METRICS}\""), 400)
+        .unwrap();
+    let agent = lab.start(&config, Some(128)).unwrap();
     let size = exchange(&lab, SCRAPE, Duration::from_secs(10))
         .expect("a first scrape")
         .len();

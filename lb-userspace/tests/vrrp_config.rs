@@ -4,11 +4,9 @@
 //! line that holds it (found here by its content, not by a line number)
 //! with what to change.
 
-mod config_support;
-
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
-use config_support::{after, at, locate, Spot};
+use lb_tests::config_lines::{after, assert_points_at, at, Spot};
 
 use lb_userspace::config::{
     self, Config, Script, VirtualAddress, VrrpInitialState, VrrpInstance, VrrpVersion,
@@ -47,15 +45,7 @@ fn rejected(text: &str, spot: Spot<'_>, field: &str, phrases: &[&str]) -> String
         Ok(c) => panic!("config should be rejected, parsed as {c:#?}"),
         Err(e) => e.to_string(),
     };
-    let prefix = format!("{ORIGIN}:{}: field `{field}`: ", locate(text, spot));
-    assert!(
-        msg.starts_with(&prefix),
-        "message {msg:?} should start with {prefix:?}"
-    );
-    for p in phrases {
-        assert!(msg.contains(p), "message {msg:?} should contain {p:?}");
-    }
-    assert!(!msg.contains('\n'), "one line: {msg:?}");
+    assert_points_at(&msg, ORIGIN, text, spot, field, phrases);
     msg
 }
 

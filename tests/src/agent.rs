@@ -408,49 +408,84 @@ impl Agent {
     ) -> Result<Agent> {
         let config_path = dir.join("lb.toml");
         std::fs::write(&config_path, text)?;
-        let log_path = dir.join("lb.log");
-        let log = std::fs::File::create(&log_path)?;
         let mut cmd = ns.command(bin);
-        cmd.args(["run", "--config"])
-            .arg(&config_path)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let process = ChildGuard::spawn("lb run", &mut cmd)?;
-        let mut agent = Agent {
+        cmd.args(["run", "--config"]).arg(&config_path);
+        let mut agent = Agent::spawn(bin, cmd, config_path, socket, dir.join("lb.log"))?;
+        agent.wait_serving(Duration::from_secs(20))?;
+        Ok(agent)
+    }
+
+    /// Starts `run`, a command that runs `lb run --config CONFIG_PATH`
+    /// however the test needs (`ip netns exec`, `nsenter`, a resource
+    /// limit), with its output going to `log_path`; does not wait for it
+    /// (see [`Agent::wait_serving`]). `bin` is the `lb` the status and
+    /// reload commands run; `socket` the control socket the config names.
+    pub fn spawn(
+        bin: &Path,
+        mut run: Command,
+        config_path: PathBuf,
+        socket: PathBuf,
+        log_path: PathBuf,
+    ) -> Result<Agent> {
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        run.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+        let process = ChildGuard::spawn("lb run", &mut run)?;
+        Ok(Agent {
             bin: bin.to_path_buf(),
             config_path,
             socket,
             log_path,
             process,
-        };
+        })
+    }
+
+    /// Waits until `lb status` answers on the control socket: it is bound
+    /// before the program is loaded (so a second agent fails early) but
+    /// served only once XDP is attached, so an answer means the agent is
+    /// up. Fails with the log when the agent exits or does not answer
+    /// within `limit`.
+    pub fn wait_serving(&mut self, limit: Duration) -> Result<()> {
         let mut exited = None;
-        let up = wait_until(Duration::from_secs(20), || {
-            exited = agent.process.try_wait();
-            exited.is_some() || agent.status_json().is_ok()
+        let up = wait_until(limit, || {
+            exited = self.process.try_wait();
+            exited.is_some() || self.status_json().is_ok()
         });
         // An agent that answered and then died is no better.
-        let exited = exited.or_else(|| agent.process.try_wait());
+        let exited = exited.or_else(|| self.process.try_wait());
         if let Some(status) = exited {
             bail!(
                 "lb run exited ({status}) instead of staying in the foreground:\n{}",
-                agent.log()
+                self.log()
             );
         }
         if !up {
-            let why = agent.status_json().err().map(|e| format!("{e:#}"));
+            let why = self.status_json().err().map(|e| format!("{e:#}"));
             bail!(
-                "lb status --json --socket {} gives no JSON 20 s after lb run started ({}):\n{}",
-                agent.socket.display(),
+                "lb status --json --socket {} gives no JSON {limit:?} after lb run started ({}):\n{}",
+                self.socket.display(),
                 why.unwrap_or_default(),
-                agent.log()
+                self.log()
             );
         }
-        Ok(agent)
+        Ok(())
+    }
+
+    /// The agent's resident memory, in KiB.
+    pub fn rss_kib(&self) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no VmRSS in:\n{status}"))
     }
 
     fn status_output(&self) -> Result<Output> {

@@ -1,15 +1,20 @@
 //! nginx as a real server: answers `/` with its own name, serves files from
 //! its own directory, throttled under `/slow/` (a large one for slow
 //! downloads), and logs every
-//! request so tests count each server's share from the server side.
+//! request so tests count each server's share from the server side. And
+//! [`LocalNginx`], the HTTP real server of the agent's health-check tests.
 
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::netns::Netns;
 use crate::process::{wait_until, ChildGuard};
+use crate::require::require;
+use crate::sockets::{free_port, wait_listening};
 use crate::tempdir::TempDir;
 
 /// Size of `/big.bin`: large enough that a rate-limited download outlives a
@@ -37,6 +42,23 @@ impl Nginx {
     }
 
     pub fn start_on(ns: &Netns, name: &str, port: u16) -> Result<Nginx> {
+        Nginx::start_with(ns, name, port, "")
+    }
+
+    /// Like [`Nginx::start`], keeping idle keep-alive connections for 300 s
+    /// and a million requests: a connection a test opens before an agent
+    /// restart is still usable after it.
+    pub fn start_held(ns: &Netns, name: &str) -> Result<Nginx> {
+        Nginx::start_with(
+            ns,
+            name,
+            80,
+            "keepalive_timeout 300;\n keepalive_requests 1000000;\n",
+        )
+    }
+
+    /// `http_extra`: directives added to the `http` block.
+    fn start_with(ns: &Netns, name: &str, port: u16, http_extra: &str) -> Result<Nginx> {
         let dir = TempDir::new(&format!("nginx-{name}"))?;
         let www = dir.join("www");
         std::fs::create_dir_all(&www)?;
@@ -51,6 +73,7 @@ impl Nginx {
              events {{ worker_connections 4096; }}\n\
              http {{\n\
                access_log {d}/access.log;\n\
+               {http_extra}\
                server {{\n\
                  listen {port} reuseport backlog=4096;\n\
                  listen [::]:{port} ipv6only=on reuseport backlog=4096;\n\
@@ -126,6 +149,97 @@ impl Nginx {
             .lines()
             .filter(|l| l.split_whitespace().next() == Some(client))
             .count())
+    }
+}
+
+/// nginx on 127.0.0.1 of the calling thread's network namespace, for the
+/// agent's HTTP health-check tests: `/` answers 200 "nginx-ok" for `Host:
+/// good.example` and 421 for any other host; `/broken` answers 503. It can
+/// be stopped and started again on the same port.
+#[derive(Debug)]
+pub struct LocalNginx {
+    pub addr: SocketAddr,
+    // Field order: stop the process before removing its directory.
+    process: Option<ChildGuard>,
+    dir: TempDir,
+    bin: PathBuf,
+}
+
+impl LocalNginx {
+    pub fn start() -> Result<LocalNginx> {
+        let bin = require("nginx", "nginx-light");
+        let dir = TempDir::new("nginx")?;
+        let addr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), free_port()?);
+        let d = dir.path().display();
+        let conf = format!(
+            "worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    server {{
+        listen {addr} default_server;
+        location / {{ return 421 \"wrong host\\n\"; }}
+    }}
+    server {{
+        listen {addr};
+        server_name good.example;
+        location / {{ return 200 \"nginx-ok\\n\"; }}
+        location /broken {{ return 503 \"broken\\n\"; }}
+    }}
+}}
+"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf)?;
+        let mut n = LocalNginx {
+            addr,
+            process: None,
+            dir,
+            bin,
+        };
+        n.restart()?;
+        Ok(n)
+    }
+
+    /// Starts it again (same port and config) after `stop`.
+    pub fn restart(&mut self) -> Result<()> {
+        let d = self.dir.path();
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-p")
+            .arg(d)
+            .arg("-e")
+            .arg(d.join("error.log"))
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.process = Some(ChildGuard::spawn("nginx", &mut cmd)?);
+        wait_listening(self.addr, "nginx", &d.join("error.log"))
+    }
+
+    /// Stops it (SIGTERM: the master then stops its workers, which a
+    /// SIGKILLed master would leave serving), like `systemctl stop nginx`,
+    /// and waits until the port is closed.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut p) = self.process.take() {
+            p.stop(libc::SIGTERM, Duration::from_secs(5));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(50)).is_ok() {
+            if Instant::now() >= deadline {
+                bail!(
+                    "nginx still answers on {} 5 s after it was stopped",
+                    self.addr
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
     }
 }
 
