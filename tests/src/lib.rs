@@ -14,6 +14,7 @@ pub mod bgp;
 pub mod client;
 pub mod config_lines;
 pub mod flood;
+pub mod forwarding_checks;
 pub mod lab;
 pub mod netns;
 pub mod nginx;

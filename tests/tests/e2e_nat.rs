@@ -8,44 +8,16 @@ use std::net::{IpAddr, SocketAddr};
 
 use lb_tests::agent::VirtualServer;
 use lb_tests::client::{ab, curl, url};
+use lb_tests::forwarding_checks as checks;
 use lb_tests::nginx::{check_shares, Nginx};
 use lb_tests::scenario::Web;
 use lb_tests::topology::Forwarding;
 use lb_tests::udp;
 
-const REQUESTS: u32 = 3000;
-const CONCURRENCY: u32 = 30;
-/// The bound: each share within 20% of its weight's share.
-const TOLERANCE: f64 = 0.2;
-
-fn shares_follow_weights(weights: &[u32]) {
-    let web = Web::start(Forwarding::Nat, weights);
-    let before = web.counts();
-    let report = ab(&web.topo.client.ns, &web.vip_url(), REQUESTS, CONCURRENCY).unwrap();
-    assert_eq!(report.complete, REQUESTS as u64, "{report:?}");
-    assert_eq!(report.failed, 0, "ab saw failed requests: {report:?}");
-    assert_eq!(report.non_2xx, 0, "{report:?}");
-    let counts: Vec<usize> = web
-        .counts()
-        .iter()
-        .zip(&before)
-        .map(|(a, b)| a - b)
-        .collect();
-    assert_eq!(counts.iter().sum::<usize>(), REQUESTS as usize);
-    check_shares(&counts, weights, TOLERANCE).unwrap();
-    web.finish();
-}
-
 #[test]
 fn nat_curl_through_vip_reaches_each_real_server() {
     let web = Web::start(Forwarding::Nat, &[1, 1, 1]);
-    let seen = web.curl_until(&web.vip_url(), 3, 100);
-    let names: BTreeSet<&str> = seen.keys().map(String::as_str).collect();
-    assert_eq!(
-        names,
-        BTreeSet::from(["realserver1", "realserver2", "realserver3"]),
-        "answers through the VIP: {seen:?}"
-    );
+    let seen = checks::every_real_server_answers(&web);
     // NAT keeps the client's address: the servers log the client, not lb.
     let from_client: usize = web
         .nginx
@@ -58,12 +30,12 @@ fn nat_curl_through_vip_reaches_each_real_server() {
 
 #[test]
 fn nat_ab_equal_weights_no_failures_even_shares() {
-    shares_follow_weights(&[1, 1, 1]);
+    checks::shares_follow_weights(Forwarding::Nat, &[1, 1, 1]);
 }
 
 #[test]
 fn nat_ab_weights_1_2_3_shares_follow_weights() {
-    shares_follow_weights(&[1, 2, 3]);
+    checks::shares_follow_weights(Forwarding::Nat, &[1, 2, 3]);
 }
 
 #[test]
@@ -137,17 +109,8 @@ fn nat_ipv6_vip_reaches_each_real_server() {
 fn nat_weight_zero_gets_no_new_flows() {
     let weights = [1, 1, 0];
     let web = Web::start(Forwarding::Nat, &weights);
-    let before = web.counts();
-    let report = ab(&web.topo.client.ns, &web.vip_url(), 1000, 20).unwrap();
-    assert_eq!(report.failed, 0, "{report:?}");
-    let counts: Vec<usize> = web
-        .counts()
-        .iter()
-        .zip(&before)
-        .map(|(a, b)| a - b)
-        .collect();
-    assert_eq!(counts[2], 0, "the weight-0 server got requests: {counts:?}");
-    check_shares(&counts, &weights, TOLERANCE).unwrap();
+    let counts = checks::weight_zero_gets_no_new_flows(&web, &weights);
+    check_shares(&counts, &weights, checks::TOLERANCE).unwrap();
     web.finish();
 }
 
