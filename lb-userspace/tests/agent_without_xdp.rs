@@ -11,10 +11,11 @@
 //! an existing interface. Needs root, as `lb run` does.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
+use lb_tests::tempdir::TempDir;
 use lb_userspace::{
     config::{AgentConfig, Config, XdpMode},
     control::{self, Request, Response},
@@ -62,9 +63,7 @@ interfaces = ["lo"]
 #[test]
 fn no_virtual_servers_and_no_interfaces_runs_without_xdp() {
     require_root();
-    let dir = std::env::temp_dir().join(format!("lb-agent-without-xdp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("agent-without-xdp").unwrap();
     let socket = dir.join("lb.sock");
     let pin_dir = dir.join("pins");
     let config_path = dir.join("lb.toml");
@@ -146,5 +145,4 @@ fn no_virtual_servers_and_no_interfaces_runs_without_xdp() {
     let result = agent.join().expect("the agent thread panicked");
     assert!(result.is_ok(), "{result:?}");
     assert!(!socket.exists(), "the socket stayed after SIGTERM");
-    let _ = std::fs::remove_dir_all(PathBuf::from(&dir));
 }

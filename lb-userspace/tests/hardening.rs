@@ -1,14 +1,14 @@
 //! Issue 10, agent item 9: config input is bounded and its errors are
 //! precise. Each test failed on main before the fix.
 
-use std::{fmt::Write as _, path::PathBuf, time::Instant};
+use std::{fmt::Write as _, time::Instant};
 
+use lb_tests::tempdir::TempDir;
 use lb_userspace::config;
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lb-harden-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch directory, removed when the test ends.
+fn temp(name: &str) -> TempDir {
+    TempDir::new(&format!("harden-{name}")).unwrap()
 }
 
 fn load_err(path: &std::path::Path) -> String {
@@ -28,7 +28,6 @@ fn a_fifo_is_refused_without_hanging() {
     let msg = load_err(&fifo);
     assert!(msg.contains("not a regular file"), "{msg}");
     assert!(start.elapsed().as_secs() < 2);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -45,7 +44,6 @@ fn a_file_over_the_cap_is_refused_with_the_limit() {
     f.set_len(config::MAX_CONFIG_BYTES + 1).unwrap();
     let msg = load_err(&path);
     assert!(msg.contains("larger than 16 MiB"), "{msg}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -59,7 +57,6 @@ fn non_utf8_input_names_the_line() {
         msg.contains("not UTF-8") && msg.contains("save it as UTF-8"),
         "{msg}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 const AGENT: &str = "[agent]\ninterfaces = [\"lo\"]\n";
@@ -164,5 +161,4 @@ fn an_exec_program_that_is_missing_or_not_executable_is_refused() {
             "{msg}"
         );
     }
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -9,6 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use lb_tests::tempdir::TempDir;
 use lb_userspace::{
     config::{self, Config, Forwarding, Protocol},
     import::{
@@ -432,8 +433,7 @@ fn the_lb_command_prints_toml_and_lists_notes() {
 /// a note, so the output still passes `lb check`.
 #[test]
 fn vrrp_that_lb_would_refuse_is_adjusted_and_listed() {
-    let dir = std::env::temp_dir().join(format!("lb-import-edges-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("import-edges").unwrap();
     let many: String = (0..260)
         .map(|i| format!("        10.1.{}.{}/16\n", i / 250, i % 250 + 1))
         .collect();
@@ -542,7 +542,6 @@ vrrp_sync_group G2 {{
             notes(&import)
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Seed 001 converted, with the interfaces edited as lb import says,
@@ -593,7 +592,7 @@ fn seed001_converted_matches_the_seed001_example() {
 fn a_file_cut_at_any_line_never_panics() {
     let text = std::fs::read_to_string(data("everything/keepalived.conf")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let dir = std::env::temp_dir().join(format!("lb-import-cut-{}", std::process::id()));
+    let dir = TempDir::new("import-cut").unwrap();
     std::fs::create_dir_all(dir.join("conf.d")).unwrap();
     std::fs::copy(
         data("everything/conf.d/ipv6.conf"),
@@ -621,5 +620,4 @@ fn a_file_cut_at_any_line_never_panics() {
         }
     }
     assert!(ok > 10 && refused > 10, "{ok} converted, {refused} refused");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,60 +13,29 @@ use std::{
     time::Duration,
 };
 
+use lb_tests::{
+    netns::{run, unique_prefix, Netns},
+    process::ChildGuard,
+    require::require_root,
+    tempdir::TempDir,
+};
+
 const LB: &str = env!("CARGO_BIN_EXE_lb");
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed (this test needs root): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The namespace and temporary directory, removed on drop with whatever
-/// runs in them.
-struct Scratch {
-    ns: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "pids", &self.ns])
-            .output()
-            .map(|o| {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            });
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 #[test]
 fn ready_is_sent_once_attached_and_serving() {
-    let id = std::process::id();
-    let scratch = Scratch {
-        ns: format!("lbtest-sdn-{id}"),
-        dir: std::env::temp_dir().join(format!("lbtest-sdn-{id}")),
-    };
-    std::fs::create_dir_all(&scratch.dir).unwrap();
-    run(&["ip", "netns", "add", &scratch.ns]);
-    run(&["ip", "-n", &scratch.ns, "link", "set", "lo", "up"]);
-    let notify_path = scratch.dir.join("notify.sock");
+    require_root("creates a network namespace and runs `lb run` (XDP) in it");
+    // Fields drop in reverse: the agent first, the namespace (with anything
+    // left in it) next, the directory last.
+    let dir = TempDir::new("sdn").unwrap();
+    let ns = Netns::new(format!("{}sdn", unique_prefix())).unwrap();
+    let notify_path = dir.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     notify
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
-    let socket = scratch.dir.join("lb.sock");
-    let config = scratch.dir.join("lb.toml");
+    let socket = dir.join("lb.sock");
+    let config = dir.join("lb.toml");
     std::fs::write(
         &config,
         format!(
@@ -79,13 +48,13 @@ fn ready_is_sent_once_attached_and_serving() {
     )
     .unwrap();
 
-    let mut agent = Command::new("ip")
-        .args(["netns", "exec", &scratch.ns, LB, "run", "--config"])
+    let mut run_lb = ns.command(LB);
+    run_lb
+        .args(["run", "--config"])
         .arg(&config)
         .env("NOTIFY_SOCKET", &notify_path)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::null());
+    let mut agent = ChildGuard::spawn("lb run", &mut run_lb).unwrap();
 
     let mut buf = [0u8; 4096];
     let n = notify
@@ -97,18 +66,15 @@ fn ready_is_sent_once_attached_and_serving() {
         "not READY=1: {message:?}"
     );
     // At that moment the program is attached and the agent answers.
-    let link = run(&["ip", "-n", &scratch.ns, "link", "show", "lo"]);
+    let link = ns.ip(&["link", "show", "lo"]).unwrap();
     assert!(
         link.contains("xdp"),
         "READY=1 before XDP was attached: {link}"
     );
-    let status = run(&[
-        LB,
-        "status",
-        "--json",
-        "--socket",
-        &socket.to_string_lossy(),
-    ]);
+    let status = run(Command::new(LB)
+        .args(["status", "--json", "--socket"])
+        .arg(&socket))
+    .unwrap();
     assert!(
         status.contains("\"web\""),
         "READY=1 before the service was programmed: {status}"
@@ -119,8 +85,5 @@ fn ready_is_sent_once_attached_and_serving() {
         .unwrap();
     assert!(notify.recv(&mut buf).is_err(), "a second sd_notify message");
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &agent.id().to_string()])
-        .status();
-    let _ = agent.wait();
+    agent.stop(libc::SIGTERM, Duration::from_secs(10));
 }

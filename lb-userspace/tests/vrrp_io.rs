@@ -11,10 +11,13 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     process::Command,
-    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
+use lb_tests::{
+    netns::{run, unique_prefix, Netns},
+    require::{require_capabilities, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN},
+};
 use lb_userspace::{
     netlink::{Netlink, NudState},
     vrrp::{
@@ -39,57 +42,44 @@ const ADVERT: [u8; 20] = [
 ];
 
 fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
-        .unwrap();
-    assert!(
-        caps & (1 << 12) != 0 && caps & (1 << 13) != 0 && caps & (1 << 21) != 0,
-        "this test creates network namespaces and raw sockets: run it as root"
+    require_capabilities(
+        "creates network namespaces and raw sockets",
+        &[CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN],
     );
 }
 
 fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run(Command::new(args[0]).args(&args[1..])).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Two namespaces, `a` (interface `va`, MAC_A) and `b` (`vb`, MAC_B), on
-/// one veth pair; removed on drop. Named like lb-tests' namespaces
-/// (`lbt<pid>x<n>`), so its stale-namespace sweep also removes ours.
+/// one veth pair; removed on drop (lb-tests' namespaces, so its
+/// stale-namespace sweep also removes them).
 struct Pair {
     a: String,
     b: String,
+    _namespaces: [Netns; 2],
 }
 
 impl Pair {
     fn new() -> Pair {
         require_root();
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let prefix = format!(
-            "lbt{}x{}v",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let prefix = format!("{}v", unique_prefix());
+        let namespaces = [
+            Netns::new(format!("{prefix}a")).unwrap(),
+            Netns::new(format!("{prefix}b")).unwrap(),
+        ];
         let pair = Pair {
-            a: format!("{prefix}a"),
-            b: format!("{prefix}b"),
+            a: namespaces[0].name().to_string(),
+            b: namespaces[1].name().to_string(),
+            _namespaces: namespaces,
         };
-        for ns in [&pair.a, &pair.b] {
-            sh(&["ip", "netns", "add", ns]);
+        for ns in &pair._namespaces {
             // Addresses usable at once: no duplicate address detection.
             for key in ["default", "all"] {
-                let k = format!("net.ipv6.conf.{key}.accept_dad=0");
-                sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &k]);
+                ns.sysctl(&format!("net.ipv6.conf.{key}.accept_dad"), "0")
+                    .unwrap();
             }
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
         let mac = |m: [u8; 6]| {
             m.iter()
@@ -146,14 +136,6 @@ impl Pair {
             });
         }
         pair
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
     }
 }
 

@@ -17,10 +17,14 @@ use std::{
     os::fd::AsRawFd,
     path::PathBuf,
     process::Command,
-    sync::atomic::{AtomicU32, Ordering},
+    sync::atomic::Ordering,
     time::Duration,
 };
 
+use lb_tests::{
+    netns::unique_prefix,
+    require::{require, require_capabilities, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN},
+};
 use lb_userspace::{
     netlink::Netlink,
     vrrp::socket::{source_for, Family, Received, VrrpSocket, VRRP_GROUP_V4, VRRP_GROUP_V6},
@@ -50,20 +54,11 @@ fn data_dir() -> PathBuf {
 }
 
 fn require_root_and_keepalived() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
-        .unwrap();
-    assert!(
-        caps & (1 << 12) != 0 && caps & (1 << 13) != 0 && caps & (1 << 21) != 0,
-        "this test creates network namespaces and raw sockets: run it as root"
+    require_capabilities(
+        "creates network namespaces and raw sockets",
+        &[CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN],
     );
-    assert!(
-        Command::new("keepalived").arg("--version").output().is_ok(),
-        "keepalived is not installed (apt-get install keepalived)"
-    );
+    require("keepalived", "keepalived");
 }
 
 /// One netns-keepalived.sh topology with a unique prefix (named like
@@ -77,13 +72,8 @@ struct Keepalived {
 impl Keepalived {
     fn start(args: &[&str]) -> Keepalived {
         require_root_and_keepalived();
-        static NEXT: AtomicU32 = AtomicU32::new(0);
         let ka = Keepalived {
-            prefix: format!(
-                "lbt{}x{}k",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ),
+            prefix: format!("{}k", unique_prefix()),
             script: data_dir().join("netns-keepalived.sh"),
         };
         ka.run(&[&["start"], args].concat());

@@ -16,12 +16,16 @@ use std::{
     fs::File,
     os::fd::AsRawFd,
     process::Command,
-    sync::atomic::{AtomicU32, Ordering},
     sync::Arc,
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
+use lb_tests::{
+    netns::{run, unique_prefix, Netns},
+    require::{require_capabilities, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN},
+    tempdir::TempDir,
+};
 use lb_userspace::{
     config::{
         Script, VirtualAddress, VrrpInitialState, VrrpInstance, VrrpSyncGroup, VrrpVersion,
@@ -38,13 +42,7 @@ const VIP: &str = "10.201.0.10";
 const MARGIN: Duration = Duration::from_millis(400);
 
 fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run(Command::new("ip").args(args)).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A bridge namespace and two node namespaces, each node with `eth0`
@@ -54,6 +52,8 @@ fn ip(args: &[&str]) -> String {
 struct Topology {
     sw: String,
     nodes: [String; 2],
+    // Each removes its namespace, with anything left in it, on drop.
+    _namespaces: Vec<Netns>,
 }
 
 impl Topology {
@@ -62,17 +62,23 @@ impl Topology {
     }
 
     fn with_interfaces(count: usize) -> Topology {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let p = format!(
-            "hvc{}x{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
+        require_capabilities(
+            "creates network namespaces and opens raw VRRP sockets",
+            &[CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW],
         );
+        let p = unique_prefix();
+        let namespaces: Vec<Netns> = ["sw", "a", "b"]
+            .iter()
+            .map(|role| Netns::new(format!("{p}-{role}")).unwrap())
+            .collect();
         let t = Topology {
-            sw: format!("{p}-sw"),
-            nodes: [format!("{p}-a"), format!("{p}-b")],
+            sw: namespaces[0].name().to_string(),
+            nodes: [
+                namespaces[1].name().to_string(),
+                namespaces[2].name().to_string(),
+            ],
+            _namespaces: namespaces,
         };
-        ip(&["netns", "add", &t.sw]);
         ip(&["-n", &t.sw, "link", "add", "br0", "type", "bridge"]);
         ip(&[
             "-n",
@@ -87,8 +93,6 @@ impl Topology {
         ]);
         ip(&["-n", &t.sw, "link", "set", "br0", "up"]);
         for (n, node) in t.nodes.iter().enumerate() {
-            ip(&["netns", "add", node]);
-            ip(&["-n", node, "link", "set", "lo", "up"]);
             for key in ["all", "default"] {
                 let sysctl = format!("net.ipv6.conf.{key}.accept_dad=0");
                 ip(&["netns", "exec", node, "sysctl", "-q", "-w", &sysctl]);
@@ -116,14 +120,6 @@ impl Topology {
     fn has(&self, node: usize, dev: &str, address: &str) -> bool {
         ip(&["-n", &self.nodes[node], "-o", "addr", "show", "dev", dev])
             .contains(&format!(" {address}/"))
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for ns in self.nodes.iter().chain([&self.sw]) {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
     }
 }
 
@@ -557,8 +553,7 @@ fn lines(file: &std::path::Path) -> Vec<String> {
 #[test]
 fn healed_partition_fences_the_other_master_and_notifies_in_order() {
     let t = Topology::new();
-    let dir = std::env::temp_dir().join(format!("hvc-vrrp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("vrrp-fence").unwrap();
     let (fence_log, notify_log) = (dir.join("fence"), dir.join("notify"));
     let _ = std::fs::remove_file(&fence_log);
     let _ = std::fs::remove_file(&notify_log);
@@ -607,7 +602,6 @@ fn healed_partition_fences_the_other_master_and_notifies_in_order() {
         "run one at a time, in the order of the transitions, finished before the stop returned"
     );
     b.end(NodeCommand::Stop);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// All real servers of a tracked virtual server down: the master's

@@ -17,44 +17,21 @@ use std::{
     fs::File,
     os::fd::AsRawFd,
     path::Path,
-    process::Command,
     time::{Duration, Instant},
 };
 
+use lb_tests::{
+    netns::{unique_prefix, Netns},
+    require::{require_capabilities, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN},
+    tempdir::TempDir,
+};
 use lb_userspace::control::{self, Request, Response};
 
 fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
-        .unwrap();
-    assert!(
-        caps & (1 << 21) != 0 && caps & (1 << 12) != 0 && caps & (1 << 13) != 0,
-        "`lb run` with VRRP needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW): run this \
-         test as root (cargo xtask test does)"
+    require_capabilities(
+        "runs `lb run` with VRRP, which needs CAP_SYS_ADMIN, CAP_NET_ADMIN and CAP_NET_RAW",
+        &[CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW],
     );
-}
-
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The namespace, removed on drop. Named like lb-tests' namespaces
-/// (`lbt<pid>...`), so its stale-namespace sweep also removes it.
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
 }
 
 fn config(socket: &Path, vrid: u8, priority: u8) -> String {
@@ -96,7 +73,9 @@ virtual_addresses = ["10.77.0.10/32"]
 }
 
 fn has(ns: &Netns, address: &str) -> bool {
-    ip(&["-n", &ns.0, "-o", "addr", "show", "dev", "lo"]).contains(&format!(" {address}/"))
+    ns.ip(&["-o", "addr", "show", "dev", "lo"])
+        .unwrap()
+        .contains(&format!(" {address}/"))
 }
 
 fn wait(what: &str, mut ok: impl FnMut() -> bool) {
@@ -125,12 +104,8 @@ fn vrrp(socket: &Path) -> lb_userspace::status::VrrpStatus {
 #[test]
 fn reload_applies_live_changes_and_refuses_a_vrid_change() {
     require_root();
-    let ns = Netns(format!("lbt{}vreload", std::process::id()));
-    ip(&["netns", "add", &ns.0]);
-    ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
-    let dir = std::env::temp_dir().join(format!("lb-vrrp-reload-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("vrrp-reload").unwrap();
+    let ns = Netns::new(format!("{}vreload", unique_prefix())).unwrap();
     let socket = dir.join("lb.sock");
     let config_path = dir.join("lb.toml");
     std::fs::write(&config_path, config(&socket, 51, 100)).unwrap();
@@ -138,7 +113,7 @@ fn reload_applies_live_changes_and_refuses_a_vrid_change() {
 
     let agent = {
         let (config_path, pin_dir) = (config_path.clone(), dir.join("pins"));
-        let path = format!("/run/netns/{}", ns.0);
+        let path = format!("/run/netns/{}", ns.name());
         std::thread::spawn(move || {
             let file = File::open(&path).expect("namespace file");
             // SAFETY: setns on a valid namespace fd changes only this
@@ -231,7 +206,7 @@ fn reload_applies_live_changes_and_refuses_a_vrid_change() {
 
     // An added instance whose advert would not fit the MTU: refused
     // before anything is applied, VI_1's new priority in the same file too.
-    ip(&["-n", &ns.0, "link", "set", "lo", "mtu", "120"]);
+    ns.ip(&["link", "set", "lo", "mtu", "120"]).unwrap();
     let addresses: Vec<String> = (1..=30).map(|n| format!("\"10.78.0.{n}/32\"")).collect();
     let too_big = format!(
         "\n[[vrrp_instance]]\nname = \"VI_3\"\ninterface = \"lo\"\nvirtual_router_id = 61\n\
@@ -250,7 +225,7 @@ fn reload_applies_live_changes_and_refuses_a_vrid_change() {
     );
     assert_eq!(all_vrrp(&socket).len(), 1);
     assert_eq!(vrrp(&socket).priority, 120, "half-applied");
-    ip(&["-n", &ns.0, "link", "set", "lo", "mtu", "65536"]);
+    ns.ip(&["link", "set", "lo", "mtu", "65536"]).unwrap();
 
     std::fs::write(&config_path, config(&socket, 52, 120)).unwrap();
     let refused = request(&socket, Request::Reload);
@@ -284,5 +259,4 @@ fn reload_applies_live_changes_and_refuses_a_vrid_change() {
         !has(&ns, "10.77.0.10"),
         "a clean stop removes the virtual address"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,28 +5,36 @@
 
 use std::path::{Path, PathBuf};
 
-/// CAP_NET_ADMIN and CAP_SYS_ADMIN, as bits of `CapEff`.
-const CAP_NET_ADMIN: u64 = 1 << 12;
-const CAP_SYS_ADMIN: u64 = 1 << 21;
+/// Capability numbers (linux/capability.h), as bits of `CapEff`.
+pub const CAP_NET_ADMIN: u32 = 12;
+pub const CAP_NET_RAW: u32 = 13;
+pub const CAP_SYS_ADMIN: u32 = 21;
 
-/// Whether this process has CAP_SYS_ADMIN and CAP_NET_ADMIN (what
-/// namespaces and XDP need; root has them).
-pub fn is_root() -> bool {
+/// Whether this process has every capability in `caps` (root has them).
+pub fn has_capabilities(caps: &[u32]) -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let caps = status
+    let effective = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .unwrap_or(0);
-    caps & CAP_SYS_ADMIN != 0 && caps & CAP_NET_ADMIN != 0
+    caps.iter().all(|&c| effective & (1 << c) != 0)
 }
 
 /// Panics, saying `what` the test does and to run it as root, unless this
-/// process has CAP_SYS_ADMIN and CAP_NET_ADMIN.
+/// process has CAP_SYS_ADMIN and CAP_NET_ADMIN (what namespaces and XDP
+/// need).
 #[track_caller]
 pub fn require_root(what: &str) {
+    require_capabilities(what, &[CAP_SYS_ADMIN, CAP_NET_ADMIN]);
+}
+
+/// Panics, saying `what` the test does and to run it as root, unless this
+/// process has every capability in `caps`.
+#[track_caller]
+pub fn require_capabilities(what: &str, caps: &[u32]) {
     assert!(
-        is_root(),
+        has_capabilities(caps),
         "this test {what}: run it as root (cargo xtask test does)"
     );
 }
