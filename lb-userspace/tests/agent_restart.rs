@@ -20,7 +20,6 @@
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -28,7 +27,7 @@ use std::{
 
 use lb_tests::{
     agent::{scrape_metrics, Agent},
-    lab::inside,
+    lab::{inside, join_namespace},
     netns::{unique_prefix, Netns},
     nginx::Nginx,
     process::ChildGuard,
@@ -488,12 +487,9 @@ impl Load {
         let deadline = Instant::now() + duration;
         let threads = (0..clients)
             .map(|_| {
-                let path = format!("/run/netns/{}", t.ns("c").name());
+                let client = t.ns("c").name().to_string();
                 std::thread::spawn(move || {
-                    let f = std::fs::File::open(&path).unwrap();
-                    // SAFETY: setns on this thread only, with an fd we own.
-                    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-                    assert_eq!(rc, 0);
+                    join_namespace(&client);
                     let (mut ok, mut failed) = (0u64, Vec::new());
                     let vip = format!("{VIP}:80").parse().unwrap();
                     while Instant::now() < deadline {

@@ -7,7 +7,6 @@
 //! one at a time: `cargo test -p lb-userspace --test vrrp_io -- --test-threads=1`.
 
 use std::{
-    fs::File,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     process::Command,
@@ -15,7 +14,9 @@ use std::{
 };
 
 use lb_tests::{
+    lab::join_namespace,
     netns::{run, unique_prefix, Netns},
+    process::wait_for as wait_until_or_panic,
     require::{require_capabilities, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN},
 };
 use lb_userspace::{
@@ -139,15 +140,9 @@ impl Pair {
     }
 }
 
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+#[track_caller]
+fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    wait_until_or_panic(what, Duration::from_secs(5), Duration::from_millis(50), ok);
 }
 
 /// `ip -j addr show dev` in a namespace: every local address, with
@@ -176,9 +171,7 @@ fn addresses(ns: &str, dev: &str) -> Vec<String> {
 /// Moves the calling thread into namespace `ns`: sockets it opens from now
 /// on live there (the ones opened before stay where they were).
 fn enter(ns: &str) {
-    let f = File::open(format!("/run/netns/{ns}")).unwrap();
-    // SAFETY: setns on a valid namespace fd changes this thread only.
-    assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+    join_namespace(ns);
 }
 
 /// Runs `f` on a fresh thread with its own single-threaded runtime (so the

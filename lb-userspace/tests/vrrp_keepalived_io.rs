@@ -12,9 +12,7 @@
 //! `cargo test -p lb-userspace --test vrrp_keepalived_io -- --test-threads=1`.
 
 use std::{
-    fs::File,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::fd::AsRawFd,
     path::PathBuf,
     process::Command,
     sync::atomic::Ordering,
@@ -22,6 +20,7 @@ use std::{
 };
 
 use lb_tests::{
+    lab::join_namespace,
     netns::unique_prefix,
     require::{require, require_capabilities, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN},
 };
@@ -179,9 +178,7 @@ fn advert_v3(vip: IpAddr, src: IpAddr, dst: IpAddr) -> Vec<u8> {
 }
 
 fn enter(ns: &str) {
-    let f = File::open(format!("/run/netns/{ns}")).unwrap();
-    // SAFETY: setns on a valid namespace fd changes this thread only.
-    assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+    join_namespace(ns);
 }
 
 /// In the DUT namespace: receives keepalived's first advert, then sends

@@ -13,8 +13,6 @@
 //! `cargo test -p lb-userspace --test vrrp_pair -- --test-threads=1`
 
 use std::{
-    fs::File,
-    os::fd::AsRawFd,
     process::Command,
     sync::Arc,
     thread::JoinHandle,
@@ -22,7 +20,9 @@ use std::{
 };
 
 use lb_tests::{
+    lab::join_namespace,
     netns::{run, unique_prefix, Netns},
+    process::wait_for as wait_until_or_panic,
     require::{require_capabilities, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN},
     tempdir::TempDir,
 };
@@ -183,14 +183,10 @@ impl Node {
     }
 
     fn start_group(ns: &str, cfgs: Vec<VrrpInstance>, groups: Vec<VrrpSyncGroup>) -> Node {
-        let path = format!("/run/netns/{ns}");
+        let ns = ns.to_string();
         let (ready_tx, ready) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let file = File::open(&path).expect("namespace file");
-            // SAFETY: setns on a valid namespace fd changes only this
-            // thread's network namespace.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            join_namespace(&ns);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -267,13 +263,9 @@ impl Node {
 }
 
 /// Polls `cond` every 5 ms; the time it took, or a panic naming `what`.
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    start.elapsed()
+#[track_caller]
+fn wait_for(what: &str, limit: Duration, cond: impl FnMut() -> bool) -> Duration {
+    wait_until_or_panic(what, limit, Duration::from_millis(5), cond)
 }
 
 #[test]

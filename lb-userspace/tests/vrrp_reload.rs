@@ -14,14 +14,14 @@
 //! does. `cargo test -p lb-userspace --test vrrp_reload`
 
 use std::{
-    fs::File,
-    os::fd::AsRawFd,
     path::Path,
     time::{Duration, Instant},
 };
 
 use lb_tests::{
+    lab::join_namespace,
     netns::{unique_prefix, Netns},
+    process::wait_for,
     require::{require_capabilities, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN},
     tempdir::TempDir,
 };
@@ -78,12 +78,9 @@ fn has(ns: &Netns, address: &str) -> bool {
         .contains(&format!(" {address}/"))
 }
 
-fn wait(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what}: not within 5 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+#[track_caller]
+fn wait(what: &str, ok: impl FnMut() -> bool) {
+    wait_for(what, Duration::from_secs(5), Duration::from_millis(20), ok);
 }
 
 fn request(socket: &Path, request: Request) -> Response {
@@ -113,13 +110,10 @@ fn reload_applies_live_changes_and_refuses_a_vrid_change() {
 
     let agent = {
         let (config_path, pin_dir) = (config_path.clone(), dir.join("pins"));
-        let path = format!("/run/netns/{}", ns.name());
+        let ns = ns.name().to_string();
         std::thread::spawn(move || {
-            let file = File::open(&path).expect("namespace file");
-            // SAFETY: setns on a valid namespace fd changes only this
-            // thread's network namespace (and that of threads it starts).
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            // The agent's runtime threads, started from here, live there too.
+            join_namespace(&ns);
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

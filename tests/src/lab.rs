@@ -6,6 +6,7 @@
 //! and pins die with it). Nothing is configured in the root namespace and
 //! no packet leaves the namespace's loopback.
 
+use std::os::fd::AsRawFd as _;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt as _;
 use std::panic::AssertUnwindSafe;
@@ -136,6 +137,18 @@ pub fn inside<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
         .enter(|| std::panic::catch_unwind(AssertUnwindSafe(f)))
         .unwrap_or_else(|e| panic!("entering namespace {}: {e:#}", ns.name()));
     caught.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Moves the calling thread into the network namespace named `name` for
+/// the rest of its life: for a thread spawned only to live there (a VRRP
+/// node, an agent run in-process, a load generator). Panics when it cannot.
+pub fn join_namespace(name: &str) {
+    let path = format!("/run/netns/{name}");
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    // SAFETY: setns on a valid namespace fd changes only this thread's
+    // network namespace (and that of threads and processes it starts).
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
 }
 
 /// A connection to the Unix socket `path` made with the credentials `uid`,

@@ -71,3 +71,22 @@ pub fn wait_until(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Polls `ready` every `poll` until it returns true; how long that took.
+/// Panics naming `what` when `limit` passes first: for tests, whose
+/// timing checks need their own polling step (a failover measured to a
+/// few milliseconds polls faster than a daemon's start-up).
+#[track_caller]
+pub fn wait_for(
+    what: &str,
+    limit: Duration,
+    poll: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(poll);
+    }
+    start.elapsed()
+}
