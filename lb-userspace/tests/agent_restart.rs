@@ -297,7 +297,7 @@ fn kill_9_under_load_then_restart_adopts_flows_and_unload_removes_everything() {
     );
     // `lb status` counts each real server's flows (one per connection at
     // least; the LRU keeps ended ones too).
-    let flows: Vec<u64> = status_json(&t)["services"][0]["real_servers"]
+    let flows: Vec<u64> = status_json(&a)["services"][0]["real_servers"]
         .as_array()
         .unwrap()
         .iter()
@@ -423,7 +423,7 @@ fn kill_9_under_load_then_restart_adopts_flows_and_unload_removes_everything() {
     // The new config is in force: r3 is in the service and may take flows
     // (new connections from the client reuse ports whose flow entries ab
     // left, so they are not a reliable probe of the table).
-    let st = status_json(&t);
+    let st = status_json(&b);
     let r3 = st["services"][0]["real_servers"]
         .as_array()
         .unwrap()
@@ -527,18 +527,15 @@ impl Load {
     }
 }
 
-fn status_json(t: &Topology) -> serde_json::Value {
-    let out = Command::new(LB)
-        .args(["status", "--json", "--socket"])
-        .arg(t.socket())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "lb status failed");
-    serde_json::from_slice(&out.stdout).expect("lb status --json")
+/// `lb status --json` of the running agent; panics when it fails.
+fn status_json(agent: &Agent) -> serde_json::Value {
+    agent
+        .status_json()
+        .unwrap_or_else(|e| panic!("lb status failed: {e:#}"))
 }
 
-fn health_of(t: &Topology, real: &str) -> String {
-    let st = status_json(t);
+fn health_of(agent: &Agent, real: &str) -> String {
+    let st = status_json(agent);
     st["services"][0]["real_servers"]
         .as_array()
         .unwrap()
@@ -549,16 +546,16 @@ fn health_of(t: &Topology, real: &str) -> String {
         .to_string()
 }
 
-fn wait_health(t: &Topology, real: &str, want: &str, limit: Duration) -> Duration {
+fn wait_health(agent: &Agent, real: &str, want: &str, limit: Duration) -> Duration {
     let start = Instant::now();
     loop {
-        if health_of(t, real) == want {
+        if health_of(agent, real) == want {
             return start.elapsed();
         }
         assert!(
             start.elapsed() < limit,
             "{real} not {want} after {limit:?}: {}",
-            status_json(t)
+            status_json(agent)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -582,7 +579,12 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
     let cfg = t.config_with("health.toml", 3, health);
     let agent = t.start_agent(&cfg, "agent-h.log");
     for i in 1..=3 {
-        wait_health(&t, &format!("10.91.{i}.2"), "up", Duration::from_secs(5));
+        wait_health(
+            &agent,
+            &format!("10.91.{i}.2"),
+            "up",
+            Duration::from_secs(5),
+        );
     }
     let load = Load::start(&t, 10, Duration::from_secs(6));
     std::thread::sleep(Duration::from_millis(1500));
@@ -596,7 +598,7 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     drop(victim);
-    let took = wait_health(&t, "10.91.2.2", "down", Duration::from_secs(5));
+    let took = wait_health(&agent, "10.91.2.2", "down", Duration::from_secs(5));
     // fall x interval, plus one check timeout and scheduling margin.
     assert!(
         took <= Duration::from_millis(2 * 500 + 300 + 500),
@@ -631,12 +633,7 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
         !names.iter().any(|n| n == "r2"),
         "a withdrawn real server got new connections: {names:?}"
     );
-    let text = Command::new(LB)
-        .args(["status", "--socket"])
-        .arg(t.socket())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    let text = agent.status_text().unwrap();
     assert!(text.contains("health down (http)"), "{text}");
     let m = t.scrape();
     let r2_up = "lb_real_server_up{service=\"web\",vip=\"10.91.0.100:80/tcp\",real_server=\"10.91.2.2:80\"}";
@@ -647,7 +644,7 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
     );
 
     // An invalid reload is refused and leaves the status as it was.
-    let before = status_json(&t)["services"][0]["real_servers"]
+    let before = status_json(&agent)["services"][0]["real_servers"]
         .as_array()
         .unwrap()
         .iter()
@@ -666,7 +663,7 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
         .output()
         .unwrap();
     assert!(!reload.status.success(), "an invalid config was accepted");
-    let after = status_json(&t)["services"][0]["real_servers"]
+    let after = status_json(&agent)["services"][0]["real_servers"]
         .as_array()
         .unwrap()
         .iter()
@@ -682,7 +679,7 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
 
     // Back after `rise` successful checks.
     t.start_nginx(2);
-    let back = wait_health(&t, "10.91.2.2", "up", Duration::from_secs(5));
+    let back = wait_health(&agent, "10.91.2.2", "up", Duration::from_secs(5));
     assert!(
         back >= Duration::from_millis(400),
         "r2 came back after {back:?}, before rise = 2 checks could run"
