@@ -2,7 +2,7 @@
 //! a user would read from `lb check`: file, line, column, field, and what
 //! to change. Plus: the shipped examples parse, and defaults apply.
 
-use lb_tests::config_lines::{after, assert_points_at, at, locate, Spot};
+use lb_tests::config_lines::{self, after, assert_points_at, at, locate, Spot};
 use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
@@ -578,10 +578,7 @@ fn defaults_apply() {
 }
 
 fn example(name: &str) -> Config {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(name);
-    config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    config::load(&config_lines::example(name)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! one test per class of mistake, checking the message a user reads from
 //! `lb check` (file:line:column, field, what to change).
 
-use lb_tests::config_lines::{assert_points_at, at, Spot};
+use lb_tests::config_lines::{self, assert_points_at, at, Spot};
 use std::time::Duration;
 
 use lb_userspace::config::{
@@ -502,10 +502,7 @@ fn unknown_key_in_health_check() {
 }
 
 fn example(name: &str) -> Config {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(name);
-    config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    config::load(&config_lines::example(name)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
-use lb_tests::config_lines::{after, assert_points_at, at, Spot};
+use lb_tests::config_lines::{after, assert_points_at, at, example, Spot};
 
 use lb_userspace::config::{
     self, Config, Script, VirtualAddress, VrrpInitialState, VrrpInstance, VrrpVersion,
@@ -47,12 +47,6 @@ fn rejected(text: &str, spot: Spot<'_>, field: &str, phrases: &[&str]) -> String
     };
     assert_points_at(&msg, ORIGIN, text, spot, field, phrases);
     msg
-}
-
-fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(name)
 }
 
 fn v4(a: &str, prefix_len: u8) -> VirtualAddress {

@@ -1,6 +1,17 @@
 //! Where a config error must point, found by content: config tests name
 //! the line and the value a message must point at, never a hard-coded
 //! `line:column`, so adding a line to a template moves nothing by hand.
+//! Also where the shipped example configs are, which the config tests read.
+
+use std::path::PathBuf;
+
+/// `examples/NAME` of this repository (the configs shipped for the seeds'
+/// set-ups and `full.toml`).
+pub fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
 
 /// Where a message must point: `value` on the first line that contains
 /// `line_with`, searching from the first line that contains `after`.
@@ -77,6 +88,15 @@ pub fn assert_points_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn examples_are_found() {
+        assert!(
+            example("full.toml").is_file(),
+            "{}",
+            example("full.toml").display()
+        );
+    }
 
     #[test]
     fn spots_are_found_by_content() {
