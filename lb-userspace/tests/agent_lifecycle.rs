@@ -18,7 +18,7 @@ use std::{
 };
 
 use lb_tests::{
-    agent::Agent,
+    agent::{Agent, LbConfig, RealServer, VirtualServer},
     netns::{run, unique_prefix, Netns},
     require::require_root,
     tempdir::TempDir,
@@ -71,35 +71,18 @@ impl Namespaces {
         }
     }
 
+    /// The balancer's config: one NAT service over a real server of
+    /// weight 2 (the peer) and one of weight 0.
     fn config(&self, xdp_mode: &str) -> PathBuf {
+        let reals = vec![
+            RealServer::new("10.99.0.2".parse().unwrap(), 2),
+            RealServer::new("10.99.0.3".parse().unwrap(), 0),
+        ];
+        let web = VirtualServer::nat_tcp("web", "10.99.0.100".parse().unwrap(), 80, reals);
+        let mut config = LbConfig::for_interfaces(&["eth0"], xdp_mode, self.socket(), vec![web]);
+        config.flow_table_size = 4096;
         let path = self.dir.join(&format!("lb-{xdp_mode}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                r#"
-[agent]
-interfaces = ["eth0"]
-xdp_mode = "{xdp_mode}"
-flow_table_size = 4096
-control_socket = "{}"
-
-[[virtual_server]]
-name = "web"
-address = "10.99.0.100"
-port = 80
-protocol = "tcp"
-forwarding = "nat"
-  [[virtual_server.real_server]]
-  address = "10.99.0.2"
-  weight = 2
-  [[virtual_server.real_server]]
-  address = "10.99.0.3"
-  weight = 0
-"#,
-                self.socket().display()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&path, config.to_toml()).unwrap();
         path
     }
 

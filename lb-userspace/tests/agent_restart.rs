@@ -26,7 +26,7 @@ use std::{
 };
 
 use lb_tests::{
-    agent::{scrape_metrics, Agent},
+    agent::{scrape_metrics, Agent, HealthCheck, LbConfig, RealServer, VirtualServer},
     lab::{inside, join_namespace},
     netns::{unique_prefix, Netns},
     nginx::Nginx,
@@ -141,25 +141,26 @@ impl Topology {
     }
 
     fn config(&self, name: &str, reals: u32) -> PathBuf {
-        self.config_with(name, reals, "")
+        self.config_with(name, reals, None)
     }
 
-    fn config_with(&self, name: &str, reals: u32, extra: &str) -> PathBuf {
-        let mut text = format!(
-            "[agent]\ninterfaces = [\"eth0\", \"eth1\", \"eth2\", \"eth3\"]\n\
-             xdp_mode = \"generic\"\nflow_table_size = 65536\ncontrol_socket = \"{}\"\n\
-             metrics_listen = \"127.0.0.1:9469\"\n\n\
-             [[virtual_server]]\nname = \"web\"\naddress = \"{VIP}\"\nport = 80\n\
-             protocol = \"tcp\"\nforwarding = \"nat\"\n{extra}",
-            self.socket().display()
+    /// One NAT service on the VIP over the first `reals` real servers,
+    /// checked with `health_check`; metrics on 127.0.0.1:9469.
+    fn config_with(&self, name: &str, reals: u32, health_check: Option<HealthCheck>) -> PathBuf {
+        let real_servers = (1..=reals)
+            .map(|i| RealServer::new(format!("10.91.{i}.2").parse().unwrap(), 1))
+            .collect();
+        let mut web = VirtualServer::nat_tcp("web", VIP.parse().unwrap(), 80, real_servers);
+        web.health_check = health_check;
+        let mut config = LbConfig::for_interfaces(
+            &["eth0", "eth1", "eth2", "eth3"],
+            "generic",
+            self.socket(),
+            vec![web],
         );
-        for i in 1..=reals {
-            text.push_str(&format!(
-                "  [[virtual_server.real_server]]\n  address = \"10.91.{i}.2\"\n"
-            ));
-        }
+        config.metrics_listen = Some("127.0.0.1:9469".parse().unwrap());
         let path = self.dir.join(name);
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, config.to_toml()).unwrap();
         path
     }
 
@@ -574,9 +575,8 @@ fn wait_health(agent: &Agent, real: &str, want: &str, limit: Duration) -> Durati
 fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
     require_privileges();
     let mut t = Topology::new("hc");
-    let health = "  [virtual_server.health_check]\n  kind = \"http\"\n  interval = \"500ms\"\n\
-                  timeout = \"300ms\"\n  rise = 2\n  fall = 2\n";
-    let cfg = t.config_with("health.toml", 3, health);
+    let health = HealthCheck::http(Duration::from_millis(500), Duration::from_millis(300), 2, 2);
+    let cfg = t.config_with("health.toml", 3, Some(health));
     let agent = t.start_agent(&cfg, "agent-h.log");
     for i in 1..=3 {
         wait_health(

@@ -22,7 +22,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_tests::lab::{connect_as, run_as, Lab};
+use lb_tests::{
+    config_lines::{at, locate},
+    lab::{connect_as, run_as, Lab},
+};
 
 const LB: &str = env!("CARGO_BIN_EXE_lb");
 
@@ -258,8 +261,10 @@ fn control_group_is_checked_where_it_is_written() {
         let err = lb_userspace::config::parse(&config(bad), "lb.toml")
             .unwrap_err()
             .to_string();
+        let spot = locate(&config(bad), at("control_group = ", bad));
         assert!(
-            err.starts_with("lb.toml:3:17: field `agent.control_group`") && err.contains(says),
+            err.starts_with(&format!("lb.toml:{spot}: field `agent.control_group`"))
+                && err.contains(says),
             "{bad}: {err}"
         );
     }

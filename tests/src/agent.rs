@@ -41,6 +41,17 @@ pub struct RealServer {
     pub weight: u32,
 }
 
+impl RealServer {
+    /// On the service's port (the config leaves it out).
+    pub fn new(address: IpAddr, weight: u32) -> RealServer {
+        RealServer {
+            address,
+            port: None,
+            weight,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct VirtualServer {
     pub name: String,
@@ -84,6 +95,26 @@ impl HealthCheck {
 }
 
 impl VirtualServer {
+    /// A NAT service `name` on `address:port`/tcp over `real_servers`
+    /// (each on the service's port), without health checks.
+    pub fn nat_tcp(
+        name: &str,
+        address: IpAddr,
+        port: u16,
+        real_servers: Vec<RealServer>,
+    ) -> VirtualServer {
+        VirtualServer {
+            name: name.into(),
+            address,
+            port,
+            protocol: "tcp".into(),
+            forwarding: Forwarding::Nat,
+            real_servers,
+            sorry_server: None,
+            health_check: None,
+        }
+    }
+
     /// A TCP service on the topology's VIP with its real servers weighted
     /// `weights` (one per real server, in order).
     pub fn tcp(topo: &Topology, port: u16, weights: &[u32]) -> VirtualServer {
@@ -163,7 +194,34 @@ impl LbConfig {
         }
     }
 
+    /// A config outside the seeds' topologies (the agent's own tests):
+    /// `interfaces` in `xdp_mode`, a 65,536-flow table, no metrics, no VRRP.
+    pub fn for_interfaces(
+        interfaces: &[&str],
+        xdp_mode: &str,
+        control_socket: PathBuf,
+        services: Vec<VirtualServer>,
+    ) -> Self {
+        LbConfig {
+            interfaces: interfaces.iter().map(|i| i.to_string()).collect(),
+            xdp_mode: xdp_mode.into(),
+            flow_table_size: 65536,
+            control_socket,
+            metrics_listen: None,
+            services,
+            vrrp: Vec::new(),
+            vrrp_sync_groups: Vec::new(),
+        }
+    }
+
     pub fn to_toml(&self) -> String {
+        self.to_toml_with_agent("")
+    }
+
+    /// The config with `agent_lines` (TOML `key = value` lines, e.g. a key
+    /// this struct does not model, or a wrong value a test wants refused)
+    /// at the end of the `[agent]` table.
+    pub fn to_toml_with_agent(&self, agent_lines: &str) -> String {
         let mut s = String::new();
         let ifaces: Vec<String> = self.interfaces.iter().map(|i| format!("{i:?}")).collect();
         let _ = writeln!(s, "[agent]");
@@ -177,6 +235,9 @@ impl LbConfig {
         );
         if let Some(addr) = self.metrics_listen {
             let _ = writeln!(s, "metrics_listen = \"{addr}\"");
+        }
+        for line in agent_lines.lines() {
+            let _ = writeln!(s, "{line}");
         }
         for v in &self.services {
             let _ = writeln!(s, "\n[[virtual_server]]");

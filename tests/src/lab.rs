@@ -6,6 +6,7 @@
 //! and pins die with it). Nothing is configured in the root namespace and
 //! no packet leaves the namespace's loopback.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt as _;
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::agent::Agent;
+use crate::agent::{Agent, LbConfig, RealServer, VirtualServer};
 use crate::netns::{unique_prefix, Netns};
 use crate::require::require_root;
 use crate::tempdir::TempDir;
@@ -56,24 +57,22 @@ impl Lab {
     }
 
     /// Writes config `name`: `agent_extra` lines appended to `[agent]`, and
-    /// one NAT service with `real_servers` real servers.
+    /// one NAT service with `real_servers` real servers (at most 50,000).
     pub fn config(&self, name: &str, agent_extra: &str, real_servers: usize) -> Result<PathBuf> {
-        let mut text = format!(
-            "[agent]\ninterfaces = [\"eth0\"]\nxdp_mode = \"generic\"\n\
-             flow_table_size = 4096\ncontrol_socket = \"{}\"\n{agent_extra}\n\n\
-             [[virtual_server]]\nname = \"web\"\naddress = \"10.97.0.100\"\nport = 80\n\
-             protocol = \"tcp\"\nforwarding = \"nat\"\n",
-            self.socket().display()
-        );
-        for i in 0..real_servers {
-            text.push_str(&format!(
-                "  [[virtual_server.real_server]]\n  address = \"10.98.{}.{}\"\n",
-                i / 200,
-                i % 200 + 2
-            ));
-        }
+        let reals = (0..real_servers)
+            .map(|i| {
+                let host = Ipv4Addr::new(10, 98, (i / 200) as u8, (i % 200 + 2) as u8);
+                RealServer::new(IpAddr::V4(host), 1)
+            })
+            .collect();
+        let service =
+            VirtualServer::nat_tcp("web", Ipv4Addr::new(10, 97, 0, 100).into(), 80, reals);
+        let mut config =
+            LbConfig::for_interfaces(&["eth0"], "generic", self.socket(), vec![service]);
+        config.flow_table_size = 4096;
         let path = self.dir.join(name);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, config.to_toml_with_agent(agent_extra))
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
 
