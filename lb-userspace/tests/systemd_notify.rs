@@ -14,6 +14,7 @@ use std::{
 };
 
 use lb_tests::{
+    agent::{LbConfig, RealServer, VirtualServer},
     netns::{run, unique_prefix, Netns},
     process::ChildGuard,
     require::require_root,
@@ -36,17 +37,15 @@ fn ready_is_sent_once_attached_and_serving() {
         .unwrap();
     let socket = dir.join("lb.sock");
     let config = dir.join("lb.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[agent]\ninterfaces = [\"lo\"]\nflow_table_size = 4096\ncontrol_socket = \"{}\"\n\n\
-             [[virtual_server]]\nname = \"web\"\naddress = \"127.0.0.10\"\nport = 80\n\
-             protocol = \"tcp\"\nforwarding = \"nat\"\n\n  [[virtual_server.real_server]]\n  \
-             address = \"127.0.0.11\"\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
+    let web = VirtualServer::nat_tcp(
+        "web",
+        "127.0.0.10".parse().unwrap(),
+        80,
+        vec![RealServer::new("127.0.0.11".parse().unwrap(), 1)],
+    );
+    let mut lb_config = LbConfig::for_interfaces(&["lo"], "auto", socket.clone(), vec![web]);
+    lb_config.flow_table_size = 4096;
+    std::fs::write(&config, lb_config.to_toml()).unwrap();
 
     let mut run_lb = ns.command(LB);
     run_lb
