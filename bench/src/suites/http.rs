@@ -28,7 +28,7 @@ use lb_tests::{
 
 use crate::{
     report::{fmt_value, Report, Row, Table},
-    tools::{parse_ab, parse_wrk, Http},
+    tools::Http,
     xdp::{self, Lb},
     Ctx,
 };
@@ -177,20 +177,12 @@ fn measure(t: &Topo, url: &str, l: &Load) -> anyhow::Result<(Http, Http)> {
         &l.conc.to_string(),
         url,
     ])?;
-    let ab = parse_ab(&ab).with_context(|| format!("unreadable ab output:\n{ab}"))?;
-    let wrk = t.cli.exec(&[
-        "wrk",
-        "-t",
-        "2",
-        "-c",
-        &l.conc.to_string(),
-        "-d",
-        &format!("{}s", l.wrk_secs),
-        "--latency",
-        url,
-    ])?;
-    let wrk = parse_wrk(&wrk).with_context(|| format!("unreadable wrk output:\n{wrk}"))?;
-    Ok((ab, wrk))
+    // No -r, as this suite has always run ab: a socket error ends the run
+    // and the variant shows as failed.
+    let ab =
+        lb_tests::client::parse_ab(&ab).with_context(|| format!("unreadable ab output:\n{ab}"))?;
+    let wrk = lb_tests::client::wrk(&t.cli, url, 2, l.conc, l.wrk_secs)?;
+    Ok((Http::from(&ab), Http::from(&wrk)))
 }
 
 /// The agent binary: `$LB_BIN`, or `lb` next to this program (cargo puts
