@@ -190,7 +190,7 @@ pub(crate) struct Agent {
     conf: PathBuf,
     log: PathBuf,
     /// Seconds from spawn to the first `lb status` answer.
-    startup: f64,
+    pub(crate) startup: f64,
 }
 
 impl Agent {
@@ -273,7 +273,7 @@ impl Agent {
             .with_context(|| format!("the agent exited: {}", self.log_text().trim()))
     }
 
-    fn cpu_ticks(&self) -> anyhow::Result<u64> {
+    pub(crate) fn cpu_ticks(&self) -> anyhow::Result<u64> {
         cpu_ticks(&self.proc_file("stat")?).context("unreadable /proc/PID/stat")
     }
 

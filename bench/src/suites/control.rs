@@ -21,7 +21,6 @@ use aya::maps::Map;
 use lb_common::names;
 use lb_tests::{
     netns::{veth_with, Netns, ThreadNs, VethOptions},
-    process::ChildGuard,
     tempdir::TempDir,
 };
 use lb_userspace::maglev::{build_table, Entry};
@@ -267,57 +266,21 @@ fn agent_idle(bin: &std::path::Path, services: u32, secs: f64) -> anyhow::Result
             ));
         }
     }
-    let path = dir.join("lb.toml");
-    std::fs::write(&path, conf)?;
-    let mut cmd = ns.command(bin);
-    cmd.args(["run", "--config", &path.to_string_lossy()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("lb.log"))?);
-    // Stopped with SIGTERM (it detaches) when it goes out of scope.
-    let child = ChildGuard::spawn("lb run", &mut cmd)?;
-    let pid = child.pid();
     // Idle means after start-up: the maps are programmed (100 services are
-    // 6.5 million Maglev slots) once the control socket answers `lb status`.
-    let t = std::time::Instant::now();
-    loop {
-        let ok = std::process::Command::new(bin)
-            .args(["status", "--config", &path.to_string_lossy()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if ok {
-            break;
-        }
-        if t.elapsed().as_secs() > 120 {
-            anyhow::bail!("lb status did not answer within 120 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let startup = t.elapsed().as_secs_f64();
+    // 6.5 million Maglev slots) once the control socket answers `lb status`
+    // (`Agent::start` waits for that, and stops the agent when dropped).
+    let agent = crate::suites::agent::Agent::start(bin, &ns, dir.path(), "idle", &conf)?;
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let stat = |pid: u32| -> anyhow::Result<(u64, f64)> {
-        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| {
-            let log = std::fs::read_to_string(dir.join("lb.log")).unwrap_or_default();
-            format!("the agent exited: {}", log.trim())
-        })?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        Ok((
-            cpu_ticks(&st).context("unreadable /proc/PID/stat")?,
-            vm_rss_mib(&status).context("no VmRSS")?,
-        ))
-    };
-    let (t0, _) = stat(pid)?;
+    let t0 = agent.cpu_ticks()?;
     let start = std::time::Instant::now();
     std::thread::sleep(std::time::Duration::from_secs_f64(secs));
-    let (t1, rss) = stat(pid)?;
+    let t1 = agent.cpu_ticks()?;
+    let rss = agent.rss_mib()?;
     let el = start.elapsed().as_secs_f64();
-    drop(child);
     Ok((
         rss,
         (t1 - t0) as f64 / crate::tools::USER_HZ / el * 100.0,
-        startup,
+        agent.startup,
     ))
 }
 
