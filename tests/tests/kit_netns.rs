@@ -107,3 +107,28 @@ fn threads_join_a_namespace_or_a_private_one_and_come_back() {
     }
     assert_eq!(own_interfaces(), before);
 }
+
+#[test]
+fn a_dead_runs_namespaces_are_removed_and_a_live_ones_kept() {
+    // A run killed with SIGKILL leaves namespaces named with its pid: a
+    // process that has exited (and been reaped) stands in for it.
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    let stale = format!("lbt{pid}x0-stale");
+    let made =
+        lb_tests::netns::run(std::process::Command::new("ip").args(["netns", "add", &stale]));
+    made.unwrap();
+    let live = Netns::unique("live").unwrap();
+    let removed = lb_tests::netns::remove_stale();
+    let listed =
+        lb_tests::netns::run(std::process::Command::new("ip").args(["netns", "list"])).unwrap();
+    let names: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(removed.contains(&stale), "{stale} not removed: {removed:?}");
+    assert!(!names.contains(&stale.as_str()), "{stale} still listed");
+    assert!(!removed.iter().any(|n| n == live.name()), "{removed:?}");
+    assert!(names.contains(&live.name()), "{} was removed", live.name());
+}
