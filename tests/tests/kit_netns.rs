@@ -111,18 +111,18 @@ fn threads_join_a_namespace_or_a_private_one_and_come_back() {
 #[test]
 fn a_dead_runs_namespaces_are_removed_and_a_live_ones_kept() {
     // A run killed with SIGKILL leaves namespaces named with its pid: a
-    // process that has exited (and been reaped) stands in for it.
+    // process that has exited (and been reaped) stands in for it. Like
+    // `cargo xtask test` and lb-bench at start, this removes every dead
+    // run's leftovers, not only the one made here.
     let mut dead = std::process::Command::new("true").spawn().unwrap();
     let pid = dead.id();
     dead.wait().unwrap();
     let stale = format!("lbt{pid}x0-stale");
-    let made =
-        lb_tests::netns::run(std::process::Command::new("ip").args(["netns", "add", &stale]));
-    made.unwrap();
+    let ip = |args: &[&str]| lb_tests::netns::run(std::process::Command::new("ip").args(args));
+    ip(&["netns", "add", &stale]).unwrap();
     let live = Netns::unique("live").unwrap();
     let removed = lb_tests::netns::remove_stale();
-    let listed =
-        lb_tests::netns::run(std::process::Command::new("ip").args(["netns", "list"])).unwrap();
+    let listed = ip(&["netns", "list"]).unwrap();
     let names: Vec<&str> = listed
         .lines()
         .filter_map(|l| l.split_whitespace().next())
