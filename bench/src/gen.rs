@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
-use crate::netns::Netns;
+use lb_tests::netns::{Netns, ThreadNs};
 
 /// Frames sent in one `sendmmsg`.
 const BATCH: usize = 64;
@@ -43,15 +43,10 @@ impl Generator {
         let mut handles = Vec::new();
         for _ in 0..threads {
             let (stop, frames) = (stop.clone(), frames.clone());
-            let guard_ns = format!("/run/netns/{}", ns.name);
+            let path = ns.path();
             handles.push(std::thread::spawn(move || {
-                let f = std::fs::File::open(&guard_ns).context("generator namespace")?;
-                // SAFETY: moves only this (new) thread; it never leaves.
-                if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) }
-                    != 0
-                {
-                    bail!("setns: {}", std::io::Error::last_os_error());
-                }
+                // A thread of its own: it sends from the namespace until it ends.
+                let _in = ThreadNs::join(&path).context("generator namespace")?;
                 send_loop(ifindex, &frames, &stop)
             }));
         }

@@ -3,7 +3,7 @@
 //! numbers and the machine they came from.
 //!
 //! Modules: [`suites`] (one per suite), [`report`] (tables, JSON, markdown),
-//! [`plot`] (SVG), [`netns`] (namespaces and their cleanup), [`xdp`] (the
+//! [`plot`] (SVG), [`xdp`] (the
 //! real object and the baselines, maps filled by hand), [`packet`] (test
 //! frames), [`probe`] (TCP outage prober), [`tools`] (ab and wrk output, /proc/stat), [`gen`] (packet generator), [`stats`],
 //! [`machine`], [`scaleout`] (the
@@ -11,7 +11,6 @@
 
 pub mod gen;
 pub mod machine;
-pub mod netns;
 pub mod packet;
 pub mod plot;
 pub mod probe;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use lb_bench::{machine::Machine, netns, suites, Counts, Ctx};
+use lb_bench::{machine::Machine, suites, Counts, Ctx};
+use lb_tests::netns;
 
 /// Suites in the order `all` runs them. `ipvs` boots a VM and is run only
 /// when named. `scaleout` is host-side and takes seconds (full: about a
@@ -40,8 +41,15 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    netns::install_signal_cleanup();
+    // Every namespace and scratch directory of a suite is named from
+    // lb-tests' `unique_prefix`: Ctrl-C removes this run's, and a run
+    // killed with SIGKILL has its leftovers removed by the next.
+    netns::install_signal_cleanup("lb-bench");
     let args = Args::parse();
+    let stale = netns::remove_stale();
+    if !stale.is_empty() {
+        eprintln!("removed namespaces left by dead runs: {}", stale.join(" "));
+    }
     let out = args.out.clone().unwrap_or_else(|| {
         if args.quick {
             std::env::temp_dir().join("lb-bench-quick")

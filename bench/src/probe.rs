@@ -3,15 +3,14 @@
 //! silence around an event is the client's outage, whether connections
 //! were refused (a reset) or lost (no answer) meanwhile.
 
-use std::fs::File;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use lb_tests::netns::ThreadNs;
 
 /// Time between the starts of two connects of one thread.
 const PACE: Duration = Duration::from_millis(10);
@@ -38,14 +37,12 @@ impl Prober {
         let path = format!("/run/netns/{ns}");
         let mut handles = Vec::new();
         for k in 0..threads {
-            let file = File::open(&path).with_context(|| format!("opening {path}"))?;
-            let stop = stop.clone();
+            // Here, so a wrong name fails now rather than at `finish`.
+            std::fs::metadata(&path).with_context(|| format!("opening {path}"))?;
+            let (stop, path) = (stop.clone(), path.clone());
             handles.push(std::thread::spawn(move || {
-                // SAFETY: setns on a namespace fd we hold; changes only
-                // this thread's network namespace.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    anyhow::bail!("setns: {}", std::io::Error::last_os_error());
-                }
+                // A thread of its own: it probes from the namespace until it ends.
+                let _in = ThreadNs::join(&path)?;
                 std::thread::sleep(PACE * k / threads);
                 let mut ok = Vec::new();
                 while !stop.load(Ordering::Relaxed) {

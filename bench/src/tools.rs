@@ -1,8 +1,14 @@
-//! Output of the tools the suites run, parsed: `ab` and `wrk` results,
+//! Output of the tools the suites run, parsed: `ab` and `wrk` results (as
+//! lb-tests' kit reads them),
 //! `ipvsadm --stats` counters, and the CPU time accounting of /proc/stat. (The rate suite generates its own
 //! packets, see `crate::gen`, so there is no trafgen output to read.)
 
+use lb_tests::client::{AbReport, WrkReport};
+
 /// One HTTP load run: requests per second and latency percentiles (ms).
+/// The reports themselves are read by lb-tests' kit
+/// (`lb_tests::client::parse_ab` / `parse_wrk`, shared with the tests and
+/// `cargo xtask bench`); this is what the tables show of either.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Http {
     pub rps: f64,
@@ -13,83 +19,29 @@ pub struct Http {
     pub requests: u64,
 }
 
-/// `ab` output. Its percentile table is in whole milliseconds.
-pub fn parse_ab(out: &str) -> Option<Http> {
-    let field = |key: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-    };
-    let pct = |p: &str| {
-        out.lines()
-            .map(str::trim)
-            .find_map(|l| l.strip_prefix(p))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
-    Some(Http {
-        rps: field("Requests per second:")?.parse().ok()?,
-        failed: field("Failed requests:")?.parse().ok()?,
-        requests: field("Complete requests:")?.parse().ok()?,
-        p50_ms: pct("50%")?,
-        p99_ms: pct("99%")?,
-    })
-}
-
-/// A wrk duration ("812.00us", "1.20ms", "2.01s") in milliseconds.
-pub fn wrk_duration_ms(s: &str) -> Option<f64> {
-    let (num, scale) = if let Some(n) = s.strip_suffix("us") {
-        (n, 1e-3)
-    } else if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1e3)
-    } else {
-        return None;
-    };
-    num.parse::<f64>().ok().map(|v| v * scale)
-}
-
-/// `wrk --latency` output.
-pub fn parse_wrk(out: &str) -> Option<Http> {
-    let lines: Vec<&str> = out.lines().map(str::trim).collect();
-    let pct = |p: &str| {
-        lines
-            .iter()
-            .find_map(|l| l.strip_prefix(p))
-            .and_then(|v| wrk_duration_ms(v.trim()))
-    };
-    let rps = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))?
-        .trim()
-        .parse()
-        .ok()?;
-    let requests = lines
-        .iter()
-        .find(|l| l.contains(" requests in "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())?;
-    let mut failed = 0;
-    for l in &lines {
-        if let Some(rest) = l.strip_prefix("Socket errors:") {
-            failed += rest
-                .split(',')
-                .filter_map(|kv| kv.split_whitespace().nth(1))
-                .filter_map(|n| n.parse::<u64>().ok())
-                .sum::<u64>();
-        }
-        if let Some(rest) = l.strip_prefix("Non-2xx or 3xx responses:") {
-            failed += rest.trim().parse::<u64>().unwrap_or(0);
+/// `ab`'s percentile table is in whole milliseconds.
+impl From<&AbReport> for Http {
+    fn from(r: &AbReport) -> Http {
+        Http {
+            rps: r.requests_per_sec,
+            p50_ms: r.p50_ms,
+            p99_ms: r.p99_ms,
+            failed: r.failed,
+            requests: r.complete,
         }
     }
-    Some(Http {
-        rps,
-        p50_ms: pct("50%")?,
-        p99_ms: pct("99%")?,
-        failed,
-        requests,
-    })
+}
+
+impl From<&WrkReport> for Http {
+    fn from(r: &WrkReport) -> Http {
+        Http {
+            rps: r.requests_per_sec,
+            p50_ms: r.p50_ms,
+            p99_ms: r.p99_ms,
+            failed: r.errors,
+            requests: r.requests,
+        }
+    }
 }
 
 /// CPU time of all CPUs from the `cpu` line of /proc/stat, in clock ticks
@@ -214,6 +166,7 @@ pub fn parse_ipvs_stats(out: &str, proto: &str, addr: &str) -> Option<IpvsStats>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lb_tests::client::{parse_ab, parse_wrk};
 
     const IPVSADM: &str = "IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
@@ -280,13 +233,13 @@ Percentage of the requests served within a certain time (ms)
 
     #[test]
     fn ab_output() {
-        let h = parse_ab(AB).unwrap();
+        let h = Http::from(&parse_ab(AB).unwrap());
         assert_eq!(h.rps, 2431.12);
         assert_eq!(h.failed, 2);
         assert_eq!(h.requests, 3000);
         assert_eq!(h.p50_ms, 11.0);
         assert_eq!(h.p99_ms, 23.0);
-        assert_eq!(parse_ab("apr_socket_recv: Connection refused (111)"), None);
+        assert!(parse_ab("apr_socket_recv: Connection refused (111)").is_err());
     }
 
     const WRK: &str = "Running 2s test @ http://192.168.253.120/
@@ -308,14 +261,15 @@ Transfer/sec:      6.40MB
 
     #[test]
     fn wrk_output() {
-        let h = parse_wrk(WRK).unwrap();
+        let h = Http::from(&parse_wrk(WRK).unwrap());
         assert_eq!(h.rps, 8000.5);
         assert!((h.p50_ms - 0.812).abs() < 1e-9);
         assert_eq!(h.p99_ms, 3.2);
         assert_eq!(h.requests, 16000);
+        // Socket errors (4) and non-2xx/3xx responses (5).
         assert_eq!(h.failed, 9);
-        assert_eq!(wrk_duration_ms("2.5s"), Some(2500.0));
-        assert_eq!(wrk_duration_ms("7"), None);
+        // Durations in another unit, and none, are lb-tests' own tests
+        // (client::tests::wrk_report_is_parsed).
     }
 
     #[test]

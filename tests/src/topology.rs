@@ -22,7 +22,7 @@ use std::os::fd::OwnedFd;
 
 use anyhow::Result;
 
-use crate::netns::{unique_prefix, veth, Netns};
+use crate::netns::{unique_prefix, veth, veth_with, Netns, VethOptions};
 use crate::xdp_pass;
 
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 253, 1);
@@ -149,22 +149,7 @@ fn addr6(ns: &Netns, dev: &str, addr: Ipv6Addr) -> Result<()> {
 fn make_veth(veths: Veths, a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
     match veths {
         Veths::Tuned => veth(a, a_if, b, b_if),
-        Veths::Default => {
-            a.ip(&[
-                "link",
-                "add",
-                a_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                b_if,
-                "netns",
-                b.name(),
-            ])?;
-            a.ip(&["link", "set", a_if, "up"])?;
-            b.ip(&["link", "set", b_if, "up"]).map(drop)
-        }
+        Veths::Default => veth_with(a, a_if, b, b_if, VethOptions::PLAIN),
     }
 }
 

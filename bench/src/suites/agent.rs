@@ -25,7 +25,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     os::fd::{AsRawFd as _, RawFd},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -36,9 +36,13 @@ use std::{
 use anyhow::{bail, Context as _};
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData};
 use lb_common::{names, Backend, EndpointKey, Service};
+use lb_tests::{
+    netns::{veth_with, Netns, VethOptions},
+    process::ChildGuard,
+    tempdir::TempDir,
+};
 
 use crate::{
-    netns::{veth, Netns},
     report::{fmt_value, Report, Row, Table},
     stats::{median, quantile},
     suites::control::{cpu_ticks, vm_rss_mib},
@@ -179,13 +183,14 @@ pub fn log_time(log: &str, needle: &str, after: SystemTime) -> Option<SystemTime
 /// `lb run` in the balancer namespace, stopped (SIGTERM) on drop. Also
 /// used by the control suite's small-board measure.
 pub(crate) struct Agent {
-    child: Child,
+    /// Stopped with SIGTERM (the agent detaches on it) when dropped.
+    child: ChildGuard,
     pub(crate) pid: u32,
     bin: PathBuf,
     conf: PathBuf,
     log: PathBuf,
     /// Seconds from spawn to the first `lb status` answer.
-    startup: f64,
+    pub(crate) startup: f64,
 }
 
 impl Agent {
@@ -200,14 +205,12 @@ impl Agent {
         std::fs::write(&conf, text)?;
         let log = dir.join(format!("{tag}.log"));
         let t = Instant::now();
-        let child = ns
-            .cmd(&bin.to_string_lossy())
-            .args(["run", "--config", &conf.to_string_lossy()])
+        let mut cmd = ns.command(bin);
+        cmd.args(["run", "--config", &conf.to_string_lossy()])
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting lb run")?;
-        let pid = child.id();
+            .stderr(std::fs::File::create(&log)?);
+        let child = ChildGuard::spawn("lb run", &mut cmd)?;
+        let pid = child.pid();
         let mut agent = Agent {
             child,
             pid,
@@ -220,7 +223,7 @@ impl Agent {
             if agent.lb(&["status"]).is_ok() {
                 break;
             }
-            if let Ok(Some(st)) = agent.child.try_wait() {
+            if let Some(st) = agent.child.try_wait() {
                 bail!("lb run exited ({st}): {}", agent.log_text().trim());
             }
             if t.elapsed() > Duration::from_secs(300) {
@@ -270,7 +273,7 @@ impl Agent {
             .with_context(|| format!("the agent exited: {}", self.log_text().trim()))
     }
 
-    fn cpu_ticks(&self) -> anyhow::Result<u64> {
+    pub(crate) fn cpu_ticks(&self) -> anyhow::Result<u64> {
         cpu_ticks(&self.proc_file("stat")?).context("unreadable /proc/PID/stat")
     }
 
@@ -289,14 +292,6 @@ impl Agent {
             self.pid,
             lb_userspace::dataplane::pin::DEFAULT_PIN_DIR
         ))
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // SAFETY: signalling the child we started, by its pid.
-        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
     }
 }
 
@@ -378,12 +373,12 @@ impl Listeners {
         let mut fds = HashMap::new();
         // Sockets belong to the namespace of the thread that creates them.
         let std_listeners = {
-            let _in = ns.enter()?;
+            let _in = ns.enter_thread()?;
             addrs
                 .iter()
                 .map(|a| {
                     let l = std::net::TcpListener::bind(a)
-                        .with_context(|| format!("listening on {a} in {}", ns.name))?;
+                        .with_context(|| format!("listening on {a} in {}", ns.name()))?;
                     l.set_nonblocking(true)?;
                     Ok((*a, l))
                 })
@@ -546,32 +541,29 @@ pub(crate) fn withdrawal(
 pub(crate) struct Topo {
     pub(crate) agent_ns: Netns,
     pub(crate) reals_ns: Netns,
-    pub(crate) dir: PathBuf,
+    pub(crate) dir: TempDir,
 }
 
 impl Topo {
     /// The balancer (e0 client side, e1 real server side) and one
     /// namespace holding every real server address.
     pub(crate) fn new(reals: u32) -> anyhow::Result<Topo> {
-        let agent_ns = Netns::new("agt")?;
-        let reals_ns = Netns::new("reals")?;
-        veth(&agent_ns, "e0", &reals_ns, "c0", None)?;
-        veth(&agent_ns, "e1", &reals_ns, "r0", None)?;
-        agent_ns.ip("addr add 192.168.253.254/24 dev e0")?;
-        agent_ns.ip("addr add 172.16.14.120/24 dev e1")?;
+        let agent_ns = Netns::unique("agt")?;
+        let reals_ns = Netns::unique("reals")?;
+        veth_with(&agent_ns, "e0", &reals_ns, "c0", VethOptions::PLAIN)?;
+        veth_with(&agent_ns, "e1", &reals_ns, "r0", VethOptions::PLAIN)?;
+        agent_ns.ip(&["addr", "add", "192.168.253.254/24", "dev", "e0"])?;
+        agent_ns.ip(&["addr", "add", "172.16.14.120/24", "dev", "e1"])?;
         // As on any balancer (the agent logs an error without it). It also
         // matters to the checks: the program tells a reply to the agent's
         // own check apart from a NAT reply by a FIB lookup, which answers
         // "forwarding disabled" before anything else when it is off.
         agent_ns.sysctl("net.ipv4.ip_forward", "1")?;
         for k in 0..reals {
-            reals_ns.ip(&format!(
-                "addr add 172.16.14.{}/24 dev r0",
-                REAL_BASE as u32 + k
-            ))?;
+            let addr = format!("172.16.14.{}/24", REAL_BASE as u32 + k);
+            reals_ns.ip(&["addr", "add", &addr, "dev", "r0"])?;
         }
-        let dir = std::env::temp_dir().join(format!("lbb{}-agentsuite", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        let dir = TempDir::new("agentsuite")?;
         Ok(Topo {
             agent_ns,
             reals_ns,
@@ -580,13 +572,7 @@ impl Topo {
     }
 
     pub(crate) fn socket(&self, tag: &str) -> PathBuf {
-        self.dir.join(format!("{tag}.sock"))
-    }
-}
-
-impl Drop for Topo {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.dir.join(&format!("{tag}.sock"))
     }
 }
 
@@ -668,7 +654,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
                 heavier_first: false,
             };
             let text = config(&topo.socket(kind), &layout);
-            let agent = Agent::start(&bin, &topo.agent_ns, &topo.dir, kind, &text)?;
+            let agent = Agent::start(&bin, &topo.agent_ns, topo.dir.path(), kind, &text)?;
             std::thread::sleep(Duration::from_secs_f64(settle));
             let a0 = listeners.accepted();
             let (user, system, m) = cpu_window(&agent, window)?;
@@ -794,7 +780,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             },
         );
         eprintln!("  [agent] reload: starting with {rs} x {rr}");
-        let agent = Agent::start(&bin, &topo.agent_ns, &topo.dir, "reload", &full)?;
+        let agent = Agent::start(&bin, &topo.agent_ns, topo.dir.path(), "reload", &full)?;
         let rss0 = agent.rss_mib()?;
         reload.push(Row::new(
             format!("start-up with {rs} x {rr} (to the first lb status)"),
@@ -878,7 +864,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         let agent = Agent::start(
             &bin,
             &topo.agent_ns,
-            &topo.dir,
+            topo.dir.path(),
             "apply",
             &config(&sock, &layout(most)),
         )?;

@@ -19,6 +19,10 @@ use std::{
 use anyhow::Context as _;
 use aya::maps::Map;
 use lb_common::names;
+use lb_tests::{
+    netns::{veth_with, Netns, ThreadNs, VethOptions},
+    tempdir::TempDir,
+};
 use lb_userspace::maglev::{build_table, Entry};
 
 use crate::{
@@ -240,14 +244,13 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
 /// (3 real servers each, default flow table), lets it settle, then reads its
 /// RSS (MiB) and CPU use (% of one CPU) over `secs`.
 fn agent_idle(bin: &std::path::Path, services: u32, secs: f64) -> anyhow::Result<(f64, f64, f64)> {
-    let ns = crate::netns::Netns::new("agent")?;
-    let peer = crate::netns::Netns::new("apeer")?;
-    crate::netns::veth(&ns, "e0", &peer, "p0", None)?;
-    crate::netns::veth(&ns, "e1", &peer, "p1", None)?;
-    ns.ip("addr add 192.168.253.254/24 dev e0")?;
-    ns.ip("addr add 172.16.14.120/24 dev e1")?;
-    let dir = std::env::temp_dir().join(format!("lbb{}-agent", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let ns = Netns::unique("agent")?;
+    let peer = Netns::unique("apeer")?;
+    veth_with(&ns, "e0", &peer, "p0", VethOptions::PLAIN)?;
+    veth_with(&ns, "e1", &peer, "p1", VethOptions::PLAIN)?;
+    ns.ip(&["addr", "add", "192.168.253.254/24", "dev", "e0"])?;
+    ns.ip(&["addr", "add", "172.16.14.120/24", "dev", "e1"])?;
+    let dir = TempDir::new("agent")?;
     let mut conf = format!(
         "[agent]\ninterfaces = [\"e0\", \"e1\"]\nxdp_mode = \"native\"\ncontrol_socket = \"{}\"\n",
         dir.join("lb.sock").display()
@@ -263,62 +266,21 @@ fn agent_idle(bin: &std::path::Path, services: u32, secs: f64) -> anyhow::Result
             ));
         }
     }
-    let path = dir.join("lb.toml");
-    std::fs::write(&path, conf)?;
-    let mut child = ns
-        .cmd(&bin.to_string_lossy())
-        .args(["run", "--config", &path.to_string_lossy()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("lb.log"))?)
-        .spawn()
-        .context("starting lb run")?;
-    let pid = child.id();
     // Idle means after start-up: the maps are programmed (100 services are
-    // 6.5 million Maglev slots) once the control socket answers `lb status`.
-    let t = std::time::Instant::now();
-    loop {
-        let ok = std::process::Command::new(bin)
-            .args(["status", "--config", &path.to_string_lossy()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if ok {
-            break;
-        }
-        if t.elapsed().as_secs() > 120 {
-            let _ = child.kill();
-            anyhow::bail!("lb status did not answer within 120 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let startup = t.elapsed().as_secs_f64();
+    // 6.5 million Maglev slots) once the control socket answers `lb status`
+    // (`Agent::start` waits for that, and stops the agent when dropped).
+    let agent = crate::suites::agent::Agent::start(bin, &ns, dir.path(), "idle", &conf)?;
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let stat = |pid: u32| -> anyhow::Result<(u64, f64)> {
-        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| {
-            let log = std::fs::read_to_string(dir.join("lb.log")).unwrap_or_default();
-            format!("the agent exited: {}", log.trim())
-        })?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        Ok((
-            cpu_ticks(&st).context("unreadable /proc/PID/stat")?,
-            vm_rss_mib(&status).context("no VmRSS")?,
-        ))
-    };
-    let (t0, _) = stat(pid)?;
+    let t0 = agent.cpu_ticks()?;
     let start = std::time::Instant::now();
     std::thread::sleep(std::time::Duration::from_secs_f64(secs));
-    let (t1, rss) = stat(pid)?;
+    let t1 = agent.cpu_ticks()?;
+    let rss = agent.rss_mib()?;
     let el = start.elapsed().as_secs_f64();
-    // SAFETY: signalling the child we started, by its pid.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
     Ok((
         rss,
         (t1 - t0) as f64 / crate::tools::USER_HZ / el * 100.0,
-        startup,
+        agent.startup,
     ))
 }
 
@@ -362,7 +324,7 @@ pub fn flow_table_status(bin: &std::path::Path, quick: bool) -> anyhow::Result<(
             &format!("[agent]\nmetrics_listen = \"{metrics}\"\n"),
             1,
         );
-    let lb = Agent::start(bin, &topo.agent_ns, &topo.dir, "flows", &text)?;
+    let lb = Agent::start(bin, &topo.agent_ns, topo.dir.path(), "flows", &text)?;
     let dp = DataPlane::open(&lb.pins())?;
 
     let time_status = || -> anyhow::Result<f64> {
@@ -372,7 +334,7 @@ pub fn flow_table_status(bin: &std::path::Path, quick: bool) -> anyhow::Result<(
     };
     let scrape = || -> anyhow::Result<(f64, String)> {
         use std::io::{Read as _, Write as _};
-        let _in = topo.agent_ns.enter()?;
+        let _in = topo.agent_ns.enter_thread()?;
         let t = Instant::now();
         let mut s = std::net::TcpStream::connect(metrics)?;
         s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
@@ -512,15 +474,11 @@ pub fn flow_table_status(bin: &std::path::Path, quick: bool) -> anyhow::Result<(
         stop.store(false, std::sync::atomic::Ordering::SeqCst);
         let scraper = with_scrapes.then(|| {
             let stop = stop.clone();
-            let ns = topo.agent_ns.name.clone();
+            let ns = topo.agent_ns.path();
             std::thread::spawn(move || -> anyhow::Result<u32> {
                 use std::io::{Read as _, Write as _};
-                let f = std::fs::File::open(format!("/run/netns/{ns}"))?;
-                // SAFETY: plain syscall on a namespace fd we hold; this
-                // thread only scrapes.
-                if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    anyhow::bail!("setns: {}", std::io::Error::last_os_error());
-                }
+                // This thread only scrapes: it stays in the namespace.
+                let _in = ThreadNs::join(&ns)?;
                 let mut n = 0;
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     let t = Instant::now();

@@ -13,30 +13,35 @@
 use std::{
     net::SocketAddrV4,
     path::{Path, PathBuf},
-    process::{Child, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use anyhow::{bail, ensure, Context as _};
 use aya::programs::xdp::XdpMode;
 use lb_common::{PROTO_TCP, SVC_F_DR, SVC_F_NAT};
+use lb_tests::{
+    netns::{veth_with, Netns, VethEnd, VethOptions},
+    process::ChildGuard,
+    tempdir::TempDir,
+};
 
 use crate::{
-    netns::{mac_str, veth, Netns},
     report::{fmt_value, Report, Row, Table},
-    tools::{parse_ab, parse_wrk, Http},
+    tools::Http,
     xdp::{self, Lb},
     Ctx,
 };
 
 const VIP: &str = "192.168.253.120";
+const VIP_32: &str = "192.168.253.120/32";
 const REALS: [&str; 3] = ["172.16.14.121", "172.16.14.122", "172.16.14.123"];
 
 struct Topo {
     cli: Netns,
     bal: Netns,
     srv: Netns,
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 fn sock(a: &str, port: u16) -> SocketAddrV4 {
@@ -44,20 +49,28 @@ fn sock(a: &str, port: u16) -> SocketAddrV4 {
 }
 
 fn topology() -> anyhow::Result<Topo> {
-    let cli = Netns::new("cli")?;
-    let bal = Netns::new("bal")?;
-    let srv = Netns::new("srv")?;
-    veth(&cli, "c0", &bal, "b0", None)?;
-    veth(&bal, "b1", &srv, "s0", None)?;
-    cli.ip("addr add 192.168.253.1/24 dev c0")?;
-    bal.ip("addr add 192.168.253.254/24 dev b0")?;
-    bal.ip("addr add 172.16.14.120/24 dev b1")?;
+    let cli = Netns::unique("cli")?;
+    let bal = Netns::unique("bal")?;
+    let srv = Netns::unique("srv")?;
+    // XDP_REDIRECT into a veth needs NAPI on the receiving peer (GRO), and
+    // frames that leave through XDP never get a deferred (offloaded)
+    // checksum filled in: the senders' ends (client, real servers) are
+    // tuned; the balancer's are plain, as a measured host's NIC would be.
+    let sender = VethOptions {
+        a: VethEnd::TUNED,
+        b: VethEnd::PLAIN,
+    };
+    veth_with(&cli, "c0", &bal, "b0", sender)?;
+    veth_with(&srv, "s0", &bal, "b1", sender)?;
+    cli.ip(&["addr", "add", "192.168.253.1/24", "dev", "c0"])?;
+    bal.ip(&["addr", "add", "192.168.253.254/24", "dev", "b0"])?;
+    bal.ip(&["addr", "add", "172.16.14.120/24", "dev", "b1"])?;
     for r in REALS {
-        srv.ip(&format!("addr add {r}/24 dev s0"))?;
+        srv.ip(&["addr", "add", &format!("{r}/24"), "dev", "s0"])?;
     }
-    srv.ip(&format!("addr add {VIP}/32 dev lo"))?;
-    srv.ip("route add default via 172.16.14.120")?;
-    cli.ip("route add 172.16.14.0/24 via 192.168.253.254")?;
+    srv.ip(&["addr", "add", VIP_32, "dev", "lo"])?;
+    srv.ip(&["route", "add", "default", "via", "172.16.14.120"])?;
+    cli.ip(&["route", "add", "172.16.14.0/24", "via", "192.168.253.254"])?;
     // DR real servers own the VIP but must not answer ARP for it (seed 000).
     srv.sysctl("net.ipv4.conf.all.arp_ignore", "1")?;
     srv.sysctl("net.ipv4.conf.all.arp_announce", "2")?;
@@ -70,72 +83,43 @@ fn topology() -> anyhow::Result<Topo> {
     );
     // The client reaches the VIP at the balancer's MAC (the balancer does
     // not own the VIP: DR replies come back with it as their source).
-    cli.ip(&format!(
-        "neigh replace {VIP} lladdr {} dev c0 nud permanent",
-        mac_str(&b0)
-    ))?;
+    cli.neigh_permanent(VIP, "c0", b0)?;
     for r in REALS {
-        bal.ip(&format!(
-            "neigh replace {r} lladdr {} dev b1 nud permanent",
-            mac_str(&s0)
-        ))?;
+        bal.neigh_permanent(r, "b1", s0)?;
     }
-    bal.ip(&format!(
-        "neigh replace 192.168.253.1 lladdr {} dev b0 nud permanent",
-        mac_str(&c0)
-    ))?;
-    srv.ip(&format!(
-        "neigh replace 172.16.14.120 lladdr {} dev s0 nud permanent",
-        mac_str(&b1)
-    ))?;
-    // XDP_REDIRECT into a veth needs NAPI on the receiving peer (GRO), and
-    // frames that leave through XDP never get a deferred (offloaded)
-    // checksum filled in: compute checksums in software at the senders.
-    for (ns, dev) in [(&cli, "c0"), (&srv, "s0")] {
-        ns.exec("ethtool", &["-K", dev, "gro", "on", "tx", "off"])
-            .context("ethtool (apt-get install ethtool)")?;
-    }
-    let dir = std::env::temp_dir().join(format!("lbb{}-http", std::process::id()));
+    bal.neigh_permanent("192.168.253.1", "b0", c0)?;
+    srv.neigh_permanent("172.16.14.120", "s0", b1)?;
+    let dir = TempDir::new("http")?;
     std::fs::create_dir_all(dir.join("logs"))?;
     Ok(Topo { cli, bal, srv, dir })
 }
 
-/// A server process this suite started, killed (by pid) on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn nginx(t: &Topo) -> anyhow::Result<Proc> {
+/// One nginx serving all three real-server addresses. Not lb-tests'
+/// `Nginx` (a real server per namespace, access log on, files to
+/// download): this one is tuned to measure (a worker per core, no access
+/// log) and answers with the address a request reached.
+fn nginx(t: &Topo) -> anyhow::Result<ChildGuard> {
     let conf = t.dir.join("nginx.conf");
     std::fs::write(
         &conf,
         format!(
             "daemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n  server {{\n    listen 80 reuseport;\n    location / {{ return 200 \"real server $server_addr\\n\"; }}\n  }}\n}}\n",
-            d = t.dir.display()
+            d = t.dir.path().display()
         ),
     )?;
-    let child = t
-        .srv
-        .cmd("nginx")
-        .args([
-            "-c",
-            &conf.to_string_lossy(),
-            "-p",
-            &t.dir.to_string_lossy(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting nginx (apt-get install nginx-light)")?;
-    Ok(Proc(child))
+    let mut cmd = t.srv.command("nginx");
+    cmd.args([
+        "-c",
+        &conf.to_string_lossy(),
+        "-p",
+        &t.dir.path().to_string_lossy(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    ChildGuard::spawn("nginx (apt-get install nginx-light)", &mut cmd)
 }
 
-fn haproxy(t: &Topo) -> anyhow::Result<Proc> {
+fn haproxy(t: &Topo) -> anyhow::Result<ChildGuard> {
     let conf = t.dir.join("haproxy.cfg");
     let servers: String = REALS
         .iter()
@@ -148,17 +132,13 @@ fn haproxy(t: &Topo) -> anyhow::Result<Proc> {
             "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend vip\n  bind {VIP}:80\n  default_backend reals\nbackend reals\n  balance roundrobin\n{servers}"
         ),
     )?;
-    let child = t
-        .bal
-        .cmd("haproxy")
-        .args(["-db", "-f", &conf.to_string_lossy()])
+    let mut cmd = t.bal.command("haproxy");
+    cmd.args(["-db", "-f", &conf.to_string_lossy()])
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(
             t.dir.join("logs/haproxy.log"),
-        )?))
-        .spawn()
-        .context("starting haproxy (apt-get install haproxy)")?;
-    Ok(Proc(child))
+        )?));
+    ChildGuard::spawn("haproxy (apt-get install haproxy)", &mut cmd)
 }
 
 /// Waits until `url` answers from the client namespace.
@@ -170,7 +150,7 @@ fn wait_http(t: &Topo, url: &str) -> anyhow::Result<String> {
                 bail!("haproxy did not start: {}", log.trim());
             }
         }
-        match t.cli.exec("curl", &["-sS", "--max-time", "2", url]) {
+        match t.cli.exec(&["curl", "-sS", "--max-time", "2", url]) {
             Ok(body) => return Ok(body),
             Err(e) => last = format!("{e:#}"),
         }
@@ -188,33 +168,21 @@ struct Load {
 
 fn measure(t: &Topo, url: &str, l: &Load) -> anyhow::Result<(Http, Http)> {
     wait_http(t, url)?;
-    let ab = t.cli.exec(
+    let ab = t.cli.exec(&[
         "ab",
-        &[
-            "-q",
-            "-n",
-            &l.ab_n.to_string(),
-            "-c",
-            &l.conc.to_string(),
-            url,
-        ],
-    )?;
-    let ab = parse_ab(&ab).with_context(|| format!("unreadable ab output:\n{ab}"))?;
-    let wrk = t.cli.exec(
-        "wrk",
-        &[
-            "-t",
-            "2",
-            "-c",
-            &l.conc.to_string(),
-            "-d",
-            &format!("{}s", l.wrk_secs),
-            "--latency",
-            url,
-        ],
-    )?;
-    let wrk = parse_wrk(&wrk).with_context(|| format!("unreadable wrk output:\n{wrk}"))?;
-    Ok((ab, wrk))
+        "-q",
+        "-n",
+        &l.ab_n.to_string(),
+        "-c",
+        &l.conc.to_string(),
+        url,
+    ])?;
+    // No -r, as this suite has always run ab: a socket error ends the run
+    // and the variant shows as failed.
+    let ab =
+        lb_tests::client::parse_ab(&ab).with_context(|| format!("unreadable ab output:\n{ab}"))?;
+    let wrk = lb_tests::client::wrk(&t.cli, url, 2, l.conc, l.wrk_secs)?;
+    Ok((Http::from(&ab), Http::from(&wrk)))
 }
 
 /// The agent binary: `$LB_BIN`, or `lb` next to this program (cargo puts
@@ -230,8 +198,8 @@ pub fn lb_binary() -> Option<PathBuf> {
 
 /// `lb run` in the balancer namespace with one service over the 3 real
 /// servers, as a user would configure it.
-fn agent(t: &Topo, bin: &Path, forwarding: &str) -> anyhow::Result<Proc> {
-    let conf = t.dir.join(format!("lb-{forwarding}.toml"));
+fn agent(t: &Topo, bin: &Path, forwarding: &str) -> anyhow::Result<ChildGuard> {
+    let conf = t.dir.join(&format!("lb-{forwarding}.toml"));
     let reals: String = REALS
         .iter()
         .map(|r| format!("  [[virtual_server.real_server]]\n  address = \"{r}\"\n  port = 80\n"))
@@ -240,69 +208,58 @@ fn agent(t: &Topo, bin: &Path, forwarding: &str) -> anyhow::Result<Proc> {
         &conf,
         format!(
             "[agent]\ninterfaces = [\"b0\", \"b1\"]\nxdp_mode = \"native\"\nflow_table_size = 65536\ncontrol_socket = \"{}\"\n\n[[virtual_server]]\nname = \"web\"\naddress = \"{VIP}\"\nport = 80\nprotocol = \"tcp\"\nforwarding = \"{forwarding}\"\n\n{reals}",
-            t.dir.join(format!("lb-{forwarding}.sock")).display()
+            t.dir.join(&format!("lb-{forwarding}.sock")).display()
         ),
     )?;
-    let log = std::fs::File::create(t.dir.join(format!("logs/lb-{forwarding}.log")))?;
-    let child = t
-        .bal
-        .cmd(&bin.to_string_lossy())
-        .args(["run", "--config", &conf.to_string_lossy()])
+    let log = std::fs::File::create(t.dir.join(&format!("logs/lb-{forwarding}.log")))?;
+    let mut cmd = t.bal.command(bin);
+    cmd.args(["run", "--config", &conf.to_string_lossy()])
         .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    Ok(Proc(child))
-}
-
-/// SIGTERM (the agent detaches on it), then wait.
-fn stop_agent(mut p: Proc) {
-    // SAFETY: signalling the child we started, by its pid.
-    unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
-    for _ in 0..50 {
-        if let Ok(Some(_)) = p.0.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        .stderr(Stdio::from(log));
+    ChildGuard::spawn(format!("{} run", bin.display()), &mut cmd)
 }
 
 /// ip_vs is there (built in, or a module `modprobe` can load).
 fn ipvs_available(t: &Topo) -> bool {
-    let _ = crate::netns::run("modprobe", &["ip_vs"]);
-    t.bal.exec("cat", &["/proc/net/ip_vs"]).is_ok()
+    let _ = lb_tests::netns::run(Command::new("modprobe").arg("ip_vs"));
+    t.bal.exec(&["cat", "/proc/net/ip_vs"]).is_ok()
 }
 
 /// IPVS as seeds 000/001 set it up: the VIP local on the director,
 /// round robin over the 3 real servers, `-m` (NAT) or `-g` (DR).
 fn ipvs_up(t: &Topo, method: &str) -> anyhow::Result<()> {
-    t.bal.ip(&format!("addr add {VIP}/32 dev lo"))?;
+    t.bal.ip(&["addr", "add", VIP_32, "dev", "lo"])?;
     // DR replies come back through the balancer (the real servers' gateway
     // here) with the VIP as source, which is now a local address.
     t.bal.sysctl("net.ipv4.conf.all.accept_local", "1")?;
     t.bal.sysctl("net.ipv4.conf.b1.accept_local", "1")?;
     let vip = format!("{VIP}:80");
     t.bal
-        .exec("ipvsadm", &["-A", "-t", &vip, "-s", "rr"])
+        .exec(&["ipvsadm", "-A", "-t", &vip, "-s", "rr"])
         .context("ipvsadm (apt-get install ipvsadm)")?;
     for r in REALS {
-        t.bal.exec(
+        t.bal.exec(&[
             "ipvsadm",
-            &["-a", "-t", &vip, "-r", &format!("{r}:80"), method],
-        )?;
+            "-a",
+            "-t",
+            &vip,
+            "-r",
+            &format!("{r}:80"),
+            method,
+        ])?;
     }
     Ok(())
 }
 
 fn ipvs_down(t: &Topo) -> anyhow::Result<()> {
-    t.bal.exec("ipvsadm", &["-C"])?;
+    t.bal.exec(&["ipvsadm", "-C"])?;
     t.bal.sysctl("net.ipv4.conf.all.accept_local", "0")?;
     t.bal.sysctl("net.ipv4.conf.b1.accept_local", "0")?;
-    t.bal.ip(&format!("addr del {VIP}/32 dev lo")).map(|_| ())
+    t.bal.ip(&["addr", "del", VIP_32, "dev", "lo"]).map(|_| ())
 }
 
 fn load_lb(t: &Topo, flags: u32) -> anyhow::Result<Lb> {
-    let _in = t.bal.enter()?;
+    let _in = t.bal.enter_thread()?;
     let mut lb = Lb::load(1 << 16, lb_common::defaults::MAGLEV_TABLE_SIZE)?;
     let mut bs = Vec::new();
     for (i, r) in REALS.iter().enumerate() {
@@ -441,12 +398,13 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
                         let mut r = go(label, &vip_url);
                         if let Err(e) = &mut r.1 {
                             let log =
-                                std::fs::read_to_string(t.dir.join(format!("logs/lb-{fw}.log")))
+                                std::fs::read_to_string(t.dir.join(&format!("logs/lb-{fw}.log")))
                                     .unwrap_or_default();
                             *e = anyhow::anyhow!("{e:#}; lb log: {}", log.trim());
                         }
                         results.push(r);
-                        stop_agent(p);
+                        // SIGTERM: the agent detaches on it.
+                        drop(p);
                     }
                     Err(e) => results.push((label.into(), Err(e))),
                 }
@@ -460,20 +418,20 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             let path = t.dir.join("nft.conf");
             std::fs::write(&path, rules)?;
             t.bal
-                .exec("nft", &["-f", &path.to_string_lossy()])
+                .exec(&["nft", "-f", &path.to_string_lossy()])
                 .context("nftables (apt-get install nftables)")?;
             results.push(go("nftables DNAT (jhash)", &vip_url));
-            t.bal.exec("nft", &["flush", "ruleset"])?;
+            t.bal.exec(&["nft", "flush", "ruleset"])?;
         }
         {
             // HAProxy terminates TCP on the VIP: the balancer owns it meanwhile.
-            t.bal.ip(&format!("addr add {VIP}/32 dev lo"))?;
+            t.bal.ip(&["addr", "add", VIP_32, "dev", "lo"])?;
             let hap = haproxy(&t);
             match hap {
                 Ok(_h) => results.push(go("HAProxy (mode tcp)", &vip_url)),
                 Err(e) => results.push(("HAProxy (mode tcp)".into(), Err(e))),
             }
-            t.bal.ip(&format!("addr del {VIP}/32 dev lo"))?;
+            t.bal.ip(&["addr", "del", VIP_32, "dev", "lo"])?;
         }
         if has_ipvs {
             for (label, method) in [("IPVS NAT", "-m"), ("IPVS DR", "-g")] {
@@ -591,7 +549,6 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "Goal (issue 4): through the VIP at least 0.97 of direct (ab), and at least IPVS and HAProxy.".into(),
     ];
     report.tables = vec![ab_t, wrk_t];
-    let _ = std::fs::remove_dir_all(&t.dir);
     if failed > 0 {
         eprintln!("  [http] {failed} variant(s) failed; see the table");
     }

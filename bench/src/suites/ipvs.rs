@@ -25,7 +25,12 @@ use std::{
 
 use anyhow::{bail, ensure, Context as _};
 
-use crate::{netns::run as run_cmd, report::Report, Counts, Ctx};
+use crate::{report::Report, Counts, Ctx};
+
+/// Runs a program to completion: its stdout, or an error with its stderr.
+fn run_cmd(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    lb_tests::netns::run(std::process::Command::new(program).args(args))
+}
 
 const PACKAGES: &str = "linux-image-amd64,netbase,ipvsadm,nginx-light,apache2-utils,wrk,iproute2,ethtool,curl,kmod,nftables,haproxy,conntrack";
 

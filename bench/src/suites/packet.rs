@@ -33,9 +33,9 @@ use std::{net::SocketAddrV4, path::Path};
 use anyhow::{bail, ensure, Context as _};
 use aya::{programs::Xdp, Ebpf};
 use lb_common::{verdict, PROTO_TCP, PROTO_UDP, SVC_F_DR, SVC_F_NAT};
+use lb_tests::netns::{mac_str, ThreadNs};
 
 use crate::{
-    netns::{self, mac_str, ThreadNs},
     packet::{frame, L4},
     report::{fmt_value, Report, Row, Table},
     stats::{mean, median, quantile},
@@ -102,9 +102,10 @@ struct Net {
     eth1: u32,
 }
 
+/// `ip ARGS` (split on whitespace) in this thread's private namespace: a
+/// child starts in the namespace of the thread that spawns it.
 fn ip(args: &str) -> anyhow::Result<()> {
-    let v: Vec<&str> = args.split_whitespace().collect();
-    netns::run("ip", &v).map(|_| ())
+    lb_tests::netns::run(std::process::Command::new("ip").args(args.split_whitespace())).map(drop)
 }
 
 fn network() -> anyhow::Result<Net> {

@@ -23,16 +23,20 @@
 
 use std::{
     net::SocketAddrV4,
+    process::Command,
     time::{Duration, Instant},
 };
 
 use anyhow::{ensure, Context as _};
 use aya::{programs::xdp::XdpMode, Ebpf};
 use lb_common::{PROTO_UDP, SVC_F_DR, SVC_F_NAT};
+use lb_tests::{
+    netns::{veth_with, Netns, VethOptions},
+    tempdir::TempDir,
+};
 
 use crate::{
     gen::Generator,
-    netns::{mac_str, veth, Netns},
     packet::{frame, L4},
     report::{fmt_value, Report, Row, Table},
     tools::{cpu_s_per_mpkt, cpu_times, parse_ipvs_stats, parse_net_dev_tx_packets},
@@ -54,27 +58,24 @@ struct Topo {
 }
 
 fn topology() -> anyhow::Result<Topo> {
-    let gen = Netns::new("gen")?;
-    let bal = Netns::new("bal")?;
-    let srv = Netns::new("srv")?;
-    veth(&gen, "g0", &bal, "b0", None)?;
-    veth(&bal, "b1", &srv, "s0", None)?;
+    let gen = Netns::unique("gen")?;
+    let bal = Netns::unique("bal")?;
+    let srv = Netns::unique("srv")?;
+    veth_with(&gen, "g0", &bal, "b0", VethOptions::PLAIN)?;
+    veth_with(&bal, "b1", &srv, "s0", VethOptions::PLAIN)?;
     // veth defaults to noqueue, which drops (with a kernel warning) when the
     // peer's XDP ring is full; a queue gives the sender backpressure.
-    gen.exec(
-        "tc",
-        &[
-            "qdisc", "replace", "dev", "g0", "root", "pfifo", "limit", "1000",
-        ],
-    )?;
-    gen.ip("addr add 192.168.253.1/24 dev g0")?;
-    bal.ip("addr add 192.168.253.254/24 dev b0")?;
-    bal.ip("addr add 172.16.14.120/24 dev b1")?;
+    gen.exec(&[
+        "tc", "qdisc", "replace", "dev", "g0", "root", "pfifo", "limit", "1000",
+    ])?;
+    gen.ip(&["addr", "add", "192.168.253.1/24", "dev", "g0"])?;
+    bal.ip(&["addr", "add", "192.168.253.254/24", "dev", "b0"])?;
+    bal.ip(&["addr", "add", "172.16.14.120/24", "dev", "b1"])?;
     for r in REALS {
         let a = r.split(':').next().unwrap_or(r);
-        srv.ip(&format!("addr add {a}/24 dev s0"))?;
+        srv.ip(&["addr", "add", &format!("{a}/24"), "dev", "s0"])?;
     }
-    srv.ip("route add default via 172.16.14.120")?;
+    srv.ip(&["route", "add", "default", "via", "172.16.14.120"])?;
     bal.sysctl("net.ipv4.ip_forward", "1")?;
     let t = Topo {
         g0: gen.mac("g0")?,
@@ -89,19 +90,20 @@ fn topology() -> anyhow::Result<Topo> {
     // (which drops on an unresolved neighbour) forwards from the first frame.
     for r in REALS {
         let a = r.split(':').next().unwrap_or(r);
-        t.bal.ip(&format!(
-            "neigh replace {a} lladdr {} dev b1 nud permanent",
-            mac_str(&t.s0)
-        ))?;
+        t.bal.neigh_permanent(a, "b1", t.s0)?;
     }
-    t.bal.ip(&format!(
-        "neigh replace 192.168.253.1 lladdr {} dev b0 nud permanent",
-        mac_str(&t.g0)
-    ))?;
+    t.bal.neigh_permanent("192.168.253.1", "b0", t.g0)?;
     // Plain forwarding needs a route for the VIP; with lb or DNAT the VIP
     // packet is rewritten or redirected before this route is consulted.
-    t.bal
-        .ip("route add 192.168.253.120/32 via 172.16.14.121 dev b1")?;
+    t.bal.ip(&[
+        "route",
+        "add",
+        "192.168.253.120/32",
+        "via",
+        "172.16.14.121",
+        "dev",
+        "b1",
+    ])?;
     Ok(t)
 }
 
@@ -118,7 +120,7 @@ struct Sample {
 /// under TCG to skew the window against the sink's counter.
 fn tx_packets(gen: &Netns) -> anyhow::Result<u64> {
     let s = {
-        let _in = gen.enter()?;
+        let _in = gen.enter_thread()?;
         std::fs::read_to_string("/proc/thread-self/net/dev")?
     };
     parse_net_dev_tx_packets(&s, "g0").context("g0 in /proc/net/dev of the generator")
@@ -161,7 +163,7 @@ fn real(s: &str) -> SocketAddrV4 {
 }
 
 fn load_lb(t: &Topo, flags: u32) -> anyhow::Result<Lb> {
-    let _in = t.bal.enter()?;
+    let _in = t.bal.enter_thread()?;
     let mut lb = Lb::load(1 << 16, lb_common::defaults::MAGLEV_TABLE_SIZE)?;
     let mut bs = Vec::new();
     for (i, r) in REALS.iter().enumerate() {
@@ -185,12 +187,12 @@ fn nft(t: &Topo, hash: &str) -> anyhow::Result<()> {
     let rules = format!(
         "table ip lbbench {{\n  chain pre {{\n    type nat hook prerouting priority dstnat;\n    ip daddr 192.168.253.120 udp dport 9 dnat to {hash} map {{ 0 : 172.16.14.121, 1 : 172.16.14.122, 2 : 172.16.14.123 }}\n  }}\n}}\n"
     );
-    let path = std::env::temp_dir().join(format!("lbb{}-nft.conf", std::process::id()));
+    let dir = TempDir::new("nft")?;
+    let path = dir.join("nft.conf");
     std::fs::write(&path, rules)?;
     t.bal
-        .exec("nft", &["-f", &path.to_string_lossy()])
+        .exec(&["nft", "-f", &path.to_string_lossy()])
         .context("loading the nftables DNAT rules (apt-get install nftables)")?;
-    let _ = std::fs::remove_file(path);
     Ok(())
 }
 
@@ -198,13 +200,13 @@ fn nft(t: &Topo, hash: &str) -> anyhow::Result<()> {
 /// flush the next variant would reuse the previous one's choices.
 fn conntrack_flush(t: &Topo) -> anyhow::Result<()> {
     t.bal
-        .exec("conntrack", &["-F"])
+        .exec(&["conntrack", "-F"])
         .context("flushing conntrack (apt-get install conntrack)")
         .map(|_| ())
 }
 
 fn nft_flush(t: &Topo) -> anyhow::Result<()> {
-    t.bal.exec("nft", &["flush", "ruleset"]).map(|_| ())
+    t.bal.exec(&["nft", "flush", "ruleset"]).map(|_| ())
 }
 
 /// Why IPVS cannot be measured here, or `None` when ip_vs is built in or
@@ -220,29 +222,30 @@ fn ipvs_missing(modprobe: Result<(), String>, proc_net_ip_vs: bool) -> Option<St
 }
 
 fn ipvs_probe(t: &Topo) -> Option<String> {
-    let m = crate::netns::run("modprobe", &["ip_vs"])
+    let m = lb_tests::netns::run(Command::new("modprobe").arg("ip_vs"))
         .map(|_| ())
         .map_err(|e| format!("{e:#}"));
-    let proc_ok = t.bal.exec("cat", &["/proc/net/ip_vs"]).is_ok();
+    let proc_ok = t.bal.exec(&["cat", "/proc/net/ip_vs"]).is_ok();
     ipvs_missing(m, proc_ok)
 }
 
 /// IPVS as the seeds set it up (VIP local on the director), for UDP:
 /// `-m` (NAT) or `-g` (DR), round robin over the 3 real servers.
 fn ipvs_up(t: &Topo, method: &str) -> anyhow::Result<()> {
-    t.bal.ip("addr add 192.168.253.120/32 dev lo")?;
+    t.bal
+        .ip(&["addr", "add", "192.168.253.120/32", "dev", "lo"])?;
     // A 1 s UDP timeout: this variant's connection entries (which carry
     // the forwarding method) are gone before the next IPVS variant starts,
     // instead of living the default 300 s and steering its packets.
     t.bal
-        .exec("ipvsadm", &["--set", "0", "0", "1"])
+        .exec(&["ipvsadm", "--set", "0", "0", "1"])
         .context("ipvsadm (apt-get install ipvsadm)")?;
     t.bal.sysctl("net.ipv4.vs.expire_nodest_conn", "1")?;
     t.bal
-        .exec("ipvsadm", &["-A", "-u", VIP, "-s", "rr"])
+        .exec(&["ipvsadm", "-A", "-u", VIP, "-s", "rr"])
         .context("ipvsadm -A")?;
     for r in REALS {
-        t.bal.exec("ipvsadm", &["-a", "-u", VIP, "-r", r, method])?;
+        t.bal.exec(&["ipvsadm", "-a", "-u", VIP, "-r", r, method])?;
     }
     Ok(())
 }
@@ -250,15 +253,16 @@ fn ipvs_up(t: &Topo, method: &str) -> anyhow::Result<()> {
 /// IPVS's own count of what it forwarded: a variant that forwarded nothing
 /// is an error, not a rate.
 fn ipvs_forwarded(t: &Topo) -> anyhow::Result<u64> {
-    let out = t.bal.exec("ipvsadm", &["-L", "-n", "--stats", "--exact"])?;
+    let out = t.bal.exec(&["ipvsadm", "-L", "-n", "--stats", "--exact"])?;
     let s = parse_ipvs_stats(&out, "UDP", VIP)
         .with_context(|| format!("ipvsadm lists no UDP service {VIP}: {out}"))?;
     Ok(s.in_packets)
 }
 
 fn ipvs_down(t: &Topo) -> anyhow::Result<()> {
-    t.bal.exec("ipvsadm", &["-C"])?;
-    t.bal.ip("addr del 192.168.253.120/32 dev lo")?;
+    t.bal.exec(&["ipvsadm", "-C"])?;
+    t.bal
+        .ip(&["addr", "del", "192.168.253.120/32", "dev", "lo"])?;
     // Let the 1 s connection entries expire (see ipvs_up).
     std::thread::sleep(Duration::from_millis(1500));
     Ok(())
@@ -342,7 +346,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     // The sink counts at the real servers for every variant.
     let mut sink = xdp::load_baseline()?;
     {
-        let _in = t.srv.enter()?;
+        let _in = t.srv.enter_thread()?;
         xdp::xdp_mut(&mut sink, xdp::COUNT_DROP)?
             .attach("s0", XdpMode::Driver)
             .context("attaching the counter to s0")?;
@@ -409,7 +413,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
                 },
             )?;
             {
-                let _in = t.bal.enter()?;
+                let _in = t.bal.enter_thread()?;
                 xdp::xdp_mut(&mut base, xdp::BASELINE_REDIRECT)?
                     .attach("b0", XdpMode::Driver)
                     .context("attaching xdp_baseline_redirect to b0")?;

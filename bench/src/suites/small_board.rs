@@ -14,9 +14,12 @@
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use anyhow::Context as _;
+use lb_tests::{
+    netns::{veth_with, Netns, VethOptions},
+    tempdir::TempDir,
+};
 
 use crate::{
-    netns::{veth, Netns},
     report::{fmt_value, Row, Table},
     suites::{agent::Agent, control::parse_memlock},
     Ctx,
@@ -144,17 +147,16 @@ struct Idle {
 /// Starts `lb run` with [`SERVICES`] services in a namespace of its own,
 /// lets it go idle and reads its memory and its maps.
 fn measure_idle(bin: &Path, quick: bool) -> anyhow::Result<Idle> {
-    let ns = Netns::new("sbrd")?;
-    let peer = Netns::new("sbpeer")?;
-    veth(&ns, "e0", &peer, "p0", None)?;
-    veth(&ns, "e1", &peer, "p1", None)?;
-    ns.ip("addr add 192.168.253.254/24 dev e0")?;
-    ns.ip("addr add 172.16.14.120/24 dev e1")?;
-    let dir = std::env::temp_dir().join(format!("lbb{}-small-board", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let ns = Netns::unique("sbrd")?;
+    let peer = Netns::unique("sbpeer")?;
+    veth_with(&ns, "e0", &peer, "p0", VethOptions::PLAIN)?;
+    veth_with(&ns, "e1", &peer, "p1", VethOptions::PLAIN)?;
+    ns.ip(&["addr", "add", "192.168.253.254/24", "dev", "e0"])?;
+    ns.ip(&["addr", "add", "172.16.14.120/24", "dev", "e1"])?;
+    let dir = TempDir::new("small-board")?;
     let text = config(&dir.join("lb.sock"), SERVICES);
     eprintln!("  [control] small board: agent idle with {SERVICES} services, default sizes");
-    let agent = Agent::start(bin, &ns, &dir, "small", &text)?;
+    let agent = Agent::start(bin, &ns, dir.path(), "small", &text)?;
     // Idle: after start-up (the first `lb status` answered) and a pause in
     // which the first health rounds and allocations settle.
     std::thread::sleep(Duration::from_secs(if quick { 1 } else { 5 }));
@@ -173,7 +175,6 @@ fn measure_idle(bin: &Path, quick: bool) -> anyhow::Result<Idle> {
         })
         .collect();
     drop(agent);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(Idle {
         status,
         rss,

@@ -8,9 +8,7 @@
 use std::{
     collections::HashMap as StdHashMap,
     ffi::CString,
-    fs::File,
     net::{IpAddr, SocketAddr},
-    os::fd::AsRawFd,
     process::Command,
 };
 
@@ -26,7 +24,10 @@ use lb_common::{
     BACKEND_F_ACTIVE, FAMILY_IPV4, FAMILY_IPV6, NO_BACKEND, PROTO_TCP, PROTO_UDP, SVC_F_DR,
     SVC_F_NAT,
 };
-use lb_tests::packet::{Frame, Mac, BALANCER_MAC, CLIENT_MAC};
+use lb_tests::{
+    netns::ThreadNs,
+    packet::{Frame, Mac, BALANCER_MAC, CLIENT_MAC},
+};
 
 // ---------------------------------------------------------------------------
 // The balancer's namespace (seed 001 layout, plus a DR segment on eth0).
@@ -46,34 +47,6 @@ pub fn dr_mac(n: u8) -> Mac {
     [0x02, 0, 0, 0, 0x02, n]
 }
 
-/// A private network namespace for the current thread; `Drop` moves the
-/// thread back, and the namespace disappears with its last user.
-pub struct NetNs {
-    pub orig: File,
-}
-
-impl NetNs {
-    pub fn enter() -> Self {
-        let orig = File::open("/proc/thread-self/ns/net")
-            .unwrap_or_else(|e| panic!("open /proc/thread-self/ns/net: {e}"));
-        // SAFETY: plain syscall; affects only this thread.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            panic!(
-                "unshare(CLONE_NEWNET): {} -- the XDP fixtures must run as root (CAP_SYS_ADMIN)",
-                std::io::Error::last_os_error()
-            );
-        }
-        NetNs { orig }
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        // SAFETY: plain syscall on a namespace fd we hold.
-        unsafe { libc::setns(self.orig.as_raw_fd(), libc::CLONE_NEWNET) };
-    }
-}
-
 /// Runs `ip ARGS` in this thread's namespace (a child inherits it).
 pub fn ip(args: &str) {
     let status = Command::new("ip")
@@ -84,10 +57,7 @@ pub fn ip(args: &str) {
 }
 
 pub fn mac_str(m: Mac) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    lb_tests::netns::mac_str(&m)
 }
 
 pub fn sysctl(path: &str, value: &str) {
@@ -105,13 +75,16 @@ pub fn ifindex(name: &str) -> u32 {
 }
 
 pub struct Net {
-    pub _ns: NetNs,
+    /// A private network namespace of this thread (the kit's): dropping it
+    /// moves the thread back, and the namespace disappears with it.
+    pub _ns: ThreadNs,
     pub eth0: u32,
     pub eth1: u32,
 }
 
 pub fn network() -> Net {
-    let ns = NetNs::enter();
+    let ns = ThreadNs::private()
+        .unwrap_or_else(|e| panic!("{e:#} -- the XDP fixtures must run as root (CAP_SYS_ADMIN)"));
     ip(&format!(
         "link add eth0 address {} type veth peer name eth0p",
         mac_str(ETH0_MAC)
