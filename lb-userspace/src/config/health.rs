@@ -122,7 +122,7 @@ pub enum CheckKind {
 
 impl CheckKind {
     /// Which kind, without its keys.
-    pub fn kind_name(&self) -> KindName {
+    pub fn word(&self) -> KindName {
         match self {
             CheckKind::None => KindName::None,
             CheckKind::Tcp => KindName::Tcp,
@@ -134,7 +134,7 @@ impl CheckKind {
 
     /// The word used in the config file and in `lb status`.
     pub fn name(&self) -> &'static str {
-        self.kind_name().name()
+        self.word().name()
     }
 }
 

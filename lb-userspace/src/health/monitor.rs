@@ -348,7 +348,7 @@ async fn run(
                 enter(s, to, (result.at, Instant::now()));
                 let reason = match &result.outcome {
                     Ok(()) => "ok".to_owned(),
-                    Err(e) => e.clone(),
+                    Err(e) => e.to_string(),
                 };
                 log_transition(&target.key, from, to, &reason);
                 // Sent under the lock, so transitions of one key leave in
