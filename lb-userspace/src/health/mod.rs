@@ -48,7 +48,7 @@ use std::{
 pub use error::CheckError;
 pub use monitor::{CheckObserver, Monitor, StatusReader};
 
-use crate::config::{CheckKind, Config, HealthCheck};
+use crate::config::{CheckKind, Config, HealthCheck, KindName};
 
 /// A real server's health as the agent sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -160,8 +160,7 @@ pub struct TargetStatus {
     pub since: SystemTime,
     /// The same moment on the monotonic clock, for "for how long".
     pub since_instant: Instant,
-    /// "http", "tcp", "ldap", "exec" or "none".
-    pub kind: &'static str,
+    pub kind: KindName,
     /// `None` until the first check ends (and always for kind none).
     pub last: Option<CheckResult>,
     pub checks: u64,
