@@ -18,10 +18,10 @@ use super::{
     raw::{RawAgent, RawConfig, RawRealServer, RawVirtualServer},
     reverse_nat::{Claim, ReverseNatOwners},
     validate_vrrp, AgentConfig, Config, ConfigError, Forwarding, Protocol, RealServer, Scheduler,
-    SourceMap, UnknownWord, VirtualServer, XdpMode, DEFAULT_CONTROL_SOCKET,
-    DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_SCHEDULER, DEFAULT_WEIGHT,
-    DEFAULT_XDP_MODE, MAGLEV_SLOTS_PER_REAL_SERVER, MAX_FLOW_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE,
-    MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE,
+    SourceMap, VirtualServer, XdpMode, DEFAULT_CONTROL_SOCKET, DEFAULT_FLOW_TABLE_SIZE,
+    DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_SCHEDULER, DEFAULT_WEIGHT, DEFAULT_XDP_MODE,
+    MAGLEV_SLOTS_PER_REAL_SERVER, MAX_FLOW_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT,
+    MIN_MAGLEV_TABLE_SIZE,
 };
 use crate::maglev::is_prime;
 
@@ -612,7 +612,7 @@ fn forwarding_method(
     path: &str,
     src: &Source<'_>,
 ) -> Result<Forwarding> {
-    forwarding.get_ref().parse().map_err(|e: UnknownWord| {
+    forwarding.get_ref().parse::<Forwarding>().map_err(|e| {
         let other = e.word.as_str();
         let tunnel = if matches!(other, "tun" | "tunnel" | "ipip" | "gre") {
             " (tunnel mode is not supported)"
@@ -639,7 +639,7 @@ fn scheduler(
     let Some(v) = scheduler else {
         return Ok(DEFAULT_SCHEDULER);
     };
-    v.get_ref().parse().map_err(|e: UnknownWord| {
+    v.get_ref().parse::<Scheduler>().map_err(|e| {
         src.field_error(
             v.span(),
             &format!("{path}.scheduler"),
