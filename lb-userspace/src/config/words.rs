@@ -7,6 +7,11 @@
 //! Parsing here only says "not one of ours" ([`UnknownWord`]); the
 //! message a user reads is the caller's, since it knows the key and what
 //! each word means ("\"dr\" (ipvsadm -g, direct routing)").
+//!
+//! Not serde's `rename_all` on the enums themselves: `raw` keeps these
+//! values as strings so that a wrong word is reported at its position
+//! with our words ("`tun` is not a forwarding method (tunnel mode is not
+//! supported)..."), not as serde's "unknown variant".
 
 /// A word that names none of an enum's values.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
