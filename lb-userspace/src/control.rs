@@ -420,7 +420,7 @@ async fn answer(line: &[u8], caller: &Caller, routes: &Routes) -> Option<Respons
         Ok(request) => request,
         Err(e) => {
             if let Err(refusal) = caller.may("", true) {
-                return Some(Response::error(refusal));
+                return Some(Response::error(refusal.to_string()));
             }
             return Some(Response::error(format!(
                 "bad request ({e}): send one JSON object per line, e.g. {{\"cmd\":\"status\"}}"
@@ -428,7 +428,7 @@ async fn answer(line: &[u8], caller: &Caller, routes: &Routes) -> Option<Respons
         }
     };
     if let Err(refusal) = caller.may(&request.command(), request.read_only()) {
-        return Some(Response::error(refusal));
+        return Some(Response::error(refusal.to_string()));
     }
     routes.answer(request).await
 }

@@ -106,7 +106,7 @@ async fn http_check_follows_nginx_down_and_up() {
     mon.set_observer(Arc::new(move |k, r| {
         log.lock()
             .unwrap()
-            .push((k.clone(), Instant::now(), r.outcome.clone(), r.latency))
+            .push((k.clone(), Instant::now(), r.outcome_text(), r.latency))
     }));
     mon.update([t]);
     // Before its first result the server serves (start-up rule).
@@ -151,7 +151,12 @@ async fn http_check_follows_nginx_down_and_up() {
     let st = mon.status(&key).unwrap();
     assert_eq!(st.state, Health::Down);
     assert!(st.failed_checks >= u64::from(fall));
-    assert!(st.last.unwrap().outcome.unwrap_err().contains("refused"));
+    assert!(st
+        .last
+        .unwrap()
+        .outcome_text()
+        .unwrap_err()
+        .contains("refused"));
 
     // Back: restored after `rise` good checks.
     blocking(|| nginx.restart().unwrap());
@@ -175,7 +180,7 @@ async fn http_check_outcomes() {
             nginx.addr,
             check(CheckKind::Http(c), 3000, 2000, 1, 1),
         );
-        async move { check_once(&t).await.outcome }
+        async move { check_once(&t).await.outcome_text() }
     };
     assert_eq!(run(http_good()).await, Ok(()));
     // The Host header is sent: another host gets nginx's default server.
@@ -222,7 +227,7 @@ async fn http_check_outcomes() {
         check(CheckKind::Tcp, 3000, 2000, 1, 1),
     ))
     .await
-    .outcome
+    .outcome_text()
     .unwrap_err();
     assert!(
         refused.starts_with("tcp connect to 127.0.0.1:1 failed"),
@@ -248,7 +253,7 @@ async fn hanging_server_times_out_without_delaying_others() {
     mon.set_observer(Arc::new(move |k, r| {
         log.lock()
             .unwrap()
-            .push((k.clone(), Instant::now(), r.outcome.clone(), r.latency));
+            .push((k.clone(), Instant::now(), r.outcome_text(), r.latency));
     }));
     // Ten hung targets against one healthy one.
     let mut targets: Vec<Target> = (0..10)
@@ -343,7 +348,7 @@ async fn ldap_check_binds_and_searches_slapd() {
     let mut slapd = blocking(|| Slapd::start().unwrap());
     let once = |kind: CheckKind| {
         let t = target("ldap", slapd.addr, check(kind, 3000, 2000, 1, 1));
-        async move { check_once(&t).await.outcome }
+        async move { check_once(&t).await.outcome_text() }
     };
     // Defaults: anonymous bind, root DSE.
     assert_eq!(once(CheckKind::Ldap(LdapCheck::default())).await, Ok(()));
@@ -399,7 +404,7 @@ async fn ldap_check_binds_and_searches_slapd() {
         mon.status(&wrong_key).unwrap()
     };
     assert_eq!(st.state, Health::Down);
-    let why = st.last.unwrap().outcome.unwrap_err();
+    let why = st.last.unwrap().outcome_text().unwrap_err();
     assert!(why.contains("invalidCredentials (49)"), "{why}");
 
     tokio::time::sleep(ms(3 * interval)).await;
@@ -440,14 +445,17 @@ async fn exec_check_runs_commands_with_a_timeout() {
         async move { check_once(&t).await }
     };
     assert_eq!(once(exec(&["true"]), 2000).await.outcome, Ok(()));
-    let e = once(exec(&["false"]), 2000).await.outcome.unwrap_err();
+    let e = once(exec(&["false"]), 2000)
+        .await
+        .outcome_text()
+        .unwrap_err();
     assert_eq!(e, "exec \"false\": exit status: 1");
     let e = once(
         exec(&["sh", "-c", "echo 'db is read-only' >&2; exit 3"]),
         2000,
     )
     .await
-    .outcome
+    .outcome_text()
     .unwrap_err();
     assert!(e.ends_with("exit status: 3: db is read-only"), "{e}");
     // Placeholders become the real server's address and port.
@@ -461,7 +469,7 @@ async fn exec_check_runs_commands_with_a_timeout() {
     assert_eq!(once(placeholders, 2000).await.outcome, Ok(()));
     let e = once(exec(&["/nonexistent/check"]), 2000)
         .await
-        .outcome
+        .outcome_text()
         .unwrap_err();
     assert!(e.contains("failed to start"), "{e}");
 
@@ -471,7 +479,10 @@ async fn exec_check_runs_commands_with_a_timeout() {
     let needle = format!("sleep 7.{}", std::process::id());
     let sleeper = format!("{needle}; true");
     let r = once(exec(&["sh", "-c", &sleeper]), 200).await;
-    assert_eq!(r.outcome, Err("exec check timed out after 200ms".into()));
+    assert_eq!(
+        r.outcome_text(),
+        Err("exec check timed out after 200ms".into())
+    );
     assert!(r.latency < ms(200) + MARGIN, "took {:?}", r.latency);
     tokio::time::sleep(ms(100)).await;
     assert_eq!(processes_with(&needle), Vec::<String>::new());
@@ -573,7 +584,7 @@ async fn exec_check_output_is_bounded() {
         "yes filler | head -c 50000000; yes noise | head -c 50000000 >&2; printf '\\ndisk full\\n' >&2; exit 1",
     ]))
     .await;
-    let e = r.outcome.unwrap_err();
+    let e = r.outcome_text().unwrap_err();
     assert!(e.ends_with("exit status: 1: disk full"), "{e}");
 }
 
@@ -611,7 +622,7 @@ async fn exec_check_leaves_no_process_behind() {
         pidfile.display()
     );
     let r = once(script, 3000).await;
-    assert_eq!(r.outcome, Err("exec \"sh\": exit status: 4".into()));
+    assert_eq!(r.outcome_text(), Err("exec \"sh\": exit status: 4".into()));
     assert_group_gone(read_pgid(&pidfile), "after a failed check").await;
 
     // A hanging check is killed at its timeout with its children (the
@@ -622,7 +633,10 @@ async fn exec_check_leaves_no_process_behind() {
         pidfile.display()
     );
     let r = once(script, 300).await;
-    assert_eq!(r.outcome, Err("exec check timed out after 300ms".into()));
+    assert_eq!(
+        r.outcome_text(),
+        Err("exec check timed out after 300ms".into())
+    );
     assert!(r.latency < ms(300) + MARGIN, "took {:?}", r.latency);
     assert_group_gone(read_pgid(&pidfile), "after a timeout").await;
 }

@@ -90,7 +90,9 @@ fn target(name: &str, addr: SocketAddr, kind: CheckKind, interval_ms: u64) -> Ta
 }
 
 async fn once(addr: SocketAddr, kind: CheckKind) -> Result<(), String> {
-    check_once(&target("ldap", addr, kind, 3000)).await.outcome
+    check_once(&target("ldap", addr, kind, 3000))
+        .await
+        .outcome_text()
 }
 
 #[track_caller]
@@ -177,7 +179,7 @@ fn ldaps_and_starttls_verify_the_real_server() {
                 let st = mon.status(&bad_key).unwrap();
                 assert_eq!(st.state, Health::Down, "{seen:?}");
                 assert!(!st.state.serves());
-                let why = st.last.unwrap().outcome.unwrap_err();
+                let why = st.last.unwrap().outcome_text().unwrap_err();
                 assert!(why.contains("certificate verify failed"), "{why}");
             });
         },
@@ -255,7 +257,10 @@ fn a_server_that_never_answers_starttls_times_out_and_leaves_no_socket() {
             in_flight.abort();
             for _ in 0..20 {
                 let r = check_once(&t).await;
-                assert_eq!(r.outcome, Err("ldap check timed out after 100ms".into()));
+                assert_eq!(
+                    r.outcome_text(),
+                    Err("ldap check timed out after 100ms".into())
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
             let open = established_to(silent.addr.port());

@@ -172,7 +172,7 @@ impl AgentState {
                     for_secs: t.since_instant.elapsed().as_secs(),
                     last: t.last.as_ref().map(|c| match &c.outcome {
                         Ok(()) => format!("ok in {} ms", c.latency.as_millis()),
-                        Err(e) => e.clone(),
+                        Err(e) => e.to_string(),
                     }),
                     transitions: t.transitions,
                 });

@@ -24,7 +24,7 @@ use std::{fmt, ops::Range, path::PathBuf, time::Duration};
 
 use toml::Spanned;
 
-use super::{error::Source, raw::RawHealthCheck, ConfigError};
+use super::{error::Source, raw::RawHealthCheck, words::config_words, ConfigError};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -121,14 +121,32 @@ pub enum CheckKind {
 }
 
 impl CheckKind {
-    pub fn name(&self) -> &'static str {
+    /// Which kind, without its keys.
+    pub fn word(&self) -> KindName {
         match self {
-            CheckKind::None => "none",
-            CheckKind::Tcp => "tcp",
-            CheckKind::Http(_) => "http",
-            CheckKind::Ldap(_) => "ldap",
-            CheckKind::Exec(_) => "exec",
+            CheckKind::None => KindName::None,
+            CheckKind::Tcp => KindName::Tcp,
+            CheckKind::Http(_) => KindName::Http,
+            CheckKind::Ldap(_) => KindName::Ldap,
+            CheckKind::Exec(_) => KindName::Exec,
         }
+    }
+
+    /// The word used in the config file and in `lb status`.
+    pub fn name(&self) -> &'static str {
+        self.word().name()
+    }
+}
+
+config_words! {
+    /// `kind = "..."`: a [`CheckKind`] without its keys, as written.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum KindName {
+        None = "none",
+        Tcp = "tcp",
+        Http = "http",
+        Ldap = "ldap",
+        Exec = "exec",
     }
 }
 
@@ -175,17 +193,19 @@ pub struct LdapCheck {
     pub ca_file: Option<PathBuf>,
 }
 
-/// `tls = "none" | "ldaps" | "starttls"`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LdapTls {
-    /// Plain LDAP: the default, so configs written before TLS keep their
-    /// meaning (and send `bind_password` in clear).
-    #[default]
-    None,
-    /// TLS from the first byte (usually port 636).
-    Ldaps,
-    /// Plain LDAP, then the StartTLS extended operation before the bind.
-    StartTls,
+config_words! {
+    /// `tls = "none" | "ldaps" | "starttls"`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub enum LdapTls {
+        /// Plain LDAP: the default, so configs written before TLS keep their
+        /// meaning (and send `bind_password` in clear).
+        #[default]
+        None = "none",
+        /// TLS from the first byte (usually port 636).
+        Ldaps = "ldaps",
+        /// Plain LDAP, then the StartTLS extended operation before the bind.
+        StartTls = "starttls",
+    }
 }
 
 impl Default for LdapCheck {
@@ -263,40 +283,88 @@ impl<T> Field<'_, T> {
     }
 }
 
+/// The tables a key is looked up in, most specific first, each marked
+/// whether it is the one being validated (`own`).
+struct Stack<'a>(Vec<(bool, Layer<'a>)>);
+
+impl<'a> Stack<'a> {
+    /// Every layer: for the kind-independent keys.
+    fn all(layers: &[Layer<'a>]) -> Self {
+        Stack(
+            layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i == 0, *l))
+                .collect(),
+        )
+    }
+
+    /// The layers whose kind-specific keys apply: the top one, and
+    /// inherited ones of the same `kind`.
+    fn of_kind(layers: &[Layer<'a>], kind: KindName) -> Self {
+        Stack(
+            layers
+                .iter()
+                .enumerate()
+                .filter(|(i, l)| *i == 0 || written_kind(l.raw) == Some(kind))
+                .map(|(i, l)| (i == 0, *l))
+                .collect(),
+        )
+    }
+
+    /// The most specific value of a key.
+    fn pick<T>(
+        &self,
+        key: impl Fn(&'a RawHealthCheck) -> Option<&'a Spanned<T>>,
+    ) -> Option<Field<'a, T>> {
+        self.0.iter().find_map(|(own, l)| {
+            key(l.raw).map(|value| Field {
+                value,
+                path: l.path,
+                own: *own,
+            })
+        })
+    }
+}
+
+/// The kind a table names, if it names a valid one.
+fn written_kind(raw: &RawHealthCheck) -> Option<KindName> {
+    raw.kind.as_ref()?.get_ref().parse().ok()
+}
+
 const COMMON_KEYS: &[&str] = &["interval", "timeout", "rise", "fall", "port"];
 
 /// The kind-specific keys present in `raw`, with the kind they belong to.
-fn specific_keys(raw: &RawHealthCheck) -> Vec<(&'static str, &'static str, Range<usize>)> {
-    let mut out = Vec::new();
-    let mut add = |key, kind, span: Option<Range<usize>>| {
-        if let Some(s) = span {
-            out.push((key, kind, s));
-        }
-    };
-    add("path", "http", raw.path.as_ref().map(Spanned::span));
-    add("host", "http", raw.host.as_ref().map(Spanned::span));
-    add(
-        "expect_status",
-        "http",
-        raw.expect_status.as_ref().map(Spanned::span),
-    );
-    add(
-        "expect_body",
-        "http",
-        raw.expect_body.as_ref().map(Spanned::span),
-    );
-    add("bind_dn", "ldap", raw.bind_dn.as_ref().map(Spanned::span));
-    add(
-        "bind_password",
-        "ldap",
-        raw.bind_password.as_ref().map(Spanned::span),
-    );
-    add("base", "ldap", raw.base.as_ref().map(Spanned::span));
-    add("filter", "ldap", raw.filter.as_ref().map(Spanned::span));
-    add("tls", "ldap", raw.tls.as_ref().map(Spanned::span));
-    add("ca_file", "ldap", raw.ca_file.as_ref().map(Spanned::span));
-    add("command", "exec", raw.command.as_ref().map(Spanned::span));
-    out
+fn specific_keys(raw: &RawHealthCheck) -> Vec<(&'static str, KindName, Range<usize>)> {
+    use KindName::{Exec, Http, Ldap};
+    [
+        ("path", Http, raw.path.as_ref().map(Spanned::span)),
+        ("host", Http, raw.host.as_ref().map(Spanned::span)),
+        (
+            "expect_status",
+            Http,
+            raw.expect_status.as_ref().map(Spanned::span),
+        ),
+        (
+            "expect_body",
+            Http,
+            raw.expect_body.as_ref().map(Spanned::span),
+        ),
+        ("bind_dn", Ldap, raw.bind_dn.as_ref().map(Spanned::span)),
+        (
+            "bind_password",
+            Ldap,
+            raw.bind_password.as_ref().map(Spanned::span),
+        ),
+        ("base", Ldap, raw.base.as_ref().map(Spanned::span)),
+        ("filter", Ldap, raw.filter.as_ref().map(Spanned::span)),
+        ("tls", Ldap, raw.tls.as_ref().map(Spanned::span)),
+        ("ca_file", Ldap, raw.ca_file.as_ref().map(Spanned::span)),
+        ("command", Exec, raw.command.as_ref().map(Spanned::span)),
+    ]
+    .into_iter()
+    .filter_map(|(key, kind, s)| s.map(|s| (key, kind, s)))
+    .collect()
 }
 
 fn common_key_spans(raw: &RawHealthCheck) -> Vec<(&'static str, Range<usize>)> {
@@ -316,337 +384,350 @@ fn common_key_spans(raw: &RawHealthCheck) -> Vec<(&'static str, Range<usize>)> {
 /// Validates `layers[0]` merged over `layers[1..]` (the service's table).
 /// `layers` is empty when neither the real server nor its service has a
 /// `health_check`: kind `none`.
+///
+/// Errors come in this order, as users fix them one at a time: the kind,
+/// keys of another kind, the kind-independent keys, then the kind's own.
 pub(super) fn health_check(layers: &[Layer<'_>], src: &Source<'_>) -> Result<HealthCheck> {
     let Some(top) = layers.first() else {
         return Ok(HealthCheck::none());
     };
-
-    // The kind: the most specific table that names one.
-    let kind_field = layers
-        .iter()
-        .enumerate()
-        .find_map(|(i, l)| {
-            l.raw.kind.as_ref().map(|v| Field {
-                value: v,
-                path: l.path,
-                own: i == 0,
-            })
-        })
-        .ok_or_else(|| {
-            src.field_error(
-                top.span.clone(),
-                &format!("{}.kind", top.path),
-                "missing: say how to check, e.g. `kind = \"tcp\"` \
-                 (http | tcp | ldap | exec | none)",
-            )
-        })?;
-    let kind = kind_field.value.get_ref().as_str();
-    if !matches!(kind, "http" | "tcp" | "ldap" | "exec" | "none") {
-        return Err(src.field_error(
-            kind_field.span(),
-            &kind_field.name("kind"),
-            format!(
-                "`{kind}` is not a health check kind: use \"http\", \"tcp\", \"ldap\", \
-                 \"exec\" (run a command) or \"none\" (always up)"
-            ),
-        ));
+    let kind = resolve_kind(layers, src)?;
+    refuse_other_kinds_keys(top, kind, src)?;
+    if kind == KindName::None {
+        return none_check(top, src);
     }
+    let all = Stack::all(layers);
+    let (interval, timeout) = timing(&all, src)?;
+    let rise = count(
+        all.pick(|r| r.rise.as_ref()),
+        "rise",
+        DEFAULT_HEALTH_RISE,
+        src,
+    )?;
+    let fall = count(
+        all.pick(|r| r.fall.as_ref()),
+        "fall",
+        DEFAULT_HEALTH_FALL,
+        src,
+    )?;
+    let port = check_port(all.pick(|r| r.port.as_ref()), src)?;
 
-    // A table's kind-specific keys count only where its kind is the
-    // resolved one; the most specific table may not hold keys of another
-    // kind at all.
-    for (key, key_kind, span) in specific_keys(top.raw) {
-        if key_kind != kind {
-            return Err(src.field_error(
-                span,
-                &format!("{}.{key}", top.path),
-                format!(
-                    "`{key}` belongs to kind = \"{key_kind}\" checks, but this check is \
-                     kind = \"{kind}\": remove it or change `kind`"
-                ),
-            ));
-        }
-    }
-    if kind == "none" {
-        if let Some((key, span)) = common_key_spans(top.raw).into_iter().next() {
-            return Err(src.field_error(
-                span,
-                &format!("{}.{key}", top.path),
-                format!(
-                    "`{key}` has no effect with kind = \"none\" (never checked, always up): \
-                     remove it or choose a kind that checks"
-                ),
-            ));
-        }
-        return Ok(HealthCheck::none());
-    }
-    // Layers whose kind-specific keys apply: the top one, and inherited
-    // ones of the same kind.
-    let same_kind: Vec<(usize, &Layer<'_>)> = layers
-        .iter()
-        .enumerate()
-        .filter(|(i, l)| *i == 0 || l.raw.kind.as_ref().map(|k| k.get_ref().as_str()) == Some(kind))
-        .collect();
-
-    macro_rules! pick {
-        ($from:expr, $key:ident) => {
-            $from.iter().find_map(|(i, l)| {
-                l.raw.$key.as_ref().map(|v| Field {
-                    value: v,
-                    path: l.path,
-                    own: *i == 0,
-                })
-            })
-        };
-    }
-    let all: Vec<(usize, &Layer<'_>)> = layers.iter().enumerate().collect();
-
-    let interval = pick!(all, interval);
-    let timeout = pick!(all, timeout);
-    let interval_v = match &interval {
-        None => DEFAULT_HEALTH_INTERVAL,
-        Some(f) => {
-            let d = duration(f, "interval", src)?;
-            if !(MIN_HEALTH_INTERVAL..=MAX_HEALTH_INTERVAL).contains(&d) {
-                return Err(src.field_error(
-                    f.span(),
-                    &f.name("interval"),
-                    format!(
-                        "{} is out of range: use {} to {} (default {})",
-                        show(d),
-                        show(MIN_HEALTH_INTERVAL),
-                        show(MAX_HEALTH_INTERVAL),
-                        show(DEFAULT_HEALTH_INTERVAL)
-                    ),
-                ));
-            }
-            d
-        }
-    };
-    let timeout_v = match &timeout {
-        None => DEFAULT_HEALTH_TIMEOUT,
-        Some(f) => {
-            let d = duration(f, "timeout", src)?;
-            if d < MIN_HEALTH_TIMEOUT {
-                return Err(src.field_error(
-                    f.span(),
-                    &f.name("timeout"),
-                    format!("{} is too short: use at least 1ms", show(d)),
-                ));
-            }
-            d
-        }
-    };
-    if timeout_v >= interval_v {
-        // Point at whichever of the two the user wrote most specifically.
-        let (span, name) = match (&timeout, &interval) {
-            (Some(t), Some(i)) if i.own && !t.own => (i.span(), i.name("interval")),
-            (Some(t), _) => (t.span(), t.name("timeout")),
-            (None, Some(i)) => (i.span(), i.name("interval")),
-            (None, None) => unreachable!("the defaults are ordered"),
-        };
-        return Err(src.field_error(
-            span,
-            &name,
-            format!(
-                "timeout {} is not less than interval {}: a check must end before the \
-                 next one is due; shorten `timeout` or lengthen `interval`",
-                show(timeout_v),
-                show(interval_v)
-            ),
-        ));
-    }
-
-    let count = |f: Option<Field<'_, i64>>, key: &str, default: u32| -> Result<u32> {
-        let Some(f) = f else { return Ok(default) };
-        let n = *f.value.get_ref();
-        if !(1..=i64::from(MAX_HEALTH_COUNT)).contains(&n) {
-            return Err(src.field_error(
-                f.span(),
-                &f.name(key),
-                format!("{n} is out of range: use 1 to {MAX_HEALTH_COUNT} (default {default})"),
-            ));
-        }
-        Ok(n as u32)
-    };
-    let rise = count(pick!(all, rise), "rise", DEFAULT_HEALTH_RISE)?;
-    let fall = count(pick!(all, fall), "fall", DEFAULT_HEALTH_FALL)?;
-
-    let port = match pick!(all, port) {
-        None => None,
-        Some(f) => {
-            let n = *f.value.get_ref();
-            if !(1..=65535).contains(&n) {
-                return Err(src.field_error(
-                    f.span(),
-                    &f.name("port"),
-                    format!("port {n} is out of range: use 1 to 65535 (default: the real server's port)"),
-                ));
-            }
-            Some(n as u16)
-        }
-    };
-
+    let same_kind = Stack::of_kind(layers, kind);
     let kind = match kind {
-        "tcp" => CheckKind::Tcp,
-        "http" => {
-            let mut http = HttpCheck::default();
-            if let Some(f) = pick!(same_kind, path) {
-                let p = f.value.get_ref();
-                if !p.starts_with('/') || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return Err(src.field_error(
-                        f.span(),
-                        &f.name("path"),
-                        format!("`{p}` is not an absolute request path: write it like \"/health\" (no spaces)"),
-                    ));
-                }
-                http.path = p.clone();
-            }
-            if let Some(f) = pick!(same_kind, host) {
-                let h = f.value.get_ref();
-                if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return Err(src.field_error(
-                        f.span(),
-                        &f.name("host"),
-                        format!("`{h}` is not a host name for the Host header, e.g. \"www.example.org\""),
-                    ));
-                }
-                http.host = Some(h.clone());
-            }
-            if let Some(f) = pick!(same_kind, expect_status) {
-                let list = f.value.get_ref();
-                if list.is_empty() {
-                    return Err(src.field_error(
-                        f.span(),
-                        &f.name("expect_status"),
-                        "empty list: name the statuses that mean healthy, e.g. [200]",
-                    ));
-                }
-                let mut statuses = Vec::with_capacity(list.len());
-                for (k, s) in list.iter().enumerate() {
-                    let n = *s.get_ref();
-                    if !(100..=599).contains(&n) {
-                        return Err(src.field_error(
-                            s.span(),
-                            &format!("{}[{k}]", f.name("expect_status")),
-                            format!("{n} is not an HTTP status: use 100 to 599"),
-                        ));
-                    }
-                    statuses.push(n as u16);
-                }
-                http.expect_status = statuses;
-            }
-            if let Some(f) = pick!(same_kind, expect_body) {
-                if f.value.get_ref().is_empty() {
-                    return Err(src.field_error(
-                        f.span(),
-                        &f.name("expect_body"),
-                        "empty text matches every body: remove `expect_body` or give the text to find",
-                    ));
-                }
-                http.expect_body = Some(f.value.get_ref().clone());
-            }
-            CheckKind::Http(http)
-        }
-        "ldap" => {
-            let mut ldap = LdapCheck::default();
-            let dn = pick!(same_kind, bind_dn);
-            let pw = pick!(same_kind, bind_password);
-            ldap.bind = match (dn, pw) {
-                (None, None) => None,
-                (Some(dn), Some(pw)) => {
-                    if dn.value.get_ref().trim().is_empty() {
-                        return Err(src.field_error(
-                            dn.span(),
-                            &dn.name("bind_dn"),
-                            "empty DN: remove `bind_dn` and `bind_password` for an anonymous \
-                             bind, or name the entry to bind as",
-                        ));
-                    }
-                    Some(LdapBind {
-                        dn: dn.value.get_ref().clone(),
-                        password: Secret::new(pw.value.get_ref().clone()),
-                    })
-                }
-                (Some(dn), None) => {
-                    return Err(src.field_error(
-                        dn.span(),
-                        &dn.name("bind_dn"),
-                        "`bind_dn` without `bind_password`: servers refuse a bind with a DN \
-                         and no password; add `bind_password` or remove `bind_dn` for an \
-                         anonymous bind",
-                    ))
-                }
-                (None, Some(pw)) => {
-                    return Err(src.field_error(
-                        pw.span(),
-                        &pw.name("bind_password"),
-                        "`bind_password` without `bind_dn`: add the DN to bind as",
-                    ))
-                }
-            };
-            if let Some(f) = pick!(same_kind, base) {
-                ldap.base = f.value.get_ref().clone();
-            }
-            if let Some(f) = pick!(same_kind, filter) {
-                let text = f.value.get_ref();
-                if ldap3::parse_filter(text).is_err() {
-                    return Err(src.field_error(
-                        f.span(),
-                        &f.name("filter"),
-                        format!("`{text}` is not an LDAP search filter: write it like \"(objectClass=*)\" or \"(&(objectClass=person)(uid=probe))\""),
-                    ));
-                }
-                ldap.filter = text.clone();
-            }
-            (ldap.tls, ldap.ca_file) =
-                ldap_transport(pick!(same_kind, tls), pick!(same_kind, ca_file), src)?;
-            CheckKind::Ldap(ldap)
-        }
-        "exec" => {
-            let Some(f) = pick!(same_kind, command) else {
-                return Err(src.field_error(
-                    top.span.clone(),
-                    &format!("{}.command", top.path),
-                    "missing: kind = \"exec\" needs the command to run, e.g. \
-                     `command = [\"/usr/local/bin/check\", \"{address}\", \"{port}\"]`",
-                ));
-            };
-            let list = f.value.get_ref();
-            if list.is_empty() || list[0].get_ref().trim().is_empty() {
-                return Err(src.field_error(
-                    f.span(),
-                    &f.name("command"),
-                    "no program: the first element is the program to run, the others its arguments",
-                ));
-            }
-            for (k, arg) in list.iter().enumerate() {
-                if let Some(bad) = unknown_placeholder(arg.get_ref()) {
-                    return Err(src.field_error(
-                        arg.span(),
-                        &format!("{}[{k}]", f.name("command")),
-                        format!(
-                            "unknown placeholder `{bad}`: the placeholders are {}",
-                            EXEC_PLACEHOLDERS.join(" and ")
-                        ),
-                    ));
-                }
-            }
-            CheckKind::Exec(ExecCheck {
-                command: list.iter().map(|a| a.get_ref().clone()).collect(),
-            })
-        }
-        _ => unreachable!("checked above"),
+        // Returned above: kind none has no keys to read.
+        KindName::None => CheckKind::None,
+        KindName::Tcp => CheckKind::Tcp,
+        KindName::Http => CheckKind::Http(http_check(&same_kind, src)?),
+        KindName::Ldap => CheckKind::Ldap(ldap_check(&same_kind, src)?),
+        KindName::Exec => CheckKind::Exec(exec_check(top, &same_kind, src)?),
     };
-
     Ok(HealthCheck {
         kind,
-        interval: interval_v,
-        timeout: timeout_v,
+        interval,
+        timeout,
         rise,
         fall,
         port,
     })
+}
+
+/// The kind: the most specific table that names one.
+fn resolve_kind(layers: &[Layer<'_>], src: &Source<'_>) -> Result<KindName> {
+    let named = layers.iter().enumerate().find_map(|(i, l)| {
+        l.raw.kind.as_ref().map(|value| Field {
+            value,
+            path: l.path,
+            own: i == 0,
+        })
+    });
+    let Some(f) = named else {
+        let top = &layers[0];
+        return Err(src.field_error(
+            top.span.clone(),
+            &format!("{}.kind", top.path),
+            "missing: say how to check, e.g. `kind = \"tcp\"` \
+             (http | tcp | ldap | exec | none)",
+        ));
+    };
+    f.value.get_ref().parse().map_err(|_| {
+        let kind = f.value.get_ref();
+        src.field_error(
+            f.span(),
+            &f.name("kind"),
+            format!(
+                "`{kind}` is not a health check kind: use \"http\", \"tcp\", \"ldap\", \
+                 \"exec\" (run a command) or \"none\" (always up)"
+            ),
+        )
+    })
+}
+
+/// A table's kind-specific keys count only where its kind is the
+/// resolved one; the most specific table may not hold keys of another
+/// kind at all.
+fn refuse_other_kinds_keys(top: &Layer<'_>, kind: KindName, src: &Source<'_>) -> Result<()> {
+    match specific_keys(top.raw)
+        .into_iter()
+        .find(|(_, k, _)| *k != kind)
+    {
+        None => Ok(()),
+        Some((key, key_kind, span)) => Err(src.field_error(
+            span,
+            &format!("{}.{key}", top.path),
+            format!(
+                "`{key}` belongs to kind = \"{key_kind}\" checks, but this check is \
+                 kind = \"{kind}\": remove it or change `kind`"
+            ),
+        )),
+    }
+}
+
+/// Kind `none`: never checked, so a kind-independent key in its own
+/// table is a mistake (inherited ones are the service's business).
+fn none_check(top: &Layer<'_>, src: &Source<'_>) -> Result<HealthCheck> {
+    if let Some((key, span)) = common_key_spans(top.raw).into_iter().next() {
+        return Err(src.field_error(
+            span,
+            &format!("{}.{key}", top.path),
+            format!(
+                "`{key}` has no effect with kind = \"none\" (never checked, always up): \
+                 remove it or choose a kind that checks"
+            ),
+        ));
+    }
+    Ok(HealthCheck::none())
+}
+
+// With neither key written the defaults apply, and they are ordered.
+const _: () = assert!(DEFAULT_HEALTH_TIMEOUT.as_millis() < DEFAULT_HEALTH_INTERVAL.as_millis());
+
+/// `interval` and `timeout`, each in range and the timeout shorter.
+fn timing(all: &Stack<'_>, src: &Source<'_>) -> Result<(Duration, Duration)> {
+    let interval = all.pick(|r| r.interval.as_ref());
+    let timeout = all.pick(|r| r.timeout.as_ref());
+    let interval_v = match &interval {
+        None => DEFAULT_HEALTH_INTERVAL,
+        Some(f) => interval_value(f, src)?,
+    };
+    let timeout_v = match &timeout {
+        None => DEFAULT_HEALTH_TIMEOUT,
+        Some(f) => timeout_value(f, src)?,
+    };
+    if timeout_v < interval_v {
+        return Ok((interval_v, timeout_v));
+    }
+    // Point at whichever of the two the user wrote most specifically.
+    let (span, name) = match (&timeout, &interval) {
+        (Some(t), Some(i)) if i.own && !t.own => (i.span(), i.name("interval")),
+        (Some(t), _) => (t.span(), t.name("timeout")),
+        (None, Some(i)) => (i.span(), i.name("interval")),
+        // Both defaults: ordered (asserted above).
+        (None, None) => return Ok((interval_v, timeout_v)),
+    };
+    Err(src.field_error(
+        span,
+        &name,
+        format!(
+            "timeout {} is not less than interval {}: a check must end before the \
+             next one is due; shorten `timeout` or lengthen `interval`",
+            show(timeout_v),
+            show(interval_v)
+        ),
+    ))
+}
+
+fn interval_value(f: &Field<'_, String>, src: &Source<'_>) -> Result<Duration> {
+    let d = duration(f, "interval", src)?;
+    if !(MIN_HEALTH_INTERVAL..=MAX_HEALTH_INTERVAL).contains(&d) {
+        return Err(src.field_error(
+            f.span(),
+            &f.name("interval"),
+            format!(
+                "{} is out of range: use {} to {} (default {})",
+                show(d),
+                show(MIN_HEALTH_INTERVAL),
+                show(MAX_HEALTH_INTERVAL),
+                show(DEFAULT_HEALTH_INTERVAL)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+fn timeout_value(f: &Field<'_, String>, src: &Source<'_>) -> Result<Duration> {
+    let d = duration(f, "timeout", src)?;
+    if d < MIN_HEALTH_TIMEOUT {
+        return Err(src.field_error(
+            f.span(),
+            &f.name("timeout"),
+            format!("{} is too short: use at least 1ms", show(d)),
+        ));
+    }
+    Ok(d)
+}
+
+/// `rise` or `fall`.
+fn count(f: Option<Field<'_, i64>>, key: &str, default: u32, src: &Source<'_>) -> Result<u32> {
+    let Some(f) = f else { return Ok(default) };
+    let n = *f.value.get_ref();
+    if !(1..=i64::from(MAX_HEALTH_COUNT)).contains(&n) {
+        return Err(src.field_error(
+            f.span(),
+            &f.name(key),
+            format!("{n} is out of range: use 1 to {MAX_HEALTH_COUNT} (default {default})"),
+        ));
+    }
+    Ok(n as u32)
+}
+
+fn check_port(f: Option<Field<'_, i64>>, src: &Source<'_>) -> Result<Option<u16>> {
+    let Some(f) = f else { return Ok(None) };
+    let n = *f.value.get_ref();
+    if !(1..=65535).contains(&n) {
+        return Err(src.field_error(
+            f.span(),
+            &f.name("port"),
+            format!("port {n} is out of range: use 1 to 65535 (default: the real server's port)"),
+        ));
+    }
+    Ok(Some(n as u16))
+}
+
+/// The keys of kind = "http".
+fn http_check(same_kind: &Stack<'_>, src: &Source<'_>) -> Result<HttpCheck> {
+    let mut http = HttpCheck::default();
+    if let Some(f) = same_kind.pick(|r| r.path.as_ref()) {
+        let p = f.value.get_ref();
+        if !p.starts_with('/') || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(src.field_error(
+                f.span(),
+                &f.name("path"),
+                format!(
+                    "`{p}` is not an absolute request path: write it like \"/health\" (no spaces)"
+                ),
+            ));
+        }
+        http.path = p.clone();
+    }
+    if let Some(f) = same_kind.pick(|r| r.host.as_ref()) {
+        let h = f.value.get_ref();
+        if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(src.field_error(
+                f.span(),
+                &f.name("host"),
+                format!("`{h}` is not a host name for the Host header, e.g. \"www.example.org\""),
+            ));
+        }
+        http.host = Some(h.clone());
+    }
+    if let Some(f) = same_kind.pick(|r| r.expect_status.as_ref()) {
+        http.expect_status = expect_status(&f, src)?;
+    }
+    if let Some(f) = same_kind.pick(|r| r.expect_body.as_ref()) {
+        if f.value.get_ref().is_empty() {
+            return Err(src.field_error(
+                f.span(),
+                &f.name("expect_body"),
+                "empty text matches every body: remove `expect_body` or give the text to find",
+            ));
+        }
+        http.expect_body = Some(f.value.get_ref().clone());
+    }
+    Ok(http)
+}
+
+fn expect_status(f: &Field<'_, Vec<Spanned<i64>>>, src: &Source<'_>) -> Result<Vec<u16>> {
+    let list = f.value.get_ref();
+    if list.is_empty() {
+        return Err(src.field_error(
+            f.span(),
+            &f.name("expect_status"),
+            "empty list: name the statuses that mean healthy, e.g. [200]",
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let n = *s.get_ref();
+            if !(100..=599).contains(&n) {
+                return Err(src.field_error(
+                    s.span(),
+                    &format!("{}[{k}]", f.name("expect_status")),
+                    format!("{n} is not an HTTP status: use 100 to 599"),
+                ));
+            }
+            Ok(n as u16)
+        })
+        .collect()
+}
+
+/// The keys of kind = "ldap".
+fn ldap_check(same_kind: &Stack<'_>, src: &Source<'_>) -> Result<LdapCheck> {
+    let mut ldap = LdapCheck {
+        bind: ldap_bind(
+            same_kind.pick(|r| r.bind_dn.as_ref()),
+            same_kind.pick(|r| r.bind_password.as_ref()),
+            src,
+        )?,
+        ..LdapCheck::default()
+    };
+    if let Some(f) = same_kind.pick(|r| r.base.as_ref()) {
+        ldap.base = f.value.get_ref().clone();
+    }
+    if let Some(f) = same_kind.pick(|r| r.filter.as_ref()) {
+        let text = f.value.get_ref();
+        if ldap3::parse_filter(text).is_err() {
+            return Err(src.field_error(
+                f.span(),
+                &f.name("filter"),
+                format!("`{text}` is not an LDAP search filter: write it like \"(objectClass=*)\" or \"(&(objectClass=person)(uid=probe))\""),
+            ));
+        }
+        ldap.filter = text.clone();
+    }
+    (ldap.tls, ldap.ca_file) = ldap_transport(
+        same_kind.pick(|r| r.tls.as_ref()),
+        same_kind.pick(|r| r.ca_file.as_ref()),
+        src,
+    )?;
+    Ok(ldap)
+}
+
+/// `bind_dn` and `bind_password`: both or neither (anonymous).
+fn ldap_bind(
+    dn: Option<Field<'_, String>>,
+    pw: Option<Field<'_, String>>,
+    src: &Source<'_>,
+) -> Result<Option<LdapBind>> {
+    match (dn, pw) {
+        (None, None) => Ok(None),
+        (Some(dn), Some(pw)) => {
+            if dn.value.get_ref().trim().is_empty() {
+                return Err(src.field_error(
+                    dn.span(),
+                    &dn.name("bind_dn"),
+                    "empty DN: remove `bind_dn` and `bind_password` for an anonymous \
+                     bind, or name the entry to bind as",
+                ));
+            }
+            Ok(Some(LdapBind {
+                dn: dn.value.get_ref().clone(),
+                password: Secret::new(pw.value.get_ref().clone()),
+            }))
+        }
+        (Some(dn), None) => Err(src.field_error(
+            dn.span(),
+            &dn.name("bind_dn"),
+            "`bind_dn` without `bind_password`: servers refuse a bind with a DN \
+             and no password; add `bind_password` or remove `bind_dn` for an \
+             anonymous bind",
+        )),
+        (None, Some(pw)) => Err(src.field_error(
+            pw.span(),
+            &pw.name("bind_password"),
+            "`bind_password` without `bind_dn`: add the DN to bind as",
+        )),
+    }
 }
 
 /// `tls` and `ca_file` of an LDAP check. `ca_file` must be absolute (the
@@ -660,21 +741,17 @@ fn ldap_transport(
 ) -> Result<(LdapTls, Option<PathBuf>)> {
     let mode = match &tls {
         None => LdapTls::None,
-        Some(f) => match f.value.get_ref().as_str() {
-            "none" => LdapTls::None,
-            "ldaps" => LdapTls::Ldaps,
-            "starttls" => LdapTls::StartTls,
-            other => {
-                return Err(src.field_error(
-                    f.span(),
-                    &f.name("tls"),
-                    format!(
-                        "`{other}` is not an LDAP TLS mode: use \"none\" (plain LDAP), \
-                         \"ldaps\" (TLS from the start, usually port 636) or \"starttls\""
-                    ),
-                ))
-            }
-        },
+        Some(f) => f.value.get_ref().parse().map_err(|_| {
+            src.field_error(
+                f.span(),
+                &f.name("tls"),
+                format!(
+                    "`{}` is not an LDAP TLS mode: use \"none\" (plain LDAP), \
+                     \"ldaps\" (TLS from the start, usually port 636) or \"starttls\"",
+                    f.value.get_ref()
+                ),
+            )
+        })?,
     };
     let Some(f) = ca_file else {
         return Ok((mode, None));
@@ -702,6 +779,41 @@ fn ldap_transport(
         return Err(src.field_error(f.span(), &f.name("ca_file"), e));
     }
     Ok((mode, Some(path)))
+}
+
+/// The keys of kind = "exec": `command` is required.
+fn exec_check(top: &Layer<'_>, same_kind: &Stack<'_>, src: &Source<'_>) -> Result<ExecCheck> {
+    let Some(f) = same_kind.pick(|r| r.command.as_ref()) else {
+        return Err(src.field_error(
+            top.span.clone(),
+            &format!("{}.command", top.path),
+            "missing: kind = \"exec\" needs the command to run, e.g. \
+             `command = [\"/usr/local/bin/check\", \"{address}\", \"{port}\"]`",
+        ));
+    };
+    let list = f.value.get_ref();
+    if list.is_empty() || list[0].get_ref().trim().is_empty() {
+        return Err(src.field_error(
+            f.span(),
+            &f.name("command"),
+            "no program: the first element is the program to run, the others its arguments",
+        ));
+    }
+    for (k, arg) in list.iter().enumerate() {
+        if let Some(bad) = unknown_placeholder(arg.get_ref()) {
+            return Err(src.field_error(
+                arg.span(),
+                &format!("{}[{k}]", f.name("command")),
+                format!(
+                    "unknown placeholder `{bad}`: the placeholders are {}",
+                    EXEC_PLACEHOLDERS.join(" and ")
+                ),
+            ));
+        }
+    }
+    Ok(ExecCheck {
+        command: list.iter().map(|a| a.get_ref().clone()).collect(),
+    })
 }
 
 /// Refuses an LDAP check over TLS of an IPv6 real server: the LDAP

@@ -47,6 +47,7 @@ pub(crate) mod reverse_nat;
 mod validate;
 mod validate_vrrp;
 mod vrrp;
+pub(crate) mod words;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -59,11 +60,11 @@ pub use announce::{
 };
 pub use error::Location;
 pub use health::{
-    parse_duration, show as show_duration, CheckKind, ExecCheck, HealthCheck, HttpCheck, LdapBind,
-    LdapCheck, LdapTls, Secret, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_RISE,
-    DEFAULT_HEALTH_TIMEOUT, DEFAULT_HTTP_EXPECT_STATUS, DEFAULT_HTTP_PATH, DEFAULT_LDAP_BASE,
-    DEFAULT_LDAP_FILTER, EXEC_PLACEHOLDERS, MAX_HEALTH_COUNT, MAX_HEALTH_INTERVAL,
-    MIN_HEALTH_INTERVAL, MIN_HEALTH_TIMEOUT,
+    parse_duration, show as show_duration, CheckKind, ExecCheck, HealthCheck, HttpCheck, KindName,
+    LdapBind, LdapCheck, LdapTls, Secret, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_TIMEOUT, DEFAULT_HTTP_EXPECT_STATUS, DEFAULT_HTTP_PATH,
+    DEFAULT_LDAP_BASE, DEFAULT_LDAP_FILTER, EXEC_PLACEHOLDERS, MAX_HEALTH_COUNT,
+    MAX_HEALTH_INTERVAL, MIN_HEALTH_INTERVAL, MIN_HEALTH_TIMEOUT,
 };
 pub use host::validate_host;
 pub use vrrp::{
@@ -74,6 +75,8 @@ pub use vrrp::{
     MAX_GARP_DELAY, MAX_GARP_REPEAT, MAX_NOTIFY_TIMEOUT, MAX_PREEMPT_DELAY, MIN_ADVERT_INTERVAL_V3,
     MIN_NOTIFY_TIMEOUT, VRRP_GROUP_V4,
 };
+use words::config_words;
+pub use words::UnknownWord;
 
 // Defaults, written once. A user's file that leaves a key out gets these.
 
@@ -154,29 +157,41 @@ pub struct AgentConfig {
     pub control_group: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum XdpMode {
-    /// Native, falling back to generic (with a log line).
-    Auto,
-    Native,
-    Generic,
+config_words! {
+    /// `[agent] xdp_mode`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum XdpMode {
+        /// Native, falling back to generic (with a log line).
+        Auto = "auto",
+        Native = "native",
+        Generic = "generic",
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Tcp,
-    Udp,
+config_words! {
+    /// A virtual server's `protocol`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Protocol {
+        Tcp = "tcp",
+        Udp = "udp",
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Forwarding {
-    Nat,
-    Dr,
+config_words! {
+    /// A virtual server's `forwarding`: ipvsadm's -m and -g.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Forwarding {
+        Nat = "nat",
+        Dr = "dr",
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scheduler {
-    Maglev,
+config_words! {
+    /// A virtual server's `scheduler`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Scheduler {
+        Maglev = "maglev",
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -67,7 +67,7 @@ pub(super) fn validate(raw: RawConfig, src: &Source<'_>) -> Result<Config> {
                      one address, port and protocol can be one service only",
                     vs.address,
                     vs.port,
-                    proto_name(vs.protocol)
+                    vs.protocol.name()
                 ),
             ));
         }
@@ -406,17 +406,16 @@ fn virtual_server(
     let port = port_number(&port, &format!("{path}.port"), src)?;
 
     let protocol = raw.protocol.ok_or_else(|| missing("protocol", "\"tcp\""))?;
-    let protocol = match protocol.get_ref().as_str() {
-        "tcp" => Protocol::Tcp,
-        "udp" => Protocol::Udp,
-        other => {
-            return Err(src.field_error(
-                protocol.span(),
-                &format!("{path}.protocol"),
-                format!("`{other}` is not a supported protocol: use \"tcp\" or \"udp\""),
-            ))
-        }
-    };
+    let protocol = protocol.get_ref().parse::<Protocol>().map_err(|e| {
+        src.field_error(
+            protocol.span(),
+            &format!("{path}.protocol"),
+            format!(
+                "`{}` is not a supported protocol: use \"tcp\" or \"udp\"",
+                e.word
+            ),
+        )
+    })?;
 
     let forwarding = raw
         .forwarding
@@ -613,26 +612,22 @@ fn forwarding_method(
     path: &str,
     src: &Source<'_>,
 ) -> Result<Forwarding> {
-    let forwarding = match forwarding.get_ref().as_str() {
-        "nat" => Forwarding::Nat,
-        "dr" => Forwarding::Dr,
-        other => {
-            let tunnel = if matches!(other, "tun" | "tunnel" | "ipip" | "gre") {
-                " (tunnel mode is not supported)"
-            } else {
-                ""
-            };
-            return Err(src.field_error(
-                forwarding.span(),
-                &format!("{path}.forwarding"),
-                format!(
-                    "`{other}` is not a forwarding method{tunnel}: use \"nat\" \
-                     (ipvsadm -m, masquerading) or \"dr\" (ipvsadm -g, direct routing)"
-                ),
-            ));
-        }
-    };
-    Ok(forwarding)
+    forwarding.get_ref().parse::<Forwarding>().map_err(|e| {
+        let other = e.word.as_str();
+        let tunnel = if matches!(other, "tun" | "tunnel" | "ipip" | "gre") {
+            " (tunnel mode is not supported)"
+        } else {
+            ""
+        };
+        src.field_error(
+            forwarding.span(),
+            &format!("{path}.forwarding"),
+            format!(
+                "`{other}` is not a forwarding method{tunnel}: use \"nat\" \
+                 (ipvsadm -m, masquerading) or \"dr\" (ipvsadm -g, direct routing)"
+            ),
+        )
+    })
 }
 
 /// `scheduler` of the service at `path` (default maglev).
@@ -641,23 +636,20 @@ fn scheduler(
     path: &str,
     src: &Source<'_>,
 ) -> Result<Scheduler> {
-    let scheduler = match scheduler {
-        None => DEFAULT_SCHEDULER,
-        Some(v) => match v.get_ref().as_str() {
-            "maglev" => Scheduler::Maglev,
-            other => {
-                return Err(src.field_error(
-                    v.span(),
-                    &format!("{path}.scheduler"),
-                    format!(
-                        "`{other}` is not a scheduler lb has: use \"maglev\" (consistent \
-                         hashing that honours weights, like IPVS `mh`)"
-                    ),
-                ))
-            }
-        },
+    let Some(v) = scheduler else {
+        return Ok(DEFAULT_SCHEDULER);
     };
-    Ok(scheduler)
+    v.get_ref().parse::<Scheduler>().map_err(|e| {
+        src.field_error(
+            v.span(),
+            &format!("{path}.scheduler"),
+            format!(
+                "`{}` is not a scheduler lb has: use \"maglev\" (consistent \
+                 hashing that honours weights, like IPVS `mh`)",
+                e.word
+            ),
+        )
+    })
 }
 
 fn real_server(
@@ -868,13 +860,6 @@ fn family_mismatch(what: &str, addr: IpAddr, vip: IpAddr) -> String {
     )
 }
 
-fn proto_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-    }
-}
-
 fn endpoint(addr: IpAddr, port: u16, p: Protocol) -> String {
-    format!("{}/{}", SocketAddr::new(addr, port), proto_name(p))
+    format!("{}/{p}", SocketAddr::new(addr, port))
 }

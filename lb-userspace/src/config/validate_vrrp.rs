@@ -512,7 +512,7 @@ fn advert_interval(
 fn election(raw: &RawVrrpInstance, t: &Table<'_>) -> Result<(VrrpInitialState, bool, Duration)> {
     let initial_state = match &raw.state {
         None => VrrpInitialState::Backup,
-        Some(v) => v.get_ref().parse().map_err(|()| {
+        Some(v) => v.get_ref().parse().map_err(|_| {
             t.err(
                 v.span(),
                 "state",

@@ -14,6 +14,8 @@ use std::{
     time::Duration,
 };
 
+use super::words::config_words;
+
 /// Keepalived's default advert interval.
 pub const DEFAULT_ADVERT_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_VRRP_VERSION: VrrpVersion = VrrpVersion::V2;
@@ -92,40 +94,15 @@ impl FromStr for VrrpVersion {
     }
 }
 
-/// The state an instance starts in (`state = "backup" | "master"`). As in
-/// keepalived, "master" only shortens the start-up when the priority is
-/// 255 (the address owner); otherwise both start as backup and elect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VrrpInitialState {
-    Backup,
-    Master,
-}
-
-impl VrrpInitialState {
-    /// The word used in the config file.
-    pub fn name(self) -> &'static str {
-        match self {
-            VrrpInitialState::Backup => "backup",
-            VrrpInitialState::Master => "master",
-        }
-    }
-}
-
-impl fmt::Display for VrrpInitialState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for VrrpInitialState {
-    type Err = ();
-    /// "backup" | "master" (lower case, as written in the config).
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "backup" => Ok(VrrpInitialState::Backup),
-            "master" => Ok(VrrpInitialState::Master),
-            _ => Err(()),
-        }
+config_words! {
+    /// The state an instance starts in (`state = "backup" | "master"`). As in
+    /// keepalived, "master" only shortens the start-up when the priority is
+    /// 255 (the address owner); otherwise both start as backup and elect.
+    /// Lower case only, as written in the config.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum VrrpInitialState {
+        Backup = "backup",
+        Master = "master",
     }
 }
 
@@ -355,6 +332,6 @@ mod tests {
         for s in [VrrpInitialState::Backup, VrrpInitialState::Master] {
             assert_eq!(s.to_string().parse(), Ok(s));
         }
-        assert_eq!("MASTER".parse::<VrrpInitialState>(), Err(()));
+        assert!("MASTER".parse::<VrrpInitialState>().is_err());
     }
 }

@@ -39,8 +39,37 @@ pub enum Caller {
     Root,
     /// A member of the control group: read-only requests.
     Reader { uid: u32, group: String },
-    /// Refused outright; the line the client is sent.
-    Stranger { refusal: String },
+    /// Refused outright, whatever the request.
+    Stranger { refusal: Refusal },
+}
+
+/// Why a caller may not send a request; the text is the error line the
+/// client is sent, saying what to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Not root, with a control group configured that it is not in.
+    #[error(
+        "permission denied: uid {uid} is neither root nor a member of group `{group}` \
+         ([agent] control_group); run this as root, or add the user to that group \
+         for `lb status`"
+    )]
+    NotInGroup { uid: u32, group: String },
+    /// Not root, and no control group configured.
+    #[error(
+        "permission denied: uid {uid} is not root; the control socket is root-only \
+         (set [agent] control_group to let a group run `lb status`)"
+    )]
+    NotRoot { uid: u32 },
+    /// A control group member asking for more than reading.
+    #[error(
+        "permission denied: `{command}` needs root; uid {uid} is in group `{group}` \
+         ([agent] control_group), which may only read status"
+    )]
+    NeedsRoot {
+        command: String,
+        uid: u32,
+        group: String,
+    },
 }
 
 impl Caller {
@@ -55,33 +84,28 @@ impl Caller {
                 group: g.name.clone(),
             },
             Some(g) => Caller::Stranger {
-                refusal: format!(
-                    "permission denied: uid {} is neither root nor a member of group `{}` \
-                     ([agent] control_group); run this as root, or add the user to that group \
-                     for `lb status`",
-                    peer.uid, g.name
-                ),
+                refusal: Refusal::NotInGroup {
+                    uid: peer.uid,
+                    group: g.name.clone(),
+                },
             },
             None => Caller::Stranger {
-                refusal: format!(
-                    "permission denied: uid {} is not root; the control socket is root-only \
-                     (set [agent] control_group to let a group run `lb status`)",
-                    peer.uid
-                ),
+                refusal: Refusal::NotRoot { uid: peer.uid },
             },
         }
     }
 
     /// `Ok` when this caller may send a request whose read-only-ness is
-    /// `read_only`, else the error line to answer.
-    pub fn may(&self, command: &str, read_only: bool) -> Result<(), String> {
+    /// `read_only`, else why not.
+    pub fn may(&self, command: &str, read_only: bool) -> Result<(), Refusal> {
         match self {
             Caller::Root => Ok(()),
             Caller::Reader { .. } if read_only => Ok(()),
-            Caller::Reader { uid, group } => Err(format!(
-                "permission denied: `{command}` needs root; uid {uid} is in group `{group}` \
-                 ([agent] control_group), which may only read status"
-            )),
+            Caller::Reader { uid, group } => Err(Refusal::NeedsRoot {
+                command: command.to_owned(),
+                uid: *uid,
+                group: group.clone(),
+            }),
             Caller::Stranger { refusal } => Err(refusal.clone()),
         }
     }
@@ -229,6 +253,11 @@ mod tests {
             assert!(caller.may("status", true).is_ok());
             let err = caller.may("reload", false).unwrap_err();
             assert!(
+                matches!(err, Refusal::NeedsRoot { uid: 1000, .. }),
+                "{err:?}"
+            );
+            let err = err.to_string();
+            assert!(
                 err.contains("`reload` needs root") && err.contains("group `lb`"),
                 "{err}"
             );
@@ -238,10 +267,10 @@ mod tests {
     #[test]
     fn everyone_else_is_refused_with_what_to_do() {
         let with_group = Caller::classify(&peer(1000, 1000, &[4]), Some(&lb_group()));
-        let err = with_group.may("status", true).unwrap_err();
+        let err = with_group.may("status", true).unwrap_err().to_string();
         assert!(err.contains("uid 1000") && err.contains("`lb`"), "{err}");
         let without = Caller::classify(&peer(1000, 990, &[990]), None);
-        let err = without.may("status", true).unwrap_err();
+        let err = without.may("status", true).unwrap_err().to_string();
         assert!(
             err.contains("root-only") && err.contains("control_group"),
             "{err}"

@@ -96,11 +96,7 @@ impl ServiceKey {
 
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let proto = match self.protocol {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        };
-        write!(f, "{proto} {}", self.socket())
+        write!(f, "{} {}", self.protocol, self.socket())
     }
 }
 
@@ -265,13 +261,6 @@ pub struct Programmer {
     backend_ids: IdAllocator,
     ring: RingAllocator,
     build_table: TableBuilder,
-}
-
-fn proto_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-    }
 }
 
 fn ring_range_of(value: &Service) -> Option<RingRange> {

@@ -15,7 +15,7 @@ use super::{
     programmer::{Programmer, ServiceView},
 };
 use crate::{
-    config::{Config, Forwarding, Protocol, Scheduler},
+    config::Config,
     status::{RealServerStatus, ServiceStatus, Status},
 };
 
@@ -93,16 +93,9 @@ fn service_status(
         name: s.name.clone(),
         address: s.key.address.to_string(),
         port: s.key.port,
-        protocol: protocol_name(s.key.protocol).into(),
-        forwarding: match s.forwarding {
-            Forwarding::Nat => "nat",
-            Forwarding::Dr => "dr",
-        }
-        .into(),
-        scheduler: match s.scheduler {
-            Scheduler::Maglev => "maglev",
-        }
-        .into(),
+        protocol: s.key.protocol.name().into(),
+        forwarding: s.forwarding.name().into(),
+        scheduler: s.scheduler.name().into(),
         stats: maps.service_counters(s.id)?.into(),
         real_servers,
     })
@@ -139,7 +132,7 @@ pub fn pinned_snapshot(pins: &PinDir, config: Option<&Config>) -> Result<Status,
                 c.virtual_servers.iter().position(|vs| {
                     vs.address.to_string() == address
                         && vs.port == port
-                        && protocol_name(vs.protocol) == protocol
+                        && vs.protocol.name() == protocol
                 })
             })
             .unwrap_or(usize::MAX)
@@ -175,19 +168,12 @@ pub fn pinned_snapshot(pins: &PinDir, config: Option<&Config>) -> Result<Status,
     Ok(status)
 }
 
-fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-    }
-}
-
 fn name_from_config(status: &mut Status, config: &Config) {
     for s in &mut status.services {
         let Some(vs) = config.virtual_servers.iter().find(|vs| {
             vs.address.to_string() == s.address
                 && vs.port == s.port
-                && protocol_name(vs.protocol) == s.protocol
+                && vs.protocol.name() == s.protocol
         }) else {
             continue;
         };

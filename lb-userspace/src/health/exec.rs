@@ -29,6 +29,7 @@ use tokio::{
     process::Command,
 };
 
+use super::CheckError;
 use crate::config::ExecCheck;
 
 /// How much of the command's output an error quotes.
@@ -42,7 +43,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// them open forever).
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
-pub async fn check(addr: SocketAddr, cfg: &ExecCheck) -> Result<(), String> {
+pub async fn check(addr: SocketAddr, cfg: &ExecCheck) -> Result<(), CheckError> {
     let argv = substitute(&cfg.command, addr);
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
@@ -53,7 +54,10 @@ pub async fn check(addr: SocketAddr, cfg: &ExecCheck) -> Result<(), String> {
         // Its own process group, so the guard can kill what it started.
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("exec {:?} failed to start: {e}", argv[0]))?;
+        .map_err(|e| CheckError::Spawn {
+            program: argv[0].clone(),
+            cause: e.to_string(),
+        })?;
     let group = KillGroup(child.id());
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let (mut out, mut err) = (Tail::default(), Tail::default());
@@ -74,15 +78,18 @@ pub async fn check(addr: SocketAddr, cfg: &ExecCheck) -> Result<(), String> {
         if !pipes_closed {
             let _ = tokio::time::timeout(DRAIN_GRACE, &mut pipes).await;
         }
-        status.map_err(|e| format!("exec {:?} failed: {e}", argv[0]))?
+        status.map_err(|e| CheckError::Wait {
+            program: argv[0].clone(),
+            cause: e.to_string(),
+        })?
     };
     if status.success() {
         return Ok(());
     }
-    let quote = last_line(err.bytes()).or_else(|| last_line(out.bytes()));
-    Err(match quote {
-        Some(q) => format!("exec {:?}: {status}: {q}", argv[0]),
-        None => format!("exec {:?}: {status}", argv[0]),
+    Err(CheckError::Exit {
+        program: argv[0].clone(),
+        status,
+        said: last_line(err.bytes()).or_else(|| last_line(out.bytes())),
     })
 }
 

@@ -18,13 +18,14 @@ use std::net::SocketAddr;
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope, SearchOptions};
 
+use super::CheckError;
 use crate::config::{LdapCheck, LdapTls};
 
 /// RFC 4511 result codes that matter here.
 const SUCCESS: u32 = 0;
 const SIZE_LIMIT_EXCEEDED: u32 = 4;
 
-pub async fn check(addr: SocketAddr, cfg: &LdapCheck) -> Result<(), String> {
+pub async fn check(addr: SocketAddr, cfg: &LdapCheck) -> Result<(), CheckError> {
     let scheme = if cfg.tls == LdapTls::Ldaps {
         "ldaps"
     } else {
@@ -38,11 +39,16 @@ pub async fn check(addr: SocketAddr, cfg: &LdapCheck) -> Result<(), String> {
             .map_err(|e| match e {
                 // The only LDAP operation before the bind is StartTLS: a
                 // result here is the server refusing it.
-                LdapError::LdapResult { result } if cfg.tls == LdapTls::StartTls => format!(
-                    "ldap StartTLS refused by {addr}: {} (is TLS configured on the server?)",
-                    describe(&result)
-                ),
-                e => format!("ldap connect to {url} failed: {e}"),
+                LdapError::LdapResult { result } if cfg.tls == LdapTls::StartTls => {
+                    CheckError::StartTlsRefused {
+                        addr,
+                        result: describe(&result),
+                    }
+                }
+                e => CheckError::LdapConnect {
+                    url: url.clone(),
+                    cause: e.to_string(),
+                },
             })?;
     // The connection is driven here rather than on a spawned task, so that
     // a check dropped by its timeout drops the connection with it.
@@ -58,24 +64,24 @@ pub async fn check(addr: SocketAddr, cfg: &LdapCheck) -> Result<(), String> {
         biased;
         r = &mut session => r,
         r = &mut driver => match r {
-            Err(e) => Err(format!("ldap connection failed: {e}")),
+            Err(e) => Err(CheckError::LdapConnection(e.to_string())),
             Ok(()) => session.await,
         },
     }
 }
 
 /// StartTLS or not, and the connector that verifies the server.
-fn settings(cfg: &LdapCheck) -> Result<LdapConnSettings, String> {
+fn settings(cfg: &LdapCheck) -> Result<LdapConnSettings, CheckError> {
     let settings = LdapConnSettings::new().set_starttls(cfg.tls == LdapTls::StartTls);
     if cfg.tls == LdapTls::None {
         return Ok(settings);
     }
-    let connector =
-        super::tls::connector(cfg.ca_file.as_deref()).map_err(|e| format!("ldap {e}"))?;
+    let connector = super::tls::connector(cfg.ca_file.as_deref())
+        .map_err(|e| CheckError::Tls(e.to_string()))?;
     Ok(settings.set_connector(connector))
 }
 
-async fn session(ldap: &mut Ldap, cfg: &LdapCheck) -> Result<(), String> {
+async fn session(ldap: &mut Ldap, cfg: &LdapCheck) -> Result<(), CheckError> {
     let (dn, password) = match &cfg.bind {
         Some(b) => (b.dn.as_str(), b.password.expose()),
         None => ("", ""),
@@ -83,9 +89,9 @@ async fn session(ldap: &mut Ldap, cfg: &LdapCheck) -> Result<(), String> {
     let bound = ldap
         .simple_bind(dn, password)
         .await
-        .map_err(|e| format!("ldap bind failed: {e}"))?;
+        .map_err(|e| CheckError::Bind(e.to_string()))?;
     if bound.rc != SUCCESS {
-        return Err(format!("ldap bind failed: {}", describe(&bound)));
+        return Err(CheckError::Bind(describe(&bound)));
     }
 
     let scope = if cfg.base.is_empty() {
@@ -98,20 +104,19 @@ async fn session(ldap: &mut Ldap, cfg: &LdapCheck) -> Result<(), String> {
         .with_search_options(SearchOptions::new().sizelimit(1))
         .search(&cfg.base, scope, &cfg.filter, vec!["1.1"])
         .await
-        .map_err(|e| format!("ldap search failed: {e}"))?;
+        .map_err(|e| CheckError::Search(e.to_string()))?;
     let (entries, result) = (found.0, found.1);
     if result.rc != SUCCESS && result.rc != SIZE_LIMIT_EXCEEDED {
-        return Err(format!(
-            "ldap search of {:?} failed: {}",
-            cfg.base,
-            describe(&result)
-        ));
+        return Err(CheckError::SearchRefused {
+            base: cfg.base.clone(),
+            result: describe(&result),
+        });
     }
     if entries.is_empty() {
-        return Err(format!(
-            "ldap search of {:?} for {} found no entry",
-            cfg.base, cfg.filter
-        ));
+        return Err(CheckError::NoEntry {
+            base: cfg.base.clone(),
+            filter: cfg.filter.clone(),
+        });
     }
     // Politeness only: the check's outcome is known.
     let _ = ldap.unbind().await;

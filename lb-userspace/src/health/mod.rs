@@ -2,7 +2,8 @@
 //! new flows.
 //!
 //! This module owns the checks (one file per kind: [`tcp`], [`http`],
-//! [`ldap`], [`exec`]; [`tls`]: LDAP's TLS trust), the rise/fall state
+//! [`ldap`], [`exec`]; [`tls`]: LDAP's TLS trust; [`CheckError`]: why a
+//! check failed, in the words `lb status` shows), the rise/fall state
 //! machine ([`state`]) and the
 //! [`Monitor`] that runs every target's checks on tokio and reports
 //! transitions. It never touches the BPF maps: the agent turns
@@ -30,6 +31,7 @@
 //! hanging server costs its own task one timeout per check and never
 //! delays another target's checks.
 
+mod error;
 pub mod exec;
 pub mod http;
 pub mod ldap;
@@ -43,9 +45,10 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+pub use error::CheckError;
 pub use monitor::{CheckObserver, Monitor, StatusReader};
 
-use crate::config::{show_duration, CheckKind, Config, HealthCheck};
+use crate::config::{CheckKind, Config, HealthCheck, KindName};
 
 /// A real server's health as the agent sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -136,10 +139,17 @@ pub fn targets(config: &Config) -> Vec<Target> {
 pub struct CheckResult {
     /// When it ended.
     pub at: SystemTime,
-    /// `Err` holds what failed, for `lb status` and logs
-    /// (e.g. "ldap bind failed: invalidCredentials (49)").
-    pub outcome: Result<(), String>,
+    /// `Err` says what failed; its text is what `lb status` and logs
+    /// show (e.g. "ldap bind failed: invalidCredentials (49)").
+    pub outcome: Result<(), CheckError>,
     pub latency: Duration,
+}
+
+impl CheckResult {
+    /// The outcome in the words `lb status` and the logs use.
+    pub fn outcome_text(&self) -> Result<(), String> {
+        self.outcome.clone().map_err(|e| e.to_string())
+    }
 }
 
 /// What `lb status` and metrics show for one target.
@@ -150,8 +160,7 @@ pub struct TargetStatus {
     pub since: SystemTime,
     /// The same moment on the monotonic clock, for "for how long".
     pub since_instant: Instant,
-    /// "http", "tcp", "ldap", "exec" or "none".
-    pub kind: &'static str,
+    pub kind: KindName,
     /// `None` until the first check ends (and always for kind none).
     pub last: Option<CheckResult>,
     pub checks: u64,
@@ -176,11 +185,10 @@ pub async fn check_once(target: &Target) -> CheckResult {
     let started = Instant::now();
     let outcome = match tokio::time::timeout(target.check.timeout, probe(target)).await {
         Ok(r) => r,
-        Err(_) => Err(format!(
-            "{} check timed out after {}",
-            target.check.kind_name(),
-            show_duration(target.check.timeout)
-        )),
+        Err(_) => Err(CheckError::Timeout {
+            check: target.check.kind.word(),
+            after: target.check.timeout,
+        }),
     };
     CheckResult {
         at: SystemTime::now(),
@@ -190,7 +198,7 @@ pub async fn check_once(target: &Target) -> CheckResult {
 }
 
 /// The check itself, without a timeout (the caller sets one).
-async fn probe(target: &Target) -> Result<(), String> {
+async fn probe(target: &Target) -> Result<(), CheckError> {
     let addr = target.check_addr();
     match &target.check.kind {
         CheckKind::None => Ok(()),

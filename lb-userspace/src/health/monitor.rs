@@ -26,7 +26,7 @@ use tokio::{
 use super::{
     check_once, state::Tracker, CheckResult, Health, Target, TargetKey, TargetStatus, Transition,
 };
-use crate::config::CheckKind;
+use crate::config::KindName;
 
 /// Called after every check (for metrics: latency histograms, counts).
 /// Runs on the check's task: keep it short and non-blocking.
@@ -219,8 +219,8 @@ impl Monitor {
             self.generation += 1;
             let generation = self.generation;
             let now = (SystemTime::now(), Instant::now());
-            let kind = target.check.kind_name();
-            let none = matches!(target.check.kind, CheckKind::None);
+            let kind = target.check.kind.word();
+            let none = kind == KindName::None;
             let mut table = lock(&self.table);
             let entry = table.entry(key.clone()).or_insert_with(|| Entry {
                 status: fresh(if none { Health::Up } else { Health::Unknown }, kind, now),
@@ -279,7 +279,7 @@ impl Monitor {
     }
 }
 
-fn fresh(state: Health, kind: &'static str, (wall, mono): (SystemTime, Instant)) -> TargetStatus {
+fn fresh(state: Health, kind: KindName, (wall, mono): (SystemTime, Instant)) -> TargetStatus {
     TargetStatus {
         state,
         since: wall,
@@ -348,7 +348,7 @@ async fn run(
                 enter(s, to, (result.at, Instant::now()));
                 let reason = match &result.outcome {
                     Ok(()) => "ok".to_owned(),
-                    Err(e) => e.clone(),
+                    Err(e) => e.to_string(),
                 };
                 log_transition(&target.key, from, to, &reason);
                 // Sent under the lock, so transitions of one key leave in

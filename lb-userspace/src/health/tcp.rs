@@ -6,10 +6,17 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
 
-pub async fn check(addr: SocketAddr) -> Result<(), String> {
+use super::CheckError;
+use crate::config::KindName;
+
+pub async fn check(addr: SocketAddr) -> Result<(), CheckError> {
     let stream = TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("tcp connect to {addr} failed: {e}"))?;
+        .map_err(|e| CheckError::Connect {
+            check: KindName::Tcp,
+            addr,
+            cause: e.to_string(),
+        })?;
     close_with_reset(&stream);
     Ok(())
 }

@@ -73,17 +73,24 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<Certificate>, CaFileError> {
     Ok(certs)
 }
 
+/// Why a check's TLS connector could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error(transparent)]
+    CaFile(#[from] CaFileError),
+    #[error("TLS setup failed: {0}")]
+    Build(#[from] native_tls::Error),
+}
+
 /// The connector a check uses: `ca_file`'s certificates as the only
 /// roots, or the system's; hostname (address) verification on.
-pub fn connector(ca_file: Option<&Path>) -> Result<TlsConnector, String> {
+pub fn connector(ca_file: Option<&Path>) -> Result<TlsConnector, ConnectorError> {
     let mut builder = TlsConnector::builder();
     if let Some(path) = ca_file {
         builder.disable_built_in_roots(true);
-        for ca in read_ca_file(path).map_err(|e| e.to_string())? {
+        for ca in read_ca_file(path)? {
             builder.add_root_certificate(ca);
         }
     }
-    builder
-        .build()
-        .map_err(|e| format!("TLS setup failed: {e}"))
+    Ok(builder.build()?)
 }

@@ -38,7 +38,7 @@ use super::{
     socket::{self, Family, Received, VrrpSocket},
     state::{Action, Machine, Params, State},
     sync::{Directive, SyncGroups},
-    validate, VrrpError,
+    validate, CommandError, VrrpError,
 };
 use crate::{
     config::{VrrpInstance, VrrpSyncGroup},
@@ -60,18 +60,18 @@ const IPV6_HEADER: usize = 40;
 pub(crate) enum Command {
     Handoff {
         instance: Option<String>,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Result<String, CommandError>>,
     },
     Resume {
         instance: Option<String>,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Result<String, CommandError>>,
     },
     /// Names of the virtual servers whose real servers are all down.
     TrackedDown(HashSet<String>),
     /// A reload's changes, already found live-safe by `reconfig::plan`.
     Reconfigure {
         plan: Plan,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), CommandError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -388,7 +388,7 @@ impl Driver {
     /// their new settings, added ones start as at `lb run`. Only an
     /// added instance can fail (its interface or socket); the others are
     /// applied regardless and the failures reported.
-    async fn reconfigure(&mut self, plan: Plan) -> Result<(), String> {
+    async fn reconfigure(&mut self, plan: Plan) -> Result<(), CommandError> {
         let now = Instant::now();
         for name in &plan.removed {
             let Some(i) = self.instances.iter().position(|x| &x.cfg.name == name) else {
@@ -422,7 +422,7 @@ impl Driver {
                     tracing::info!("VRRP {}: added by the reload", cfg.name);
                     self.start_instance(self.instances.len() - 1).await;
                 }
-                Err(e) => failed.push(format!("adding {}: {e}", cfg.name)),
+                Err(e) => failed.push((cfg.name.clone(), e)),
             }
         }
         let cfgs: Vec<VrrpInstance> = self.instances.iter().map(|x| x.cfg.clone()).collect();
@@ -430,7 +430,7 @@ impl Driver {
         if failed.is_empty() {
             Ok(())
         } else {
-            Err(failed.join("; "))
+            Err(CommandError::NotAdded(failed))
         }
     }
 
@@ -895,7 +895,11 @@ impl Driver {
     /// `handoff` (or `resume` when `give_up` is false) of one instance, or
     /// of all; the members of its sync group go with it, so a group is
     /// never split between the nodes.
-    async fn handoff(&mut self, instance: Option<&str>, give_up: bool) -> Result<String, String> {
+    async fn handoff(
+        &mut self,
+        instance: Option<&str>,
+        give_up: bool,
+    ) -> Result<String, CommandError> {
         let selected = self.select(instance)?;
         let now = Instant::now();
         let mut lines = Vec::new();
@@ -925,16 +929,15 @@ impl Driver {
 
     /// Instance indexes for a command: the named one (with its sync
     /// group), or all.
-    fn select(&self, instance: Option<&str>) -> Result<Vec<usize>, String> {
+    fn select(&self, instance: Option<&str>) -> Result<Vec<usize>, CommandError> {
         let Some(name) = instance else {
             return Ok((0..self.instances.len()).collect());
         };
         let Some(i) = self.instances.iter().position(|x| x.cfg.name == name) else {
-            let known: Vec<&str> = self.instances.iter().map(|x| x.cfg.name.as_str()).collect();
-            return Err(format!(
-                "no VRRP instance named {name:?} (instances: {})",
-                known.join(", ")
-            ));
+            return Err(CommandError::NoSuchInstance {
+                name: name.to_owned(),
+                known: self.instances.iter().map(|x| x.cfg.name.clone()).collect(),
+            });
         };
         Ok(match self.sync.group_index(i) {
             Some(g) => self.sync.members(g).to_vec(),

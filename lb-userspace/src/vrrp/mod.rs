@@ -65,6 +65,30 @@ pub enum VrrpError {
     },
 }
 
+/// Why `lb vrrp handoff|resume`, or a reload's VRRP changes, were not
+/// (all) carried out; the text is what the caller is answered.
+#[derive(Debug, Error)]
+pub enum CommandError {
+    /// The VRRP task has ended (the agent is stopping).
+    #[error("VRRP is stopped")]
+    Stopped,
+    /// `lb vrrp handoff|resume INSTANCE` with an unknown name.
+    #[error("no VRRP instance named {name:?} (instances: {})", .known.join(", "))]
+    NoSuchInstance { name: String, known: Vec<String> },
+    /// Instances a reload adds that could not start, each with why; the
+    /// rest of the reload is applied.
+    #[error("{}", not_added(.0))]
+    NotAdded(Vec<(String, VrrpError)>),
+}
+
+fn not_added(failed: &[(String, VrrpError)]) -> String {
+    failed
+        .iter()
+        .map(|(name, e)| format!("adding {name}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The running VRRP instances. Dropping the handle stops them as
 /// [`VrrpHandle::shutdown`] does, without waiting.
 pub struct VrrpHandle {
@@ -119,24 +143,24 @@ impl VrrpHandle {
     /// `lb vrrp handoff [INSTANCE]`: masters give up at once (priority 0)
     /// and every selected instance stays backup until [`Self::resume`].
     /// An instance in a sync group takes its whole group along.
-    pub async fn handoff(&self, instance: Option<String>) -> Result<String, String> {
+    pub async fn handoff(&self, instance: Option<String>) -> Result<String, CommandError> {
         self.ask(|reply| Command::Handoff { instance, reply }).await
     }
 
     /// `lb vrrp resume [INSTANCE]`: back to normal elections.
-    pub async fn resume(&self, instance: Option<String>) -> Result<String, String> {
+    pub async fn resume(&self, instance: Option<String>) -> Result<String, CommandError> {
         self.ask(|reply| Command::Resume { instance, reply }).await
     }
 
     async fn ask(
         &self,
-        command: impl FnOnce(oneshot::Sender<Result<String, String>>) -> Command,
-    ) -> Result<String, String> {
+        command: impl FnOnce(oneshot::Sender<Result<String, CommandError>>) -> Command,
+    ) -> Result<String, CommandError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(command(reply))
-            .map_err(|_| "VRRP is stopped".to_string())?;
-        answer.await.map_err(|_| "VRRP is stopped".to_string())?
+            .map_err(|_| CommandError::Stopped)?;
+        answer.await.map_err(|_| CommandError::Stopped)?
     }
 
     /// The virtual servers (by name) whose real servers are all down now;
@@ -152,15 +176,15 @@ impl VrrpHandle {
     /// start (the rest is applied). (The handle's outer bound on a stop
     /// keeps the start-up notify_timeout; the driver's own wait for the
     /// scripts uses the new ones.)
-    pub async fn reconfigure(&self, plan: reconfig::Plan) -> Result<(), String> {
+    pub async fn reconfigure(&self, plan: reconfig::Plan) -> Result<(), CommandError> {
         if plan.is_empty() {
             return Ok(());
         }
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Reconfigure { plan, reply })
-            .map_err(|_| "VRRP is stopped".to_string())?;
-        answer.await.map_err(|_| "VRRP is stopped".to_string())?
+            .map_err(|_| CommandError::Stopped)?;
+        answer.await.map_err(|_| CommandError::Stopped)?
     }
 
     /// A clean stop: masters send priority 0 and remove their addresses,
@@ -211,7 +235,43 @@ pub async fn serve_control(
         };
         let _ = reply.send(match answer {
             Ok(m) => Response::message(m),
-            Err(e) => Response::error(e),
+            Err(e) => Response::error(e.to_string()),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answers `lb vrrp` and `lb reload` print, as before the errors
+    /// had types.
+    #[test]
+    fn command_errors_read_as_before() {
+        let unknown = CommandError::NoSuchInstance {
+            name: "VI_X".into(),
+            known: vec!["VI_1".into(), "VI_2".into()],
+        };
+        assert_eq!(
+            unknown.to_string(),
+            "no VRRP instance named \"VI_X\" (instances: VI_1, VI_2)"
+        );
+        let too_large = |instance: &str| VrrpError::AdvertTooLarge {
+            instance: instance.into(),
+            addresses: 400,
+            bytes: 1620,
+            mtu: 1500,
+        };
+        let failed = CommandError::NotAdded(vec![
+            ("VI_3".into(), too_large("VI_3")),
+            ("VI_4".into(), too_large("VI_4")),
+        ]);
+        let text = failed.to_string();
+        assert!(
+            text.starts_with("adding VI_3: VRRP instance VI_3: 400 virtual addresses")
+                && text.contains("; adding VI_4: VRRP instance VI_4: "),
+            "{text}"
+        );
+        assert_eq!(CommandError::Stopped.to_string(), "VRRP is stopped");
     }
 }

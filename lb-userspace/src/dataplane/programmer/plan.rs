@@ -10,7 +10,7 @@ use std::{
 
 use lb_common::EndpointKey;
 
-use super::{proto_name, InstalledService, ProgramError, ServiceKey};
+use super::{InstalledService, ProgramError, ServiceKey};
 use crate::{
     config::{
         reverse_nat::{Claim, ReverseNatOwners},
@@ -209,7 +209,7 @@ fn reverse_owners(
             if let Err(first) = rule.claim(*addr, s.key.protocol, s.key, claim) {
                 return Err(ProgramError::ReverseNatConflict {
                     real: *addr,
-                    proto: proto_name(s.key.protocol),
+                    proto: s.key.protocol.name(),
                     first,
                     second: s.key,
                 });
