@@ -48,7 +48,11 @@ pub enum Entries {
     Services,
     Backends,
     RingSlots,
+    /// `FLOWS_V4`: `flow_table_size`.
     Flows,
+    /// `FLOWS` (IPv6 flows): `flow_table_size` when the config has an IPv6
+    /// virtual server at start-up, else a small table.
+    FlowsV6,
     /// Compiled into the program; a pinned map must have exactly this many.
     Exactly(u32),
     /// Compiled in and only ever appended to: a pinned map with fewer
@@ -128,7 +132,7 @@ pub const MAPS: [MapSpec; 14] = [
         LruHash,
         FlowKey,
         Flow,
-        Entries::Flows,
+        Entries::FlowsV6,
         Required
     ),
     spec!(

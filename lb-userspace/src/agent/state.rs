@@ -319,6 +319,7 @@ mod tests {
             backends: 64,
             ring_slots: 1024,
             flows: FLOWS,
+            flows_v6: 1024,
         };
         let maps = KernelMaps::standalone(&sizes)
             .unwrap_or_else(|e| panic!("creating BPF maps failed (run as root): {e}"));

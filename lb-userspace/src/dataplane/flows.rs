@@ -348,6 +348,7 @@ mod tests {
             backends: 16,
             ring_slots: 64,
             flows: total,
+            flows_v6: total,
         };
         let maps = KernelMaps::standalone(&sizes)
             .unwrap_or_else(|e| panic!("creating BPF maps failed (run as root): {e}"));

@@ -226,7 +226,7 @@ impl KernelMaps {
                 .map_err(create(names::VERDICT_STATS))?,
             event_stats: PerCpuArray::create(lb_common::event::COUNT, 0)
                 .map_err(create(names::EVENT_STATS))?,
-            flows: HashMap::create(sizes.flows, 0).map_err(create(names::FLOWS))?,
+            flows: HashMap::create(sizes.flows_v6, 0).map_err(create(names::FLOWS))?,
             flows_v4: HashMap::create(sizes.flows, 0).map_err(create(names::FLOWS_V4))?,
             services_by_id: Array::create(sizes.services, 0)
                 .map_err(create(names::SERVICES_BY_ID))?,
