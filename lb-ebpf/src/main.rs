@@ -31,6 +31,12 @@
 //! | IPv4 options on a service packet         | forwarded as above | `IP_OPTIONS`      |
 //! | agent bug (unknown forwarding flag, backend of the other family) | ABORTED | - |
 //!
+//! A packet that may be for a service (its VIP:port passes the filter)
+//! looks its flow up first: an established flow's entry names its service
+//! by id and `SERVICES_BY_ID` confirms the VIP, so the `SERVICES` hash
+//! lookup is paid only by new flows, SYNs and entries that went stale
+//! (`to_service`, `schedule`).
+//!
 //! A request's next hop comes from a per-CPU cache of `bpf_fib_lookup`
 //! answers per real server (`fib::to_backend`): a neighbour or route change
 //! reaches requests within `lb_common::NEXT_HOP_TTL_NS`, while a missing
