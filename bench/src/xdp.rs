@@ -144,6 +144,8 @@ impl Lb {
         let object = other.as_deref().unwrap_or(lb_userspace::EBPF_OBJECT);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::FLOWS, flows)
+            .map_max_entries(names::FLOWS_V4, flows)
+            .map_max_entries(names::SERVICES_BY_ID, 64)
             .map_max_entries(names::MAGLEV_RING, ring_slots)
             .map_max_entries(names::BACKENDS, 256)
             .map_max_entries(names::REVERSE_NAT, 256)
@@ -210,6 +212,16 @@ impl Lb {
         let mut m: HashMap<&mut MapData, EndpointKey, Service> =
             HashMap::try_from(self.ebpf.map_mut(names::SERVICES).context("SERVICES")?)?;
         m.insert(endpoint(vip, proto), svc, 0)?;
+        // After SERVICES, as the agent writes it; an older object
+        // (LB_BENCH_OBJECT) has no slots.
+        if let Some(map) = self.ebpf.map_mut(names::SERVICES_BY_ID) {
+            let mut a: Array<&mut MapData, lb_common::ServiceSlot> = Array::try_from(map)?;
+            let slot = lb_common::ServiceSlot {
+                vip: endpoint(vip, proto),
+                service: svc,
+            };
+            a.set(id, slot, 0)?;
+        }
         Ok(())
     }
 

@@ -16,13 +16,16 @@
 use core::mem::size_of;
 
 use crate::{
-    names, AddrKey, Backend, Counters, DrNextHop, EndpointKey, Flow, FlowKey, ReverseNat, Service,
-    ENDPOINT_FILTER_WORDS,
+    names, AddrKey, Backend, Counters, DrNextHop, EndpointKey, Flow, FlowKey, FlowKeyV4,
+    ReverseNat, Service, ServiceSlot, ENDPOINT_FILTER_WORDS,
 };
 
 /// The layout of the pinned maps this build reads and writes. 1 was the
 /// layout of the builds that pinned no version (the same maps as 2).
-pub const LAYOUT_VERSION: u32 = 2;
+/// 3: IPv4 flows moved from `FLOWS` to `FLOWS_V4` (`FLOWS` kept its shape
+/// and now holds IPv6 flows only) and `SERVICES_BY_ID` was added; a set of
+/// version 2 would be adopted with its IPv4 flows where nothing reads them.
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// The pinned one-entry `u32` array holding the layout version of a pinned
 /// set. Written by the agent (the program never reads it).
@@ -45,7 +48,11 @@ pub enum Entries {
     Services,
     Backends,
     RingSlots,
+    /// `FLOWS_V4`: `flow_table_size`.
     Flows,
+    /// `FLOWS` (IPv6 flows): `flow_table_size` when the config has an IPv6
+    /// virtual server at start-up, else a small table.
+    FlowsV6,
     /// Compiled into the program; a pinned map must have exactly this many.
     Exactly(u32),
     /// Compiled in and only ever appended to: a pinned map with fewer
@@ -95,7 +102,7 @@ macro_rules! spec {
 }
 
 /// Every map of the program, in the order the agent reports them.
-pub const MAPS: [MapSpec; 12] = [
+pub const MAPS: [MapSpec; 14] = [
     spec!(
         names::SERVICES,
         Hash,
@@ -125,7 +132,23 @@ pub const MAPS: [MapSpec; 12] = [
         LruHash,
         FlowKey,
         Flow,
+        Entries::FlowsV6,
+        Required
+    ),
+    spec!(
+        names::FLOWS_V4,
+        LruHash,
+        FlowKeyV4,
+        Flow,
         Entries::Flows,
+        Required
+    ),
+    spec!(
+        names::SERVICES_BY_ID,
+        Array,
+        u32,
+        ServiceSlot,
+        Entries::Services,
         Required
     ),
     spec!(
@@ -218,5 +241,6 @@ mod tests {
         }
         assert!(MAPS.iter().all(|m| m.name != VERSION_MAP));
         assert_eq!(spec(names::FLOWS).unwrap().kind, MapKind::LruHash);
+        assert_eq!(spec(names::FLOWS_V4).unwrap().kind, MapKind::LruHash);
     }
 }

@@ -17,7 +17,14 @@ pub mod names {
     pub const SERVICES: &str = "SERVICES";
     pub const BACKENDS: &str = "BACKENDS";
     pub const MAGLEV_RING: &str = "MAGLEV_RING";
+    /// IPv6 flows (40-byte `FlowKey`).
     pub const FLOWS: &str = "FLOWS";
+    /// IPv4 flows (16-byte `FlowKeyV4`): a smaller key hashes and compares
+    /// faster on every packet of an established flow.
+    pub const FLOWS_V4: &str = "FLOWS_V4";
+    /// `ServiceSlot` by service id: what an established flow's packet reads
+    /// instead of the `SERVICES` hash lookup.
+    pub const SERVICES_BY_ID: &str = "SERVICES_BY_ID";
     pub const REVERSE_NAT: &str = "REVERSE_NAT";
     pub const SERVICE_STATS: &str = "SERVICE_STATS";
     pub const BACKEND_STATS: &str = "BACKEND_STATS";
@@ -202,7 +209,78 @@ pub struct Backend {
 }
 const _: () = assert!(size_of::<Backend>() == 24);
 
-/// A connection as the client sent it: `FLOWS[FlowKey] -> Flow`.
+/// A service as an established flow finds it: `SERVICES_BY_ID[Service::id]`.
+///
+/// A flow-table entry names its service by id; the packet's own VIP must
+/// equal `vip` for the entry to be used, so an id that a reload gave to
+/// another VIP never sends a stale flow to the wrong service. The agent
+/// writes the slot before the service enters `SERVICES` and clears it
+/// (`vip.family == 0`) before the service leaves `SERVICES`; a reader that
+/// finds no matching slot falls back to the `SERVICES` lookup. An array
+/// value is copied by the kernel without a lock, so the program reads
+/// only fields whose mix of two versions is harmless: `vip` (compared
+/// whole; a clear and a reuse of an id are at least one apply apart) and
+/// `service.flags` (one word). The Maglev range is always taken from
+/// `SERVICES`, whose updates are atomic.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ServiceSlot {
+    pub vip: EndpointKey,
+    pub service: Service,
+}
+const _: () = assert!(size_of::<ServiceSlot>() == 44);
+
+/// An IPv4 connection as the client sent it: `FLOWS_V4[FlowKeyV4] -> Flow`.
+/// The same tuple as [`FlowKey`] in 16 bytes instead of 40 (the hash and
+/// the compare of the lookup scale with the key); [`FlowKeyV4::widen`]
+/// gives the `FlowKey` whose hash picks the Maglev slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKeyV4 {
+    /// Client address, network byte order.
+    pub src: u32,
+    /// Virtual IP, network byte order.
+    pub dst: u32,
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<FlowKeyV4>() == 16);
+
+impl FlowKeyV4 {
+    /// The same flow as a [`FlowKey`] (IPv4 in word 0).
+    #[inline(always)]
+    pub fn widen(&self) -> FlowKey {
+        FlowKey {
+            src: [self.src, 0, 0, 0],
+            dst: [self.dst, 0, 0, 0],
+            src_port_be: self.src_port_be,
+            dst_port_be: self.dst_port_be,
+            proto: self.proto,
+            family: FAMILY_IPV4,
+            _pad: [0; 2],
+        }
+    }
+}
+
+impl FlowKey {
+    /// The `FLOWS_V4` key of an IPv4 flow; `None` for IPv6.
+    #[inline(always)]
+    pub fn narrow(&self) -> Option<FlowKeyV4> {
+        (self.family == FAMILY_IPV4).then_some(FlowKeyV4 {
+            src: self.src[0],
+            dst: self.dst[0],
+            src_port_be: self.src_port_be,
+            dst_port_be: self.dst_port_be,
+            proto: self.proto,
+            _pad: [0; 3],
+        })
+    }
+}
+
+/// An IPv6 connection as the client sent it: `FLOWS[FlowKey] -> Flow`
+/// (IPv4 ones are in `FLOWS_V4`, see [`FlowKeyV4`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
@@ -382,6 +460,8 @@ mod pod {
     unsafe impl aya::Pod for Service {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowKeyV4 {}
+    unsafe impl aya::Pod for ServiceSlot {}
     unsafe impl aya::Pod for Flow {}
     unsafe impl aya::Pod for ReverseNat {}
     unsafe impl aya::Pod for Counters {}

@@ -29,15 +29,16 @@
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    csum, event, hash::flow_hash, hash::MAGLEV_SEED, Backend, EndpointKey, FlowKey, ReverseNat,
-    Service, BACKEND_F_ACTIVE, FAMILY_IPV4, NO_BACKEND, PROTO_TCP, PROTO_UDP, SVC_F_DR, SVC_F_NAT,
+    csum, event, Backend, EndpointKey, FlowKey, ReverseNat, Service, FAMILY_IPV4, PROTO_TCP,
+    PROTO_UDP, SVC_F_DR, SVC_F_NAT,
 };
 
 use crate::{
     dr, fib,
-    maps::{may_hold, BACKENDS, FLOWS, MAGLEV_RING, REVERSE_NAT, SERVICES},
+    maps::{may_hold, BACKENDS, REVERSE_NAT, SERVICES},
     nat,
     parse::{bytes16, ptr_at, words16, Ipv4Hdr, Ipv6Hdr, Packet, PortsHdr, IPV4_HLEN, IPV6_HLEN},
+    schedule,
     verdict::{Verdict, NONE},
 };
 
@@ -200,15 +201,7 @@ fn to_real(ctx: &XdpContext, p: &Packet, q: &Quote, svc: &Service) -> Verdict {
         return Verdict::aborted();
     }
     // The flow as its client sends it: the quoted reply reversed.
-    let key = FlowKey {
-        src: q.dst,
-        dst: q.src,
-        src_port_be: q.dport_be,
-        dst_port_be: q.sport_be,
-        proto: q.proto,
-        family: p.family,
-        _pad: [0; 2],
-    };
+    let key = schedule::key(p.family, q.proto, &q.dst, &q.src, q.dport_be, q.sport_be);
     let Some((id, backend)) = owner(svc, &key) else {
         return Verdict::pass(event::ICMP_VIP);
     };
@@ -268,25 +261,14 @@ fn with_event(v: Verdict, event: u32) -> Verdict {
 /// table: an error does not open a flow.
 #[inline(always)]
 fn owner(svc: &Service, key: &FlowKey) -> Option<(u32, Backend)> {
-    if let Some(flow) = FLOWS.get_ptr(key) {
-        // SAFETY: a map value pointer, valid for this program run.
-        let flow = unsafe { *flow };
+    if let Some(flow) = schedule::lookup(key) {
         if flow.service_id == svc.id {
-            if let Some(b) = BACKENDS.get(flow.backend_id) {
-                if b.flags & BACKEND_F_ACTIVE != 0 && b.service_id == svc.id {
-                    return Some((flow.backend_id, *b));
-                }
+            if let Some(b) = schedule::flow_backend(flow.backend_id, svc.id) {
+                return Some((flow.backend_id, b));
             }
         }
     }
-    let id = if svc.ring_size > 0 {
-        let slot = flow_hash(key, MAGLEV_SEED) % svc.ring_size;
-        *MAGLEV_RING.get(svc.ring_offset.wrapping_add(slot))?
-    } else if svc.fallback_backend != NO_BACKEND {
-        svc.fallback_backend
-    } else {
-        return None;
-    };
+    let id = schedule::ring_choice(svc, key)?;
     Some((id, *BACKENDS.get(id)?))
 }
 

@@ -31,6 +31,12 @@
 //! | IPv4 options on a service packet         | forwarded as above | `IP_OPTIONS`      |
 //! | agent bug (unknown forwarding flag, backend of the other family) | ABORTED | - |
 //!
+//! A packet that may be for a service (its VIP:port passes the filter)
+//! looks its flow up first: an established flow's entry names its service
+//! by id and `SERVICES_BY_ID` confirms the VIP, so the `SERVICES` hash
+//! lookup is paid only by new flows, SYNs and entries that went stale
+//! (`to_service`, `schedule`).
+//!
 //! A request's next hop comes from a per-CPU cache of `bpf_fib_lookup`
 //! answers per real server (`fib::to_backend`): a neighbour or route change
 //! reaches requests within `lb_common::NEXT_HOP_TTL_NS`, while a missing
@@ -49,7 +55,7 @@ mod stats;
 mod verdict;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
-use lb_common::{event, EndpointKey, Service, SVC_F_DR, SVC_F_NAT};
+use lb_common::{event, Backend, EndpointKey, SVC_F_DR, SVC_F_NAT};
 
 use crate::{
     maps::{may_hold, REVERSE_NAT, SERVICES},
@@ -93,11 +99,8 @@ fn try_lb_xdp(ctx: &XdpContext) -> Outcome {
     // The filter first: most packets that are not ours leave after two
     // array reads, before the hash lookups.
     if may_hold(&vip) {
-        if let Some(svc) = SERVICES.get_ptr(vip) {
-            // SAFETY: a map value pointer; copied because the agent may replace
-            // the value while we run, and one packet should see one version.
-            let svc = unsafe { *svc };
-            return service(ctx, &p, &svc);
+        if let Some(outcome) = to_service(ctx, &p, &vip) {
+            return outcome;
         }
     }
 
@@ -117,11 +120,52 @@ fn try_lb_xdp(ctx: &XdpContext) -> Outcome {
     Ok(Verdict::pass(NONE))
 }
 
-/// A packet for a virtual service.
+/// A packet whose (destination, port) may be a virtual service: its
+/// outcome, or `None` when it is not for one. The flow table first, so an
+/// established flow's packet costs a flow lookup and array reads, with no
+/// `SERVICES` hash lookup (`schedule::established`).
 #[inline(always)]
-fn service(ctx: &XdpContext, p: &Packet, svc: &Service) -> Outcome {
-    let nat = svc.flags & SVC_F_NAT != 0;
-    if !nat && svc.flags & SVC_F_DR == 0 {
+fn to_service(ctx: &XdpContext, p: &Packet, vip: &EndpointKey) -> Option<Outcome> {
+    let key = schedule::key_of(p);
+    let known = if parse::tcp_syn(ctx, p) {
+        None
+    } else {
+        schedule::lookup(&key)
+    };
+    // One call of `forward` below for both paths: it inlines the rewrites
+    // and the next-hop lookup, whose stack a second copy would not fit.
+    let (service_id, flags, choice) = 'found: {
+        if let Some(flow) = &known {
+            if let Some((flags, backend)) = schedule::established(vip, flow) {
+                let choice = schedule::Choice {
+                    id: flow.backend_id,
+                    backend,
+                    new_flow: false,
+                };
+                break 'found (flow.service_id, flags, choice);
+            }
+        }
+        let svc = SERVICES.get_ptr(vip)?;
+        // SAFETY: a map value pointer; copied because the agent may replace
+        // the value while we run, and one packet should see one version.
+        let svc = unsafe { *svc };
+        // Before scheduling: a packet that goes no further opens no flow.
+        if let Err(v) = check(p, svc.flags) {
+            return Some(Err(v));
+        }
+        match schedule::choose(&svc, &key, known) {
+            Ok(choice) => (svc.id, svc.flags, choice),
+            Err(v) => return Some(Err(v)),
+        }
+    };
+    Some(check(p, flags).and_then(|_| forward(ctx, p, service_id, flags, &choice)))
+}
+
+/// What a service packet must pass before it is scheduled or forwarded.
+#[inline(always)]
+fn check(p: &Packet, flags: u32) -> Result<(), Verdict> {
+    let nat = flags & SVC_F_NAT != 0;
+    if !nat && flags & SVC_F_DR == 0 {
         return Err(Verdict::aborted());
     }
     // Routed (NAT) packets hop like through a router: one that would expire
@@ -129,25 +173,38 @@ fn service(ctx: &XdpContext, p: &Packet, svc: &Service) -> Outcome {
     if nat && p.ttl <= 1 {
         return Err(Verdict::pass(event::TTL_EXPIRED));
     }
+    Ok(())
+}
+
+/// A packet of service `service_id` (forwarding `flags`) on its way to the
+/// real server `choice`, `check`ed: counted and rewritten.
+#[inline(always)]
+fn forward(
+    ctx: &XdpContext,
+    p: &Packet,
+    service_id: u32,
+    flags: u32,
+    choice: &schedule::Choice,
+) -> Outcome {
     if p.ip_options {
         // Forwarded with the options intact: the rewrite honours the header
         // length and touches neither them nor their checksum coverage.
         stats::event(event::IP_OPTIONS);
     }
-    let choice = schedule::choose(ctx, p, svc)?;
-    if choice.backend.family != p.family {
+    let backend: &Backend = &choice.backend;
+    if backend.family != p.family {
         return Err(Verdict::aborted());
     }
     stats::request(
-        svc.id,
+        service_id,
         choice.id,
         parse::frame_len(ctx) as u64,
         choice.new_flow,
     );
-    Ok(if nat {
-        nat::request(ctx, p, choice.id, &choice.backend)
+    Ok(if flags & SVC_F_NAT != 0 {
+        nat::request(ctx, p, choice.id, backend)
     } else {
-        dr::forward(ctx, p, choice.id, &choice.backend)
+        dr::forward(ctx, p, choice.id, backend)
     })
 }
 

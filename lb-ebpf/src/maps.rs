@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     defaults, event, verdict, AddrKey, Backend, Counters, DrNextHop, EndpointKey, Flow, FlowKey,
-    ReverseNat, Service, ENDPOINT_FILTER_WORDS,
+    FlowKeyV4, ReverseNat, Service, ServiceSlot, ENDPOINT_FILTER_WORDS,
 };
 
 use crate::fib::NextHop;
@@ -21,6 +21,14 @@ use crate::fib::NextHop;
 #[map]
 pub static SERVICES: HashMap<EndpointKey, Service> =
     HashMap::with_max_entries(defaults::MAX_SERVICES, 0);
+
+/// Each service of `SERVICES` by its id, with its VIP
+/// (`lb_common::ServiceSlot`). Written by the agent (before the service
+/// enters `SERVICES`, cleared before it leaves); read by XDP for packets
+/// of established flows, which thus skip the `SERVICES` hash lookup: an
+/// array lookup is an index the verifier inlines.
+#[map]
+pub static SERVICES_BY_ID: Array<ServiceSlot> = Array::with_max_entries(defaults::MAX_SERVICES, 0);
 
 /// Real servers by backend id. Written by the agent; read by XDP. An array
 /// so the per-packet lookup is an index, not a hash.
@@ -33,7 +41,15 @@ pub static BACKENDS: Array<Backend> = Array::with_max_entries(defaults::MAX_BACK
 #[map]
 pub static MAGLEV_RING: Array<u32> = Array::with_max_entries(defaults::MAGLEV_RING_SLOTS, 0);
 
-/// Established flows: which backend a client's 5-tuple was given.
+/// Established IPv4 flows, as `FLOWS` below (same value, same LRU policy)
+/// under a 16-byte key instead of 40: the lookup of every established
+/// packet hashes and compares the key. Sized by the agent like `FLOWS`
+/// (`flow_table_size` flows per family).
+#[map]
+pub static FLOWS_V4: LruHashMap<FlowKeyV4, Flow> =
+    LruHashMap::with_max_entries(defaults::FLOW_TABLE_SIZE, 0);
+
+/// Established IPv6 flows: which backend a client's 5-tuple was given.
 /// Written by XDP (new or rescheduled flows); read by the agent for status.
 /// LRU, so a full table evicts idle flows instead of refusing new ones
 /// (an evicted flow's next packet is scheduled again by the same Maglev

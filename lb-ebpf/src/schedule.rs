@@ -2,6 +2,18 @@
 //! flow stays where it is while its server remains in the service), then
 //! the service's Maglev ring, then its fallback (sorry) server.
 //!
+//! An established flow's packet never reads `SERVICES`: its flow entry
+//! names the service by id, and `SERVICES_BY_ID` gives that service's VIP
+//! (which must be the packet's) and forwarding method (`established`).
+//! Everything else (a miss, a SYN, an entry whose service or real server
+//! changed) looks the VIP up in `SERVICES` and is scheduled there
+//! (`choose`).
+//!
+//! IPv4 flows live in `FLOWS_V4` under a 16-byte key, IPv6 flows in
+//! `FLOWS` under the 40-byte one; the Maglev slot is the same hash of the
+//! same tuple either way (`lb_common::hash`), so the host predicts it and
+//! two balancers agree.
+//!
 //! A TCP SYN without ACK opens a new connection: it skips the flow table
 //! and is scheduled by the ring, overwriting any entry a closed connection
 //! on the same ports left behind. So a drained (weight 0) or removed real
@@ -9,15 +21,16 @@
 //! through a client's reused source port (IPVS's conn_reuse_mode does the
 //! same for its connection table).
 
-use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    event, hash::flow_hash, hash::MAGLEV_SEED, Backend, Flow, FlowKey, Service, BACKEND_F_ACTIVE,
+    event,
+    hash::{flow_hash, flow_hash_v4, MAGLEV_SEED},
+    Backend, EndpointKey, Flow, FlowKey, FlowKeyV4, Service, BACKEND_F_ACTIVE, FAMILY_IPV4,
     NO_BACKEND,
 };
 
 use crate::{
-    maps::{BACKENDS, FLOWS, MAGLEV_RING},
-    parse::{self, Packet},
+    maps::{BACKENDS, FLOWS, FLOWS_V4, MAGLEV_RING, SERVICES_BY_ID},
+    parse::Packet,
     stats,
     verdict::Verdict,
 };
@@ -29,63 +42,149 @@ pub struct Choice {
     pub new_flow: bool,
 }
 
+/// The flow (`src`:`sport` -> `dst`:`dport`) as its client sends it.
 #[inline(always)]
-pub fn choose(ctx: &XdpContext, p: &Packet, svc: &Service) -> Result<Choice, Verdict> {
-    let key = FlowKey {
-        src: p.src,
-        dst: p.dst,
-        src_port_be: p.sport_be,
-        dst_port_be: p.dport_be,
-        proto: p.proto,
-        family: p.family,
+pub fn key(
+    family: u8,
+    proto: u8,
+    src: &[u32; 4],
+    dst: &[u32; 4],
+    sport_be: u16,
+    dport_be: u16,
+) -> FlowKey {
+    FlowKey {
+        src: *src,
+        dst: *dst,
+        src_port_be: sport_be,
+        dst_port_be: dport_be,
+        proto,
+        family,
         _pad: [0; 2],
-    };
-    let known = if parse::tcp_syn(ctx, p) {
-        None
+    }
+}
+
+/// The key of the packet `p` (a request).
+#[inline(always)]
+pub fn key_of(p: &Packet) -> FlowKey {
+    key(p.family, p.proto, &p.src, &p.dst, p.sport_be, p.dport_be)
+}
+
+/// The IPv4 form of an IPv4 `key` (`FLOWS_V4`'s key).
+#[inline(always)]
+fn v4(key: &FlowKey) -> FlowKeyV4 {
+    FlowKeyV4 {
+        src: key.src[0],
+        dst: key.dst[0],
+        src_port_be: key.src_port_be,
+        dst_port_be: key.dst_port_be,
+        proto: key.proto,
+        _pad: [0; 3],
+    }
+}
+
+/// The flow-table entry of `key` (in the table of its family), copied.
+#[inline(always)]
+pub fn lookup(key: &FlowKey) -> Option<Flow> {
+    // SAFETY: map value pointers, valid for this program run; copied so
+    // the packet sees one version of an entry the LRU may recycle.
+    unsafe {
+        if key.family == FAMILY_IPV4 {
+            FLOWS_V4.get_ptr(v4(key)).map(|f| *f)
+        } else {
+            FLOWS.get_ptr(key).map(|f| *f)
+        }
+    }
+}
+
+/// A failed insert (only possible under memory pressure: the maps are LRU)
+/// costs nothing now: the next packet hashes to the same slot.
+#[inline(always)]
+fn insert(key: &FlowKey, flow: &Flow) {
+    let _ = if key.family == FAMILY_IPV4 {
+        FLOWS_V4.insert(v4(key), flow, 0)
     } else {
-        FLOWS.get_ptr(key)
+        FLOWS.insert(key, flow, 0)
     };
+}
+
+/// The Maglev hash of the tuple (`flow_hash_v4` is `flow_hash` of the
+/// same IPv4 tuple, with fewer loads).
+#[inline(always)]
+fn hash(key: &FlowKey) -> u32 {
+    if key.family == FAMILY_IPV4 {
+        flow_hash_v4(&v4(key), MAGLEV_SEED)
+    } else {
+        flow_hash(key, MAGLEV_SEED)
+    }
+}
+
+/// `BACKENDS[id]` if it may carry an existing flow of service `service_id`.
+#[inline(always)]
+pub fn flow_backend(id: u32, service_id: u32) -> Option<Backend> {
+    let b = BACKENDS.get(id)?;
+    (b.flags & BACKEND_F_ACTIVE != 0 && b.service_id == service_id).then_some(*b)
+}
+
+/// The fast path of an established flow: the forwarding flags of the
+/// service `flow` names and its real server, when that service is still the
+/// one at the packet's `vip` and the real server is still in it. `None`
+/// sends the packet to `choose`, which decides from `SERVICES` (a stale
+/// slot, one being written, or a real server that left: as before this
+/// path existed).
+#[inline(always)]
+pub fn established(vip: &EndpointKey, flow: &Flow) -> Option<(u32, Backend)> {
+    let slot = SERVICES_BY_ID.get(flow.service_id)?;
+    // Only `vip` and `flags` are read (see `lb_common::ServiceSlot`).
+    if slot.vip != *vip {
+        return None;
+    }
+    let flags = slot.service.flags;
+    Some((flags, flow_backend(flow.backend_id, flow.service_id)?))
+}
+
+/// The real server of a packet of `svc` whose flow entry (`known`, already
+/// looked up; `None` for a SYN) did not take the fast path: the entry while
+/// it is still good for `svc`, else the ring, and the entry is written.
+#[inline(always)]
+pub fn choose(svc: &Service, key: &FlowKey, known: Option<Flow>) -> Result<Choice, Verdict> {
     if let Some(flow) = known {
-        // SAFETY: a map value pointer, valid for this program run.
-        let flow = unsafe { *flow };
         if flow.service_id == svc.id {
-            if let Some(b) = BACKENDS.get(flow.backend_id) {
-                if b.flags & BACKEND_F_ACTIVE != 0 && b.service_id == svc.id {
-                    return Ok(Choice {
-                        id: flow.backend_id,
-                        backend: *b,
-                        new_flow: false,
-                    });
-                }
+            if let Some(backend) = flow_backend(flow.backend_id, svc.id) {
+                return Ok(Choice {
+                    id: flow.backend_id,
+                    backend,
+                    new_flow: false,
+                });
             }
         }
         stats::event(event::FLOW_RESCHEDULED);
     }
-
-    let id = if svc.ring_size > 0 {
-        let slot = flow_hash(&key, MAGLEV_SEED) % svc.ring_size;
-        *MAGLEV_RING
-            .get(svc.ring_offset.wrapping_add(slot))
-            .ok_or(Verdict::drop(event::NO_BACKEND))?
-    } else if svc.fallback_backend != NO_BACKEND {
-        svc.fallback_backend
-    } else {
-        return Err(Verdict::drop(event::NO_BACKEND));
-    };
+    let id = ring_choice(svc, key).ok_or(Verdict::drop(event::NO_BACKEND))?;
     let backend = *BACKENDS.get(id).ok_or(Verdict::drop(event::NO_BACKEND))?;
-    // A failed insert (only possible under memory pressure: the map is LRU)
-    // costs nothing now: the next packet hashes to the same slot.
-    let _ = FLOWS.insert(
+    insert(
         key,
-        Flow {
+        &Flow {
             backend_id: id,
             service_id: svc.id,
         },
-        0,
     );
     Ok(Choice {
         id,
         backend,
         new_flow: true,
     })
+}
+
+/// The backend id a new flow of `svc` gets: its Maglev slot, or the
+/// fallback (sorry) server while the ring is empty.
+#[inline(always)]
+pub fn ring_choice(svc: &Service, key: &FlowKey) -> Option<u32> {
+    if svc.ring_size > 0 {
+        let slot = hash(key) % svc.ring_size;
+        MAGLEV_RING.get(svc.ring_offset.wrapping_add(slot)).copied()
+    } else if svc.fallback_backend != NO_BACKEND {
+        Some(svc.fallback_backend)
+    } else {
+        None
+    }
 }

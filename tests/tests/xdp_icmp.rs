@@ -21,8 +21,7 @@ mod xdp_world;
 
 use std::net::SocketAddr;
 
-use aya::maps::{HashMap, MapData};
-use lb_common::{event, names, verdict, Flow, FlowKey, PROTO_TCP, PROTO_UDP};
+use lb_common::{event, verdict, Flow, FlowKey, PROTO_TCP, PROTO_UDP};
 use lb_tests::packet::{
     verify_checksums, Frame, Transport, CLIENT_MAC, ETH_HLEN, IPV4_HLEN, IPV6_HLEN, TCP_HLEN,
 };
@@ -184,17 +183,13 @@ fn hex(b: &[u8]) -> String {
 
 /// Writes a flow-table entry as the program would have for a request.
 fn set_flow(lb: &mut Lb, key: FlowKey, backend_id: u32, service_id: u32) {
-    let mut m: HashMap<&mut MapData, FlowKey, Flow> =
-        HashMap::try_from(lb.ebpf.map_mut(names::FLOWS).unwrap()).unwrap();
-    m.insert(
-        key,
+    lb.set_flow(
+        &key,
         Flow {
             backend_id,
             service_id,
         },
-        0,
-    )
-    .unwrap();
+    );
 }
 
 /// A frag-needed / packet-too-big from the router about the reply

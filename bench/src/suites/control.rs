@@ -140,7 +140,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "flow table 131072 (default)",
         "memory relative to the default flow table, lower is better",
     )
-    .columns(&["FLOWS MiB", "bytes/flow", "other maps MiB"]);
+    // Both flow tables (FLOWS_V4 and FLOWS, each `flow_table_size` flows):
+    // bytes/flow is one IPv4 plus one IPv6 entry.
+    .columns(&["flow tables MiB", "bytes/flow (v4 + v6)", "other maps MiB"]);
     let flow_sizes: &[u32] = if ctx.quick {
         &[1024, 1 << 17]
     } else {
@@ -154,8 +156,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         for (name, map) in lb.ebpf.maps() {
             let m = memlock(map).with_context(|| format!("memlock of {name}"))?;
             total += m;
-            if name == names::FLOWS {
-                flow_bytes = m;
+            if name == names::FLOWS || name == names::FLOWS_V4 {
+                flow_bytes += m;
             }
         }
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
@@ -359,23 +361,18 @@ pub fn flow_table_status(bin: &std::path::Path, quick: bool) -> anyhow::Result<(
         ids.sort_unstable();
         ids
     };
-    let flows_pin = lb.pins().join(names::FLOWS);
+    // IPv4 flows: the agent's FLOWS_V4.
+    let flows_pin = lb.pins().join(names::FLOWS_V4);
     let flows_map = aya::maps::MapData::from_pin(&flows_pin)
         .with_context(|| format!("opening {}", flows_pin.display()))?;
-    let flows: Vec<(lb_common::FlowKey, lb_common::Flow)> = (0..BIG_FLOW_TABLE)
+    let flows: Vec<(lb_common::FlowKeyV4, lb_common::Flow)> = (0..BIG_FLOW_TABLE)
         .map(|i| {
-            let key = lb_common::FlowKey {
-                src: [i.to_be(), 0, 0, 0],
-                dst: [
-                    u32::from(std::net::Ipv4Addr::new(192, 168, 253, 120)).to_be(),
-                    0,
-                    0,
-                    0,
-                ],
+            let key = lb_common::FlowKeyV4 {
+                src: i.to_be(),
+                dst: u32::from(std::net::Ipv4Addr::new(192, 168, 253, 120)).to_be(),
                 src_port_be: 40000u16.to_be(),
                 dst_port_be: VIP_PORT.to_be(),
                 proto: 6,
-                family: 4,
                 ..Default::default()
             };
             let flow = lb_common::Flow {
@@ -386,7 +383,7 @@ pub fn flow_table_status(bin: &std::path::Path, quick: bool) -> anyhow::Result<(
         })
         .collect();
     lb_userspace::dataplane::flows::insert_batched(flows_map.fd().as_fd(), &flows)
-        .context("filling the agent's FLOWS")?;
+        .context("filling the agent's FLOWS_V4")?;
     drop(flows);
     let counted = |status: &str| -> anyhow::Result<(u64, u64)> {
         let v: serde_json::Value = serde_json::from_str(status)?;

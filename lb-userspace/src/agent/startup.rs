@@ -297,6 +297,15 @@ fn log_sizes(config: &Config, pins: &PinDir, sizes: &MapSizes, adopting: bool) {
             sizes.flows
         );
         let wanted = MapSizes::for_config(config);
+        if wanted.flows_v6 > sizes.flows_v6 {
+            tracing::warn!(
+                "the pinned IPv6 flow table holds {} flows (sized for a config without IPv6 \
+                 services), this config wants {}: it takes effect after `lb unload` and a new \
+                 `lb run`",
+                sizes.flows_v6,
+                wanted.flows_v6
+            );
+        }
         if wanted.flows != sizes.flows {
             tracing::warn!(
                 "flow_table_size {} differs from the pinned flow table ({}): it takes effect \

@@ -308,8 +308,8 @@ mod tests {
                 (key, Flow::default())
             })
             .collect();
-        crate::dataplane::flows::insert_batched(maps.flows_fd(), &flows)
-            .unwrap_or_else(|e| panic!("filling FLOWS: {e}"));
+        maps.insert_flows(&flows)
+            .unwrap_or_else(|e| panic!("filling FLOWS_V4: {e}"));
     }
 
     /// A state whose flow table holds [`FLOWS`] flows.
@@ -319,6 +319,7 @@ mod tests {
             backends: 64,
             ring_slots: 1024,
             flows: FLOWS,
+            flows_v6: 1024,
         };
         let maps = KernelMaps::standalone(&sizes)
             .unwrap_or_else(|e| panic!("creating BPF maps failed (run as root): {e}"));

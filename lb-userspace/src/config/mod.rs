@@ -82,10 +82,11 @@ pub use words::UnknownWord;
 
 /// Try native (driver) XDP, fall back to generic with a log line.
 pub const DEFAULT_XDP_MODE: XdpMode = XdpMode::Auto;
-/// Flow table entries (LRU): 2^17 concurrent flows, 14 MiB of kernel
-/// memory at 112 bytes a flow, so all maps take 55 MiB on a 4-CPU
-/// Raspberry Pi (at most 64 MiB up to 5 CPUs; README "Small boards");
-/// `flow_table_size` raises it.
+/// Flow table entries (LRU) per family: 2^17 concurrent IPv4 flows, 11 MiB
+/// of kernel memory at 88 bytes a flow, and as many IPv6 flows (112 bytes
+/// each) when the config has an IPv6 virtual server at start-up, else
+/// 4,096 (`dataplane::loader::IPV6_FLOWS_WITHOUT_IPV6`); README "Small
+/// boards" has what all maps take; `flow_table_size` raises it.
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1 << 17;
 /// Default path of the agent's control socket (root-only).
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/lb/lb.sock";

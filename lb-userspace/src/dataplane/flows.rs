@@ -1,12 +1,13 @@
 //! Counting the flow table's entries per real server, for `lb status` and
 //! `/metrics`.
 //!
-//! `FLOWS` holds up to millions of entries. Walked one entry at a time it
+//! The flow tables (`FLOWS_V4` for IPv4, `FLOWS` for IPv6) hold up to
+//! millions of entries each. Walked one entry at a time it
 //! costs two system calls per entry (seconds for a full table), so it is
 //! read with `BPF_MAP_LOOKUP_BATCH` (Linux 5.6+, as the ring writes need):
 //! one system call per few thousand entries. A kernel that refuses batches
 //! gets the entry-by-entry walk. The agent walks through a [`FlowCounter`],
-//! a handle of its own on the map, without holding its state lock.
+//! a handle of its own on the maps, without holding its state lock.
 
 use std::{
     collections::HashMap,
@@ -14,7 +15,7 @@ use std::{
 };
 
 use aya::maps::{HashMap as BpfHashMap, IterableMap as _, Map, MapData, MapError};
-use lb_common::{Flow, FlowKey};
+use lb_common::{Flow, FlowKey, FlowKeyV4};
 
 use super::maps::{KernelMaps, MapOpenError};
 
@@ -25,7 +26,7 @@ pub struct FlowOwner {
     pub backend_id: u32,
 }
 
-/// Flows per [`FlowOwner`], from one walk of `FLOWS`.
+/// Flows per [`FlowOwner`], from one walk of the flow tables.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowCounts(HashMap<FlowOwner, u64>);
 
@@ -56,10 +57,21 @@ impl FlowCounts {
         self.0.values().sum()
     }
 
-    /// Count the flows of the `FLOWS` map `fd` in batches; when the kernel
-    /// refuses, walk `entries` (the same map) one entry at a time.
-    pub fn walk<I: Iterator<Item = Flow>>(fd: BorrowedFd<'_>, entries: impl FnOnce() -> I) -> Self {
-        match lookup_batched(fd) {
+    /// Add the counts of `other` (the other family's table).
+    pub fn merge(&mut self, other: FlowCounts) {
+        for (owner, n) in other.0 {
+            *self.0.entry(owner).or_insert(0) += n;
+        }
+    }
+
+    /// Count the flows of the flow-table map `fd`, whose keys are `K`, in
+    /// batches; when the kernel refuses, walk `entries` (the same map) one
+    /// entry at a time.
+    pub fn walk<K: Copy + Default, I: Iterator<Item = Flow>>(
+        fd: BorrowedFd<'_>,
+        entries: impl FnOnce() -> I,
+    ) -> Self {
+        match lookup_batched::<K>(fd) {
             Ok(counts) => counts,
             Err(e) => {
                 tracing::debug!("counting flows entry by entry (no batch lookup: {e})");
@@ -69,40 +81,55 @@ impl FlowCounts {
     }
 }
 
-/// A second handle on `FLOWS`, with its own file descriptor, that owns
-/// nothing else: flows are counted through it by a thread that does not
+/// Second handles on `FLOWS_V4` and `FLOWS`, with file descriptors of
+/// their own, that own nothing else: flows are counted through it by a thread that does not
 /// hold the agent's state lock, so a status request or a metrics scrape
 /// never makes a health transition, a reload or SIGTERM wait for a walk
 /// of the whole flow table.
 pub struct FlowCounter {
-    flows: BpfHashMap<MapData, FlowKey, Flow>,
+    v4: BpfHashMap<MapData, FlowKeyV4, Flow>,
+    v6: BpfHashMap<MapData, FlowKey, Flow>,
+}
+
+/// A handle of its own on the flow-table map `fd` (named `name`).
+fn reopen<K: aya::Pod>(
+    fd: BorrowedFd<'_>,
+    name: &'static str,
+) -> Result<BpfHashMap<MapData, K, Flow>, MapOpenError> {
+    let reopen = |source| MapOpenError::Reopen { name, source };
+    let fd = fd.try_clone_to_owned().map_err(|io_error| {
+        reopen(MapError::SyscallError(aya::sys::SyscallError {
+            call: "dup",
+            io_error,
+        }))
+    })?;
+    let data = MapData::from_fd(fd).map_err(reopen)?;
+    // `HashMap` accepts either kind; the loaded object's is an LRU, the
+    // standalone maps of the tests a plain hash.
+    BpfHashMap::try_from(Map::LruHashMap(data))
+        .map_err(|source| MapOpenError::WrongType { name, source })
 }
 
 impl FlowCounter {
-    /// Open a handle on the same kernel map as `maps`' `FLOWS`.
+    /// Open handles on the same kernel maps as `maps`' flow tables.
     pub fn new(maps: &KernelMaps) -> Result<Self, MapOpenError> {
-        let name = lb_common::names::FLOWS;
-        let reopen = |source| MapOpenError::Reopen { name, source };
-        let fd = maps.flows_fd().try_clone_to_owned().map_err(|io_error| {
-            reopen(MapError::SyscallError(aya::sys::SyscallError {
-                call: "dup",
-                io_error,
-            }))
-        })?;
-        let data = MapData::from_fd(fd).map_err(reopen)?;
-        // `HashMap` accepts either kind; the loaded object's is an LRU, the
-        // standalone maps of the tests a plain hash.
-        let flows = BpfHashMap::try_from(Map::LruHashMap(data))
-            .map_err(|source| MapOpenError::WrongType { name, source })?;
-        Ok(Self { flows })
+        Ok(Self {
+            v4: reopen(maps.flows_v4_fd(), lb_common::names::FLOWS_V4)?,
+            v6: reopen(maps.flows_fd(), lb_common::names::FLOWS)?,
+        })
     }
 
-    /// Walk the table once. Entries that vanish during the walk (the LRU
+    /// Walk both tables once. Entries that vanish during the walk (the LRU
     /// evicts under load) are skipped.
     pub fn count(&self) -> FlowCounts {
-        FlowCounts::walk(self.flows.map().fd().as_fd(), || {
-            self.flows.iter().filter_map(Result::ok).map(|(_, f)| f)
-        })
+        let mut counts = FlowCounts::walk::<FlowKeyV4, _>(self.v4.map().fd().as_fd(), || {
+            self.v4.iter().filter_map(Result::ok).map(|(_, f)| f)
+        });
+        counts.merge(FlowCounts::walk::<FlowKey, _>(
+            self.v6.map().fd().as_fd(),
+            || self.v6.iter().filter_map(Result::ok).map(|(_, f)| f),
+        ));
+        counts
     }
 }
 
@@ -147,11 +174,16 @@ unsafe fn bpf_batch(cmd: libc::c_long, attr: &mut BatchAttr) -> std::io::Result<
     Ok(())
 }
 
-/// Write `flows` into the `FLOWS` map `fd` with `BPF_MAP_UPDATE_BATCH`
-/// (one system call for all): the tests and the benchmarks fill large
-/// tables with it. The agent never writes flows (the data plane does).
-pub fn insert_batched(fd: BorrowedFd<'_>, flows: &[(FlowKey, Flow)]) -> std::io::Result<()> {
-    let keys: Vec<FlowKey> = flows.iter().map(|(k, _)| *k).collect();
+/// Write `flows` into the flow-table map `fd` (keys `K`: `FlowKeyV4` for
+/// `FLOWS_V4`, `FlowKey` for `FLOWS`) with `BPF_MAP_UPDATE_BATCH` (one
+/// system call for all): the tests and the benchmarks fill large tables
+/// with it (`KernelMaps::insert_flows` picks the table by family). The
+/// agent never writes flows (the data plane does).
+pub fn insert_batched<K: Copy>(fd: BorrowedFd<'_>, flows: &[(K, Flow)]) -> std::io::Result<()> {
+    if flows.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<K> = flows.iter().map(|(k, _)| *k).collect();
     let values: Vec<Flow> = flows.iter().map(|(_, v)| *v).collect();
     let mut attr = BatchAttr {
         keys: keys.as_ptr() as u64,
@@ -160,8 +192,8 @@ pub fn insert_batched(fd: BorrowedFd<'_>, flows: &[(FlowKey, Flow)]) -> std::io:
         map_fd: fd.as_raw_fd() as u32,
         ..Default::default()
     };
-    // SAFETY: `keys` and `values` hold `count` entries of FLOWS' types and
-    // outlive the call.
+    // SAFETY: `keys` and `values` hold `count` entries of the map's types
+    // (the caller's `K` and `Flow`) and outlive the call.
     unsafe { bpf_batch(BPF_MAP_UPDATE_BATCH, &mut attr) }?;
     if attr.count as usize != flows.len() {
         return Err(std::io::Error::other(format!(
@@ -173,16 +205,16 @@ pub fn insert_batched(fd: BorrowedFd<'_>, flows: &[(FlowKey, Flow)]) -> std::io:
     Ok(())
 }
 
-/// Entries read per system call: 48 bytes each (key and value), so a few
-/// hundred kilobytes of buffers.
+/// Entries read per system call: at most 48 bytes each (key and value), so
+/// a few hundred kilobytes of buffers.
 const BATCH: usize = 8192;
 
 /// One pass over the hash map `fd` with `BPF_MAP_LOOKUP_BATCH`. The kernel
 /// walks bucket by bucket and hands back a position to resume from; entries
 /// added or evicted meanwhile may or may not be seen, as with any walk of a
 /// table the data plane keeps changing.
-fn lookup_batched(fd: BorrowedFd<'_>) -> std::io::Result<FlowCounts> {
-    let mut keys = vec![FlowKey::default(); BATCH];
+fn lookup_batched<K: Copy + Default>(fd: BorrowedFd<'_>) -> std::io::Result<FlowCounts> {
+    let mut keys = vec![K::default(); BATCH];
     let mut values = vec![Flow::default(); BATCH];
     // The resume position: opaque to userspace (a bucket index for hash
     // maps), written by the kernel into `out_batch`, passed back in
@@ -234,10 +266,12 @@ mod tests {
     fn flows(total: u32) -> Vec<(FlowKey, Flow)> {
         (0..total)
             .map(|i| {
+                // Every third flow IPv6, the others IPv4.
+                let v6 = i % 3 == 0;
                 let key = FlowKey {
-                    src: [i, 0, 0, 0],
+                    src: [i, u32::from(v6), 0, 0],
                     proto: 17,
-                    family: 4,
+                    family: if v6 { 6 } else { 4 },
                     ..FlowKey::default()
                 };
                 let flow = Flow {
@@ -297,7 +331,7 @@ mod tests {
         // Room to spare: an LRU map may evict before it is full.
         let fd = lru_flows_map(4 * total);
         insert_batched(fd.as_fd(), &flows(total)).expect("BPF_MAP_UPDATE_BATCH");
-        let batched = lookup_batched(fd.as_fd()).expect("BPF_MAP_LOOKUP_BATCH failed");
+        let batched = lookup_batched::<FlowKey>(fd.as_fd()).expect("BPF_MAP_LOOKUP_BATCH failed");
         assert_eq!(batched.total(), u64::from(total));
         let map: BpfHashMap<MapData, FlowKey, Flow> =
             BpfHashMap::try_from(Map::LruHashMap(MapData::from_fd(fd).unwrap())).unwrap();
@@ -314,12 +348,17 @@ mod tests {
             backends: 16,
             ring_slots: 64,
             flows: total,
+            flows_v6: total,
         };
         let maps = KernelMaps::standalone(&sizes)
             .unwrap_or_else(|e| panic!("creating BPF maps failed (run as root): {e}"));
-        insert_batched(maps.flows_fd(), &flows(total)).expect("BPF_MAP_UPDATE_BATCH");
+        maps.insert_flows(&flows(total))
+            .expect("BPF_MAP_UPDATE_BATCH");
 
-        let batched = lookup_batched(maps.flows_fd()).expect("BPF_MAP_LOOKUP_BATCH failed");
+        let mut batched =
+            lookup_batched::<FlowKeyV4>(maps.flows_v4_fd()).expect("BPF_MAP_LOOKUP_BATCH failed");
+        assert_eq!(batched.total(), u64::from(total - total.div_ceil(3)));
+        batched.merge(lookup_batched::<FlowKey>(maps.flows_fd()).expect("BPF_MAP_LOOKUP_BATCH"));
         assert_eq!(batched.total(), u64::from(total));
         let one_by_one = FlowCounts::of(maps.flows().map(|(_, f)| f));
         assert_eq!(batched, one_by_one);

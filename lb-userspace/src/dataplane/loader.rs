@@ -60,13 +60,27 @@ pub enum LoaderError {
 /// twice its count.
 pub const MIN_BACKENDS: u32 = 4096;
 
+/// IPv6 flows (`FLOWS`) of an agent started with no IPv6 virtual server:
+/// IPv4 flows have their own table (`FLOWS_V4`, `flow_table_size`), and a
+/// second full-size table nobody uses would cost 14 MiB at the default
+/// size. IPv6 services a reload adds get this many flows (LRU: beyond it
+/// the least recent IPv6 flows are forgotten and scheduled again by the
+/// ring, to the same real server unless the set changed) until `lb unload`
+/// and `lb run` size it from the config.
+pub const IPV6_FLOWS_WITHOUT_IPV6: u32 = 4096;
+
 /// How many entries each map gets, decided once at load time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapSizes {
     pub services: u32,
     pub backends: u32,
     pub ring_slots: u32,
+    /// `FLOWS_V4` (IPv4 flows): `flow_table_size`.
     pub flows: u32,
+    /// `FLOWS` (IPv6 flows): `flow_table_size` when the config has an IPv6
+    /// virtual server, else [`IPV6_FLOWS_WITHOUT_IPV6`] (at most
+    /// `flow_table_size`).
+    pub flows_v6: u32,
 }
 
 impl MapSizes {
@@ -100,6 +114,11 @@ impl MapSizes {
             backends: MIN_BACKENDS.max(backends.saturating_mul(2)),
             ring_slots: defaults::MAGLEV_RING_SLOTS.max(ring),
             flows: config.agent.flow_table_size,
+            flows_v6: if config.virtual_servers.iter().any(|vs| vs.address.is_ipv6()) {
+                config.agent.flow_table_size
+            } else {
+                IPV6_FLOWS_WITHOUT_IPV6.min(config.agent.flow_table_size)
+            },
         }
     }
 }
@@ -113,6 +132,7 @@ impl MapSizes {
             Entries::Backends => Some(self.backends),
             Entries::RingSlots => Some(self.ring_slots),
             Entries::Flows => Some(self.flows),
+            Entries::FlowsV6 => Some(self.flows_v6),
             Entries::Exactly(_) | Entries::AppendOnly(_) => None,
         }
     }
@@ -397,6 +417,26 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ipv6_flow_table_is_full_size_only_with_an_ipv6_service() {
+        let config = |vip: &str, real: &str| {
+            crate::config::parse(
+                &format!(
+                    "[agent]\ninterfaces = [\"eth0\"]\nflow_table_size = 65536\n\n\
+                     [[virtual_server]]\nname = \"web\"\naddress = \"{vip}\"\nport = 80\n\
+                     protocol = \"tcp\"\nforwarding = \"nat\"\n\
+                     real_server = [{{ address = \"{real}\", port = 8080 }}]\n"
+                ),
+                "lb.toml",
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let v4 = MapSizes::for_config(&config("192.168.253.120", "172.16.14.121"));
+        assert_eq!((v4.flows, v4.flows_v6), (65536, IPV6_FLOWS_WITHOUT_IPV6));
+        let v6 = MapSizes::for_config(&config("2001:db8::120", "2001:db8:14::121"));
+        assert_eq!((v6.flows, v6.flows_v6), (65536, 65536));
+    }
 
     #[test]
     fn cap_eff_is_read_as_hex() {

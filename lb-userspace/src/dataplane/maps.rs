@@ -14,7 +14,8 @@ use aya::{
     Ebpf,
 };
 use lb_common::{
-    layout::MapKind, names, Backend, Counters, EndpointKey, Flow, FlowKey, ReverseNat, Service,
+    layout::MapKind, names, Backend, Counters, EndpointKey, Flow, FlowKey, FlowKeyV4, ReverseNat,
+    Service, ServiceSlot,
 };
 
 /// A map operation the kernel refused.
@@ -62,7 +63,12 @@ pub struct KernelMaps {
     backend_stats: PerCpuArray<MapData, Counters>,
     verdict_stats: PerCpuArray<MapData, u64>,
     event_stats: PerCpuArray<MapData, u64>,
+    /// IPv6 flows.
     flows: HashMap<MapData, FlowKey, Flow>,
+    flows_v4: HashMap<MapData, FlowKeyV4, Flow>,
+    /// `SERVICES_BY_ID`, kept in step with `services` by `set_service` and
+    /// `remove_service` (see `lb_common::ServiceSlot` for the order).
+    services_by_id: Array<MapData, ServiceSlot>,
     /// `ENDPOINT_FILTER`, kept in step with `services` and `reverse_nat` by
     /// the writes below; absent on read-only handles (`open_pinned`) and
     /// standalone maps (no program reads them).
@@ -91,6 +97,10 @@ pub enum MapOpenError {
     },
     #[error("cannot fill BPF map ENDPOINT_FILTER: {0}")]
     Filter(#[source] MapWriteError),
+    /// Boxed: a second unboxed `MapWriteError` variant makes every error
+    /// that carries this enum larger.
+    #[error("cannot fill BPF map SERVICES_BY_ID: {0}")]
+    Slots(#[source] Box<MapWriteError>),
     #[error("cannot open a second handle on BPF map {name}: {source}")]
     Reopen {
         name: &'static str,
@@ -114,6 +124,13 @@ impl KernelMaps {
         let services: HashMap<MapData, EndpointKey, Service> = take(ebpf, names::SERVICES)?;
         let reverse_nat: HashMap<MapData, EndpointKey, ReverseNat> =
             take(ebpf, names::REVERSE_NAT)?;
+        // Before the program is attached, as the filter below.
+        let mut services_by_id = take(ebpf, names::SERVICES_BY_ID)?;
+        sync_slots(
+            &mut services_by_id,
+            &services.iter().filter_map(Result::ok).collect::<Vec<_>>(),
+        )
+        .map_err(|e| MapOpenError::Slots(Box::new(e)))?;
         // Before the program is attached: adopted keys get their bits.
         let filter = KernelFilter::new(
             take(ebpf, names::ENDPOINT_FILTER)?,
@@ -134,6 +151,8 @@ impl KernelMaps {
             verdict_stats: take(ebpf, names::VERDICT_STATS)?,
             event_stats: take(ebpf, names::EVENT_STATS)?,
             flows: take(ebpf, names::FLOWS)?,
+            flows_v4: take(ebpf, names::FLOWS_V4)?,
+            services_by_id,
             filter: Some(filter),
             nr_cpus,
         })
@@ -173,6 +192,8 @@ impl KernelMaps {
             verdict_stats: open(pins, names::VERDICT_STATS)?,
             event_stats: open(pins, names::EVENT_STATS)?,
             flows: open(pins, names::FLOWS)?,
+            flows_v4: open(pins, names::FLOWS_V4)?,
+            services_by_id: open(pins, names::SERVICES_BY_ID)?,
             filter: None,
             nr_cpus,
         })
@@ -180,7 +201,8 @@ impl KernelMaps {
 
     /// Maps of the sizes the loader would give the object, created on
     /// their own (no program): for tests and benchmarks of the programmer
-    /// against the kernel's map implementation. `FLOWS` is a plain hash here.
+    /// against the kernel's map implementation. `FLOWS` and `FLOWS_V4` are
+    /// plain hashes here.
     pub fn standalone(sizes: &super::loader::MapSizes) -> Result<Self, MapWriteError> {
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| MapWriteError {
             map: "possible CPUs",
@@ -204,7 +226,10 @@ impl KernelMaps {
                 .map_err(create(names::VERDICT_STATS))?,
             event_stats: PerCpuArray::create(lb_common::event::COUNT, 0)
                 .map_err(create(names::EVENT_STATS))?,
-            flows: HashMap::create(sizes.flows, 0).map_err(create(names::FLOWS))?,
+            flows: HashMap::create(sizes.flows_v6, 0).map_err(create(names::FLOWS))?,
+            flows_v4: HashMap::create(sizes.flows, 0).map_err(create(names::FLOWS_V4))?,
+            services_by_id: Array::create(sizes.services, 0)
+                .map_err(create(names::SERVICES_BY_ID))?,
             filter: None,
             nr_cpus,
         })
@@ -292,22 +317,87 @@ impl KernelMaps {
         Ok((services, backends, reverse))
     }
 
-    /// Every entry of the flow table. Entries that vanish while the table is
-    /// walked (the LRU evicts under load) are skipped.
+    /// Every entry of the flow tables, IPv4 ones as `FlowKey`s too.
+    /// Entries that vanish while a table is walked (the LRU evicts under
+    /// load) are skipped.
     pub fn flows(&self) -> impl Iterator<Item = (FlowKey, Flow)> + '_ {
-        self.flows.iter().filter_map(Result::ok)
+        let v4 = self
+            .flows_v4
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, f)| (k.widen(), f));
+        v4.chain(self.flows.iter().filter_map(Result::ok))
     }
 
-    /// `FLOWS`' file descriptor, for a second handle on the map
-    /// ([`super::flows::FlowCounter`]).
+    /// `FLOWS`' (IPv6 flows) file descriptor, for a second handle on the
+    /// map ([`super::flows::FlowCounter`]).
     pub fn flows_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.flows.map().fd().as_fd()
+    }
+
+    /// `FLOWS_V4`'s file descriptor, likewise.
+    pub fn flows_v4_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.flows_v4.map().fd().as_fd()
+    }
+
+    /// Writes `flows` into the table of each one's family, in batches:
+    /// how tests and benchmarks fill a large table (the agent never writes
+    /// flows; the data plane does).
+    pub fn insert_flows(&self, flows: &[(FlowKey, Flow)]) -> std::io::Result<()> {
+        let v4: Vec<(FlowKeyV4, Flow)> = flows
+            .iter()
+            .filter_map(|(k, f)| Some((k.narrow()?, *f)))
+            .collect();
+        let v6: Vec<(FlowKey, Flow)> = flows
+            .iter()
+            .filter(|(k, _)| k.narrow().is_none())
+            .copied()
+            .collect();
+        super::flows::insert_batched(self.flows_v4_fd(), &v4)?;
+        super::flows::insert_batched(self.flows_fd(), &v6)
+    }
+
+    /// `SERVICES_BY_ID[id]`.
+    pub fn service_slot(&self, id: u32) -> Result<ServiceSlot, MapWriteError> {
+        self.services_by_id
+            .get(&id, 0)
+            .map_err(err(names::SERVICES_BY_ID, "read"))
     }
 
     fn zero_counters(&self) -> PerCpuValues<Counters> {
         PerCpuValues::try_from(vec![Counters::default(); self.nr_cpus])
             .expect("one value per possible CPU")
     }
+}
+
+/// Makes `SERVICES_BY_ID` say exactly what `services` (the pinned
+/// `SERVICES` of an adopted set, or nothing) says: adoption starts from a
+/// slot table that matches, whatever wrote it.
+fn sync_slots(
+    slots: &mut Array<MapData, ServiceSlot>,
+    services: &[(EndpointKey, Service)],
+) -> Result<(), MapWriteError> {
+    let mut want = vec![ServiceSlot::default(); slots.len() as usize];
+    for (vip, service) in services {
+        if let Some(w) = want.get_mut(service.id as usize) {
+            *w = ServiceSlot {
+                vip: *vip,
+                service: *service,
+            };
+        }
+    }
+    for (id, w) in want.iter().enumerate() {
+        let id = id as u32;
+        let have = slots
+            .get(&id, 0)
+            .map_err(err(names::SERVICES_BY_ID, "read"))?;
+        if have != *w {
+            slots
+                .set(id, w, 0)
+                .map_err(err(names::SERVICES_BY_ID, "update"))?;
+        }
+    }
+    Ok(())
 }
 
 fn sum_counters(
@@ -357,10 +447,30 @@ impl MapWriter for KernelMaps {
         }
         self.services
             .insert(key, value, 0)
-            .map_err(err(names::SERVICES, "update"))
+            .map_err(err(names::SERVICES, "update"))?;
+        // After `SERVICES`: a slot is valid only while `SERVICES` has its
+        // VIP under its id (an established flow's packet that finds no valid
+        // slot is scheduled from `SERVICES`, as before the slots existed).
+        let slot = ServiceSlot {
+            vip: *key,
+            service: *value,
+        };
+        self.services_by_id
+            .set(value.id, slot, 0)
+            .map_err(err(names::SERVICES_BY_ID, "update"))
     }
 
     fn remove_service(&mut self, key: &EndpointKey) -> Result<(), MapWriteError> {
+        // The slot is cleared before the service leaves `SERVICES`, so no
+        // flow of it is forwarded after it is gone.
+        if let Ok(service) = self.services.get(key, 0) {
+            let id = service.id;
+            if self.service_slot(id).is_ok_and(|s| s.vip == *key) {
+                self.services_by_id
+                    .set(id, ServiceSlot::default(), 0)
+                    .map_err(err(names::SERVICES_BY_ID, "update"))?;
+            }
+        }
         self.services
             .remove(key)
             .map_err(err(names::SERVICES, "delete"))?;
@@ -562,6 +672,9 @@ mod tests {
         assert_eq!(svc.flags, SVC_F_NAT);
         assert_eq!(svc.ring_size, 65537);
         assert_eq!(svc.fallback_backend, NO_BACKEND);
+        // What an established flow's packet reads instead of SERVICES.
+        let slot = maps.service_slot(svc.id).unwrap();
+        assert_eq!((slot.vip, slot.service), (vip, svc));
         let views = p.services();
         let ids: Vec<u32> = views[0].backends.iter().map(|b| b.id).collect();
         for slot in [0, 1, 65536] {
@@ -606,6 +719,15 @@ mod tests {
         let svc2 = maps.service(&vip).unwrap();
         assert_ne!(svc2.ring_offset, svc.ring_offset);
         assert_eq!(maps.ring_slot(svc2.ring_offset + 7).unwrap(), ids[0]);
+        assert_eq!(maps.service_slot(svc.id).unwrap().service, svc2);
+
+        // A service that leaves the config leaves its slot empty: no flow
+        // of it is forwarded by id any more.
+        let mut none = cfg2.clone();
+        none.virtual_servers.clear();
+        p.apply(&none, &mut maps).unwrap();
+        assert!(maps.service(&vip).is_none());
+        assert_eq!(maps.service_slot(svc.id).unwrap(), ServiceSlot::default());
     }
 
     #[test]
@@ -624,8 +746,8 @@ mod tests {
 
         // Flows written as the data plane would: one to the first real
         // server, three to the second, one left by a removed service.
-        let fd = maps.flows_fd().try_clone_to_owned().unwrap();
-        let mut writer: HashMap<MapData, FlowKey, Flow> =
+        let fd = maps.flows_v4_fd().try_clone_to_owned().unwrap();
+        let mut writer: HashMap<MapData, FlowKeyV4, Flow> =
             HashMap::try_from(Map::HashMap(MapData::from_fd(fd).unwrap())).unwrap();
         let flows = [
             (service, first),
@@ -635,12 +757,11 @@ mod tests {
             (service + 1, first),
         ];
         for (port, (service_id, backend_id)) in (40000u16..).zip(flows) {
-            let key = FlowKey {
-                src: [0x0a00_0001, 0, 0, 0],
+            let key = FlowKeyV4 {
+                src: 0x0a00_0001,
                 src_port_be: port.to_be(),
                 proto: 6,
-                family: 4,
-                ..FlowKey::default()
+                ..FlowKeyV4::default()
             };
             let flow = Flow {
                 backend_id,

@@ -20,9 +20,9 @@ use aya::{
 use lb_common::{
     event,
     hash::{flow_hash, MAGLEV_SEED},
-    names, verdict, AddrKey, Backend, DrNextHop, EndpointKey, Flow, FlowKey, ReverseNat, Service,
-    BACKEND_F_ACTIVE, FAMILY_IPV4, FAMILY_IPV6, NO_BACKEND, PROTO_TCP, PROTO_UDP, SVC_F_DR,
-    SVC_F_NAT,
+    names, verdict, AddrKey, Backend, DrNextHop, EndpointKey, Flow, FlowKey, FlowKeyV4, ReverseNat,
+    Service, ServiceSlot, BACKEND_F_ACTIVE, FAMILY_IPV4, FAMILY_IPV6, NO_BACKEND, PROTO_TCP,
+    PROTO_UDP, SVC_F_DR, SVC_F_NAT,
 };
 use lb_tests::{
     netns::ThreadNs,
@@ -182,6 +182,8 @@ impl Lb {
         let mut ebpf = EbpfLoader::new()
             // Small tables: the fixtures need a few entries, not the defaults.
             .map_max_entries(names::FLOWS, 4096)
+            .map_max_entries(names::FLOWS_V4, 4096)
+            .map_max_entries(names::SERVICES_BY_ID, 64)
             .map_max_entries(names::MAGLEV_RING, 4096)
             .map_max_entries(names::BACKENDS, 256)
             .map_max_entries(names::REVERSE_NAT, 256)
@@ -196,7 +198,21 @@ impl Lb {
             .expect("program lb_xdp in the object")
             .try_into()
             .expect("lb_xdp is an XDP program");
-        if let Err(e) = prog.load() {
+        // The verifier gives up with EAGAIN when a signal is pending on the
+        // loading thread (the `ip` children of parallel tests send SIGCHLD
+        // to the process); the load is simply asked again.
+        let mut load = prog.load();
+        for _ in 0..5 {
+            match &load {
+                Err(ProgramError::LoadError { io_error, .. })
+                    if io_error.raw_os_error() == Some(11) =>
+                {
+                    load = prog.load()
+                }
+                _ => break,
+            }
+        }
+        if let Err(e) = load {
             match e {
                 ProgramError::LoadError {
                     io_error,
@@ -262,7 +278,32 @@ impl Lb {
         let mut m: HashMap<&mut MapData, EndpointKey, Service> =
             HashMap::try_from(self.ebpf.map_mut(names::SERVICES).unwrap()).unwrap();
         m.insert(endpoint(vip, proto), svc, 0).unwrap();
+        // After SERVICES, as the agent writes it.
+        self.set_slot(
+            id,
+            ServiceSlot {
+                vip: endpoint(vip, proto),
+                service: svc,
+            },
+        );
         self.rings.insert(id, ring.to_vec());
+    }
+
+    /// Removes a service as the agent does: its `SERVICES_BY_ID` slot is
+    /// cleared first, then its `SERVICES` entry (the filter bit stays: a
+    /// stale bit only costs a hash lookup).
+    pub fn remove_service(&mut self, id: u32, vip: &str, proto: u8) {
+        self.set_slot(id, ServiceSlot::default());
+        let mut m: HashMap<&mut MapData, EndpointKey, Service> =
+            HashMap::try_from(self.ebpf.map_mut(names::SERVICES).unwrap()).unwrap();
+        m.remove(&endpoint(vip, proto)).unwrap();
+    }
+
+    /// `SERVICES_BY_ID[id] = slot`.
+    pub fn set_slot(&mut self, id: u32, slot: ServiceSlot) {
+        let mut a: Array<&mut MapData, ServiceSlot> =
+            Array::try_from(self.ebpf.map_mut(names::SERVICES_BY_ID).unwrap()).unwrap();
+        a.set(id, slot, 0).unwrap();
     }
 
     /// Sets `key`'s bit in `ENDPOINT_FILTER`, as the agent does before it
@@ -308,10 +349,43 @@ impl Lb {
         ring[(flow_hash(key, MAGLEV_SEED) % ring.len() as u32) as usize]
     }
 
+    /// The flow-table entry of `key`, from the table of its family
+    /// (`FLOWS_V4` under the 16-byte key, `FLOWS` for IPv6).
     pub fn flow(&self, key: &FlowKey) -> Option<Flow> {
+        match key.narrow() {
+            Some(k4) => self.flow_v4(&k4),
+            None => self.flow_v6(key),
+        }
+    }
+
+    /// `FLOWS_V4[key]`.
+    pub fn flow_v4(&self, key: &FlowKeyV4) -> Option<Flow> {
+        let m: HashMap<&MapData, FlowKeyV4, Flow> =
+            HashMap::try_from(self.ebpf.map(names::FLOWS_V4).unwrap()).unwrap();
+        m.get(key, 0).ok()
+    }
+
+    /// `FLOWS[key]` (the IPv6 table), whatever the key's family.
+    pub fn flow_v6(&self, key: &FlowKey) -> Option<Flow> {
         let m: HashMap<&MapData, FlowKey, Flow> =
             HashMap::try_from(self.ebpf.map(names::FLOWS).unwrap()).unwrap();
         m.get(key, 0).ok()
+    }
+
+    /// Writes a flow-table entry as the program would have for a request.
+    pub fn set_flow(&mut self, key: &FlowKey, flow: Flow) {
+        match key.narrow() {
+            Some(k4) => {
+                let mut m: HashMap<&mut MapData, FlowKeyV4, Flow> =
+                    HashMap::try_from(self.ebpf.map_mut(names::FLOWS_V4).unwrap()).unwrap();
+                m.insert(k4, flow, 0).unwrap();
+            }
+            None => {
+                let mut m: HashMap<&mut MapData, FlowKey, Flow> =
+                    HashMap::try_from(self.ebpf.map_mut(names::FLOWS).unwrap()).unwrap();
+                m.insert(key, flow, 0).unwrap();
+            }
+        }
     }
 
     pub fn per_cpu_sum(&self, map: &str, index: u32) -> u64 {

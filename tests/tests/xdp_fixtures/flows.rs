@@ -268,3 +268,135 @@ pub(crate) fn flows_stick_to_their_backend_until_it_leaves() {
     assert_eq!(action, verdict::DROP);
     assert_eq!(out, f);
 }
+
+/// An established flow's packet finds its service by the id in its flow
+/// entry (`SERVICES_BY_ID`), not by a `SERVICES` lookup. The id must not
+/// carry a flow to another VIP after a reload gave it away: here even the
+/// backend id is reused by the new service, so only the slot's VIP stops
+/// the stale flow.
+#[test]
+pub(crate) fn a_service_id_given_to_another_vip_never_takes_a_stale_flow() {
+    let mut lb = world();
+    let (svc, old_port, new_port) = (40, 93, 94);
+    lb.backend(60, svc, "172.16.14.121:8080", true);
+    let old_vip = format!("{VIP}:{old_port}");
+    lb.service(svc, &old_vip, PROTO_TCP, SVC_F_NAT, &[60], NO_BACKEND);
+    assert_eq!(kernel_choice(&lb, 30600, old_port, &[60]), 60);
+
+    // A reload removes the service and gives id 40 and backend id 60 to a
+    // service on another port (the agent reuses freed ids).
+    lb.remove_service(svc, &old_vip, PROTO_TCP);
+    lb.backend(60, svc, "172.16.14.123:8080", true);
+    lb.service(
+        svc,
+        &format!("{VIP}:{new_port}"),
+        PROTO_TCP,
+        SVC_F_NAT,
+        &[60],
+        NO_BACKEND,
+    );
+    let key = flow_key(&format!("{CLIENT}:30600"), &old_vip, PROTO_TCP);
+    assert_eq!(
+        lb.flow(&key),
+        Some(Flow {
+            backend_id: 60,
+            service_id: svc
+        }),
+        "the stale entry is still in the table"
+    );
+    let f = Frame::tcp(&format!("{CLIENT}:30600"), &old_vip)
+        .tcp_flags(TCP_ACK | TCP_PSH)
+        .build();
+    let (action, out) = lb.run(lb.net.eth0, &f);
+    assert_eq!(
+        verdict_name(action),
+        verdict_name(verdict::PASS),
+        "a packet for the removed VIP:port was forwarded by its stale flow"
+    );
+    assert_eq!(out, f, "passed, but not untouched");
+
+    // The old VIP:port comes back under a new id: the stale entry names
+    // id 40, which is no longer this VIP's, so the flow is scheduled again.
+    lb.backend(61, 41, "172.16.14.122:8080", true);
+    lb.service(41, &old_vip, PROTO_TCP, SVC_F_NAT, &[61], NO_BACKEND);
+    let rescheduled = lb.events()[event::FLOW_RESCHEDULED as usize];
+    assert_eq!(kernel_choice(&lb, 30600, old_port, &[60, 61]), 61);
+    assert_eq!(
+        lb.events()[event::FLOW_RESCHEDULED as usize],
+        rescheduled + 1
+    );
+    assert_eq!(
+        lb.flow(&key),
+        Some(Flow {
+            backend_id: 61,
+            service_id: 41
+        })
+    );
+}
+
+/// While the agent rewrites a service's slot (or after any slot that does
+/// not match), its flows are decided from `SERVICES`, as before the slots
+/// existed: an established flow stays on its real server.
+#[test]
+pub(crate) fn a_flow_whose_slot_does_not_match_is_decided_by_services() {
+    let mut lb = world();
+    let (svc, port) = (42, 95);
+    lb.backend(62, svc, "172.16.14.121:8080", true);
+    lb.backend(63, svc, "172.16.14.122:8080", true);
+    let vip = format!("{VIP}:{port}");
+    lb.service(svc, &vip, PROTO_TCP, SVC_F_NAT, &[62], NO_BACKEND);
+    assert_eq!(kernel_choice(&lb, 30700, port, &[62, 63]), 62);
+    // 62 drained: new flows go to 63, the established one stays.
+    lb.service(svc, &vip, PROTO_TCP, SVC_F_NAT, &[63], NO_BACKEND);
+    lb.set_slot(svc, Default::default());
+    let rescheduled = lb.events()[event::FLOW_RESCHEDULED as usize];
+    assert_eq!(kernel_choice(&lb, 30700, port, &[62, 63]), 62);
+    assert_eq!(
+        lb.events()[event::FLOW_RESCHEDULED as usize],
+        rescheduled,
+        "an established flow was rescheduled because its slot was empty"
+    );
+    assert_eq!(kernel_choice(&lb, 30701, port, &[62, 63]), 63);
+}
+
+/// IPv4 flows live in `FLOWS_V4` under the 16-byte key, IPv6 flows in
+/// `FLOWS`; the Maglev choice of both is the host's `flow_hash` of the
+/// full tuple (checked for IPv4 over 300 ports above).
+#[test]
+pub(crate) fn ipv4_flows_take_the_16_byte_key_and_ipv6_flows_the_40_byte_one() {
+    let lb = world();
+    let (c, v) = (format!("{CLIENT}:30800"), format!("{VIP}:80"));
+    let f = Frame::tcp(&c, &v).tcp_flags(TCP_SYN).build();
+    assert_eq!(lb.run(lb.net.eth0, &f).0, verdict::REDIRECT);
+    let key = flow_key(&c, &v, PROTO_TCP);
+    let k4 = key.narrow().expect("an IPv4 key");
+    let expected = Flow {
+        backend_id: lb.predict(WEB, &key),
+        service_id: WEB,
+    };
+    assert_eq!(lb.flow_v4(&k4), Some(expected), "not in FLOWS_V4");
+    assert_eq!(lb.flow_v6(&key), None, "an IPv4 flow in the IPv6 table");
+
+    let (c6, v6) = (format!("[{CLIENT6}]:30800"), format!("[{VIP6}]:80"));
+    let f = Frame::tcp(&c6, &v6).tcp_flags(TCP_SYN).build();
+    assert_eq!(lb.run(lb.net.eth0, &f).0, verdict::REDIRECT);
+    let key6 = flow_key(&c6, &v6, PROTO_TCP);
+    assert_eq!(
+        lb.flow_v6(&key6),
+        Some(Flow {
+            backend_id: lb.predict(WEB6, &key6),
+            service_id: WEB6
+        }),
+        "not in FLOWS"
+    );
+    // The 16-byte form of an IPv6 tuple (its first words) is not there.
+    let truncated = lb_common::FlowKeyV4 {
+        src: key6.src[0],
+        dst: key6.dst[0],
+        src_port_be: key6.src_port_be,
+        dst_port_be: key6.dst_port_be,
+        proto: key6.proto,
+        _pad: [0; 3],
+    };
+    assert_eq!(lb.flow_v4(&truncated), None, "an IPv6 flow in FLOWS_V4");
+}
