@@ -67,7 +67,7 @@ pub enum AgentError {
     #[error(transparent)]
     Pin(#[from] PinError),
     #[error("cannot adopt the pinned data plane: {0}; run `lb unload` first")]
-    Adopt(String),
+    Adopt(#[from] crate::dataplane::programmer::AdoptError),
     #[error("cannot listen for metrics on {addr} ([agent] metrics_listen): {source}")]
     Metrics {
         addr: std::net::SocketAddr,

@@ -66,6 +66,7 @@ use crate::{
 };
 
 mod adopt;
+pub use adopt::AdoptError;
 mod commit;
 mod plan;
 
@@ -316,7 +317,7 @@ impl Programmer {
         services: &[(EndpointKey, Service)],
         backends: &[(u32, Backend)],
         reverse_nat: &[(EndpointKey, ReverseNat)],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, adopt::AdoptError> {
         let adopt::Services {
             mut installed,
             by_id,
@@ -326,8 +327,8 @@ impl Programmer {
             adopt::backends(max_backends, &mut installed, &by_id, backends, reverse_nat);
         let (reverse, lingering) = adopt::reverse_nat(&installed, reverse_nat, &mut used_backends);
         let used_services = by_id.keys().copied().collect();
-        let ring = RingAllocator::with_used(ring_slots, &ranges)
-            .ok_or("the Maglev ranges of the pinned services overlap")?;
+        let ring =
+            RingAllocator::with_used(ring_slots, &ranges).ok_or(adopt::AdoptError::RingOverlap)?;
         Ok(Self {
             services: installed,
             reverse_nat: reverse,

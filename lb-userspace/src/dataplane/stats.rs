@@ -215,5 +215,5 @@ pub enum PinnedError {
     #[error(transparent)]
     Read(#[from] MapWriteError),
     #[error("the pinned maps are inconsistent: {0}")]
-    Inconsistent(String),
+    Inconsistent(#[from] super::programmer::AdoptError),
 }

@@ -19,6 +19,19 @@ use crate::{
     dataplane::{keys::words_addr, ring::RingRange},
 };
 
+/// Why the pinned maps cannot be taken over: they contradict themselves
+/// (a previous agent's bug, or maps written by hand), so nothing built
+/// from them could be trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error("service with protocol {0} in SERVICES")]
+    Protocol(u8),
+    #[error("service {key} has id {id} twice or out of range")]
+    ServiceId { key: ServiceKey, id: u32 },
+    #[error("the Maglev ranges of the pinned services overlap")]
+    RingOverlap,
+}
+
 /// The pinned `SERVICES`, indexed.
 pub(super) struct Services {
     pub installed: HashMap<ServiceKey, InstalledService>,
@@ -31,7 +44,7 @@ pub(super) struct Services {
 pub(super) fn services(
     max_services: u32,
     services: &[(EndpointKey, Service)],
-) -> Result<Services, String> {
+) -> Result<Services, AdoptError> {
     let mut installed: HashMap<ServiceKey, InstalledService> = HashMap::new();
     let mut by_id: HashMap<u32, ServiceKey> = HashMap::new();
     let mut ranges = Vec::new();
@@ -39,7 +52,7 @@ pub(super) fn services(
         let protocol = match k.proto {
             lb_common::PROTO_TCP => Protocol::Tcp,
             lb_common::PROTO_UDP => Protocol::Udp,
-            p => return Err(format!("service with protocol {p} in SERVICES")),
+            p => return Err(AdoptError::Protocol(p)),
         };
         let key = ServiceKey {
             address: words_addr(k.addr, k.family),
@@ -47,10 +60,7 @@ pub(super) fn services(
             protocol,
         };
         if v.id >= max_services || by_id.insert(v.id, key).is_some() {
-            return Err(format!(
-                "service {key} has id {} twice or out of range",
-                v.id
-            ));
+            return Err(AdoptError::ServiceId { key, id: v.id });
         }
         let ring = ring_range_of(v);
         ranges.extend(ring);
