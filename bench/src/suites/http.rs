@@ -438,9 +438,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             wrk_secs: 1,
         }
     } else {
+        // 10,000 requests: about a second of ab at this machine's rate.
+        // 5,000 (0.4 s) left a run to whatever else the shared cores did
+        // in that moment, and gave the CPU columns only ~80 ticks.
         Load {
             rounds: 3,
-            ab_n: 5000,
+            ab_n: 10000,
             conc: 30,
             wrk_secs: 5,
         }
