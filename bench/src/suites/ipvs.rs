@@ -39,7 +39,8 @@ const PACKAGES: &str = "linux-image-amd64,netbase,ipvsadm,nginx-light,apache2-ut
 /// that boot, `rate` and `http` take about 20 minutes under TCG on 2
 /// shared cores (3 rounds, 3 s, 800 requests took 9 minutes; the rounds
 /// varied by 2x, hence more of them; 4 rounds of 3 s since http has the
-/// agent's generic-mode rows too, 11 variants instead of 9).
+/// agent's generic-mode rows too, 11 variants instead of 9: 11 minutes on
+/// 2026-12-03 with the host at load 3-7).
 const VM_COUNTS: Counts = Counts {
     rounds: Some(4),
     secs: Some(3.0),
