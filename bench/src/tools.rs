@@ -90,6 +90,20 @@ pub fn cpu_s_per_mpkt(before: u64, after: u64, packets: u64) -> Option<f64> {
     (packets > 0).then(|| after.saturating_sub(before) as f64 / USER_HZ / (packets as f64 / 1e6))
 }
 
+/// CPU microseconds per request: `(after - before)` ticks over `requests`.
+/// `None` without requests.
+pub fn cpu_us_per_req(before: u64, after: u64, requests: u64) -> Option<f64> {
+    (requests > 0).then(|| after.saturating_sub(before) as f64 / USER_HZ * 1e6 / requests as f64)
+}
+
+/// Share of all CPUs' time that was busy between two readings, in percent;
+/// `None` when no time passed.
+pub fn busy_percent(before: CpuTimes, after: CpuTimes) -> Option<f64> {
+    let busy = after.busy.saturating_sub(before.busy);
+    let idle = after.idle.saturating_sub(before.idle);
+    (busy + idle > 0).then(|| 100.0 * busy as f64 / (busy + idle) as f64)
+}
+
 /// Packets `dev` transmitted, from /proc/net/dev (the namespace is the one
 /// of the thread that reads it).
 pub fn parse_net_dev_tx_packets(s: &str, dev: &str) -> Option<u64> {
@@ -284,5 +298,11 @@ Transfer/sec:      6.40MB
         assert_eq!(cpu_s_per_mpkt(a.softirq, b.softirq, 2_000_000), Some(0.25));
         assert_eq!(cpu_s_per_mpkt(0, 10, 0), None);
         assert_eq!(parse_proc_stat("intr 1 2 3"), None);
+        // 30 ticks (0.3 CPU-s) over 6000 requests: 50 us each.
+        assert_eq!(cpu_us_per_req(10, 40, 6000), Some(50.0));
+        assert_eq!(cpu_us_per_req(10, 40, 0), None);
+        // 130 busy and 100 idle ticks passed between a and b.
+        assert_eq!(busy_percent(a, b).map(|p| p.round()), Some(57.0));
+        assert_eq!(busy_percent(a, a), None);
     }
 }

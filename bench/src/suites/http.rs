@@ -7,8 +7,13 @@
 //! Variants: direct to one real server (routed by the balancer's kernel:
 //! the baseline), lb NAT and DR with the real `lb_xdp` and maps filled by
 //! this suite, lb NAT and DR through the agent (`lb run` with a TOML config;
-//! skipped when the `lb` binary is not built), nftables DNAT, HAProxy in mode
-//! tcp, and IPVS NAT and DR wherever the kernel has ip_vs (suite `ipvs`: a VM).
+//! skipped when the `lb` binary is not built) with XDP attached natively and
+//! in generic mode on the same veths, nftables DNAT, HAProxy in mode tcp,
+//! and IPVS NAT and DR wherever the kernel has ip_vs (suite `ipvs`: a VM).
+//!
+//! Every run also reads the machine's CPU time (/proc/stat) around it:
+//! softirq and busy CPU per request, and how busy the CPUs were, which is
+//! what says whether the balancer or the ends limit the rate.
 
 use std::{
     net::SocketAddrV4,
@@ -28,7 +33,7 @@ use lb_tests::{
 
 use crate::{
     report::{fmt_value, Report, Row, Table},
-    tools::Http,
+    tools::{busy_percent, cpu_times, cpu_us_per_req, CpuTimes, Http},
     xdp::{self, Lb},
     Ctx,
 };
@@ -166,8 +171,32 @@ struct Load {
     wrk_secs: u32,
 }
 
-fn measure(t: &Topo, url: &str, l: &Load) -> anyhow::Result<(Http, Http)> {
+/// One load run and the CPU time the whole machine spent meanwhile.
+#[derive(Clone, Debug)]
+struct Run {
+    http: Http,
+    /// Softirq CPU per request, microseconds (all CPUs).
+    softirq_us: Option<f64>,
+    /// Busy CPU per request (user, system, irq, softirq), microseconds.
+    busy_us: Option<f64>,
+    /// Share of the CPUs' time that was busy during the run.
+    busy_pct: Option<f64>,
+}
+
+impl Run {
+    fn new(http: Http, before: CpuTimes, after: CpuTimes) -> Run {
+        Run {
+            softirq_us: cpu_us_per_req(before.softirq, after.softirq, http.requests),
+            busy_us: cpu_us_per_req(before.busy, after.busy, http.requests),
+            busy_pct: busy_percent(before, after),
+            http,
+        }
+    }
+}
+
+fn measure(t: &Topo, url: &str, l: &Load) -> anyhow::Result<(Run, Run)> {
     wait_http(t, url)?;
+    let c0 = cpu_times();
     let ab = t.cli.exec(&[
         "ab",
         "-q",
@@ -179,10 +208,15 @@ fn measure(t: &Topo, url: &str, l: &Load) -> anyhow::Result<(Http, Http)> {
     ])?;
     // No -r, as this suite has always run ab: a socket error ends the run
     // and the variant shows as failed.
+    let c1 = cpu_times();
     let ab =
         lb_tests::client::parse_ab(&ab).with_context(|| format!("unreadable ab output:\n{ab}"))?;
     let wrk = lb_tests::client::wrk(&t.cli, url, 2, l.conc, l.wrk_secs)?;
-    Ok((Http::from(&ab), Http::from(&wrk)))
+    let c2 = cpu_times();
+    Ok((
+        Run::new(Http::from(&ab), c0, c1),
+        Run::new(Http::from(&wrk), c1, c2),
+    ))
 }
 
 /// The agent binary: `$LB_BIN`, or `lb` next to this program (cargo puts
@@ -196,10 +230,21 @@ pub fn lb_binary() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// The agent variants: label, `forwarding`, `xdp_mode`. Native first (the
+/// goal's rows), then generic on the same veths: on a veth native XDP
+/// copies every frame, generic does not (see BENCHMARKS.md).
+const AGENTS: [(&str, &str, &str); 4] = [
+    ("lb NAT (agent)", "nat", "native"),
+    ("lb DR (agent)", "dr", "native"),
+    ("lb NAT (agent, generic)", "nat", "generic"),
+    ("lb DR (agent, generic)", "dr", "generic"),
+];
+
 /// `lb run` in the balancer namespace with one service over the 3 real
 /// servers, as a user would configure it.
-fn agent(t: &Topo, bin: &Path, forwarding: &str) -> anyhow::Result<ChildGuard> {
-    let conf = t.dir.join(&format!("lb-{forwarding}.toml"));
+fn agent(t: &Topo, bin: &Path, forwarding: &str, mode: &str) -> anyhow::Result<ChildGuard> {
+    let name = format!("lb-{forwarding}-{mode}");
+    let conf = t.dir.join(&format!("{name}.toml"));
     let reals: String = REALS
         .iter()
         .map(|r| format!("  [[virtual_server.real_server]]\n  address = \"{r}\"\n  port = 80\n"))
@@ -207,11 +252,11 @@ fn agent(t: &Topo, bin: &Path, forwarding: &str) -> anyhow::Result<ChildGuard> {
     std::fs::write(
         &conf,
         format!(
-            "[agent]\ninterfaces = [\"b0\", \"b1\"]\nxdp_mode = \"native\"\nflow_table_size = 65536\ncontrol_socket = \"{}\"\n\n[[virtual_server]]\nname = \"web\"\naddress = \"{VIP}\"\nport = 80\nprotocol = \"tcp\"\nforwarding = \"{forwarding}\"\n\n{reals}",
-            t.dir.join(&format!("lb-{forwarding}.sock")).display()
+            "[agent]\ninterfaces = [\"b0\", \"b1\"]\nxdp_mode = \"{mode}\"\nflow_table_size = 65536\ncontrol_socket = \"{}\"\n\n[[virtual_server]]\nname = \"web\"\naddress = \"{VIP}\"\nport = 80\nprotocol = \"tcp\"\nforwarding = \"{forwarding}\"\n\n{reals}",
+            t.dir.join(&format!("{name}.sock")).display()
         ),
     )?;
-    let log = std::fs::File::create(t.dir.join(&format!("logs/lb-{forwarding}.log")))?;
+    let log = std::fs::File::create(t.dir.join(&format!("logs/{name}.log")))?;
     let mut cmd = t.bal.command(bin);
     cmd.args(["run", "--config", &conf.to_string_lossy()])
         .stdout(Stdio::null())
@@ -283,37 +328,105 @@ fn load_lb(t: &Topo, flags: u32) -> anyhow::Result<Lb> {
     Ok(lb)
 }
 
-/// The IPVS row an lb row is compared with: the same forwarding mode.
-fn ipvs_counterpart(label: &str) -> Option<&'static str> {
-    let mode = label.strip_prefix("lb ")?;
-    if mode.starts_with("NAT") {
-        Some("IPVS NAT")
-    } else if mode.starts_with("DR") {
-        Some("IPVS DR")
+/// The goal of issue 12: lb through the agent at least this many times the
+/// rate of nftables, HAProxy and IPVS, in NAT and in DR.
+const GOAL: f64 = 1.1;
+
+/// The forwarding modes of lb's agent a row is compared with: IPVS mode
+/// against mode; nftables and HAProxy (one way of balancing each) against
+/// both of lb's; nothing for lb's own rows and direct.
+fn agent_modes(label: &str) -> &'static [&'static str] {
+    if label == "IPVS NAT" {
+        &["NAT"]
+    } else if label == "IPVS DR" {
+        &["DR"]
+    } else if label.starts_with("nftables") || label.starts_with("HAProxy") {
+        &["NAT", "DR"]
     } else {
-        None
+        &[]
     }
 }
 
-/// Fills the last column, `x IPVS (same mode)`: an lb row's rate over the
-/// rate of IPVS in its mode measured in the same run (goal of issue 4: at
-/// least 1), `-` where there is no such pair (no ip_vs, other variants).
-fn add_vs_ipvs(t: &mut Table) {
+/// Fills the last two columns, `lb agent / this` and `goal 1.1x`: on the
+/// rows of the other balancers, the rate of lb through the agent (native
+/// XDP; generic in brackets) over this row's rate in the same run, and
+/// whether every native ratio reaches [`GOAL`]. `-` where there is nothing
+/// to compare (lb's rows, direct, an agent row that failed).
+fn add_vs_agent(t: &mut Table) {
     let value = |rows: &[Row], l: &str| rows.iter().find(|r| r.label == l).and_then(|r| r.value);
-    let q: Vec<Option<f64>> = t
+    let cells: Vec<(String, String)> = t
         .rows
         .iter()
         .map(|r| {
-            let ipvs = value(&t.rows, ipvs_counterpart(&r.label)?)?;
-            crate::report::ratio(r.value?, ipvs)
+            let (Some(this), modes) = (r.value, agent_modes(&r.label)) else {
+                return ("-".into(), "-".into());
+            };
+            let mut parts = Vec::new();
+            let mut met = Some(true);
+            for m in modes {
+                let q = |label: String| {
+                    value(&t.rows, &label).and_then(|v| crate::report::ratio(v, this))
+                };
+                let native = q(format!("lb {m} (agent)"));
+                let generic = q(format!("lb {m} (agent, generic)"));
+                let f = |q: Option<f64>| q.map_or("-".to_string(), |q| format!("{q:.2}"));
+                parts.push(format!("{m} {} (generic {})", f(native), f(generic)));
+                met = match (met, native) {
+                    (Some(ok), Some(q)) => Some(ok && q >= GOAL),
+                    _ => None,
+                };
+            }
+            if parts.is_empty() {
+                return ("-".into(), "-".into());
+            }
+            let goal = match met {
+                Some(true) => "met",
+                Some(false) => "not met",
+                None => "-",
+            };
+            (parts.join(", "), goal.into())
         })
         .collect();
-    for (r, q) in t.rows.iter_mut().zip(q) {
+    for (r, (q, goal)) in t.rows.iter_mut().zip(cells) {
         if r.value.is_some() {
-            r.extra
-                .push(q.map(|q| format!("{q:.2}")).unwrap_or("-".into()));
+            r.extra.push(q);
+            r.extra.push(goal);
         }
     }
+}
+
+/// The 1-minute load average, for the notes: other work on the machine
+/// skews every number and the CPU columns most.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The columns after the rate, `failures` naming ab's or wrk's count.
+fn columns(failures: &str) -> [&str; 10] {
+    [
+        "range",
+        "p50 ms",
+        "p99 ms",
+        failures,
+        "runs ok",
+        "softirq us/req",
+        "busy us/req",
+        "CPUs busy %",
+        "lb agent / this",
+        "goal 1.1x",
+    ]
+}
+
+/// The median of the values that are there, `-` when none is.
+fn median_cell(mut v: Vec<f64>) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.sort_by(f64::total_cmp);
+    fmt_value(v[v.len() / 2])
 }
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
@@ -325,9 +438,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             wrk_secs: 1,
         }
     } else {
+        // 10,000 requests: about a second of ab at this machine's rate.
+        // 5,000 (0.4 s) left a run to whatever else the shared cores did
+        // in that moment, and gave the CPU columns only ~80 ticks.
         Load {
             rounds: 3,
-            ab_n: 5000,
+            ab_n: 10000,
             conc: 30,
             wrk_secs: 5,
         }
@@ -343,7 +459,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     // An explicit port: wrk resolves a service name ("http") through
     // /etc/services, which a minimal system (the ipvs VM) does not have.
     let vip_url = format!("http://{VIP}:80/");
-    let mut results: Vec<(String, anyhow::Result<(Http, Http)>)> = Vec::new();
+    let load_before = loadavg();
+    let mut results: Vec<(String, anyhow::Result<(Run, Run)>)> = Vec::new();
     let has_ipvs = ipvs_available(&t);
     let lb_bin = lb_binary();
     eprintln!(
@@ -369,9 +486,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         let r = measure(&t, url, &l);
         match &r {
             Ok((ab, wrk)) => eprintln!(
-                "  [http] {label}: ab {} req/s, wrk {} req/s",
-                fmt_value(ab.rps),
-                fmt_value(wrk.rps)
+                "  [http] {label}: ab {} req/s ({} us softirq/req, CPUs {}% busy), wrk {} req/s",
+                fmt_value(ab.http.rps),
+                ab.softirq_us.map_or("-".into(), fmt_value),
+                ab.busy_pct.map_or("-".into(), |p| format!("{p:.0}")),
+                fmt_value(wrk.http.rps)
             ),
             Err(e) => eprintln!("  [http] {label}: FAILED: {e:#}"),
         }
@@ -392,14 +511,15 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             drop(lb);
         }
         if let Some(bin) = &lb_bin {
-            for (label, fw) in [("lb NAT (agent)", "nat"), ("lb DR (agent)", "dr")] {
-                match agent(&t, bin, fw) {
+            for (label, fw, mode) in AGENTS {
+                match agent(&t, bin, fw, mode) {
                     Ok(p) => {
                         let mut r = go(label, &vip_url);
                         if let Err(e) = &mut r.1 {
-                            let log =
-                                std::fs::read_to_string(t.dir.join(&format!("logs/lb-{fw}.log")))
-                                    .unwrap_or_default();
+                            let log = std::fs::read_to_string(
+                                t.dir.join(&format!("logs/lb-{fw}-{mode}.log")),
+                            )
+                            .unwrap_or_default();
                             *e = anyhow::anyhow!("{e:#}; lb log: {}", log.trim());
                         }
                         results.push(r);
@@ -455,14 +575,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "direct to one real server",
         "requests per second relative to direct, higher is better",
     )
-    .columns(&[
-        "range",
-        "p50 ms",
-        "p99 ms",
-        "failed",
-        "runs ok",
-        "x IPVS (same mode)",
-    ]);
+    .columns(&columns("failed"));
     let mut wrk_t = Table::new(
         "wrk",
         "HTTP with keep-alive (wrk)",
@@ -470,21 +583,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "direct to one real server",
         "requests per second relative to direct, higher is better",
     )
-    .columns(&[
-        "range",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "runs ok",
-        "x IPVS (same mode)",
-    ]);
+    .columns(&columns("errors"));
     for label in &labels {
-        let runs: Vec<&anyhow::Result<(Http, Http)>> = results
+        let runs: Vec<&anyhow::Result<(Run, Run)>> = results
             .iter()
             .filter(|(x, _)| x == label)
             .map(|(_, r)| r)
             .collect();
-        let ok: Vec<&(Http, Http)> = runs.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let ok: Vec<&(Run, Run)> = runs.iter().filter_map(|r| r.as_ref().ok()).collect();
         if ok.is_empty() {
             let why = runs
                 .iter()
@@ -495,10 +601,20 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             wrk_t.push(Row::skipped(label.as_str(), why));
             continue;
         }
-        let ab: Vec<Http> = ok.iter().map(|x| x.0.clone()).collect();
-        let wrk: Vec<Http> = ok.iter().map(|x| x.1.clone()).collect();
-        for (table, mut hs) in [(&mut ab_t, ab), (&mut wrk_t, wrk)] {
+        let ab: Vec<Run> = ok.iter().map(|x| x.0.clone()).collect();
+        let wrk: Vec<Run> = ok.iter().map(|x| x.1.clone()).collect();
+        for (table, runs_of) in [(&mut ab_t, ab), (&mut wrk_t, wrk)] {
+            // The CPU numbers: each the median over the rounds on its own
+            // (one tick is 10 ms: a single run's count is coarse).
+            let cpu =
+                |f: fn(&Run) -> Option<f64>| median_cell(runs_of.iter().filter_map(f).collect());
+            let cpu_cells = [
+                cpu(|r| r.softirq_us),
+                cpu(|r| r.busy_us),
+                cpu(|r| r.busy_pct),
+            ];
             // The run with the median rate, with its own latencies.
+            let mut hs: Vec<Http> = runs_of.iter().map(|r| r.http.clone()).collect();
             hs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
             let h = &hs[hs.len() / 2];
             table.push(Row::new(
@@ -514,19 +630,23 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
                     fmt_value(h.p99_ms),
                     hs.iter().map(|x| x.failed).sum::<u64>().to_string(),
                     format!("{}/{}", ok.len(), runs.len()),
-                ],
+                ]
+                .into_iter()
+                .chain(cpu_cells)
+                .collect(),
             ));
         }
     }
     for t in [&mut ab_t, &mut wrk_t] {
-        add_vs_ipvs(t);
+        add_vs_agent(t);
     }
     let agent = "no `lb` binary next to lb-bench (cargo build --release -p lb-userspace --bin lb) and no LB_BIN";
     let ipvs = "no ip_vs in this kernel; see suite ipvs (VM)";
     for t in [&mut ab_t, &mut wrk_t] {
         if lb_bin.is_none() {
-            t.push(Row::skipped("lb NAT (agent)", agent));
-            t.push(Row::skipped("lb DR (agent)", agent));
+            for (label, _, _) in AGENTS {
+                t.push(Row::skipped(label, agent));
+            }
         }
         if !has_ipvs {
             t.push(Row::skipped("IPVS NAT / DR", ipvs));
@@ -542,11 +662,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     report.method = vec![
         "Seed 001 topology in namespaces: client, balancer (client side, server side), one real-server namespace with 172.16.14.121-123 on one veth and one nginx (`return 200`, a 30-byte body) answering on all of them.".into(),
         format!("{} rounds over all variants in turn; per variant the run with the median rate is shown with its latencies (range: all rounds; failed: summed). Each run: ab -n {} -c {} (a new TCP connection per request), then wrk -t 2 -c {} -d {}s --latency (keep-alive); the same URL for every variant except direct (http://172.16.14.121/).", l.rounds, l.ab_n, l.conc, l.conc, l.wrk_secs),
-        "lb: the real lb_xdp attached natively to both balancer interfaces, Maglev over the 3 real servers, maps filled by lb-bench; rows marked (agent) run `lb run` with a TOML config of the same service (xdp_mode native, both interfaces). nftables: prerouting DNAT with jhash. HAProxy: mode tcp, roundrobin, VIP bound on the balancer.".into(),
+        "lb: the real lb_xdp attached natively to both balancer interfaces, Maglev over the 3 real servers, maps filled by lb-bench; rows marked (agent) run `lb run` with a TOML config of the same service (xdp_mode native, both interfaces), (agent, generic) the same with xdp_mode generic on the same veths. nftables: prerouting DNAT with jhash. HAProxy: mode tcp, roundrobin, VIP bound on the balancer.".into(),
+        "CPU columns: /proc/stat (all CPUs of the machine) read before and after each ab and each wrk run; softirq and busy (user, system, irq, softirq) CPU microseconds per completed request, and the CPUs' busy share during the run; each the median over the rounds. /proc/stat counts in 10 ms ticks.".into(),
+        format!("lb agent / this: the median rate of lb through the agent (native XDP; generic in brackets) over this row's median rate, mode against mode for IPVS, both of lb's modes for nftables and HAProxy. Goal (issue 12): at least {GOAL}x, native, in every mode listed."),
     ];
     report.notes = vec![
         format!("Client, balancer, nginx and the load tools share the machine's {} cores: the balancer's cost shows as a lower rate for everyone.", ctx.machine.cores),
         "Goal (issue 4): through the VIP at least 0.97 of direct (ab), and at least IPVS and HAProxy.".into(),
+        format!("Load average (1 min) before and after the run: {load_before} and {}. The CPU columns count the whole machine: other work running meanwhile lands in them too, evenly over the variants only as far as it was even in time (rounds in turn spread it).", loadavg()),
     ];
     report.tables = vec![ab_t, wrk_t];
     if failed > 0 {
@@ -561,34 +684,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lb_rows_against_ipvs_of_their_mode() {
+    fn other_balancers_against_the_agent_mode_for_mode() {
         let mut t = Table::new("ab", "t", "req/s", "direct", "m");
         for (l, v) in [
             ("direct", 100.0),
             ("lb NAT (agent)", 90.0),
-            ("lb DR (maps by lb-bench)", 120.0),
+            ("lb DR (agent)", 120.0),
+            ("lb NAT (agent, generic)", 45.0),
+            ("lb DR (maps by lb-bench)", 200.0),
             ("IPVS NAT", 60.0),
             ("IPVS DR", 80.0),
+            ("nftables DNAT (jhash)", 100.0),
             ("HAProxy (mode tcp)", 50.0),
         ] {
             t.push(Row::new(l, v, vec!["x".into()]));
         }
-        t.push(Row::skipped("lb NAT (agent, v2)", "not built"));
-        add_vs_ipvs(&mut t);
-        let last = |l: &str| {
+        t.push(Row::skipped("lb DR (agent, generic)", "failed"));
+        add_vs_agent(&mut t);
+        let cells = |l: &str| {
             let r = t.rows.iter().find(|r| r.label == l).unwrap();
-            r.extra.last().cloned()
+            r.extra[1..].to_vec()
         };
-        assert_eq!(last("lb NAT (agent)").as_deref(), Some("1.50"));
-        assert_eq!(last("lb DR (maps by lb-bench)").as_deref(), Some("1.50"));
-        assert_eq!(last("IPVS DR").as_deref(), Some("-"));
-        assert_eq!(last("HAProxy (mode tcp)").as_deref(), Some("-"));
+        // IPVS mode against mode.
+        assert_eq!(cells("IPVS NAT"), ["NAT 1.50 (generic 0.75)", "met"]);
+        assert_eq!(cells("IPVS DR"), ["DR 1.50 (generic -)", "met"]);
+        // nftables and HAProxy against both modes; the goal needs both.
+        assert_eq!(
+            cells("nftables DNAT (jhash)"),
+            ["NAT 0.90 (generic 0.45), DR 1.20 (generic -)", "not met"]
+        );
+        assert_eq!(
+            cells("HAProxy (mode tcp)"),
+            ["NAT 1.80 (generic 0.90), DR 2.40 (generic -)", "met"]
+        );
+        // lb's own rows and direct compare with nothing.
+        assert_eq!(cells("lb NAT (agent)"), ["-", "-"]);
+        assert_eq!(cells("direct"), ["-", "-"]);
         // A skipped row gets no columns at all.
-        assert_eq!(last("lb NAT (agent, v2)"), None);
-        // No IPVS measured: nothing to compare with.
+        assert!(t
+            .rows
+            .iter()
+            .any(|r| r.label == "lb DR (agent, generic)" && r.extra.is_empty()));
+        // Without the agent's rows the goal is unknown, not met or failed.
         let mut t = Table::new("ab", "t", "req/s", "direct", "m");
-        t.push(Row::new("lb NAT (agent)", 90.0, vec![]));
-        add_vs_ipvs(&mut t);
-        assert_eq!(t.rows[0].extra, ["-"]);
+        t.push(Row::new("IPVS NAT", 60.0, vec![]));
+        add_vs_agent(&mut t);
+        assert_eq!(t.rows[0].extra, ["NAT - (generic -)", "-"]);
+    }
+
+    #[test]
+    fn median_of_the_values_there() {
+        assert_eq!(median_cell(vec![3.0, 1.0, 2.0]), "2.00");
+        assert_eq!(median_cell(vec![]), "-");
     }
 }
