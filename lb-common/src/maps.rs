@@ -38,6 +38,11 @@ pub mod names {
     /// adopting a set from a build that did not have it (created and filled
     /// from the pinned `SERVICES` / `REVERSE_NAT` then).
     pub const ENDPOINT_FILTER: &str = "ENDPOINT_FILTER";
+    /// The data plane's log switch (`crate::ebpf_log`): written by the
+    /// agent, read by the program on rare events only. Not pinned: it
+    /// belongs to the program that the agent loaded (an adopting agent
+    /// loads its own program, with its own switch).
+    pub const LOG_LEVEL: &str = crate::ebpf_log::MAP;
     /// The XDP entry point.
     pub const PROGRAM: &str = "lb_xdp";
 }

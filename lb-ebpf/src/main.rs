@@ -41,6 +41,7 @@
 mod dr;
 mod fib;
 mod icmp;
+mod log;
 mod maps;
 mod nat;
 mod parse;

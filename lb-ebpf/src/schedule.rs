@@ -16,6 +16,7 @@ use lb_common::{
 };
 
 use crate::{
+    log,
     maps::{BACKENDS, FLOWS, MAGLEV_RING},
     parse::{self, Packet},
     stats,
@@ -60,6 +61,7 @@ pub fn choose(ctx: &XdpContext, p: &Packet, svc: &Service) -> Result<Choice, Ver
             }
         }
         stats::event(event::FLOW_RESCHEDULED);
+        log::rescheduled(p, flow, svc);
     }
 
     let id = if svc.ring_size > 0 {
@@ -68,8 +70,10 @@ pub fn choose(ctx: &XdpContext, p: &Packet, svc: &Service) -> Result<Choice, Ver
             .get(svc.ring_offset.wrapping_add(slot))
             .ok_or(Verdict::drop(event::NO_BACKEND))?
     } else if svc.fallback_backend != NO_BACKEND {
+        log::sorry(p, svc, svc.fallback_backend);
         svc.fallback_backend
     } else {
+        log::no_backend(p, svc);
         return Err(Verdict::drop(event::NO_BACKEND));
     };
     let backend = *BACKENDS.get(id).ok_or(Verdict::drop(event::NO_BACKEND))?;
