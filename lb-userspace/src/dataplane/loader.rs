@@ -206,6 +206,17 @@ pub fn load(object: &[u8], sizes: &MapSizes, pins: Option<&PinDir>) -> Result<Eb
         name: names::PROGRAM,
         source,
     })?;
+    // How close the program is to the verifier's limit (1,000,000
+    // instructions walked) on this kernel: the margin a change spends.
+    if let Ok(info) = program.info() {
+        tracing::info!(
+            "{} verified: {} instructions, {} walked by the verifier (limit 1000000)",
+            names::PROGRAM,
+            info.size_translated().unwrap_or(0) / 8,
+            info.verified_instruction_count()
+                .map_or("?".to_string(), |n| n.to_string())
+        );
+    }
     Ok(ebpf)
 }
 
