@@ -10,11 +10,11 @@
 //! an event is counted, which no ordinary packet reaches; the switch is
 //! read there and nowhere else, so with the switch off the forwarding
 //! paths run the same instructions as without logging. With it on, each
-//! event writes one record (300 to 400 bytes) into aya-log's ring buffer
-//! (128 KiB), which the agent empties as it fills; a record that does not
-//! fit (a flood of events outruns any reader) is dropped by the kernel and
-//! the packet goes on as with the switch off: logging never changes a
-//! verdict and never waits.
+//! event writes one record (about 300 bytes) into aya-log's ring buffer
+//! (128 KiB), without waking the agent, which empties it four times a
+//! second; a record that does not fit (a flood of events outruns any
+//! reader) is dropped by the kernel and the packet goes on as with the
+//! switch off: logging never changes a verdict and never waits.
 //!
 //! Records are written here, in aya-log's own format (`aya_log_common`,
 //! the version aya-log-ebpf pins) and into its ring buffer, rather than by
@@ -33,6 +33,10 @@
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::Array;
 use aya_log_common::{ArgumentKind, Level, RecordFieldKind};
+/// `bpf_ringbuf_submit` flag: wake no reader. A wakeup took an event from
+/// 0.3 to 7.4 us (BENCHMARKS.md "eBPF log switch (issue 8)"); the agent
+/// reads the buffer on a timer instead (`dataplane::ebpf_log::READ_PERIOD`).
+const BPF_RB_NO_WAKEUP: u64 = 1;
 use aya_log_ebpf::macro_support::AYA_LOGS;
 use lb_common::{ebpf_log, Flow, Service, FAMILY_IPV4, PROTO_TCP};
 
@@ -131,7 +135,7 @@ fn emit(p: &Packet, event: Event, ids: u64) {
             let b = size.to_ne_bytes();
             buf[0] = b[0];
             buf[1] = b[1];
-            buf.submit(0);
+            buf.submit(BPF_RB_NO_WAKEUP);
         }
         None => buf.discard(0),
     }

@@ -16,7 +16,7 @@ use aya::{
     Ebpf,
 };
 use lb_common::names;
-use tokio::{io::unix::AsyncFd, task::JoinHandle};
+use tokio::task::JoinHandle;
 
 use super::maps::{MapOpenError, MapWriteError};
 use crate::config::EbpfLog;
@@ -80,34 +80,30 @@ impl log::Log for ToTracing {
     fn flush(&self) {}
 }
 
-/// Read the program's aya-log ring buffer as it fills and print each
-/// record; `None` when the object has no log map (it never logs).
+/// How often the agent empties the program's record buffer. The program
+/// writes its records without waking a reader (a wakeup cost 7.4 us per
+/// record, the record itself 0.13 us: BENCHMARKS.md "eBPF log switch
+/// (issue 8)"), so the buffer is read on this timer: a record reaches the
+/// log within this long, and the 128 KiB buffer (some 400 records) fills
+/// only past 1,600 events a second, beyond which records are dropped.
+pub const READ_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Read the program's aya-log ring buffer every [`READ_PERIOD`] and print
+/// each record; `None` when the object has no log map (it never logs).
 pub fn forward(ebpf: &mut Ebpf) -> Option<JoinHandle<()>> {
-    let logger = match aya_log::EbpfLogger::init_with_logger(ebpf, ToTracing) {
+    let mut logger = match aya_log::EbpfLogger::init_with_logger(ebpf, ToTracing) {
         Ok(logger) => logger,
         Err(e) => {
             tracing::warn!("the XDP object has no usable log map, ebpf_log prints nothing: {e}");
             return None;
         }
     };
-    // SAFETY: the logger owns its ring-buffer fd and is moved into the
-    // AsyncFd, so the fd stays open exactly as long as it is registered.
-    let registered =
-        unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) };
-    let mut fd = match registered {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::warn!("cannot poll the eBPF log map: {}", e.into_parts().1);
-            return None;
-        }
-    };
     Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(READ_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let Ok(mut guard) = fd.readable_mut().await else {
-                return;
-            };
-            guard.get_inner_mut().flush();
-            guard.clear_ready();
+            tick.tick().await;
+            logger.flush();
         }
     }))
 }
