@@ -829,46 +829,6 @@ pub fn append_history(report: &Report, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn table(established_ns: f64) -> Table {
-        let mut t = Table::new("repeat", "T", "ns/packet", "baseline XDP_TX", "cost")
-            .columns(&["goal", "met"]);
-        t.push(Row::new("baseline XDP_TX", 30.0, vec![]));
-        t.push(Row::new("DR TCP, established flow", established_ns, vec![]));
-        t.push(Row::new("DR UDP, established flow", 300.0, vec![]));
-        judge(&mut t);
-        t
-    }
-
-    #[test]
-    fn a_goal_case_is_met_at_or_under_its_multiple_of_the_baseline() {
-        // Goal 4.4x a 30 ns baseline: 132 ns.
-        assert_eq!(table(132.0).rows[1].extra, ["<= 4.4", "met"]);
-        assert_eq!(table(133.0).rows[1].extra, ["<= 4.4", "not met"]);
-    }
-
-    #[test]
-    fn cases_without_a_goal_say_so() {
-        let t = table(100.0);
-        assert_eq!(t.rows[0].extra, ["-", "-"]);
-        assert_eq!(t.rows[2].extra, ["-", "-"]);
-    }
-
-    #[test]
-    fn every_goal_names_a_case_the_suite_measures() {
-        let src = include_str!("packet.rs");
-        for (_, label, _) in GOALS {
-            assert!(
-                src.matches(&format!("\"{label}\"")).count() >= 2,
-                "goal for {label:?} matches no measured case"
-            );
-        }
-    }
-}
-
 /// `[agent] ebpf_log` (issue 8): the same cases with the program's log
 /// switch off and on, in alternating rounds, so the ratio on/off is of
 /// one moment of the machine. Off must cost nothing on any path (the
@@ -1023,4 +983,44 @@ fn ebpf_log_switch(
         ],
     ));
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(established_ns: f64) -> Table {
+        let mut t = Table::new("repeat", "T", "ns/packet", "baseline XDP_TX", "cost")
+            .columns(&["goal", "met"]);
+        t.push(Row::new("baseline XDP_TX", 30.0, vec![]));
+        t.push(Row::new("DR TCP, established flow", established_ns, vec![]));
+        t.push(Row::new("DR UDP, established flow", 300.0, vec![]));
+        judge(&mut t);
+        t
+    }
+
+    #[test]
+    fn a_goal_case_is_met_at_or_under_its_multiple_of_the_baseline() {
+        // Goal 4.4x a 30 ns baseline: 132 ns.
+        assert_eq!(table(132.0).rows[1].extra, ["<= 4.4", "met"]);
+        assert_eq!(table(133.0).rows[1].extra, ["<= 4.4", "not met"]);
+    }
+
+    #[test]
+    fn cases_without_a_goal_say_so() {
+        let t = table(100.0);
+        assert_eq!(t.rows[0].extra, ["-", "-"]);
+        assert_eq!(t.rows[2].extra, ["-", "-"]);
+    }
+
+    #[test]
+    fn every_goal_names_a_case_the_suite_measures() {
+        let src = include_str!("packet.rs");
+        for (_, label, _) in GOALS {
+            assert!(
+                src.matches(&format!("\"{label}\"")).count() >= 2,
+                "goal for {label:?} matches no measured case"
+            );
+        }
+    }
 }
