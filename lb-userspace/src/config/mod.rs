@@ -560,6 +560,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_reload_applies_ebpf_log_and_leaves_the_other_agent_keys_for_a_restart() {
+        let running = parse("[agent]\ninterfaces = [\"eth0\"]\n", "a.toml")
+            .unwrap()
+            .agent;
+        let switched = parse(
+            "[agent]\ninterfaces = [\"eth0\"]\nebpf_log = \"debug\"\n",
+            "b.toml",
+        )
+        .unwrap();
+        assert_eq!(switched.agent.ebpf_log, EbpfLog::Debug);
+        assert!(!running.needs_restart_for(&switched.agent));
+        let moved = parse(
+            "[agent]\ninterfaces = [\"eth0\"]\nebpf_log = \"info\"\nxdp_mode = \"generic\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert!(running.needs_restart_for(&moved.agent));
+        assert_eq!(EbpfLog::Info.to_string(), "info");
+        assert_eq!("off".parse::<EbpfLog>(), Ok(EbpfLog::Off));
+        assert!("trace".parse::<EbpfLog>().is_err());
+        assert_eq!(EbpfLog::Debug.level(), lb_common::ebpf_log::DEBUG);
+    }
+
+    #[test]
     fn control_socket_from_the_agent_table_alone() {
         let text = "[agent]\ninterfaces = [\n  \"eth0\",\n]\ncontrol_socket = \"/tmp/x.sock\"\n\n\
                     [[virtual_server]]\nname = 1\n";
