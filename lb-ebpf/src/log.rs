@@ -16,6 +16,10 @@
 //! reader) is dropped by the kernel and the packet goes on as with the
 //! switch off: logging never changes a verdict and never waits.
 //!
+//! Each function starts with `cold_path`: the blocks that call it are laid
+//! out of line, away from the forwarding paths (the established path
+//! measured 5.9x the baseline without it, 5.3x with it, main's object 5.2x).
+//!
 //! Records are written here, in aya-log's own format (`aya_log_common`,
 //! the version aya-log-ebpf pins) and into its ring buffer, rather than by
 //! the `aya_log_ebpf::info!` macro, which the program could not afford
@@ -70,6 +74,7 @@ enum Event {
 /// another service's now.
 #[inline(always)]
 pub fn rescheduled(p: &Packet, flow: Flow, svc: &Service) {
+    core::hint::cold_path();
     if !enabled(ebpf_log::INFO) {
         return;
     }
@@ -88,6 +93,7 @@ pub fn rescheduled(p: &Packet, flow: Flow, svc: &Service) {
 /// in its Maglev table and no sorry server.
 #[inline(always)]
 pub fn no_backend(p: &Packet, svc: &Service) {
+    core::hint::cold_path();
     if enabled(ebpf_log::INFO) {
         emit(p, Event::NoBackend, ids(svc.id, lb_common::NO_BACKEND));
     }
@@ -97,6 +103,7 @@ pub fn no_backend(p: &Packet, svc: &Service) {
 /// `id`): no real server is up.
 #[inline(always)]
 pub fn sorry(p: &Packet, svc: &Service, id: u32) {
+    core::hint::cold_path();
     if enabled(ebpf_log::DEBUG) {
         emit(p, Event::Sorry, ids(svc.id, id));
     }
