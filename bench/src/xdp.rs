@@ -155,6 +155,11 @@ impl Lb {
             .load(object)
             .context("loading the lb eBPF object")?;
         load_xdp(&mut ebpf, names::PROGRAM)?;
+        // An older object (LB_BENCH_OBJECT) may have ICMP inlined instead.
+        if ebpf.program(names::ICMP_PROGRAM).is_some() {
+            lb_userspace::dataplane::loader::link_icmp_path(&mut ebpf)
+                .map_err(|e| anyhow!("linking the ICMP path: {e}"))?;
+        }
         Ok(Lb {
             ebpf,
             next_ring_offset: 0,

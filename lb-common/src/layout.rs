@@ -102,7 +102,7 @@ macro_rules! spec {
 }
 
 /// Every map of the program, in the order the agent reports them.
-pub const MAPS: [MapSpec; 14] = [
+pub const MAPS: [MapSpec; 15] = [
     spec!(
         names::SERVICES,
         Hash,
@@ -219,6 +219,11 @@ pub const MAPS: [MapSpec; 14] = [
         Entries::Exactly(ENDPOINT_FILTER_WORDS),
         Optional
     ),
+    // Not pinned, so no layout version bump: the switch belongs to the
+    // program. An agent that adopts a pinned set still loads (and swaps
+    // into the links) a program of its own, whose switch it writes; the
+    // program it replaces, with or without a switch, is gone then.
+    spec!(names::LOG_LEVEL, Array, u32, u32, Entries::Exactly(1), No),
 ];
 
 /// The spec of map `name`.

@@ -19,6 +19,7 @@
 #![no_std]
 
 pub mod csum;
+pub mod ebpf_log;
 pub mod hash;
 pub mod layout;
 pub mod maps;

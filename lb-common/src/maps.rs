@@ -45,8 +45,21 @@ pub mod names {
     /// adopting a set from a build that did not have it (created and filled
     /// from the pinned `SERVICES` / `REVERSE_NAT` then).
     pub const ENDPOINT_FILTER: &str = "ENDPOINT_FILTER";
+    /// The data plane's log switch (`crate::ebpf_log`): written by the
+    /// agent, read by the program on rare events only. Not pinned: it
+    /// belongs to the program that the agent loaded (an adopting agent
+    /// loads its own program, with its own switch).
+    pub const LOG_LEVEL: &str = crate::ebpf_log::MAP;
     /// The XDP entry point.
     pub const PROGRAM: &str = "lb_xdp";
+    /// The ICMP error path, a program of its own that `PROGRAM` tail-calls
+    /// through `JUMP` (its own 512-byte stack: see lb-ebpf/src/icmp.rs).
+    pub const ICMP_PROGRAM: &str = "lb_xdp_icmp";
+    /// The program array holding `ICMP_PROGRAM` at `JUMP_ICMP`. Filled by
+    /// whoever loads the object (`dataplane::loader::link_icmp_path`);
+    /// never pinned: it belongs to the program loaded with it.
+    pub const JUMP: &str = "JUMP";
+    pub const JUMP_ICMP: u32 = 0;
 }
 
 /// Default map sizes (overridden by the agent at load time).

@@ -35,7 +35,7 @@ use lb_common::{
 
 use crate::{
     dr, fib,
-    maps::{may_hold, BACKENDS, REVERSE_NAT, SERVICES},
+    maps::{may_hold, BACKENDS, JUMP, REVERSE_NAT, SERVICES},
     nat,
     parse::{bytes16, ptr_at, words16, Ipv4Hdr, Ipv6Hdr, Packet, PortsHdr, IPV4_HLEN, IPV6_HLEN},
     schedule,
@@ -80,6 +80,19 @@ enum Dir {
     ToReal,
     /// To a client: outer source and quoted destination were the real server.
     ToClient,
+}
+
+/// Hands an ICMP packet to `lb_xdp_icmp` (a tail call: this program ends
+/// there, and that one counts the verdict). Only when the jump cannot be
+/// taken (`JUMP` not filled: an object loaded without
+/// `dataplane::loader::link_icmp_path`) does the packet go to the kernel
+/// untouched, as it did before ICMP errors were delivered.
+#[inline(always)]
+pub fn jump(ctx: &XdpContext) -> Verdict {
+    // SAFETY: the kernel checks the slot's program type; an empty slot
+    // returns here.
+    unsafe { JUMP.tail_call(ctx, lb_common::names::JUMP_ICMP) };
+    Verdict::pass(NONE)
 }
 
 #[inline(always)]

@@ -47,6 +47,7 @@
 mod dr;
 mod fib;
 mod icmp;
+mod log;
 mod maps;
 mod nat;
 mod parse;
@@ -65,7 +66,38 @@ use crate::{
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    let v = match try_lb_xdp(&ctx) {
+    finish(try_lb_xdp(&ctx))
+}
+
+/// ICMP, reached from `lb_xdp` by a tail call (`icmp::jump`): the same
+/// parse again, then `icmp::handle`, counted like `lb_xdp`'s verdicts. A
+/// program of its own so that the error path's rewrites get a stack frame
+/// of their own: inlined into `lb_xdp` they made its frame the deepest
+/// path, and the flow-first lookup and the log records no longer fit the
+/// kernel's 512 bytes beside them.
+#[xdp]
+pub fn lb_xdp_icmp(ctx: XdpContext) -> u32 {
+    finish(icmp_path(&ctx))
+}
+
+#[inline(always)]
+fn icmp_path(ctx: &XdpContext) -> Outcome {
+    let l2 = parse::ethernet(ctx)?;
+    let p = match l2.ethertype {
+        parse::ETH_P_IP => parse::ipv4(ctx, &l2)?,
+        parse::ETH_P_IPV6 => parse::ipv6(ctx, &l2)?,
+        _ => return Ok(Verdict::pass(NONE)),
+    };
+    match p.l4 {
+        L4::Icmp => Ok(icmp::handle(ctx, &p)),
+        _ => Ok(Verdict::pass(NONE)),
+    }
+}
+
+/// Counts a verdict (and its event) and returns its action.
+#[inline(always)]
+fn finish(outcome: Outcome) -> u32 {
+    let v = match outcome {
         Ok(v) | Err(v) => v,
     };
     if v.event != NONE {
@@ -86,7 +118,7 @@ fn try_lb_xdp(ctx: &XdpContext) -> Outcome {
     };
     match p.l4 {
         L4::Ports => {}
-        L4::Icmp => return Ok(icmp::handle(ctx, &p)),
+        L4::Icmp => return Ok(icmp::jump(ctx)),
         L4::Other => return Ok(Verdict::pass(NONE)),
     }
 
@@ -153,7 +185,7 @@ fn to_service(ctx: &XdpContext, p: &Packet, vip: &EndpointKey) -> Option<Outcome
         if let Err(v) = check(p, svc.flags) {
             return Some(Err(v));
         }
-        match schedule::choose(&svc, &key, known) {
+        match schedule::choose(p, &svc, &key, known) {
             Ok(choice) => (svc.id, svc.flags, choice),
             Err(v) => return Some(Err(v)),
         }

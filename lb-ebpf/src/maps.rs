@@ -6,7 +6,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use lb_common::{
     defaults, event, verdict, AddrKey, Backend, Counters, DrNextHop, EndpointKey, Flow, FlowKey,
@@ -126,3 +126,8 @@ pub fn may_hold(key: &EndpointKey) -> bool {
         None => true,
     }
 }
+
+/// `lb_common::names::JUMP`: slot `JUMP_ICMP` holds `lb_xdp_icmp`, which
+/// `lb_xdp` tail-calls for ICMP (see `icmp`). Filled by the loader.
+#[map]
+pub static JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);

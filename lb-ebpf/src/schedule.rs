@@ -29,6 +29,7 @@ use lb_common::{
 };
 
 use crate::{
+    log,
     maps::{BACKENDS, FLOWS, FLOWS_V4, MAGLEV_RING, SERVICES_BY_ID},
     parse::Packet,
     stats,
@@ -146,7 +147,12 @@ pub fn established(vip: &EndpointKey, flow: &Flow) -> Option<(u32, Backend)> {
 /// looked up; `None` for a SYN) did not take the fast path: the entry while
 /// it is still good for `svc`, else the ring, and the entry is written.
 #[inline(always)]
-pub fn choose(svc: &Service, key: &FlowKey, known: Option<Flow>) -> Result<Choice, Verdict> {
+pub fn choose(
+    p: &Packet,
+    svc: &Service,
+    key: &FlowKey,
+    known: Option<Flow>,
+) -> Result<Choice, Verdict> {
     if let Some(flow) = known {
         if flow.service_id == svc.id {
             if let Some(backend) = flow_backend(flow.backend_id, svc.id) {
@@ -158,8 +164,20 @@ pub fn choose(svc: &Service, key: &FlowKey, known: Option<Flow>) -> Result<Choic
             }
         }
         stats::event(event::FLOW_RESCHEDULED);
+        log::rescheduled(p, flow, svc);
     }
-    let id = ring_choice(svc, key).ok_or(Verdict::drop(event::NO_BACKEND))?;
+    let id = match ring_choice(svc, key) {
+        Some(id) => {
+            if svc.ring_size == 0 {
+                log::sorry(p, svc, id);
+            }
+            id
+        }
+        None => {
+            log::no_backend(p, svc);
+            return Err(Verdict::drop(event::NO_BACKEND));
+        }
+    };
     let backend = *BACKENDS.get(id).ok_or(Verdict::drop(event::NO_BACKEND))?;
     insert(
         key,

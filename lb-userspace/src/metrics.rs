@@ -523,6 +523,7 @@ mod tests {
             vrrp: Vec::new(),
             announce: None,
             flows_counted_ago_ms: Some(1500),
+            ebpf_log: None,
         };
         let h = HealthMetrics::default();
         let key = TargetKey {

@@ -51,6 +51,10 @@ pub struct Status {
     /// the table). See [`AnnounceStatus`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announce: Option<AnnounceStatus>,
+    /// `[agent] ebpf_log` in force ("off", "info", "debug"); absent when
+    /// no XDP program is loaded or the report is read from pinned maps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebpf_log: Option<String>,
 }
 
 /// What this node announces, as `lb status` shows it. JSON:
@@ -367,6 +371,9 @@ impl Status {
         if let Some(ms) = self.flows_counted_ago_ms {
             let _ = writeln!(out, "Flows counted {} ago", age(ms));
         }
+        if let Some(level) = &self.ebpf_log {
+            let _ = writeln!(out, "eBPF log: {level}");
+        }
         out
     }
 }
@@ -597,7 +604,25 @@ mod tests {
             vrrp: Vec::new(),
             announce: None,
             flows_counted_ago_ms: None,
+            ebpf_log: None,
         }
+    }
+
+    #[test]
+    fn the_ebpf_log_switch_is_one_line_and_one_field() {
+        let mut status = sample();
+        assert!(!status.render().contains("eBPF log"));
+        assert!(serde_json::to_value(&status)
+            .unwrap()
+            .get("ebpf_log")
+            .is_none());
+        status.ebpf_log = Some("info".into());
+        let text = status.render();
+        assert!(text.contains("\neBPF log: info\n"), "{text}");
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["ebpf_log"], "info");
+        let back: Status = serde_json::from_value(json).unwrap();
+        assert_eq!(back, status);
     }
 
     #[test]

@@ -76,6 +76,7 @@ fn no_virtual_servers_and_no_interfaces_runs_without_xdp() {
             control_socket: socket.clone(),
             metrics_listen: None,
             control_group: None,
+            ebpf_log: lb_userspace::config::EbpfLog::Off,
         },
         virtual_servers: Vec::new(),
         vrrp_instances: Vec::new(),

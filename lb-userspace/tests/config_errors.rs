@@ -684,3 +684,35 @@ fn wrong_value_types_say_what_is_expected() {
         &["expected an array `[...]`"],
     );
 }
+
+#[test]
+fn ebpf_log_is_off_unless_asked_and_names_its_levels() {
+    use lb_userspace::config::EbpfLog;
+    assert_eq!(parse(&service("", "")).agent.ebpf_log, EbpfLog::Off);
+    for (text, level) in [
+        ("off", EbpfLog::Off),
+        ("info", EbpfLog::Info),
+        ("debug", EbpfLog::Debug),
+    ] {
+        let c =
+            parse(&service("", "").replacen(AGENT, &format!("{AGENT}ebpf_log = \"{text}\"\n"), 1));
+        assert_eq!(c.agent.ebpf_log, level, "{text}");
+    }
+    rejected(
+        &service("", "").replacen(AGENT, &format!("{AGENT}ebpf_log = \"trace\"\n"), 1),
+        at("ebpf_log = \"trace\"", "\"trace\""),
+        "agent.ebpf_log",
+        &[
+            "`trace` is not a data-plane log level",
+            "\"off\" (the default)",
+            "\"info\"",
+            "\"debug\"",
+        ],
+    );
+    rejected(
+        &service("", "").replacen(AGENT, &format!("{AGENT}ebpf_log = true\n"), 1),
+        at("ebpf_log = true", "true"),
+        "agent.ebpf_log",
+        &["invalid type: boolean `true`"],
+    );
+}

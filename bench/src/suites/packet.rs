@@ -656,7 +656,8 @@ fn measure(c: &Counts, quick: bool, machine: &crate::machine::Machine) -> anyhow
     ];
     judge(&mut rep);
     judge(&mut one);
-    report.tables = vec![rep, one];
+    let switch = ebpf_log_switch(&lb, &prog, &base, c, &other, &syn, &empty_syn, &resched, e0)?;
+    report.tables = vec![rep, one, switch];
     report.notes.push(format!(
         "Load average (1, 5, 15 min) at the start: {load0}; at the end: {}. Other jobs on the machine move the nanoseconds; the ratios to the same-run baseline are the result.",
         load_average()
@@ -827,6 +828,195 @@ pub fn append_history(report: &Report, dir: &Path) -> anyhow::Result<()> {
     }
     writeln!(md, "{row}")?;
     Ok(())
+}
+
+/// `[agent] ebpf_log` (issue 8): the same cases with the program's log
+/// switch off and on, in alternating rounds, so the ratio on/off is of
+/// one moment of the machine. Off must cost nothing on any path (the
+/// switch is read only where an event happens); on costs something only
+/// where an event happens. Repeat runs keep the record buffer full after
+/// its first few hundred records (nobody reads it here): the flood case,
+/// each event paying a failed reservation. Single-shot runs empty it
+/// before every packet: each event writes its whole record.
+#[allow(clippy::too_many_arguments)]
+fn ebpf_log_switch(
+    lb: &Lb,
+    prog: &Prog<'_>,
+    base: &Prog<'_>,
+    c: &Counts,
+    other: &[u8],
+    established: &[u8],
+    empty: &[u8],
+    resched: &[u8],
+    e0: u32,
+) -> anyhow::Result<Table> {
+    use aya::maps::{Array, MapData, RingBuf};
+    if lb.ebpf.map(lb_common::names::LOG_LEVEL).is_none() {
+        // An older object (LB_BENCH_OBJECT) without the switch: its other
+        // tables are what such a run compares.
+        let mut t = Table::new(
+            "ebpf_log",
+            "eBPF log switch (issue 8)",
+            "ns/packet",
+            "baseline XDP_TX",
+            "-",
+        );
+        t.push(Row::skipped(
+            "baseline XDP_TX",
+            "the object has no LOG_LEVEL map",
+        ));
+        return Ok(t);
+    }
+    let handle = |name: &str| -> anyhow::Result<MapData> {
+        let map = lb
+            .ebpf
+            .map(name)
+            .with_context(|| format!("the object has no {name} map"))?;
+        let id = match map {
+            aya::maps::Map::Array(m) | aya::maps::Map::RingBuf(m) => m.info()?.id(),
+            _ => bail!("{name} is not an array or ring buffer"),
+        };
+        Ok(MapData::from_id(id)?)
+    };
+    let mut level: Array<MapData, u32> =
+        Array::try_from(aya::maps::Map::Array(handle(lb_common::names::LOG_LEVEL)?))?;
+    let mut records = RingBuf::try_from(aya::maps::Map::RingBuf(handle("AYA_LOGS")?))?;
+    let mut drain = || {
+        let mut n = 0u64;
+        while records.next().is_some() {
+            n += 1;
+        }
+        n
+    };
+    const ROUNDS: usize = 3;
+    let (tx, pass, drop) = (verdict::TX, verdict::PASS, verdict::DROP);
+    let cases: [(&str, &[u8], u32); 4] = [
+        ("non-VIP TCP, passed", other, pass),
+        ("DR TCP, established flow", established, tx),
+        ("no real server (drop), an event each packet", empty, drop),
+        (
+            "DR TCP, forced reschedule, an event each packet",
+            resched,
+            tx,
+        ),
+    ];
+    let mut off = vec![Vec::new(); cases.len()];
+    let mut on = vec![Vec::new(); cases.len()];
+    let mut baseline = Vec::new();
+    let mut written = 0;
+    for round in 0..ROUNDS {
+        eprintln!("  [packet] ebpf_log switch, round {}/{ROUNDS}", round + 1);
+        baseline.push(base.repeat("baseline", established, e0, tx, c)?.0);
+        for (switch, into) in [
+            (lb_common::ebpf_log::OFF, &mut off),
+            (lb_common::ebpf_log::INFO, &mut on),
+        ] {
+            level.set(0, switch, 0)?;
+            for (i, (what, f, v)) in cases.iter().enumerate() {
+                into[i].push(prog.repeat(what, f, e0, *v, c)?.0);
+            }
+            written += drain();
+        }
+    }
+    // Single-shot, the buffer emptied after each packet: a record written
+    // every time.
+    let mut single = |switch: u32| -> anyhow::Result<(Vec<f64>, u64)> {
+        level.set(0, switch, 0)?;
+        let mut out = Vec::with_capacity(c.single as usize);
+        drain();
+        let mut records = 0;
+        for _ in 0..c.single {
+            let (v, ns) = xdp::test_run(prog.xdp, empty, e0, 1)?;
+            ensure!(v == drop, "no real server: verdict {}", verdict_name(v));
+            out.push(ns as f64);
+            records += drain();
+        }
+        Ok((out, records))
+    };
+    let (single_off, quiet) = single(lb_common::ebpf_log::OFF)?;
+    let (single_on, logged) = single(lb_common::ebpf_log::INFO)?;
+    level.set(0, lb_common::ebpf_log::OFF, 0)?;
+    ensure!(
+        written > 0 && quiet == 0 && logged == u64::from(c.single),
+        "ebpf_log: {written} records in the repeat rounds, {quiet} with the switch off and \
+         {logged} of {} with it on in the single-shot runs",
+        c.single
+    );
+
+    let labels: Vec<&str> = cases.iter().map(|(what, _, _)| *what).collect();
+    Ok(switch_table(
+        &baseline,
+        &labels,
+        (&off, &on),
+        (&single_off, &single_on, logged),
+    ))
+}
+
+/// The table of [`ebpf_log_switch`]: per case the median of the rounds off
+/// and on, and on / off.
+fn switch_table(
+    baseline: &[f64],
+    labels: &[&str],
+    (off, on): (&[Vec<f64>], &[Vec<f64>]),
+    (single_off, single_on, logged): (&[f64], &[f64], u64),
+) -> Table {
+    let mut t = Table::new(
+        "ebpf_log",
+        "eBPF log switch (issue 8): off and on, 3 alternating rounds",
+        "ns/packet (median of rounds)",
+        "baseline XDP_TX",
+        "cost relative to the same-run XDP_TX baseline, lower is better",
+    )
+    .columns(&["on / off", "rounds (ns)"]);
+    let med = |v: &[f64]| median(v).unwrap_or(0.0);
+    let rounds = |v: &[f64]| {
+        v.iter()
+            .map(|x| fmt_value(*x))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    t.push(Row::new(
+        "baseline XDP_TX",
+        med(baseline),
+        vec![String::new(), rounds(baseline)],
+    ));
+    for (i, what) in labels.iter().enumerate() {
+        let (a, b) = (med(&off[i]), med(&on[i]));
+        let r = if a > 0.0 {
+            format!("{:.2}", b / a)
+        } else {
+            "-".into()
+        };
+        t.push(Row::new(
+            format!("{what}, switch off"),
+            a,
+            vec![String::new(), rounds(&off[i])],
+        ));
+        t.push(Row::new(
+            format!("{what}, switch on"),
+            b,
+            vec![r, rounds(&on[i])],
+        ));
+    }
+    let (a, b) = (med(single_off), med(single_on));
+    t.push(Row::new(
+        "single-shot, no real server, switch off",
+        a,
+        vec![String::new(), String::new()],
+    ));
+    t.push(Row::new(
+        "single-shot, no real server, switch on, record written",
+        b,
+        vec![
+            if a > 0.0 {
+                format!("{:.2}", b / a)
+            } else {
+                "-".into()
+            },
+            format!("{logged} records"),
+        ],
+    ));
+    t
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! validate it as `lb check` does, and apply only the difference. A config
 //! that fails anywhere is rejected and the running one stays, health
 //! targets included. Settings fixed at start-up (`[agent]`: interfaces,
-//! XDP mode, map sizes, sockets) keep their running value, with a warning.
+//! XDP mode, map sizes, sockets) keep their running value, with a warning;
+//! `[agent] ebpf_log` is the exception, a switch in a map applied at once.
 //! VRRP settings that are safe to change live are handed to the running
 //! instances; any other VRRP change rejects the reload (`vrrp::reconfig`).
 
@@ -12,7 +13,7 @@ use tokio::task::JoinError;
 
 use super::{release_freed_memory, state::SharedState, sysctl::forwarding_problems};
 use crate::{
-    config::{self, Config, ConfigError},
+    config::{self, Config, ConfigError, EbpfLog},
     dataplane::programmer::{ApplySummary, ProgramError},
     health,
     vrrp::reconfig,
@@ -91,7 +92,7 @@ async fn reload_config(
         // load time): adding services needs a new `lb run`.
         return Err(ReloadError::NeedsRestart);
     }
-    if config.agent != running.agent {
+    if running.agent.needs_restart_for(&config.agent) {
         tracing::warn!(
             "[agent] settings changed in {}: they take effect at the next `lb run` restart",
             path.display()
@@ -115,6 +116,19 @@ async fn reload_config(
         Some(summary) => format!("config reloaded: {summary}"),
         None => "config reloaded: no virtual servers (no XDP program loaded)".to_string(),
     };
+    // After the services: a one-entry array write that only a broken
+    // kernel refuses, said in the answer rather than undoing the rest.
+    match switch_ebpf_log(state, config.agent.ebpf_log).await {
+        Ok(false) => {}
+        Ok(true) => {
+            message.push_str(&format!("; ebpf_log {}", config.agent.ebpf_log));
+            tracing::info!("ebpf_log {}: switched live", config.agent.ebpf_log);
+        }
+        Err(e) => {
+            tracing::error!("ebpf_log: {e}");
+            message.push_str(&format!("; ebpf_log not switched: {e}"));
+        }
+    }
     if let (false, Some(vrrp)) = (vrrp_changes.is_empty(), state.vrrp()) {
         let described = vrrp_changes.describe();
         match vrrp.reconfigure(vrrp_changes).await {
@@ -128,6 +142,18 @@ async fn reload_config(
         }
     }
     Ok(Reloaded { config, message })
+}
+
+/// `[agent] ebpf_log`: the program's switch, moved without loading or
+/// attaching anything; whether it moved (never without XDP loaded).
+async fn switch_ebpf_log(state: &SharedState, level: EbpfLog) -> Result<bool, ReloadError> {
+    let switched = state
+        .with(move |s| match &mut s.dataplane {
+            Some(dataplane) => dataplane.set_ebpf_log(level),
+            None => Ok(false),
+        })
+        .await?;
+    Ok(switched.map_err(ProgramError::from)?)
 }
 
 /// Program the maps for `config`; `None` when no XDP is loaded (then

@@ -2,6 +2,8 @@
 //! is removed; XDP stays attached and forwarding with the maps pinned (the
 //! next `lb run` adopts them, `lb unload` removes everything).
 
+use crate::config::EbpfLog;
+
 use super::{
     events::Agent,
     startup::{Background, Xdp},
@@ -33,6 +35,15 @@ pub async fn stop(background: Background, mut agent: Agent, xdp: Option<Xdp>) {
     }
     if let Some(metrics) = metrics {
         metrics.abort();
+    }
+    // The program outlives the agent, but nobody reads its log any more:
+    // its records would only fill the ring buffer.
+    let off = agent
+        .state
+        .with(|s| s.dataplane.as_mut().map(|d| d.set_ebpf_log(EbpfLog::Off)))
+        .await;
+    if let Ok(Some(Err(e))) = off {
+        tracing::warn!("ebpf_log: cannot switch the data plane's log off: {e}");
     }
     match xdp {
         Some(xdp) => tracing::info!(

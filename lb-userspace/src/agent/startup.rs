@@ -15,7 +15,6 @@ use std::{net::IpAddr, path::PathBuf, sync::Arc};
 
 use aya::Ebpf;
 use tokio::{
-    io::unix::AsyncFd,
     sync::{mpsc, watch},
     task::JoinHandle,
 };
@@ -28,10 +27,11 @@ use super::{
     AgentError,
 };
 use crate::{
-    config::Config,
+    config::{Config, EbpfLog},
     control::{ControlError, ControlServer, Incoming},
     dataplane::{
         dr_next_hops::DrNextHops,
+        ebpf_log::{self, LogSwitch},
         loader::{self, MapSizes},
         maps::KernelMaps,
         neighbour,
@@ -254,7 +254,17 @@ fn load_dataplane(
     // The maps are pinned now: say which layout they have (a set adopted
     // from a build that recorded none gets it too).
     pins.record_version()?;
-    let logger = start_ebpf_logger(&mut ebpf);
+    let logger = ebpf_log::forward(&mut ebpf);
+    let mut log_switch = LogSwitch::take(&mut ebpf)?;
+    log_switch
+        .set(config.agent.ebpf_log)
+        .map_err(ProgramError::from)?;
+    if config.agent.ebpf_log != EbpfLog::Off {
+        tracing::info!(
+            "ebpf_log {}: the data plane logs its rare events",
+            config.agent.ebpf_log
+        );
+    }
     let maps = KernelMaps::take(&mut ebpf)?;
     let dr_next_hops = DrNextHops::take(&mut ebpf)?;
     let programmer = if pinned.is_some() {
@@ -265,7 +275,11 @@ fn load_dataplane(
     // Before the first apply: the checks start now, every checked real
     // server is `unknown` (serves) until its first result.
     monitor.update(health::targets(config));
-    let mut dataplane = Dataplane { maps, programmer };
+    let mut dataplane = Dataplane {
+        maps,
+        programmer,
+        log_switch: Some(log_switch),
+    };
     let summary = dataplane.apply(config, &monitor.reader())?;
     tracing::info!("maps programmed: {summary}");
     release_freed_memory();
@@ -405,38 +419,6 @@ async fn serve_metrics(
         health_metrics,
         snapshot,
     ))))
-}
-
-/// Forward the eBPF program's aya-log records to `tracing` when the object
-/// has a log map; `None` when it does not log.
-fn start_ebpf_logger(ebpf: &mut Ebpf) -> Option<JoinHandle<()>> {
-    let logger = match aya_log::EbpfLogger::init(ebpf) {
-        Ok(logger) => logger,
-        Err(e) => {
-            tracing::debug!("no eBPF log forwarding: {e}");
-            return None;
-        }
-    };
-    // SAFETY: the logger owns its ring-buffer fd and is moved into the
-    // AsyncFd, so the fd stays open exactly as long as it is registered.
-    let registered =
-        unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) };
-    let mut fd = match registered {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::warn!("cannot poll the eBPF log map: {}", e.into_parts().1);
-            return None;
-        }
-    };
-    Some(tokio::spawn(async move {
-        loop {
-            let Ok(mut guard) = fd.readable_mut().await else {
-                return;
-            };
-            guard.get_inner_mut().flush();
-            guard.clear_ready();
-        }
-    }))
 }
 
 /// `[announce]`: adopt the routes a previous agent left, for the first

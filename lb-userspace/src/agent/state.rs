@@ -21,8 +21,9 @@ use tokio::task::JoinError;
 
 use super::flow_counts::FlowWalks;
 use crate::{
-    config::Config,
+    config::{Config, EbpfLog},
     dataplane::{
+        ebpf_log::LogSwitch,
         flows::{FlowCounter, FlowCounts},
         maps::{KernelMaps, MapOpenError, MapWriteError},
         programmer::{ApplySummary, ProgramError, Programmer, ServiceKey},
@@ -39,6 +40,9 @@ use crate::{
 pub struct Dataplane {
     pub maps: KernelMaps,
     pub programmer: Programmer,
+    /// The program's log switch (`[agent] ebpf_log`); `None` for maps
+    /// without a program (tests).
+    pub log_switch: Option<LogSwitch>,
 }
 
 impl Dataplane {
@@ -79,8 +83,19 @@ impl Dataplane {
 
     /// End the drains and reverse-NAT lingers due by `now`; how many ended.
     pub fn expire(&mut self, now: Instant) -> Result<usize, ProgramError> {
-        let Dataplane { maps, programmer } = self;
+        let Dataplane {
+            maps, programmer, ..
+        } = self;
         programmer.expire(now, maps)
+    }
+
+    /// `[agent] ebpf_log` from a reload: the switch moves at once, nothing
+    /// is loaded or attached. Whether it changed.
+    pub fn set_ebpf_log(&mut self, level: EbpfLog) -> Result<bool, MapWriteError> {
+        match &mut self.log_switch {
+            Some(switch) if switch.level() != level => switch.set(level).map(|()| true),
+            _ => Ok(false),
+        }
     }
 
     /// Real servers of DR services, whose neighbour entries are kept resolved.
@@ -153,6 +168,7 @@ impl AgentState {
             return Ok(Status::default());
         };
         let mut status = stats::snapshot_with_flows(&dataplane.maps, &dataplane.programmer, flows)?;
+        status.ebpf_log = dataplane.log_switch.as_ref().map(|s| s.level().to_string());
         for s in &mut status.services {
             for r in &mut s.real_servers {
                 if r.sorry && r.weight == 0 {
@@ -329,6 +345,7 @@ mod tests {
             dataplane: Some(Dataplane {
                 maps,
                 programmer: Programmer::new(sizes.services, sizes.backends, sizes.ring_slots),
+                log_switch: None,
             }),
             health: monitor.reader(),
         })

@@ -88,6 +88,9 @@ pub const DEFAULT_XDP_MODE: XdpMode = XdpMode::Auto;
 /// 4,096 (`dataplane::loader::IPV6_FLOWS_WITHOUT_IPV6`); README "Small
 /// boards" has what all maps take; `flow_table_size` raises it.
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1 << 17;
+/// The data plane logs nothing unless asked: a switch a user turns on
+/// while looking at a problem.
+pub const DEFAULT_EBPF_LOG: EbpfLog = EbpfLog::Off;
 /// Default path of the agent's control socket (root-only).
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/lb/lb.sock";
 pub const DEFAULT_SCHEDULER: Scheduler = Scheduler::Maglev;
@@ -156,6 +159,69 @@ pub struct AgentConfig {
     /// `[agent] control_group`: a group whose members may run `lb status`
     /// (read-only requests) on the control socket; resolved at start-up.
     pub control_group: Option<String>,
+    /// `[agent] ebpf_log`: which rare data-plane events the XDP program
+    /// logs (through aya-log, printed by the agent). Applied live by a
+    /// reload, unlike the other `[agent]` keys.
+    pub ebpf_log: EbpfLog,
+}
+
+impl AgentConfig {
+    /// Whether `other` differs in a key that waits for a restart (every
+    /// key but `ebpf_log`, which a reload applies).
+    pub fn needs_restart_for(&self, other: &AgentConfig) -> bool {
+        let live = AgentConfig {
+            ebpf_log: self.ebpf_log,
+            ..other.clone()
+        };
+        *self != live
+    }
+}
+
+/// `[agent] ebpf_log`: the data plane's log switch
+/// (`lb_common::ebpf_log`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EbpfLog {
+    /// Nothing.
+    Off,
+    /// Packets dropped for lack of a real server, and flows scheduled
+    /// again because their real server went down or was removed.
+    Info,
+    /// Info, and new flows sent to a sorry server, and flows scheduled
+    /// again because their address:port moved to another service.
+    Debug,
+}
+
+impl EbpfLog {
+    /// Every level, as written in the config.
+    pub const NAMES: [&'static str; 3] = ["off", "info", "debug"];
+
+    /// The value the program reads from its `LOG_LEVEL` map.
+    pub fn level(self) -> u32 {
+        match self {
+            EbpfLog::Off => lb_common::ebpf_log::OFF,
+            EbpfLog::Info => lb_common::ebpf_log::INFO,
+            EbpfLog::Debug => lb_common::ebpf_log::DEBUG,
+        }
+    }
+}
+
+impl std::fmt::Display for EbpfLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Self::NAMES[*self as usize])
+    }
+}
+
+impl std::str::FromStr for EbpfLog {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "off" => Ok(EbpfLog::Off),
+            "info" => Ok(EbpfLog::Info),
+            "debug" => Ok(EbpfLog::Debug),
+            _ => Err(()),
+        }
+    }
 }
 
 config_words! {
@@ -508,6 +574,30 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_applies_ebpf_log_and_leaves_the_other_agent_keys_for_a_restart() {
+        let running = parse("[agent]\ninterfaces = [\"eth0\"]\n", "a.toml")
+            .unwrap()
+            .agent;
+        let switched = parse(
+            "[agent]\ninterfaces = [\"eth0\"]\nebpf_log = \"debug\"\n",
+            "b.toml",
+        )
+        .unwrap();
+        assert_eq!(switched.agent.ebpf_log, EbpfLog::Debug);
+        assert!(!running.needs_restart_for(&switched.agent));
+        let moved = parse(
+            "[agent]\ninterfaces = [\"eth0\"]\nebpf_log = \"info\"\nxdp_mode = \"generic\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert!(running.needs_restart_for(&moved.agent));
+        assert_eq!(EbpfLog::Info.to_string(), "info");
+        assert_eq!("off".parse::<EbpfLog>(), Ok(EbpfLog::Off));
+        assert!("trace".parse::<EbpfLog>().is_err());
+        assert_eq!(EbpfLog::Debug.level(), lb_common::ebpf_log::DEBUG);
+    }
 
     #[test]
     fn control_socket_from_the_agent_table_alone() {

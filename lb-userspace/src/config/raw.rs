@@ -35,6 +35,7 @@ pub(super) struct RawAgent {
     pub control_socket: Option<Spanned<String>>,
     pub metrics_listen: Option<Spanned<String>>,
     pub control_group: Option<Spanned<String>>,
+    pub ebpf_log: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

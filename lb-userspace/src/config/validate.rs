@@ -17,11 +17,11 @@ use super::{
     health::{self, Layer},
     raw::{RawAgent, RawConfig, RawRealServer, RawVirtualServer},
     reverse_nat::{Claim, ReverseNatOwners},
-    validate_vrrp, AgentConfig, Config, ConfigError, Forwarding, Protocol, RealServer, Scheduler,
-    SourceMap, VirtualServer, XdpMode, DEFAULT_CONTROL_SOCKET, DEFAULT_FLOW_TABLE_SIZE,
-    DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_SCHEDULER, DEFAULT_WEIGHT, DEFAULT_XDP_MODE,
-    MAGLEV_SLOTS_PER_REAL_SERVER, MAX_FLOW_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT,
-    MIN_MAGLEV_TABLE_SIZE,
+    validate_vrrp, AgentConfig, Config, ConfigError, EbpfLog, Forwarding, Protocol, RealServer,
+    Scheduler, SourceMap, VirtualServer, XdpMode, DEFAULT_CONTROL_SOCKET, DEFAULT_EBPF_LOG,
+    DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_SCHEDULER, DEFAULT_WEIGHT,
+    DEFAULT_XDP_MODE, MAGLEV_SLOTS_PER_REAL_SERVER, MAX_FLOW_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE,
+    MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE,
 };
 use crate::maglev::is_prime;
 
@@ -139,11 +139,13 @@ fn default_agent() -> AgentConfig {
         control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
         metrics_listen: None,
         control_group: None,
+        ebpf_log: DEFAULT_EBPF_LOG,
     }
 }
 
 /// `vrrp_only`: the config has VRRP instances and no virtual servers, so
-/// `[agent]` and its `interfaces` may be left out.
+/// `[agent]` and its `interfaces` may be left out. One function per key
+/// below.
 fn agent(
     raw: Option<Spanned<RawAgent>>,
     vrrp_only: bool,
@@ -162,107 +164,125 @@ fn agent(
     };
     let table_span = raw.span();
     let raw = raw.into_inner();
-
     let (interfaces, interface_locations) = interfaces(raw.interfaces, table_span, vrrp_only, src)?;
-
-    let xdp_mode = match raw.xdp_mode {
-        None => DEFAULT_XDP_MODE,
-        Some(v) => match v.get_ref().as_str() {
-            "auto" => XdpMode::Auto,
-            "native" => XdpMode::Native,
-            "generic" => XdpMode::Generic,
-            other => {
-                return Err(src.field_error(
-                    v.span(),
-                    "agent.xdp_mode",
-                    format!(
-                        "`{other}` is not an XDP mode: use \"auto\" (native, falling back \
-                         to generic), \"native\" (driver) or \"generic\" (skb)"
-                    ),
-                ))
-            }
-        },
-    };
-
-    let flow_table_size = match raw.flow_table_size {
-        None => DEFAULT_FLOW_TABLE_SIZE,
-        Some(v) => {
-            let n = *v.get_ref();
-            if !(1..=i64::from(MAX_FLOW_TABLE_SIZE)).contains(&n) {
-                return Err(src.field_error(
-                    v.span(),
-                    "agent.flow_table_size",
-                    format!(
-                        "{n} is out of range: the flow table holds 1 to {MAX_FLOW_TABLE_SIZE} \
-                         flows (default {DEFAULT_FLOW_TABLE_SIZE})"
-                    ),
-                ));
-            }
-            n as u32
-        }
-    };
-
-    let control_socket = match raw.control_socket {
-        None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
-        Some(v) => {
-            let p = PathBuf::from(v.get_ref());
-            if !p.is_absolute() || v.get_ref().ends_with('/') {
-                return Err(src.field_error(
-                    v.span(),
-                    "agent.control_socket",
-                    format!(
-                        "`{}` is not an absolute file path: use a path such as \"{DEFAULT_CONTROL_SOCKET}\"",
-                        v.get_ref()
-                    ),
-                ));
-            }
-            p
-        }
-    };
-
-    let metrics_listen = match raw.metrics_listen {
-        None => None,
-        Some(v) => {
-            let addr = parse_socket_addr(v.get_ref()).map_err(|why| {
-                src.field_error(
-                    v.span(),
-                    "agent.metrics_listen",
-                    format!("{why}, e.g. \"127.0.0.1:9469\""),
-                )
-            })?;
-            Some(addr)
-        }
-    };
-
-    let control_group = match raw.control_group {
-        None => None,
-        Some(v) => {
-            let name = v.get_ref();
-            if let Some(why) = bad_group_name(name) {
-                return Err(src.field_error(
-                    v.span(),
-                    "agent.control_group",
-                    format!("`{name}` {why}, e.g. \"lb\" (a group from /etc/group)"),
-                ));
-            }
-            Some(name.clone())
-        }
-    };
-
     Ok((
         AgentConfig {
             interfaces,
-            xdp_mode,
-            flow_table_size,
-            control_socket,
-            metrics_listen,
-            control_group,
+            xdp_mode: xdp_mode(raw.xdp_mode, src)?,
+            flow_table_size: flow_table_size(raw.flow_table_size, src)?,
+            control_socket: control_socket(raw.control_socket, src)?,
+            metrics_listen: metrics_listen(raw.metrics_listen, src)?,
+            control_group: control_group(raw.control_group, src)?,
+            ebpf_log: ebpf_log(raw.ebpf_log, src)?,
         },
         SourceMap {
             interfaces: interface_locations,
             ..SourceMap::default()
         },
     ))
+}
+
+fn xdp_mode(raw: Option<Spanned<String>>, src: &Source<'_>) -> Result<XdpMode> {
+    let Some(v) = raw else {
+        return Ok(DEFAULT_XDP_MODE);
+    };
+    match v.get_ref().as_str() {
+        "auto" => Ok(XdpMode::Auto),
+        "native" => Ok(XdpMode::Native),
+        "generic" => Ok(XdpMode::Generic),
+        other => Err(src.field_error(
+            v.span(),
+            "agent.xdp_mode",
+            format!(
+                "`{other}` is not an XDP mode: use \"auto\" (native, falling back \
+                 to generic), \"native\" (driver) or \"generic\" (skb)"
+            ),
+        )),
+    }
+}
+
+fn flow_table_size(raw: Option<Spanned<i64>>, src: &Source<'_>) -> Result<u32> {
+    let Some(v) = raw else {
+        return Ok(DEFAULT_FLOW_TABLE_SIZE);
+    };
+    let n = *v.get_ref();
+    if !(1..=i64::from(MAX_FLOW_TABLE_SIZE)).contains(&n) {
+        return Err(src.field_error(
+            v.span(),
+            "agent.flow_table_size",
+            format!(
+                "{n} is out of range: the flow table holds 1 to {MAX_FLOW_TABLE_SIZE} \
+                 flows (default {DEFAULT_FLOW_TABLE_SIZE})"
+            ),
+        ));
+    }
+    Ok(n as u32)
+}
+
+fn control_socket(raw: Option<Spanned<String>>, src: &Source<'_>) -> Result<PathBuf> {
+    let Some(v) = raw else {
+        return Ok(PathBuf::from(DEFAULT_CONTROL_SOCKET));
+    };
+    let p = PathBuf::from(v.get_ref());
+    if !p.is_absolute() || v.get_ref().ends_with('/') {
+        return Err(src.field_error(
+            v.span(),
+            "agent.control_socket",
+            format!(
+                "`{}` is not an absolute file path: use a path such as \"{DEFAULT_CONTROL_SOCKET}\"",
+                v.get_ref()
+            ),
+        ));
+    }
+    Ok(p)
+}
+
+fn metrics_listen(raw: Option<Spanned<String>>, src: &Source<'_>) -> Result<Option<SocketAddr>> {
+    let Some(v) = raw else {
+        return Ok(None);
+    };
+    let addr = parse_socket_addr(v.get_ref()).map_err(|why| {
+        src.field_error(
+            v.span(),
+            "agent.metrics_listen",
+            format!("{why}, e.g. \"127.0.0.1:9469\""),
+        )
+    })?;
+    Ok(Some(addr))
+}
+
+fn control_group(raw: Option<Spanned<String>>, src: &Source<'_>) -> Result<Option<String>> {
+    let Some(v) = raw else {
+        return Ok(None);
+    };
+    let name = v.get_ref();
+    if let Some(why) = bad_group_name(name) {
+        return Err(src.field_error(
+            v.span(),
+            "agent.control_group",
+            format!("`{name}` {why}, e.g. \"lb\" (a group from /etc/group)"),
+        ));
+    }
+    Ok(Some(name.clone()))
+}
+
+fn ebpf_log(raw: Option<Spanned<String>>, src: &Source<'_>) -> Result<EbpfLog> {
+    let Some(v) = raw else {
+        return Ok(DEFAULT_EBPF_LOG);
+    };
+    v.get_ref().parse().map_err(|()| {
+        src.field_error(
+            v.span(),
+            "agent.ebpf_log",
+            format!(
+                "`{}` is not a data-plane log level: use \"off\" (the default), \"info\" \
+                 (packets dropped for lack of a real server, flows moved off a real server that \
+                 went down or was removed) or \"debug\" (also new flows sent to a sorry server \
+                 and flows whose address:port moved to another service)",
+                v.get_ref()
+            ),
+        )
+    })
 }
 
 /// Why `name` cannot be a group name (or gid), if it cannot. Whether the

@@ -36,6 +36,8 @@ pub enum LoaderError {
         #[source]
         source: ProgramError,
     },
+    #[error("cannot put the ICMP program into the program array JUMP: {0}")]
+    Jump(#[source] aya::maps::MapError),
     #[error("cannot pin the XDP link of {interface} at {path}: {detail}")]
     PinLink {
         interface: String,
@@ -226,7 +228,59 @@ pub fn load(object: &[u8], sizes: &MapSizes, pins: Option<&PinDir>) -> Result<Eb
         name: names::PROGRAM,
         source,
     })?;
+    // How close the program is to the verifier's limit (1,000,000
+    // instructions walked) on this kernel: the margin a change spends.
+    if let Ok(info) = program.info() {
+        tracing::info!(
+            "{} verified: {} instructions, {} walked by the verifier (limit 1000000)",
+            names::PROGRAM,
+            info.size_translated().unwrap_or(0) / 8,
+            info.verified_instruction_count()
+                .map_or("?".to_string(), |n| n.to_string())
+        );
+    }
+    link_icmp_path(&mut ebpf)?;
     Ok(ebpf)
+}
+
+/// Loads the ICMP error path (`names::ICMP_PROGRAM`) of a loaded object and
+/// puts it where `lb_xdp` tail-calls it (`names::JUMP`): without it, ICMP
+/// errors about flows go to the kernel undelivered. Everything that loads
+/// the object (the agent, the fixtures, the bench) calls this once after
+/// loading `lb_xdp`. A load the verifier abandons with EAGAIN (a signal
+/// pending on the loading thread, e.g. SIGCHLD) is asked again.
+pub fn link_icmp_path(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
+    let verify = |source| LoaderError::Verify {
+        name: names::ICMP_PROGRAM,
+        source,
+    };
+    let program: &mut Xdp = ebpf
+        .program_mut(names::ICMP_PROGRAM)
+        .ok_or(LoaderError::NoProgram(names::ICMP_PROGRAM))?
+        .try_into()
+        .map_err(verify)?;
+    let mut load = program.load();
+    for _ in 0..5 {
+        match &load {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(11) =>
+            {
+                load = program.load();
+            }
+            _ => break,
+        }
+    }
+    load.map_err(verify)?;
+    let fd = program
+        .fd()
+        .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
+        .map_err(verify)?;
+    let map = ebpf
+        .map_mut(names::JUMP)
+        .ok_or(LoaderError::NoProgram(names::JUMP))?;
+    let mut jump = aya::maps::ProgramArray::try_from(map).map_err(LoaderError::Jump)?;
+    jump.set(names::JUMP_ICMP, &fd, 0)
+        .map_err(LoaderError::Jump)
 }
 
 /// The XDP mode an interface ended up in.

@@ -610,6 +610,7 @@ mod tests {
                 control_socket: PathBuf::from("/run/lb/lb.sock"),
                 metrics_listen: None,
                 control_group: None,
+                ebpf_log: crate::config::EbpfLog::Off,
             },
             virtual_servers: vec![VirtualServer {
                 name: "web".into(),

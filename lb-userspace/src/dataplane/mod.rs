@@ -3,10 +3,12 @@
 //! contents ([`programmer`], with [`ids`] and [`ring`] allocation), reading
 //! counters back ([`stats`], flows counted by [`flows`]), and keeping DR
 //! real servers' neighbour entries resolved ([`neighbour`]) and copied
-//! where the program finds them with forwarding off ([`dr_next_hops`]).
+//! where the program finds them with forwarding off ([`dr_next_hops`]);
+//! the program's log switch and the printing of its records ([`ebpf_log`]).
 
 pub mod device;
 pub mod dr_next_hops;
+pub mod ebpf_log;
 pub mod filter;
 pub mod flows;
 pub mod ids;

@@ -218,6 +218,7 @@ fn config(services: Vec<VirtualServer>) -> Config {
             control_socket: PathBuf::from("/run/lb/lb.sock"),
             metrics_listen: None,
             control_group: None,
+            ebpf_log: crate::config::EbpfLog::Off,
         },
         virtual_servers: services,
         vrrp_instances: Vec::new(),

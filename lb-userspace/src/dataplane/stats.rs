@@ -75,6 +75,7 @@ pub fn snapshot_with_flows(
         vrrp: Vec::new(),
         announce: None,
         flows_counted_ago_ms: None,
+        ebpf_log: None,
     })
 }
 

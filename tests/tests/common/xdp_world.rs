@@ -221,6 +221,9 @@ impl Lb {
                 e => panic!("loading lb_xdp: {e}"),
             }
         }
+        // ICMP errors go through a tail call to lb_xdp_icmp, as in the agent.
+        lb_userspace::dataplane::loader::link_icmp_path(&mut ebpf)
+            .unwrap_or_else(|e| panic!("linking the ICMP path: {e:?}"));
         Lb {
             net,
             ebpf,
