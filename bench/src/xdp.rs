@@ -142,6 +142,11 @@ impl Lb {
             None => None,
         };
         let object = other.as_deref().unwrap_or(lb_userspace::EBPF_OBJECT);
+        Self::load_object(flows, ring_slots, object)
+    }
+
+    /// [`Lb::load`] of the object `object` (the bytes of an `lb-xdp` file).
+    pub fn load_object(flows: u32, ring_slots: u32, object: &[u8]) -> anyhow::Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::FLOWS, flows)
             .map_max_entries(names::MAGLEV_RING, ring_slots)
