@@ -12,8 +12,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use lb_common::{
-    names, Backend, Counters, EndpointKey, ReverseNat, Service, BACKEND_F_ACTIVE, FAMILY_IPV4,
-    NO_BACKEND,
+    names, AddrRole, Backend, Counters, EndpointKey, ReverseNat, Service, BACKEND_F_ACTIVE,
+    FAMILY_IPV4, NO_BACKEND,
 };
 use lb_userspace::maglev;
 
@@ -142,6 +142,11 @@ impl Lb {
             None => None,
         };
         let object = other.as_deref().unwrap_or(lb_userspace::EBPF_OBJECT);
+        Self::load_object(flows, ring_slots, object)
+    }
+
+    /// [`Lb::load`] of the object `object` (the bytes of an `lb-xdp` file).
+    pub fn load_object(flows: u32, ring_slots: u32, object: &[u8]) -> anyhow::Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::FLOWS, flows)
             .map_max_entries(names::FLOWS_V4, flows)
@@ -213,7 +218,7 @@ impl Lb {
             fallback_backend: NO_BACKEND,
             _pad: 0,
         };
-        self.filter_set(&endpoint(vip, proto))?;
+        self.filter_set(&endpoint(vip, proto), AddrRole::Dst)?;
         let mut m: HashMap<&mut MapData, EndpointKey, Service> =
             HashMap::try_from(self.ebpf.map_mut(names::SERVICES).context("SERVICES")?)?;
         m.insert(endpoint(vip, proto), svc, 0)?;
@@ -245,7 +250,7 @@ impl Lb {
             service_id,
             backend_id,
         };
-        self.filter_set(&endpoint(real, proto))?;
+        self.filter_set(&endpoint(real, proto), AddrRole::Src)?;
         let mut m: HashMap<&mut MapData, EndpointKey, ReverseNat> = HashMap::try_from(
             self.ebpf
                 .map_mut(names::REVERSE_NAT)
@@ -255,16 +260,22 @@ impl Lb {
         Ok(())
     }
 
-    /// Sets `key`'s bit in `ENDPOINT_FILTER`, as the agent does before it
-    /// inserts the key into `SERVICES` or `REVERSE_NAT`.
-    fn filter_set(&mut self, key: &EndpointKey) -> anyhow::Result<()> {
+    /// Sets `key`'s bits in `ENDPOINT_FILTER` (the key's, and its
+    /// address's in `role`), as the agent does before it inserts the key
+    /// into `SERVICES` (`AddrRole::Dst`) or `REVERSE_NAT` (`AddrRole::Src`).
+    /// An older object (`LB_BENCH_OBJECT`) ignores the address bit.
+    fn filter_set(&mut self, key: &EndpointKey, role: AddrRole) -> anyhow::Result<()> {
         let Some(map) = self.ebpf.map_mut(names::ENDPOINT_FILTER) else {
             return Ok(()); // an older object (LB_BENCH_OBJECT)
         };
         let mut a: Array<&mut MapData, u64> = Array::try_from(map)?;
-        let bit = lb_common::endpoint_filter_bit(key);
-        let w = a.get(&(bit >> 6), 0)?;
-        a.set(bit >> 6, w | (1u64 << (bit & 63)), 0)?;
+        for bit in [
+            lb_common::endpoint_filter_bit(key),
+            lb_common::addr_filter_bit(role, key.family, &key.addr),
+        ] {
+            let w = a.get(&(bit >> 6), 0)?;
+            a.set(bit >> 6, w | (1u64 << (bit & 63)), 0)?;
+        }
         Ok(())
     }
 

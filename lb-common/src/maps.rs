@@ -111,6 +111,40 @@ pub fn endpoint_filter_bit(key: &EndpointKey) -> u32 {
     h >> (32 - ENDPOINT_FILTER_BITS_LOG2)
 }
 
+/// Which side of a packet an address bit of `ENDPOINT_FILTER` stands for:
+/// the destination (a VIP: the address of a `SERVICES` key) or the source
+/// (a NAT real server: the address of a `REVERSE_NAT` key). The two get
+/// different bits, so a packet *to* a real server or *from* a VIP does not
+/// pass the data plane's first test only because the address is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AddrRole {
+    Dst = 0x5eed_0d57,
+    Src = 0x5eed_05c0,
+}
+
+/// Words of `ENDPOINT_FILTER` that address bits fall in: the first 8, 512
+/// bits, one 64-byte cache line, so the data plane's first test ("could
+/// this packet's destination or source be ours?") reads one line of the
+/// map. Endpoint bits ([`endpoint_filter_bit`]) land there too, now and
+/// then: a shared bit only lets more packets on to the next test.
+pub const ADDR_FILTER_BITS_LOG2: u32 = 9;
+
+/// The bit of `ENDPOINT_FILTER` that stands for an address in `role`
+/// (set by the agent while any key of that map has that address). A clear
+/// bit for both the destination and the source proves a TCP/UDP packet is
+/// neither for a service nor a NAT reply, before its ports are read. The
+/// words are folded by XOR (an IPv4 address is one word, the other three
+/// zero), then mixed as in [`endpoint_filter_bit`].
+#[inline(always)]
+pub fn addr_filter_bit(role: AddrRole, family: u8, addr: &[u32; 4]) -> u32 {
+    let x = addr[0] ^ addr[1] ^ addr[2] ^ addr[3] ^ (role as u32) ^ family as u32;
+    let mut h = x.wrapping_mul(0x9e37_79b1);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h >> (32 - ADDR_FILTER_BITS_LOG2)
+}
+
 pub const FAMILY_IPV4: u8 = 4;
 pub const FAMILY_IPV6: u8 = 6;
 

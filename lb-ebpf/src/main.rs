@@ -11,10 +11,11 @@
 //!
 //! | packet                                   | verdict            | event             |
 //! |------------------------------------------|--------------------|-------------------|
+//! | IPv4/IPv6, not ICMP, neither to a VIP address nor from a NAT real server's (`filter`) | PASS, untouched, **not counted** | - |
 //! | not IPv4/IPv6 (ARP, LLDP, 2nd VLAN tag)  | PASS, untouched    | -                 |
 //! | shorter than a header it announces       | PASS, untouched    | `TRUNCATED`       |
 //! | bad version / IHL, IPv6 extension header | PASS, untouched    | `MALFORMED`       |
-//! | TCP/UDP fragment (any destination)       | PASS, untouched    | `FRAGMENT`        |
+//! | TCP/UDP fragment (to a VIP address, or from a NAT real server's) | PASS, untouched | `FRAGMENT` |
 //! | ICMP / ICMPv6 (echo, the host's own errors) | PASS, untouched  | -                 |
 //! | ICMP error quoting a VIP:port reply, or (NAT) quoting a client's packet to a real server | sent on like the flow's packets (`icmp`) | `ICMP_TO_REAL` / `ICMP_FROM_REAL` |
 //! | TCP/UDP not for a service, not a reply   | PASS, untouched    | -                 |
@@ -31,6 +32,12 @@
 //! | IPv4 options on a service packet         | forwarded as above | `IP_OPTIONS`      |
 //! | agent bug (unknown forwarding flag, backend of the other family) | ABORTED | - |
 //!
+//! The first row is the first test, before any other; every other row is
+//! about packets that pass it (a frame too short for its addresses takes
+//! the full path and counts `TRUNCATED`), so an event such as `MALFORMED`
+//! or `FRAGMENT` counts packets to a VIP address or from a NAT real
+//! server's, not every packet of the host.
+//!
 //! A packet that may be for a service (its VIP:port passes the filter)
 //! looks its flow up first: an established flow's entry names its service
 //! by id and `SERVICES_BY_ID` confirms the VIP, so the `SERVICES` hash
@@ -46,6 +53,7 @@
 
 mod dr;
 mod fib;
+mod filter;
 mod icmp;
 mod log;
 mod maps;
@@ -55,7 +63,7 @@ mod schedule;
 mod stats;
 mod verdict;
 
-use aya_ebpf::{macros::xdp, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{event, Backend, EndpointKey, SVC_F_DR, SVC_F_NAT};
 
 use crate::{
@@ -66,6 +74,13 @@ use crate::{
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    // Before everything, counters included: a packet to and from other
+    // addresses than ours is the host's, and it should cost the host as
+    // little as we can make it (see `filter`). Not counted in
+    // VERDICT_STATS: its "pass" is what the program passed after a look.
+    if not_ours(&ctx) {
+        return xdp_action::XDP_PASS;
+    }
     finish(try_lb_xdp(&ctx))
 }
 
@@ -105,6 +120,23 @@ fn finish(outcome: Outcome) -> u32 {
     }
     stats::verdict(v.action);
     v.action
+}
+
+/// A TCP/UDP (or any non-ICMP) IPv4/IPv6 packet that is neither to a VIP
+/// address nor from a NAT real server's address (`filter`): read up to
+/// its addresses, nothing validated, ports not parsed.
+#[inline(always)]
+fn not_ours(ctx: &XdpContext) -> bool {
+    let Ok(l2) = parse::ethernet(ctx) else {
+        return false;
+    };
+    if l2.ethertype != parse::ETH_P_IP && l2.ethertype != parse::ETH_P_IPV6 {
+        return false;
+    }
+    match parse::glance(ctx, &l2) {
+        Some(g) => !parse::is_icmp(&g) && !filter::may_be_ours(g.family, &g.src, &g.dst),
+        None => false,
+    }
 }
 
 #[inline(always)]

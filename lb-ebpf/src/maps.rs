@@ -83,7 +83,9 @@ pub static BACKEND_STATS: PerCpuArray<Counters> =
     PerCpuArray::with_max_entries(defaults::MAX_BACKENDS, 0);
 
 /// Packets per XDP action (`lb_common::verdict`). Written by XDP for every
-/// packet; read by the agent.
+/// packet that passes the first test (`filter`: packets neither to a VIP
+/// address nor from a NAT real server's are passed uncounted); read by
+/// the agent.
 #[map]
 pub static VERDICT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(verdict::COUNT, 0);
 

@@ -164,6 +164,65 @@ pub fn ethernet(ctx: &XdpContext) -> Result<L2, Verdict> {
     })
 }
 
+/// What the first test (`filter::may_be_ours`) needs of an IP packet:
+/// read in one bounds check, before anything is validated. Addresses as
+/// stored in the packet.
+pub struct Glance {
+    pub family: u8,
+    /// IPv4 protocol / IPv6 next header.
+    pub proto: u8,
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+}
+
+/// The protocol and addresses of an IPv4 or IPv6 packet (`None` when the
+/// frame is too short for them: the full parse says why). Nothing else is
+/// checked: a packet that is not ours passes untouched whatever its header
+/// holds, and one that may be ours is parsed in full next.
+#[inline(always)]
+pub fn glance(ctx: &XdpContext, l2: &L2) -> Option<Glance> {
+    if l2.ethertype == ETH_P_IP {
+        let ip: *const Ipv4Hdr = ptr_at(ctx, l2.l3_off)?;
+        // SAFETY: bounds checked by ptr_at.
+        let (proto, src, dst) = unsafe {
+            (
+                (*ip).ttl_proto[1],
+                u32::from_ne_bytes((*ip).src),
+                u32::from_ne_bytes((*ip).dst),
+            )
+        };
+        Some(Glance {
+            family: FAMILY_IPV4,
+            proto,
+            src: [src, 0, 0, 0],
+            dst: [dst, 0, 0, 0],
+        })
+    } else {
+        let ip: *const Ipv6Hdr = ptr_at(ctx, l2.l3_off)?;
+        // SAFETY: bounds checked by ptr_at.
+        unsafe {
+            Some(Glance {
+                family: FAMILY_IPV6,
+                proto: (*ip).next,
+                src: words16(&(*ip).src),
+                dst: words16(&(*ip).dst),
+            })
+        }
+    }
+}
+
+/// Whether `g` is ICMP of its family: errors about a flow are addressed
+/// to and from other hosts than the flow's, so ICMP never takes the
+/// address shortcut (`icmp::handle` decides).
+#[inline(always)]
+pub fn is_icmp(g: &Glance) -> bool {
+    if g.family == FAMILY_IPV4 {
+        g.proto == PROTO_ICMP
+    } else {
+        g.proto == PROTO_ICMPV6
+    }
+}
+
 /// What follows the network header.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum L4 {

@@ -18,11 +18,11 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use lb_common::{
-    event,
+    addr_filter_bit, event,
     hash::{flow_hash, MAGLEV_SEED},
-    names, verdict, AddrKey, Backend, DrNextHop, EndpointKey, Flow, FlowKey, FlowKeyV4, ReverseNat,
-    Service, ServiceSlot, BACKEND_F_ACTIVE, FAMILY_IPV4, FAMILY_IPV6, NO_BACKEND, PROTO_TCP,
-    PROTO_UDP, SVC_F_DR, SVC_F_NAT,
+    names, verdict, AddrKey, AddrRole, Backend, DrNextHop, EndpointKey, Flow, FlowKey, FlowKeyV4,
+    ReverseNat, Service, ServiceSlot, BACKEND_F_ACTIVE, FAMILY_IPV4, FAMILY_IPV6, NO_BACKEND,
+    PROTO_TCP, PROTO_UDP, SVC_F_DR, SVC_F_NAT,
 };
 use lb_tests::{
     netns::ThreadNs,
@@ -277,7 +277,7 @@ impl Lb {
             fallback_backend: fallback,
             _pad: 0,
         };
-        self.filter_set(&endpoint(vip, proto));
+        self.filter_set(&endpoint(vip, proto), AddrRole::Dst);
         let mut m: HashMap<&mut MapData, EndpointKey, Service> =
             HashMap::try_from(self.ebpf.map_mut(names::SERVICES).unwrap()).unwrap();
         m.insert(endpoint(vip, proto), svc, 0).unwrap();
@@ -309,24 +309,77 @@ impl Lb {
         a.set(id, slot, 0).unwrap();
     }
 
-    /// Sets `key`'s bit in `ENDPOINT_FILTER`, as the agent does before it
-    /// inserts a key into `SERVICES` or `REVERSE_NAT` (never cleared here:
-    /// a stale bit only costs the program a hash lookup).
-    pub fn filter_set(&mut self, key: &EndpointKey) {
-        let bit = lb_common::endpoint_filter_bit(key);
-        let mut a: aya::maps::Array<&mut MapData, u64> =
-            aya::maps::Array::try_from(self.ebpf.map_mut(names::ENDPOINT_FILTER).unwrap()).unwrap();
-        let w = a.get(&(bit >> 6), 0).unwrap();
-        a.set(bit >> 6, w | (1u64 << (bit & 63)), 0).unwrap();
+    /// Sets `key`'s bit in `ENDPOINT_FILTER` and its address's bit in
+    /// `role`, as the agent does before it inserts a key into `SERVICES`
+    /// (`AddrRole::Dst`) or `REVERSE_NAT` (`AddrRole::Src`) (never cleared
+    /// here: a stale bit only costs the program a hash lookup).
+    pub fn filter_set(&mut self, key: &EndpointKey, role: AddrRole) {
+        self.filter_bit(lb_common::endpoint_filter_bit(key), true);
+        self.filter_bit(addr_filter_bit(role, key.family, &key.addr), true);
     }
 
-    /// Clears `key`'s bit in `ENDPOINT_FILTER` (whatever else shares it).
-    pub fn filter_clear(&mut self, key: &EndpointKey) {
-        let bit = lb_common::endpoint_filter_bit(key);
+    /// Sets or clears one bit of `ENDPOINT_FILTER`.
+    pub fn filter_bit(&mut self, bit: u32, on: bool) {
         let mut a: aya::maps::Array<&mut MapData, u64> =
             aya::maps::Array::try_from(self.ebpf.map_mut(names::ENDPOINT_FILTER).unwrap()).unwrap();
         let w = a.get(&(bit >> 6), 0).unwrap();
-        a.set(bit >> 6, w & !(1u64 << (bit & 63)), 0).unwrap();
+        let mask = 1u64 << (bit & 63);
+        a.set(bit >> 6, if on { w | mask } else { w & !mask }, 0)
+            .unwrap();
+    }
+
+    fn filter_has(&self, bit: u32) -> bool {
+        let a: aya::maps::Array<&MapData, u64> =
+            aya::maps::Array::try_from(self.ebpf.map(names::ENDPOINT_FILTER).unwrap()).unwrap();
+        a.get(&(bit >> 6), 0).unwrap() & (1u64 << (bit & 63)) != 0
+    }
+
+    /// Whether the program passes `frame` at its first test, uncounted:
+    /// an untagged or single-tagged IPv4/IPv6 frame holding its addresses,
+    /// not ICMP, whose destination and source bits are both clear (the
+    /// rule of `lb-ebpf/src/filter.rs`, read from the map the program
+    /// reads).
+    pub fn first_test_passes(&self, frame: &[u8]) -> bool {
+        let be16 = |o: usize| {
+            frame
+                .get(o..o + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        };
+        let mut l3 = 14;
+        let mut ethertype = be16(12);
+        if ethertype == Some(0x8100) {
+            l3 = 18;
+            ethertype = be16(16);
+        }
+        let words = |o: usize, n: usize| -> Option<[u32; 4]> {
+            let b = frame.get(o..o + 4 * n)?;
+            let mut w = [0u32; 4];
+            for (i, c) in b.chunks(4).enumerate() {
+                w[i] = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            Some(w)
+        };
+        let (family, proto, src, dst) = match ethertype {
+            Some(0x0800) => match (frame.get(l3 + 9), words(l3 + 12, 1), words(l3 + 16, 1)) {
+                (Some(&p), Some(s), Some(d)) if frame.len() >= l3 + 20 => (FAMILY_IPV4, p, s, d),
+                _ => return false,
+            },
+            Some(0x86dd) => match (frame.get(l3 + 6), words(l3 + 8, 4), words(l3 + 24, 4)) {
+                (Some(&p), Some(s), Some(d)) => (FAMILY_IPV6, p, s, d),
+                _ => return false,
+            },
+            _ => return false,
+        };
+        let icmp = if family == FAMILY_IPV4 { 1 } else { 58 };
+        proto != icmp
+            && !self.filter_has(addr_filter_bit(AddrRole::Dst, family, &dst))
+            && !self.filter_has(addr_filter_bit(AddrRole::Src, family, &src))
+    }
+
+    /// Clears `key`'s bit in `ENDPOINT_FILTER` (whatever else shares it;
+    /// its address's bit stays).
+    pub fn filter_clear(&mut self, key: &EndpointKey) {
+        self.filter_bit(lb_common::endpoint_filter_bit(key), false);
     }
 
     pub fn reverse_nat(&mut self, backend_id: u32, service_id: u32, vip: &str, proto: u8) {
@@ -339,7 +392,7 @@ impl Lb {
             service_id,
             backend_id,
         };
-        self.filter_set(&endpoint(&real.to_string(), proto));
+        self.filter_set(&endpoint(&real.to_string(), proto), AddrRole::Src);
         let mut m: HashMap<&mut MapData, EndpointKey, ReverseNat> =
             HashMap::try_from(self.ebpf.map_mut(names::REVERSE_NAT).unwrap()).unwrap();
         m.insert(endpoint(&real.to_string(), proto), rn, 0).unwrap();
