@@ -60,7 +60,12 @@ fn time_build(n: u32, size: u32, budget_ms: u128) -> (f64, usize) {
 
 fn memlock(map: &Map) -> anyhow::Result<u64> {
     let data = match map {
-        Map::HashMap(d) | Map::LruHashMap(d) | Map::Array(d) | Map::PerCpuArray(d) => d,
+        Map::HashMap(d)
+        | Map::LruHashMap(d)
+        | Map::Array(d)
+        | Map::PerCpuArray(d)
+        | Map::RingBuf(d)
+        | Map::ProgramArray(d) => d,
         _ => anyhow::bail!("unexpected map kind"),
     };
     let fd = data.fd().as_fd().as_raw_fd();

@@ -1085,7 +1085,9 @@ fn ebpf_log_switch(
         ] {
             level.set(0, switch, 0)?;
             for (i, (what, f, v)) in cases.iter().enumerate() {
-                into[i].push(prog.repeat(what, f, e0, *v, c)?.0);
+                // The non-VIP case is passed by the first test, uncounted.
+                let uncounted = *v == pass;
+                into[i].push(prog.repeat_counted(what, f, e0, *v, c, uncounted)?.0);
             }
             written += drain();
         }
