@@ -677,9 +677,13 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
         .collect::<Vec<_>>();
     assert_eq!(before, after, "a rejected reload changed the status");
 
-    // Back after `rise` successful checks.
+    // Back after `rise` successful checks, timed from the moment nginx is
+    // started: `start_nginx` waits until nginx answers, and checks run
+    // meanwhile, so timing from its return would leave them out.
+    let restarted = Instant::now();
     t.start_nginx(2);
-    let back = wait_health(&agent, "10.91.2.2", "up", Duration::from_secs(5));
+    wait_health(&agent, "10.91.2.2", "up", Duration::from_secs(5));
+    let back = restarted.elapsed();
     assert!(
         back >= Duration::from_millis(400),
         "r2 came back after {back:?}, before rise = 2 checks could run"
