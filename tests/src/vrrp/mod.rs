@@ -442,6 +442,27 @@ impl Cluster {
         })
     }
 
+    /// From node `i`'s start-up notify (`instance` entering BACKUP after
+    /// `since`) to its first MASTER notify: the master-down wait as the
+    /// daemon ran it, without the process's own start-up (exec, config
+    /// parse: up to half a second on a loaded CI machine, none of it VRRP).
+    /// Waits up to 2 s for both calls: `lb status` can show MASTER a few
+    /// ms before the notify script has run.
+    pub fn backup_to_master(&self, i: usize, instance: &str, since: Instant) -> Option<Duration> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let backup = self.notified(i, instance, "BACKUP", since);
+            let master = self.notified(i, instance, "MASTER", since);
+            if let (Some(backup), Some(master)) = (backup, master) {
+                return master.checked_sub(backup);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits until node `i` holds `addr` (whoever else does); how long it
     /// took.
     pub fn wait_held_by(&self, i: usize, addr: IpAddr, limit: Duration) -> Result<Duration> {
