@@ -52,7 +52,7 @@ fn target(service: &str, addr: SocketAddr, check: HealthCheck) -> Target {
             address: addr.ip(),
             port: addr.port(),
         },
-        check,
+        check: check.into(),
     }
 }
 
@@ -758,7 +758,7 @@ async fn reload_keeps_state() {
     // Its check changes to one that fails: its state is kept (Up) and it
     // falls after `fall` failures.
     let mut failing = stays.clone();
-    failing.check.kind = exec(&["false"]);
+    std::sync::Arc::make_mut(&mut failing.check).kind = exec(&["false"]);
     let changed = Instant::now();
     mon.update([failing, none.clone()]);
     assert_eq!(mon.status(&stays_key).unwrap().state, Health::Up);

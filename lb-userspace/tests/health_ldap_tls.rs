@@ -85,7 +85,8 @@ fn target(name: &str, addr: SocketAddr, kind: CheckKind, interval_ms: u64) -> Ta
             rise: 1,
             fall: 1,
             port: None,
-        },
+        }
+        .into(),
     }
 }
 
@@ -245,12 +246,12 @@ fn a_server_that_never_answers_starttls_times_out_and_leaves_no_socket() {
                 ldap_tls(LdapTls::StartTls, Some(&pki.ca)),
                 300,
             );
-            t.check.timeout = Duration::from_millis(100);
+            std::sync::Arc::make_mut(&mut t.check).timeout = Duration::from_millis(100);
             // ldap3 sends StartTLS from a task of its own: it must end with
             // the check, not hold the connection until the server closes.
             // While a check waits for the answer, its connection counts.
             let mut long = t.clone();
-            long.check.timeout = Duration::from_secs(5);
+            std::sync::Arc::make_mut(&mut long.check).timeout = Duration::from_secs(5);
             let in_flight = tokio::spawn(async move { check_once(&long).await });
             tokio::time::sleep(Duration::from_millis(300)).await;
             assert_eq!(established_to(silent.addr.port()), 1);

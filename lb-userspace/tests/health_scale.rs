@@ -72,7 +72,7 @@ async fn thousand_targets_every_second(kind: CheckKind) {
                 address: IpAddr::from([127, 0, 0, 1]),
                 port: 10_000 + i as u16,
             },
-            check: check.clone(),
+            check: check.clone().into(),
         })
         .collect();
     let (mut mon, _rx) = Monitor::new();

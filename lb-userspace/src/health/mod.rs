@@ -42,6 +42,7 @@ pub mod tls;
 
 use std::{
     net::{IpAddr, SocketAddr},
+    sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -102,10 +103,14 @@ impl std::fmt::Display for TargetKey {
 }
 
 /// One real server to check, and how.
+///
+/// The check is shared: real servers with the same check (usually every
+/// real server of a service) hold one copy, so the monitor's tables stay
+/// small with tens of thousands of real servers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target {
     pub key: TargetKey,
-    pub check: HealthCheck,
+    pub check: Arc<HealthCheck>,
 }
 
 impl Target {
@@ -118,20 +123,26 @@ impl Target {
 
 /// Every real server of every service in `config`, in config order.
 pub fn targets(config: &Config) -> Vec<Target> {
-    config
-        .virtual_servers
-        .iter()
-        .flat_map(|vs| {
-            vs.real_servers.iter().map(|rs| Target {
+    let mut shared: Option<Arc<HealthCheck>> = None;
+    let mut out = Vec::new();
+    for vs in &config.virtual_servers {
+        for rs in &vs.real_servers {
+            let check = match &shared {
+                Some(c) if **c == rs.health_check => c.clone(),
+                _ => Arc::new(rs.health_check.clone()),
+            };
+            shared = Some(check.clone());
+            out.push(Target {
                 key: TargetKey {
                     service: vs.name.clone(),
                     address: rs.address,
                     port: rs.port,
                 },
-                check: rs.health_check.clone(),
-            })
-        })
-        .collect()
+                check,
+            });
+        }
+    }
+    out
 }
 
 /// The outcome of one check.
@@ -162,7 +173,9 @@ pub struct TargetStatus {
     pub since_instant: Instant,
     pub kind: KindName,
     /// `None` until the first check ends (and always for kind none).
-    pub last: Option<CheckResult>,
+    /// Boxed: most targets of a large config are never checked (kind
+    /// none), and the status table keeps one entry per real server.
+    pub last: Option<Box<CheckResult>>,
     pub checks: u64,
     pub failed_checks: u64,
     /// State changes since the target was added (Unknown -> Up counts).

@@ -361,7 +361,7 @@ async fn run(
                     reason,
                 });
             }
-            s.last = Some(result);
+            s.last = Some(Box::new(result));
         }
         // Measured from this check's start, so the cadence does not drift
         // by the checks' own latency; never earlier than now.
