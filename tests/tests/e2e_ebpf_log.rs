@@ -7,7 +7,9 @@
 //! VIP:7001, whose only real server has weight 0: no real server, no sorry
 //! server, so each of its packets is dropped (`no_backend`). A real server
 //! whose check fails moves its established flows: the next datagram of
-//! such a flow is rescheduled (`flow_rescheduled`).
+//! such a flow is rescheduled (`flow_rescheduled`). VIP:7002 has only a
+//! weight-0 real server and a sorry server (a UDP echo on the second real
+//! server's port 7002): its new flows are the `debug` level's event.
 //!
 //! Needs root (namespaces, XDP) and `LB_BIN`; fails with a message
 //! without them.
@@ -24,6 +26,7 @@ use lb_tests::udp;
 
 const ECHO_PORT: u16 = 7000;
 const EMPTY_PORT: u16 = 7001;
+const SORRY_PORT: u16 = 7002;
 /// How long a record may take from the data plane to the agent's log.
 const LOG_WAIT: Duration = Duration::from_secs(5);
 
@@ -55,6 +58,12 @@ fn config(topo: &Topology, dir: &Path, ebpf_log: &str) -> String {
          protocol = \"udp\"\nforwarding = \"nat\"\n\n  [[virtual_server.real_server]]\n  \
          address = \"{}\"\n  port = {EMPTY_PORT}\n  weight = 0\n",
         topo.vip, topo.reals[0].addr
+    );
+    s += &format!(
+        "\n[[virtual_server]]\nname = \"sorry\"\naddress = \"{}\"\nport = {SORRY_PORT}\n\
+         protocol = \"udp\"\nforwarding = \"nat\"\nsorry_server = \"{}:{SORRY_PORT}\"\n\n  \
+         [[virtual_server.real_server]]\n  address = \"{}\"\n  port = {SORRY_PORT}\n  weight = 0\n",
+        topo.vip, topo.reals[1].addr, topo.reals[0].addr
     );
     s
 }
@@ -256,6 +265,64 @@ fn rare_data_plane_events_are_logged_behind_the_switch() {
     assert!(
         !log.contains("take effect at the next"),
         "ebpf_log was treated as a restart-only setting:\n{log}"
+    );
+    agent.stop().unwrap();
+}
+
+/// `debug` adds the events `info` leaves out: a new flow sent to the sorry
+/// server is logged at debug and not at info, and the flow is served.
+#[test]
+fn debug_level_also_logs_new_flows_to_the_sorry_server() {
+    let bin = lb_bin();
+    let topo = Topology::nat(2).expect("building the topology (run as root)");
+    let dir = TempDir::new("ebpf-log-debug").unwrap();
+    let sorry_host = &topo.reals[1];
+    let _sorry = udp::echo_server(&sorry_host.ns, "sorry", SORRY_PORT).unwrap();
+    let agent = Agent::start_text(
+        &bin,
+        &topo.balancer.ns,
+        dir.path(),
+        &config(&topo, dir.path(), "debug"),
+        dir.join("lb.sock"),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(agent.status_json().unwrap()["ebpf_log"], "debug");
+    let vip = IpAddr::V4(topo.vip);
+    let sorry_line = "new, to the sorry server, no real server is up";
+
+    let first = client_socket(&topo.client.ns, SocketAddr::new(vip, SORRY_PORT));
+    let answer = ask(&first, "hello").expect("the sorry server did not answer through the VIP");
+    assert!(answer.starts_with("sorry "), "{answer}");
+    let line = wait_log(
+        &agent,
+        &[
+            "lb::xdp",
+            &format!(
+                ":{} -> {vip}:{SORRY_PORT} udp (service id",
+                first.local_addr().unwrap().port()
+            ),
+            sorry_line,
+        ],
+    );
+    assert!(
+        line.contains(&sorry_host.addr.to_string()),
+        "the record does not name the sorry server {}: {line}",
+        sorry_host.addr
+    );
+
+    // At info the same event is served and not logged.
+    let answer = reload(&agent, &topo, &dir, "info");
+    assert!(answer.contains("ebpf_log info"), "{answer}");
+    let logged = lines_with(&agent.log(), sorry_line);
+    let second = client_socket(&topo.client.ns, SocketAddr::new(vip, SORRY_PORT));
+    let answer = ask(&second, "again").expect("the sorry server did not answer at info");
+    assert!(answer.starts_with("sorry "), "{answer}");
+    std::thread::sleep(Duration::from_secs(1));
+    let log = agent.log();
+    assert_eq!(
+        lines_with(&log, sorry_line),
+        logged,
+        "a new flow to the sorry server was logged at info:\n{log}"
     );
     agent.stop().unwrap();
 }
