@@ -147,9 +147,13 @@ impl Lb {
 
     /// [`Lb::load`] of the object `object` (the bytes of an `lb-xdp` file).
     pub fn load_object(flows: u32, ring_slots: u32, object: &[u8]) -> anyhow::Result<Self> {
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(names::FLOWS, flows)
-            .map_max_entries(names::FLOWS_V4, flows)
+        let sets = lb_common::flow_table::flow_sets(flows);
+        let globals = lb_userspace::dataplane::loader::FlowTableGlobals::new(sets, sets);
+        let mut loader = EbpfLoader::new();
+        globals.set(&mut loader);
+        let mut ebpf = loader
+            .map_max_entries(names::FLOWS, sets)
+            .map_max_entries(names::FLOWS_V4, sets)
             .map_max_entries(names::SERVICES_BY_ID, 64)
             .map_max_entries(names::MAGLEV_RING, ring_slots)
             .map_max_entries(names::BACKENDS, 256)

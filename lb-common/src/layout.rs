@@ -16,8 +16,8 @@
 use core::mem::size_of;
 
 use crate::{
-    names, AddrKey, Backend, Counters, DrNextHop, EndpointKey, Flow, FlowKey, FlowKeyV4,
-    ReverseNat, Service, ServiceSlot, ENDPOINT_FILTER_WORDS,
+    names, AddrKey, Backend, Counters, DrNextHop, EndpointKey, FlowSet, ReverseNat, Service,
+    ServiceSlot, ENDPOINT_FILTER_WORDS,
 };
 
 /// The layout of the pinned maps this build reads and writes. 1 was the
@@ -25,7 +25,9 @@ use crate::{
 /// 3: IPv4 flows moved from `FLOWS` to `FLOWS_V4` (`FLOWS` kept its shape
 /// and now holds IPv6 flows only) and `SERVICES_BY_ID` was added; a set of
 /// version 2 would be adopted with its IPv4 flows where nothing reads them.
-pub const LAYOUT_VERSION: u32 = 3;
+/// 4: `FLOWS_V4` and `FLOWS` became arrays of four-way sets
+/// (`crate::flow_table`) instead of LRU hash maps.
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// The pinned one-entry `u32` array holding the layout version of a pinned
 /// set. Written by the agent (the program never reads it).
@@ -48,10 +50,10 @@ pub enum Entries {
     Services,
     Backends,
     RingSlots,
-    /// `FLOWS_V4`: `flow_table_size`.
+    /// `FLOWS_V4`: the sets of `flow_table_size` entries.
     Flows,
     /// `FLOWS` (IPv6 flows): `flow_table_size` when the config has an IPv6
-    /// virtual server at start-up, else a small table.
+    /// virtual server at start-up, else a small table (in sets too).
     FlowsV6,
     /// Compiled into the program; a pinned map must have exactly this many.
     Exactly(u32),
@@ -129,17 +131,17 @@ pub const MAPS: [MapSpec; 15] = [
     ),
     spec!(
         names::FLOWS,
-        LruHash,
-        FlowKey,
-        Flow,
+        Array,
+        u32,
+        FlowSet,
         Entries::FlowsV6,
         Required
     ),
     spec!(
         names::FLOWS_V4,
-        LruHash,
-        FlowKeyV4,
-        Flow,
+        Array,
+        u32,
+        FlowSet,
         Entries::Flows,
         Required
     ),
@@ -245,7 +247,7 @@ mod tests {
             );
         }
         assert!(MAPS.iter().all(|m| m.name != VERSION_MAP));
-        assert_eq!(spec(names::FLOWS).unwrap().kind, MapKind::LruHash);
-        assert_eq!(spec(names::FLOWS_V4).unwrap().kind, MapKind::LruHash);
+        assert_eq!(spec(names::FLOWS).unwrap().kind, MapKind::Array);
+        assert_eq!(spec(names::FLOWS_V4).unwrap().kind, MapKind::Array);
     }
 }

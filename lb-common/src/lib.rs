@@ -20,8 +20,10 @@
 
 pub mod csum;
 pub mod ebpf_log;
+pub mod flow_table;
 pub mod hash;
 pub mod layout;
 pub mod maps;
 
+pub use flow_table::{FlowEntry, FlowSet};
 pub use maps::*;

@@ -17,10 +17,9 @@ pub mod names {
     pub const SERVICES: &str = "SERVICES";
     pub const BACKENDS: &str = "BACKENDS";
     pub const MAGLEV_RING: &str = "MAGLEV_RING";
-    /// IPv6 flows (40-byte `FlowKey`).
+    /// IPv6 flows (`FlowSet`s, see `crate::flow_table`).
     pub const FLOWS: &str = "FLOWS";
-    /// IPv4 flows (16-byte `FlowKeyV4`): a smaller key hashes and compares
-    /// faster on every packet of an established flow.
+    /// IPv4 flows, likewise (a table per family, sized apart).
     pub const FLOWS_V4: &str = "FLOWS_V4";
     /// `ServiceSlot` by service id: what an established flow's packet reads
     /// instead of the `SERVICES` hash lookup.
@@ -50,6 +49,11 @@ pub mod names {
     /// belongs to the program that the agent loaded (an adopting agent
     /// loads its own program, with its own switch).
     pub const LOG_LEVEL: &str = crate::ebpf_log::MAP;
+    /// Globals of the program the loader sets (`lb-ebpf/src/maps.rs`): the
+    /// sets of `FLOWS_V4` and `FLOWS`, and the seed of the flow tags.
+    pub const FLOW_SETS_V4: &str = "FLOW_SETS_V4";
+    pub const FLOW_SETS_V6: &str = "FLOW_SETS_V6";
+    pub const FLOW_SEED: &str = "FLOW_SEED";
     /// The XDP entry point.
     pub const PROGRAM: &str = "lb_xdp";
     /// The ICMP error path, a program of its own that `PROGRAM` tail-calls
@@ -514,4 +518,5 @@ mod pod {
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for AddrKey {}
     unsafe impl aya::Pod for DrNextHop {}
+    unsafe impl aya::Pod for crate::FlowSet {}
 }

@@ -6,14 +6,18 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray},
 };
 use lb_common::{
-    defaults, event, verdict, AddrKey, Backend, Counters, DrNextHop, EndpointKey, Flow, FlowKey,
-    FlowKeyV4, ReverseNat, Service, ServiceSlot, ENDPOINT_FILTER_WORDS,
+    defaults, event, flow_table, verdict, AddrKey, Backend, Counters, DrNextHop, EndpointKey,
+    FlowSet, ReverseNat, Service, ServiceSlot, ENDPOINT_FILTER_WORDS,
 };
 
 use crate::fib::NextHop;
+
+/// `BPF_F_MMAPABLE`: an array whose values start on a page, so that each
+/// 64-byte flow set is one cache line.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 /// Virtual services by (VIP, port, protocol, family).
 /// Written by the agent, one whole-value update per change (that is how a
@@ -41,27 +45,56 @@ pub static BACKENDS: Array<Backend> = Array::with_max_entries(defaults::MAX_BACK
 #[map]
 pub static MAGLEV_RING: Array<u32> = Array::with_max_entries(defaults::MAGLEV_RING_SLOTS, 0);
 
-/// Established IPv4 flows, as `FLOWS` below (same value, same LRU policy)
-/// under a 16-byte key instead of 40: the lookup of every established
-/// packet hashes and compares the key. Sized by the agent like `FLOWS`
-/// (`flow_table_size` flows per family).
-#[map]
-pub static FLOWS_V4: LruHashMap<FlowKeyV4, Flow> =
-    LruHashMap::with_max_entries(defaults::FLOW_TABLE_SIZE, 0);
-
-/// Established IPv6 flows: which backend a client's 5-tuple was given.
+/// Established IPv4 flows: which backend a client's 5-tuple was given, in
+/// sets of four chosen by the flow's tag (`lb_common::flow_table`).
 /// Written by XDP (new or rescheduled flows); read by the agent for status.
-/// LRU, so a full table evicts idle flows instead of refusing new ones
-/// (an evicted flow's next packet is scheduled again by the same Maglev
-/// ring: a random-tuple flood costs established flows only that lookup).
-/// One LRU list for all CPUs, not per-CPU lists (BPF_F_NO_COMMON_LRU):
-/// measured (BENCHMARKS.md, packet suite, forced reschedule on every CPU
-/// at once) per-CPU lists gained nothing on 2 CPUs, and they split the
-/// table between CPUs, so a CPU that receives most new flows (one RX
-/// queue, a flood) would evict from its share while the rest sits idle.
+/// A full set forgets its least recently used flow, whose next packet is
+/// scheduled again by the same Maglev ring (a random-tuple flood costs
+/// established flows only that). Sized by the agent (`flow_table_size`
+/// entries per family, `FLOW_SETS_V4` sets).
 #[map]
-pub static FLOWS: LruHashMap<FlowKey, Flow> =
-    LruHashMap::with_max_entries(defaults::FLOW_TABLE_SIZE, 0);
+pub static FLOWS_V4: Array<FlowSet> = Array::with_max_entries(
+    flow_table::flow_sets(defaults::FLOW_TABLE_SIZE),
+    BPF_F_MMAPABLE,
+);
+
+/// Established IPv6 flows, as `FLOWS_V4` (`FLOW_SETS_V6` sets).
+#[map]
+pub static FLOWS: Array<FlowSet> = Array::with_max_entries(
+    flow_table::flow_sets(defaults::FLOW_TABLE_SIZE),
+    BPF_F_MMAPABLE,
+);
+
+// Set by the loader with the maps' sizes (`EbpfLoader::set_global`, in
+// `dataplane::loader::flow_tables`), read as constants: the number of sets
+// of each flow table (a power of two) and the seed of the tags.
+#[no_mangle]
+static FLOW_SETS_V4: u32 = flow_table::flow_sets(defaults::FLOW_TABLE_SIZE);
+#[no_mangle]
+static FLOW_SETS_V6: u32 = flow_table::flow_sets(defaults::FLOW_TABLE_SIZE);
+#[no_mangle]
+static FLOW_SEED: u64 = flow_table::DEFAULT_FLOW_SEED;
+
+/// Sets of `FLOWS_V4`.
+#[inline(always)]
+pub fn flow_sets_v4() -> u32 {
+    // SAFETY: a read of a constant the loader may have set.
+    unsafe { core::ptr::read_volatile(&FLOW_SETS_V4) }
+}
+
+/// Sets of `FLOWS`.
+#[inline(always)]
+pub fn flow_sets_v6() -> u32 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&FLOW_SETS_V6) }
+}
+
+/// The seed of the flow tags.
+#[inline(always)]
+pub fn flow_seed() -> u64 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&FLOW_SEED) }
+}
 
 /// NAT replies: (real address, real port, protocol, family) -> VIP:port.
 /// Written by the agent for NAT services; read by XDP. Stateless on purpose,

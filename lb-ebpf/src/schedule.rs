@@ -9,10 +9,11 @@
 //! changed) looks the VIP up in `SERVICES` and is scheduled there
 //! (`choose`).
 //!
-//! IPv4 flows live in `FLOWS_V4` under a 16-byte key, IPv6 flows in
-//! `FLOWS` under the 40-byte one; the Maglev slot is the same hash of the
-//! same tuple either way (`lb_common::hash`), so the host predicts it and
-//! two balancers agree.
+//! IPv4 flows live in `FLOWS_V4`, IPv6 flows in `FLOWS`, both tables of
+//! four-way sets under a keyed 64-bit tag of the tuple
+//! (`lb_common::flow_table`). The Maglev slot is another hash of the same
+//! tuple, with a fixed seed (`lb_common::hash`), so the host predicts it
+//! and two balancers agree.
 //!
 //! A TCP SYN without ACK opens a new connection: it skips the flow table
 //! and is scheduled by the ring, overwriting any entry a closed connection
@@ -23,14 +24,15 @@
 
 use lb_common::{
     event,
+    flow_table::{flow_tag_v4, flow_tag_v6, set_index},
     hash::{flow_hash, flow_hash_v4, MAGLEV_SEED},
-    Backend, EndpointKey, Flow, FlowKey, FlowKeyV4, Service, BACKEND_F_ACTIVE, FAMILY_IPV4,
-    NO_BACKEND,
+    Backend, EndpointKey, Flow, FlowKey, FlowKeyV4, FlowSet, Service, BACKEND_F_ACTIVE,
+    FAMILY_IPV4, NO_BACKEND,
 };
 
 use crate::{
     log,
-    maps::{BACKENDS, FLOWS, FLOWS_V4, MAGLEV_RING, SERVICES_BY_ID},
+    maps::{self, BACKENDS, FLOWS, FLOWS_V4, MAGLEV_RING, SERVICES_BY_ID},
     parse::Packet,
     stats,
     verdict::Verdict,
@@ -83,29 +85,39 @@ fn v4(key: &FlowKey) -> FlowKeyV4 {
     }
 }
 
-/// The flow-table entry of `key` (in the table of its family), copied.
+/// The set that holds (or will hold) the flow `key`, and its tag.
 #[inline(always)]
-pub fn lookup(key: &FlowKey) -> Option<Flow> {
-    // SAFETY: map value pointers, valid for this program run; copied so
-    // the packet sees one version of an entry the LRU may recycle.
-    unsafe {
-        if key.family == FAMILY_IPV4 {
-            FLOWS_V4.get_ptr(v4(key)).map(|f| *f)
-        } else {
-            FLOWS.get_ptr(key).map(|f| *f)
-        }
+fn set_of(key: &FlowKey) -> Option<(*mut FlowSet, u64)> {
+    let seed = maps::flow_seed();
+    if key.family == FAMILY_IPV4 {
+        let tag = flow_tag_v4(&v4(key), seed);
+        let set = FLOWS_V4.get_ptr_mut(set_index(tag, maps::flow_sets_v4()))?;
+        Some((set, tag))
+    } else {
+        let tag = flow_tag_v6(key, seed);
+        let set = FLOWS.get_ptr_mut(set_index(tag, maps::flow_sets_v6()))?;
+        Some((set, tag))
     }
 }
 
-/// A failed insert (only possible under memory pressure: the maps are LRU)
-/// costs nothing now: the next packet hashes to the same slot.
+/// The flow-table entry of `key` (in the table of its family), copied; a
+/// hit becomes its set's most recent flow.
+#[inline(always)]
+pub fn lookup(key: &FlowKey) -> Option<Flow> {
+    let (set, tag) = set_of(key)?;
+    // SAFETY: a map value pointer, valid for this program run (see
+    // `lb_common::flow_table` on sets written from several CPUs).
+    unsafe { (*set).find_and_touch(tag) }
+}
+
+/// Records `flow` for `key`. There is always room: a full set gives up
+/// its least recently used flow.
 #[inline(always)]
 fn insert(key: &FlowKey, flow: &Flow) {
-    let _ = if key.family == FAMILY_IPV4 {
-        FLOWS_V4.insert(v4(key), flow, 0)
-    } else {
-        FLOWS.insert(key, flow, 0)
-    };
+    if let Some((set, tag)) = set_of(key) {
+        // SAFETY: as in `lookup`.
+        unsafe { (*set).insert(tag, *flow) }
+    }
 }
 
 /// The Maglev hash of the tuple (`flow_hash_v4` is `flow_hash` of the

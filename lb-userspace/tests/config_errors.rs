@@ -562,8 +562,9 @@ fn defaults_apply() {
     let c = parse(&service("", ""));
     assert_eq!(c.agent.interfaces, ["eth0", "eth1"]);
     assert_eq!(c.agent.xdp_mode, XdpMode::Auto);
-    // 2^17: the default maps fit a 1 GB Raspberry Pi (README "Small boards").
-    assert_eq!(c.agent.flow_table_size, 131_072);
+    // 2^19 entries (8 MiB, 131,072 flows with room to spare): the default
+    // maps fit a 1 GB Raspberry Pi (README "Small boards").
+    assert_eq!(c.agent.flow_table_size, 524_288);
     assert_eq!(c.agent.control_socket, PathBuf::from("/run/lb/lb.sock"));
     assert_eq!(c.agent.metrics_listen, None);
     let vs = &c.virtual_servers[0];

@@ -84,7 +84,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             single: 20_000,
             // The agent's default flow_table_size: table size changes how
             // far apart entries sit in memory, so measure the default.
-            flows: lb_common::defaults::FLOW_TABLE_SIZE,
+            flows: lb_userspace::config::DEFAULT_FLOW_TABLE_SIZE,
         }
     };
     // LB_BENCH_FLOWS: another flow table size, to see what the table's

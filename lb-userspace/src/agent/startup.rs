@@ -14,6 +14,7 @@
 use std::{net::IpAddr, path::PathBuf, sync::Arc};
 
 use aya::Ebpf;
+use lb_common::flow_table::FLOW_WAYS;
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -308,24 +309,24 @@ fn log_sizes(config: &Config, pins: &PinDir, sizes: &MapSizes, adopting: bool) {
             sizes.services,
             sizes.backends,
             sizes.ring_slots,
-            sizes.flows
+            sizes.flow_sets * FLOW_WAYS as u32
         );
         let wanted = MapSizes::for_config(config);
-        if wanted.flows_v6 > sizes.flows_v6 {
+        if wanted.flow_sets_v6 > sizes.flow_sets_v6 {
             tracing::warn!(
                 "the pinned IPv6 flow table holds {} flows (sized for a config without IPv6 \
                  services), this config wants {}: it takes effect after `lb unload` and a new \
                  `lb run`",
-                sizes.flows_v6,
-                wanted.flows_v6
+                sizes.flow_sets_v6 * FLOW_WAYS as u32,
+                wanted.flow_sets_v6 * FLOW_WAYS as u32
             );
         }
-        if wanted.flows != sizes.flows {
+        if wanted.flow_sets != sizes.flow_sets {
             tracing::warn!(
                 "flow_table_size {} differs from the pinned flow table ({}): it takes effect \
                  after `lb unload` and a new `lb run`",
-                wanted.flows,
-                sizes.flows
+                wanted.flow_sets * FLOW_WAYS as u32,
+                sizes.flow_sets * FLOW_WAYS as u32
             );
         }
     } else {
@@ -335,7 +336,7 @@ fn log_sizes(config: &Config, pins: &PinDir, sizes: &MapSizes, adopting: bool) {
             sizes.services,
             sizes.backends,
             sizes.ring_slots,
-            sizes.flows,
+            sizes.flow_sets * FLOW_WAYS as u32,
             pins.path().display()
         );
     }

@@ -334,8 +334,8 @@ mod tests {
             services: 16,
             backends: 64,
             ring_slots: 1024,
-            flows: FLOWS,
-            flows_v6: 1024,
+            flow_sets: lb_common::flow_table::flow_sets(4 * FLOWS),
+            flow_sets_v6: 1024,
         };
         let maps = KernelMaps::standalone(&sizes)
             .unwrap_or_else(|e| panic!("creating BPF maps failed (run as root): {e}"));

@@ -82,12 +82,14 @@ pub use words::UnknownWord;
 
 /// Try native (driver) XDP, fall back to generic with a log line.
 pub const DEFAULT_XDP_MODE: XdpMode = XdpMode::Auto;
-/// Flow table entries (LRU) per family: 2^17 concurrent IPv4 flows, 11 MiB
-/// of kernel memory at 88 bytes a flow, and as many IPv6 flows (112 bytes
-/// each) when the config has an IPv6 virtual server at start-up, else
-/// 4,096 (`dataplane::loader::IPV6_FLOWS_WITHOUT_IPV6`); README "Small
-/// boards" has what all maps take; `flow_table_size` raises it.
-pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1 << 17;
+/// Flow table entries per family (`lb_common::flow_table`: sets of four,
+/// 16 bytes an entry): 2^19 entries, 8 MiB of kernel memory, which keeps
+/// 131,072 concurrent IPv4 flows with under 1% of them forgotten early (a
+/// set that draws a fifth flow forgets its least recent one), and as many
+/// IPv6 flows when the config has an IPv6 virtual server at start-up, else
+/// 4,096 entries (`dataplane::loader::IPV6_FLOWS_WITHOUT_IPV6`); README
+/// "Small boards" has what all maps take; `flow_table_size` changes it.
+pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1 << 19;
 /// The data plane logs nothing unless asked: a switch a user turns on
 /// while looking at a problem.
 pub const DEFAULT_EBPF_LOG: EbpfLog = EbpfLog::Off;
@@ -104,7 +106,8 @@ pub const DEFAULT_WEIGHT: u32 = 1;
 
 /// Largest weight: ipvsadm's range (0..=65535), so IPVS configs port as is.
 pub const MAX_WEIGHT: u32 = 65535;
-/// The LRU flow map is sized by a u32; larger than RAM is the kernel's call.
+/// The flow table is sized by a u32 (entries beyond 2^31 are not used);
+/// larger than RAM is the kernel's call.
 pub const MAX_FLOW_TABLE_SIZE: u32 = u32::MAX;
 /// Smallest Maglev table accepted: below this a few servers' shares are
 /// visibly uneven (one slot is already 1% of the traffic).

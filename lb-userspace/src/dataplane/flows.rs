@@ -1,12 +1,12 @@
 //! Counting the flow table's entries per real server, for `lb status` and
-//! `/metrics`.
+//! `/metrics`, and filling a table from the host (tests, benchmarks).
 //!
-//! The flow tables (`FLOWS_V4` for IPv4, `FLOWS` for IPv6) hold up to
-//! millions of entries each. Walked one entry at a time it
-//! costs two system calls per entry (seconds for a full table), so it is
+//! The flow tables (`FLOWS_V4` for IPv4, `FLOWS` for IPv6) are arrays of
+//! four-way sets (`lb_common::flow_table`) of up to millions of entries.
+//! Walked one set at a time a table costs a system call per set, so it is
 //! read with `BPF_MAP_LOOKUP_BATCH` (Linux 5.6+, as the ring writes need):
-//! one system call per few thousand entries. A kernel that refuses batches
-//! gets the entry-by-entry walk. The agent walks through a [`FlowCounter`],
+//! one system call per few thousand sets. A kernel that refuses batches
+//! gets the set-by-set walk. The agent walks through a [`FlowCounter`],
 //! a handle of its own on the maps, without holding its state lock.
 
 use std::{
@@ -14,8 +14,11 @@ use std::{
     os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
 };
 
-use aya::maps::{HashMap as BpfHashMap, IterableMap as _, Map, MapData, MapError};
-use lb_common::{Flow, FlowKey, FlowKeyV4};
+use aya::maps::{Array, IterableMap as _, Map, MapData, MapError};
+use lb_common::{
+    flow_table::{flow_tag_v4, flow_tag_v6, set_index, DEFAULT_FLOW_SEED},
+    Flow, FlowKey, FlowSet,
+};
 
 use super::maps::{KernelMaps, MapOpenError};
 
@@ -64,18 +67,19 @@ impl FlowCounts {
         }
     }
 
-    /// Count the flows of the flow-table map `fd`, whose keys are `K`, in
-    /// batches; when the kernel refuses, walk `entries` (the same map) one
-    /// entry at a time.
-    pub fn walk<K: Copy + Default, I: Iterator<Item = Flow>>(
-        fd: BorrowedFd<'_>,
-        entries: impl FnOnce() -> I,
-    ) -> Self {
-        match lookup_batched::<K>(fd) {
+    /// Count the flows of the flow table `table` in batches; when the
+    /// kernel refuses, set by set.
+    pub fn walk(table: &Array<MapData, FlowSet>) -> Self {
+        match lookup_batched(table.map().fd().as_fd()) {
             Ok(counts) => counts,
             Err(e) => {
-                tracing::debug!("counting flows entry by entry (no batch lookup: {e})");
-                Self::of(entries())
+                tracing::debug!("counting flows set by set (no batch lookup: {e})");
+                Self::of(
+                    table
+                        .iter()
+                        .filter_map(Result::ok)
+                        .flat_map(|set| set.flows().collect::<Vec<_>>()),
+                )
             }
         }
     }
@@ -87,15 +91,15 @@ impl FlowCounts {
 /// never makes a health transition, a reload or SIGTERM wait for a walk
 /// of the whole flow table.
 pub struct FlowCounter {
-    v4: BpfHashMap<MapData, FlowKeyV4, Flow>,
-    v6: BpfHashMap<MapData, FlowKey, Flow>,
+    v4: Array<MapData, FlowSet>,
+    v6: Array<MapData, FlowSet>,
 }
 
 /// A handle of its own on the flow-table map `fd` (named `name`).
-fn reopen<K: aya::Pod>(
+pub(super) fn reopen(
     fd: BorrowedFd<'_>,
     name: &'static str,
-) -> Result<BpfHashMap<MapData, K, Flow>, MapOpenError> {
+) -> Result<Array<MapData, FlowSet>, MapOpenError> {
     let reopen = |source| MapOpenError::Reopen { name, source };
     let fd = fd.try_clone_to_owned().map_err(|io_error| {
         reopen(MapError::SyscallError(aya::sys::SyscallError {
@@ -104,10 +108,7 @@ fn reopen<K: aya::Pod>(
         }))
     })?;
     let data = MapData::from_fd(fd).map_err(reopen)?;
-    // `HashMap` accepts either kind; the loaded object's is an LRU, the
-    // standalone maps of the tests a plain hash.
-    BpfHashMap::try_from(Map::LruHashMap(data))
-        .map_err(|source| MapOpenError::WrongType { name, source })
+    Array::try_from(Map::Array(data)).map_err(|source| MapOpenError::WrongType { name, source })
 }
 
 impl FlowCounter {
@@ -119,16 +120,11 @@ impl FlowCounter {
         })
     }
 
-    /// Walk both tables once. Entries that vanish during the walk (the LRU
-    /// evicts under load) are skipped.
+    /// Walk both tables once. Flows that the data plane moves or replaces
+    /// during the walk may be counted or not.
     pub fn count(&self) -> FlowCounts {
-        let mut counts = FlowCounts::walk::<FlowKeyV4, _>(self.v4.map().fd().as_fd(), || {
-            self.v4.iter().filter_map(Result::ok).map(|(_, f)| f)
-        });
-        counts.merge(FlowCounts::walk::<FlowKey, _>(
-            self.v6.map().fd().as_fd(),
-            || self.v6.iter().filter_map(Result::ok).map(|(_, f)| f),
-        ));
+        let mut counts = FlowCounts::walk(&self.v4);
+        counts.merge(FlowCounts::walk(&self.v6));
         counts
     }
 }
@@ -174,51 +170,18 @@ unsafe fn bpf_batch(cmd: libc::c_long, attr: &mut BatchAttr) -> std::io::Result<
     Ok(())
 }
 
-/// Write `flows` into the flow-table map `fd` (keys `K`: `FlowKeyV4` for
-/// `FLOWS_V4`, `FlowKey` for `FLOWS`) with `BPF_MAP_UPDATE_BATCH` (one
-/// system call for all): the tests and the benchmarks fill large tables
-/// with it (`KernelMaps::insert_flows` picks the table by family). The
-/// agent never writes flows (the data plane does).
-pub fn insert_batched<K: Copy>(fd: BorrowedFd<'_>, flows: &[(K, Flow)]) -> std::io::Result<()> {
-    if flows.is_empty() {
-        return Ok(());
-    }
-    let keys: Vec<K> = flows.iter().map(|(k, _)| *k).collect();
-    let values: Vec<Flow> = flows.iter().map(|(_, v)| *v).collect();
-    let mut attr = BatchAttr {
-        keys: keys.as_ptr() as u64,
-        values: values.as_ptr() as u64,
-        count: flows.len() as u32,
-        map_fd: fd.as_raw_fd() as u32,
-        ..Default::default()
-    };
-    // SAFETY: `keys` and `values` hold `count` entries of the map's types
-    // (the caller's `K` and `Flow`) and outlive the call.
-    unsafe { bpf_batch(BPF_MAP_UPDATE_BATCH, &mut attr) }?;
-    if attr.count as usize != flows.len() {
-        return Err(std::io::Error::other(format!(
-            "BPF_MAP_UPDATE_BATCH wrote {} of {} flows",
-            attr.count,
-            flows.len()
-        )));
-    }
-    Ok(())
-}
+/// Sets read per system call: 64 bytes each, plus a 4-byte index.
+const BATCH: usize = 4096;
 
-/// Entries read per system call: at most 48 bytes each (key and value), so
-/// a few hundred kilobytes of buffers.
-const BATCH: usize = 8192;
-
-/// One pass over the hash map `fd` with `BPF_MAP_LOOKUP_BATCH`. The kernel
-/// walks bucket by bucket and hands back a position to resume from; entries
-/// added or evicted meanwhile may or may not be seen, as with any walk of a
-/// table the data plane keeps changing.
-fn lookup_batched<K: Copy + Default>(fd: BorrowedFd<'_>) -> std::io::Result<FlowCounts> {
-    let mut keys = vec![K::default(); BATCH];
-    let mut values = vec![Flow::default(); BATCH];
-    // The resume position: opaque to userspace (a bucket index for hash
-    // maps), written by the kernel into `out_batch`, passed back in
-    // `in_batch`; absent on the first call.
+/// One pass over the flow table `fd` with `BPF_MAP_LOOKUP_BATCH`. The
+/// kernel hands back a position to resume from; sets the data plane
+/// changes meanwhile are read as they are at that moment.
+fn lookup_batched(fd: BorrowedFd<'_>) -> std::io::Result<FlowCounts> {
+    let mut keys = vec![0u32; BATCH];
+    let mut values = vec![FlowSet::default(); BATCH];
+    // The resume position: opaque to userspace (an index for arrays),
+    // written by the kernel into `out_batch`, passed back in `in_batch`;
+    // absent on the first call.
     let mut position = [0u64; 1];
     let mut next = [0u64; 1];
     let mut first = true;
@@ -241,18 +204,62 @@ fn lookup_batched<K: Copy + Default>(fd: BorrowedFd<'_>) -> std::io::Result<Flow
         match error {
             // ENOENT: the walk is over; `count` says what this last call read.
             Some(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                counts.add(values[..read].iter().copied());
+                counts.add(
+                    values[..read]
+                        .iter()
+                        .flat_map(|s| s.flows().collect::<Vec<_>>()),
+                );
                 return Ok(counts);
             }
             Some(e) => return Err(e),
             None if read == 0 => {
                 return Err(std::io::Error::other("a batch lookup read nothing"));
             }
-            None => counts.add(values[..read].iter().copied()),
+            None => counts.add(
+                values[..read]
+                    .iter()
+                    .flat_map(|s| s.flows().collect::<Vec<_>>()),
+            ),
         }
         position = next;
         first = false;
     }
+}
+
+/// Writes `flows` into the flow table `table` (of `family`'s keys) as the
+/// data plane would have recorded them, each in its set under its tag, and
+/// the whole table in one `BPF_MAP_UPDATE_BATCH`: how the tests and the
+/// benchmarks fill large tables (`KernelMaps::insert_flows` picks the
+/// table by family). What the table held before is replaced. The agent
+/// never writes flows (the data plane does).
+pub fn fill(table: &Array<MapData, FlowSet>, flows: &[(FlowKey, Flow)]) -> std::io::Result<()> {
+    let sets = table.len();
+    let mut image = vec![FlowSet::default(); sets as usize];
+    for (key, flow) in flows {
+        let tag = match key.narrow() {
+            Some(k) => flow_tag_v4(&k, DEFAULT_FLOW_SEED),
+            None => flow_tag_v6(key, DEFAULT_FLOW_SEED),
+        };
+        image[set_index(tag, sets) as usize].insert(tag, *flow);
+    }
+    let keys: Vec<u32> = (0..sets).collect();
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        values: image.as_ptr() as u64,
+        count: sets,
+        map_fd: table.map().fd().as_fd().as_raw_fd() as u32,
+        ..Default::default()
+    };
+    // SAFETY: `keys` and `image` hold `count` entries of the map's types
+    // (`u32`, `FlowSet`) and outlive the call.
+    unsafe { bpf_batch(BPF_MAP_UPDATE_BATCH, &mut attr) }?;
+    if attr.count != sets {
+        return Err(std::io::Error::other(format!(
+            "BPF_MAP_UPDATE_BATCH wrote {} of {sets} flow sets",
+            attr.count
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -283,92 +290,70 @@ mod tests {
             .collect()
     }
 
-    /// An LRU hash map of `FLOWS`' types, as the loaded object has (the
-    /// standalone maps make a plain hash; aya creates no LRU map alone).
-    fn lru_flows_map(max_entries: u32) -> std::os::fd::OwnedFd {
-        /// `union bpf_attr`'s map-create member, as far as needed.
-        #[repr(C)]
-        #[derive(Default)]
-        struct CreateAttr {
-            map_type: u32,
-            key_size: u32,
-            value_size: u32,
-            max_entries: u32,
-            map_flags: u32,
-            _rest: [u32; 27],
-        }
-        const BPF_MAP_CREATE: libc::c_long = 0;
-        const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
-        let mut attr = CreateAttr {
-            map_type: BPF_MAP_TYPE_LRU_HASH,
-            key_size: std::mem::size_of::<FlowKey>() as u32,
-            value_size: std::mem::size_of::<Flow>() as u32,
-            max_entries,
-            ..Default::default()
-        };
-        // SAFETY: a zeroed `bpf_attr` with the map-create fields set; on
-        // success the kernel returns a new fd this process owns.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_CREATE,
-                &mut attr as *mut CreateAttr,
-                std::mem::size_of::<CreateAttr>(),
-            )
-        };
-        assert!(
-            fd >= 0,
-            "creating an LRU hash map failed (run as root): {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
-        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) }
-    }
-
     #[test]
-    fn batched_walk_of_an_lru_map_counts_every_flow() {
-        let total = BATCH as u32 + 500;
-        // Room to spare: an LRU map may evict before it is full.
-        let fd = lru_flows_map(4 * total);
-        insert_batched(fd.as_fd(), &flows(total)).expect("BPF_MAP_UPDATE_BATCH");
-        let batched = lookup_batched::<FlowKey>(fd.as_fd()).expect("BPF_MAP_LOOKUP_BATCH failed");
-        assert_eq!(batched.total(), u64::from(total));
-        let map: BpfHashMap<MapData, FlowKey, Flow> =
-            BpfHashMap::try_from(Map::LruHashMap(MapData::from_fd(fd).unwrap())).unwrap();
-        let one_by_one = FlowCounts::of(map.iter().map(|e| e.unwrap().1));
-        assert_eq!(batched, one_by_one);
-    }
-
-    #[test]
-    fn batched_walk_counts_every_flow_as_the_entry_by_entry_walk_does() {
-        // More than two batches, a last one partly filled.
+    fn batched_walk_counts_every_flow_as_the_set_by_set_walk_does() {
+        // More than two batches of sets, a last one partly filled; a table
+        // eight times the flows, so that no set overflows.
         let total = 2 * BATCH as u32 + 1000;
+        let sets = lb_common::flow_table::flow_sets(8 * total);
         let sizes = MapSizes {
             services: 4,
             backends: 16,
             ring_slots: 64,
-            flows: total,
-            flows_v6: total,
+            flow_sets: sets,
+            flow_sets_v6: sets,
         };
         let maps = KernelMaps::standalone(&sizes)
             .unwrap_or_else(|e| panic!("creating BPF maps failed (run as root): {e}"));
         maps.insert_flows(&flows(total))
             .expect("BPF_MAP_UPDATE_BATCH");
 
-        let mut batched =
-            lookup_batched::<FlowKeyV4>(maps.flows_v4_fd()).expect("BPF_MAP_LOOKUP_BATCH failed");
-        assert_eq!(batched.total(), u64::from(total - total.div_ceil(3)));
-        batched.merge(lookup_batched::<FlowKey>(maps.flows_fd()).expect("BPF_MAP_LOOKUP_BATCH"));
-        assert_eq!(batched.total(), u64::from(total));
-        let one_by_one = FlowCounts::of(maps.flows().map(|(_, f)| f));
+        let v4 = reopen(maps.flows_v4_fd(), "FLOWS_V4").unwrap();
+        let v6 = reopen(maps.flows_fd(), "FLOWS").unwrap();
+        let mut batched = lookup_batched(maps.flows_v4_fd()).expect("BPF_MAP_LOOKUP_BATCH failed");
+        let held_v4 = total - total.div_ceil(3);
+        // A set of four may overflow even at an eighth full: allow a few.
+        assert!(
+            batched.total() <= u64::from(held_v4) && batched.total() + 8 >= u64::from(held_v4),
+            "{} of {held_v4} IPv4 flows",
+            batched.total()
+        );
+        batched.merge(lookup_batched(maps.flows_fd()).expect("BPF_MAP_LOOKUP_BATCH"));
+        let one_by_one = FlowCounts::of(
+            v4.iter()
+                .chain(v6.iter())
+                .map(|s| s.unwrap())
+                .flat_map(|s| s.flows().collect::<Vec<_>>()),
+        );
         assert_eq!(batched, one_by_one);
+        assert_eq!(FlowCounter::new(&maps).unwrap().count(), batched);
+    }
+
+    #[test]
+    fn flows_written_by_the_host_are_found_where_the_data_plane_looks() {
+        let sizes = MapSizes {
+            services: 4,
+            backends: 16,
+            ring_slots: 64,
+            flow_sets: 1024,
+            flow_sets_v6: 1024,
+        };
+        let maps = KernelMaps::standalone(&sizes)
+            .unwrap_or_else(|e| panic!("creating BPF maps failed (run as root): {e}"));
+        let all = flows(300);
+        maps.insert_flows(&all).expect("BPF_MAP_UPDATE_BATCH");
+        for (key, flow) in &all {
+            assert_eq!(maps.flow(key), Some(*flow), "{key:?}");
+        }
         let owner = FlowOwner {
             service_id: 1,
             backend_id: 3,
         };
         // i % 2 == 1 and i % 7 == 3: i = 3 (mod 14).
-        let expected = (0..total).filter(|i| i % 14 == 3).count() as u64;
-        assert_eq!(batched.get(owner), expected);
-        assert_eq!(FlowCounter::new(&maps).unwrap().count(), batched);
+        let expected = (0..300).filter(|i| i % 14 == 3).count() as u64;
+        assert_eq!(
+            FlowCounter::new(&maps).unwrap().count().get(owner),
+            expected
+        );
     }
 }

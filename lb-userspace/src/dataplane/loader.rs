@@ -12,7 +12,7 @@ use aya::{
     },
     Ebpf, EbpfError, EbpfLoader,
 };
-use lb_common::{defaults, layout::Entries, names};
+use lb_common::{defaults, flow_table::flow_sets, layout::Entries, names};
 
 use super::pin::PinDir;
 use crate::config::{Config, XdpMode};
@@ -64,11 +64,11 @@ pub const MIN_BACKENDS: u32 = 4096;
 
 /// IPv6 flows (`FLOWS`) of an agent started with no IPv6 virtual server:
 /// IPv4 flows have their own table (`FLOWS_V4`, `flow_table_size`), and a
-/// second full-size table nobody uses would cost 14 MiB at the default
-/// size. IPv6 services a reload adds get this many flows (LRU: beyond it
-/// the least recent IPv6 flows are forgotten and scheduled again by the
-/// ring, to the same real server unless the set changed) until `lb unload`
-/// and `lb run` size it from the config.
+/// second full-size table nobody uses would cost memory for nothing. IPv6
+/// services a reload adds get this many flows (beyond it a full set
+/// forgets its least recent IPv6 flow, whose next packet is scheduled again
+/// by the ring, to the same real server unless the set changed) until
+/// `lb unload` and `lb run` size it from the config.
 pub const IPV6_FLOWS_WITHOUT_IPV6: u32 = 4096;
 
 /// How many entries each map gets, decided once at load time.
@@ -77,12 +77,13 @@ pub struct MapSizes {
     pub services: u32,
     pub backends: u32,
     pub ring_slots: u32,
-    /// `FLOWS_V4` (IPv4 flows): `flow_table_size`.
-    pub flows: u32,
-    /// `FLOWS` (IPv6 flows): `flow_table_size` when the config has an IPv6
-    /// virtual server, else [`IPV6_FLOWS_WITHOUT_IPV6`] (at most
-    /// `flow_table_size`).
-    pub flows_v6: u32,
+    /// Sets of `FLOWS_V4` (IPv4 flows, four each): `flow_table_size`
+    /// entries (`lb_common::flow_table::flow_sets`).
+    pub flow_sets: u32,
+    /// Sets of `FLOWS` (IPv6 flows): `flow_table_size` entries when the
+    /// config has an IPv6 virtual server, else [`IPV6_FLOWS_WITHOUT_IPV6`]
+    /// (at most `flow_table_size`).
+    pub flow_sets_v6: u32,
 }
 
 impl MapSizes {
@@ -115,12 +116,14 @@ impl MapSizes {
             services: defaults::MAX_SERVICES.max(services.saturating_mul(2)),
             backends: MIN_BACKENDS.max(backends.saturating_mul(2)),
             ring_slots: defaults::MAGLEV_RING_SLOTS.max(ring),
-            flows: config.agent.flow_table_size,
-            flows_v6: if config.virtual_servers.iter().any(|vs| vs.address.is_ipv6()) {
-                config.agent.flow_table_size
-            } else {
-                IPV6_FLOWS_WITHOUT_IPV6.min(config.agent.flow_table_size)
-            },
+            flow_sets: flow_sets(config.agent.flow_table_size),
+            flow_sets_v6: flow_sets(
+                if config.virtual_servers.iter().any(|vs| vs.address.is_ipv6()) {
+                    config.agent.flow_table_size
+                } else {
+                    IPV6_FLOWS_WITHOUT_IPV6.min(config.agent.flow_table_size)
+                },
+            ),
         }
     }
 }
@@ -133,8 +136,8 @@ impl MapSizes {
             Entries::Services => Some(self.services),
             Entries::Backends => Some(self.backends),
             Entries::RingSlots => Some(self.ring_slots),
-            Entries::Flows => Some(self.flows),
-            Entries::FlowsV6 => Some(self.flows_v6),
+            Entries::Flows => Some(self.flow_sets),
+            Entries::FlowsV6 => Some(self.flow_sets_v6),
             Entries::Exactly(_) | Entries::AppendOnly(_) => None,
         }
     }
@@ -215,6 +218,8 @@ pub fn load(object: &[u8], sizes: &MapSizes, pins: Option<&PinDir>) -> Result<Eb
             loader.map_max_entries(map.name, n);
         }
     }
+    let globals = FlowTableGlobals::new(sizes.flow_sets, sizes.flow_sets_v6);
+    globals.set(&mut loader);
     let mut ebpf = loader.load(object).map_err(LoaderError::Load)?;
     let program: &mut Xdp = ebpf
         .program_mut(names::PROGRAM)
@@ -241,6 +246,36 @@ pub fn load(object: &[u8], sizes: &MapSizes, pins: Option<&PinDir>) -> Result<Eb
     }
     link_icmp_path(&mut ebpf)?;
     Ok(ebpf)
+}
+
+/// What the program must know of its flow tables as constants: how many
+/// sets each has (it indexes them by a tag's bits) and the tags' seed.
+/// Everything that loads the object with other flow-table sizes than the
+/// compiled-in ones (the agent, the fixtures, the bench) sets them with
+/// the maps' sizes; a mismatch would leave flows unrecorded.
+pub struct FlowTableGlobals {
+    sets_v4: u32,
+    sets_v6: u32,
+    seed: u64,
+}
+
+impl FlowTableGlobals {
+    /// For tables of `sets_v4` (`FLOWS_V4`) and `sets_v6` (`FLOWS`) sets.
+    pub fn new(sets_v4: u32, sets_v6: u32) -> Self {
+        Self {
+            sets_v4,
+            sets_v6,
+            seed: lb_common::flow_table::DEFAULT_FLOW_SEED,
+        }
+    }
+
+    /// Set them on `loader` (before `load`).
+    pub fn set<'a>(&'a self, loader: &mut EbpfLoader<'a>) {
+        loader
+            .override_global(names::FLOW_SETS_V4, &self.sets_v4, true)
+            .override_global(names::FLOW_SETS_V6, &self.sets_v6, true)
+            .override_global(names::FLOW_SEED, &self.seed, true);
+    }
 }
 
 /// Loads the ICMP error path (`names::ICMP_PROGRAM`) of a loaded object and
@@ -487,9 +522,12 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
         };
         let v4 = MapSizes::for_config(&config("192.168.253.120", "172.16.14.121"));
-        assert_eq!((v4.flows, v4.flows_v6), (65536, IPV6_FLOWS_WITHOUT_IPV6));
+        assert_eq!(
+            (v4.flow_sets, v4.flow_sets_v6),
+            (65536 / 4, IPV6_FLOWS_WITHOUT_IPV6 / 4)
+        );
         let v6 = MapSizes::for_config(&config("2001:db8::120", "2001:db8:14::121"));
-        assert_eq!((v6.flows, v6.flows_v6), (65536, 65536));
+        assert_eq!((v6.flow_sets, v6.flow_sets_v6), (65536 / 4, 65536 / 4));
     }
 
     #[test]

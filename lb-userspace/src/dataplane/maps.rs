@@ -14,8 +14,10 @@ use aya::{
     Ebpf,
 };
 use lb_common::{
-    layout::MapKind, names, Backend, Counters, EndpointKey, Flow, FlowKey, FlowKeyV4, ReverseNat,
-    Service, ServiceSlot,
+    flow_table::{flow_tag_v4, flow_tag_v6, set_index, DEFAULT_FLOW_SEED},
+    layout::MapKind,
+    names, Backend, Counters, EndpointKey, Flow, FlowKey, FlowSet, ReverseNat, Service,
+    ServiceSlot,
 };
 
 /// A map operation the kernel refused.
@@ -64,8 +66,8 @@ pub struct KernelMaps {
     verdict_stats: PerCpuArray<MapData, u64>,
     event_stats: PerCpuArray<MapData, u64>,
     /// IPv6 flows.
-    flows: HashMap<MapData, FlowKey, Flow>,
-    flows_v4: HashMap<MapData, FlowKeyV4, Flow>,
+    flows: Array<MapData, FlowSet>,
+    flows_v4: Array<MapData, FlowSet>,
     /// `SERVICES_BY_ID`, kept in step with `services` by `set_service` and
     /// `remove_service` (see `lb_common::ServiceSlot` for the order).
     services_by_id: Array<MapData, ServiceSlot>,
@@ -201,8 +203,7 @@ impl KernelMaps {
 
     /// Maps of the sizes the loader would give the object, created on
     /// their own (no program): for tests and benchmarks of the programmer
-    /// against the kernel's map implementation. `FLOWS` and `FLOWS_V4` are
-    /// plain hashes here.
+    /// against the kernel's map implementation.
     pub fn standalone(sizes: &super::loader::MapSizes) -> Result<Self, MapWriteError> {
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| MapWriteError {
             map: "possible CPUs",
@@ -226,8 +227,8 @@ impl KernelMaps {
                 .map_err(create(names::VERDICT_STATS))?,
             event_stats: PerCpuArray::create(lb_common::event::COUNT, 0)
                 .map_err(create(names::EVENT_STATS))?,
-            flows: HashMap::create(sizes.flows_v6, 0).map_err(create(names::FLOWS))?,
-            flows_v4: HashMap::create(sizes.flows, 0).map_err(create(names::FLOWS_V4))?,
+            flows: Array::create(sizes.flow_sets_v6, 0).map_err(create(names::FLOWS))?,
+            flows_v4: Array::create(sizes.flow_sets, 0).map_err(create(names::FLOWS_V4))?,
             services_by_id: Array::create(sizes.services, 0)
                 .map_err(create(names::SERVICES_BY_ID))?,
             filter: None,
@@ -317,16 +318,30 @@ impl KernelMaps {
         Ok((services, backends, reverse))
     }
 
-    /// Every entry of the flow tables, IPv4 ones as `FlowKey`s too.
-    /// Entries that vanish while a table is walked (the LRU evicts under
-    /// load) are skipped.
-    pub fn flows(&self) -> impl Iterator<Item = (FlowKey, Flow)> + '_ {
-        let v4 = self
-            .flows_v4
+    /// Every flow of both flow tables (IPv4 first), set by set.
+    pub fn flows(&self) -> impl Iterator<Item = Flow> + '_ {
+        self.flows_v4
             .iter()
+            .chain(self.flows.iter())
             .filter_map(Result::ok)
-            .map(|(k, f)| (k.widen(), f));
-        v4.chain(self.flows.iter().filter_map(Result::ok))
+            .flat_map(|set| set.flows().collect::<Vec<_>>())
+    }
+
+    /// Flows per owner in both tables, in batches where the kernel can.
+    pub fn flow_counts(&self) -> super::flows::FlowCounts {
+        let mut counts = super::flows::FlowCounts::walk(&self.flows_v4);
+        counts.merge(super::flows::FlowCounts::walk(&self.flows));
+        counts
+    }
+
+    /// The flow recorded for `key`, where the data plane looks for it (its
+    /// set, under its tag); `None` when the table has none.
+    pub fn flow(&self, key: &FlowKey) -> Option<Flow> {
+        let (table, tag) = match key.narrow() {
+            Some(k) => (&self.flows_v4, flow_tag_v4(&k, DEFAULT_FLOW_SEED)),
+            None => (&self.flows, flow_tag_v6(key, DEFAULT_FLOW_SEED)),
+        };
+        table.get(&set_index(tag, table.len()), 0).ok()?.find(tag)
     }
 
     /// `FLOWS`' (IPv6 flows) file descriptor, for a second handle on the
@@ -340,21 +355,13 @@ impl KernelMaps {
         self.flows_v4.map().fd().as_fd()
     }
 
-    /// Writes `flows` into the table of each one's family, in batches:
-    /// how tests and benchmarks fill a large table (the agent never writes
-    /// flows; the data plane does).
+    /// Writes `flows` into the table of each one's family, replacing what
+    /// the tables held: how tests and benchmarks fill a large table (the
+    /// agent never writes flows; the data plane does).
     pub fn insert_flows(&self, flows: &[(FlowKey, Flow)]) -> std::io::Result<()> {
-        let v4: Vec<(FlowKeyV4, Flow)> = flows
-            .iter()
-            .filter_map(|(k, f)| Some((k.narrow()?, *f)))
-            .collect();
-        let v6: Vec<(FlowKey, Flow)> = flows
-            .iter()
-            .filter(|(k, _)| k.narrow().is_none())
-            .copied()
-            .collect();
-        super::flows::insert_batched(self.flows_v4_fd(), &v4)?;
-        super::flows::insert_batched(self.flows_fd(), &v6)
+        let (v4, v6): (Vec<_>, Vec<_>) = flows.iter().partition(|(k, _)| k.narrow().is_some());
+        super::flows::fill(&self.flows_v4, &v4)?;
+        super::flows::fill(&self.flows, &v6)
     }
 
     /// `SERVICES_BY_ID[id]`.
@@ -747,9 +754,6 @@ mod tests {
 
         // Flows written as the data plane would: one to the first real
         // server, three to the second, one left by a removed service.
-        let fd = maps.flows_v4_fd().try_clone_to_owned().unwrap();
-        let mut writer: HashMap<MapData, FlowKeyV4, Flow> =
-            HashMap::try_from(Map::HashMap(MapData::from_fd(fd).unwrap())).unwrap();
         let flows = [
             (service, first),
             (service, second),
@@ -757,19 +761,24 @@ mod tests {
             (service, second),
             (service + 1, first),
         ];
-        for (port, (service_id, backend_id)) in (40000u16..).zip(flows) {
-            let key = FlowKeyV4 {
-                src: 0x0a00_0001,
-                src_port_be: port.to_be(),
-                proto: 6,
-                ..FlowKeyV4::default()
-            };
-            let flow = Flow {
-                backend_id,
-                service_id,
-            };
-            writer.insert(key, flow, 0).unwrap();
-        }
+        let written: Vec<(FlowKey, Flow)> = (40000u16..)
+            .zip(flows)
+            .map(|(port, (service_id, backend_id))| {
+                let key = FlowKey {
+                    src: [0x0a00_0001, 0, 0, 0],
+                    src_port_be: port.to_be(),
+                    proto: 6,
+                    family: lb_common::FAMILY_IPV4,
+                    ..FlowKey::default()
+                };
+                let flow = Flow {
+                    backend_id,
+                    service_id,
+                };
+                (key, flow)
+            })
+            .collect();
+        maps.insert_flows(&written).unwrap();
 
         let counter = crate::dataplane::flows::FlowCounter::new(&maps).unwrap();
         let counts = counter.count();
@@ -782,7 +791,7 @@ mod tests {
         assert_eq!(per_real, [1, 3]);
         // The same as walking the agent's own handle entry by entry.
         assert_eq!(
-            crate::dataplane::flows::FlowCounts::of(maps.flows().map(|(_, f)| f)),
+            crate::dataplane::flows::FlowCounts::of(maps.flows()),
             counts
         );
     }

@@ -200,8 +200,8 @@ impl PinDir {
             services: 0,
             backends: 0,
             ring_slots: 0,
-            flows: 0,
-            flows_v6: 0,
+            flow_sets: 0,
+            flow_sets_v6: 0,
         };
         for spec in pinned_maps().filter(|m| self.map(m.name).exists()) {
             let n = self.check_shape(spec)?;
@@ -254,8 +254,8 @@ impl PinDir {
             Entries::Services => sizes.services = n,
             Entries::Backends => sizes.backends = n,
             Entries::RingSlots => sizes.ring_slots = n,
-            Entries::Flows => sizes.flows = n,
-            Entries::FlowsV6 => sizes.flows_v6 = n,
+            Entries::Flows => sizes.flow_sets = n,
+            Entries::FlowsV6 => sizes.flow_sets_v6 = n,
             // The meaning of an index depends on the size: no other is usable.
             Entries::Exactly(want) if n != want => {
                 return Err(self.layout_err(format!("{name} has {n} entries, not {want}")))

@@ -22,20 +22,7 @@ use crate::{
 /// Flows per (service id, backend id), walking `maps`' `FLOWS_V4` and
 /// `FLOWS` directly (for `lb status --pinned`, where no lock is in the way).
 pub fn flows_per_backend(maps: &KernelMaps) -> FlowCounts {
-    let mut counts = FlowCounts::walk::<lb_common::FlowKeyV4, _>(maps.flows_v4_fd(), || {
-        maps.flows()
-            .filter(|(k, _)| k.narrow().is_some())
-            .map(|(_, f)| f)
-    });
-    counts.merge(FlowCounts::walk::<lb_common::FlowKey, _>(
-        maps.flows_fd(),
-        || {
-            maps.flows()
-                .filter(|(k, _)| k.narrow().is_none())
-                .map(|(_, f)| f)
-        },
-    ));
-    counts
+    maps.flow_counts()
 }
 
 /// The counters and installed services, with flows counted by walking

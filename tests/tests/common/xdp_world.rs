@@ -19,10 +19,11 @@ use aya::{
 };
 use lb_common::{
     addr_filter_bit, event,
+    flow_table::{flow_tag_v4, flow_tag_v6, set_index, DEFAULT_FLOW_SEED},
     hash::{flow_hash, MAGLEV_SEED},
     names, verdict, AddrKey, AddrRole, Backend, DrNextHop, EndpointKey, Flow, FlowKey, FlowKeyV4,
-    ReverseNat, Service, ServiceSlot, BACKEND_F_ACTIVE, FAMILY_IPV4, FAMILY_IPV6, NO_BACKEND,
-    PROTO_TCP, PROTO_UDP, SVC_F_DR, SVC_F_NAT,
+    FlowSet, ReverseNat, Service, ServiceSlot, BACKEND_F_ACTIVE, FAMILY_IPV4, FAMILY_IPV6,
+    NO_BACKEND, PROTO_TCP, PROTO_UDP, SVC_F_DR, SVC_F_NAT,
 };
 use lb_tests::{
     netns::ThreadNs,
@@ -167,6 +168,9 @@ pub fn flow_key(src: &str, dst: &str, proto: u8) -> FlowKey {
     }
 }
 
+/// Sets of each flow table of the fixtures (4,096 flows).
+const FLOW_SETS: u32 = 1024;
+
 pub struct Lb {
     pub net: Net,
     pub ebpf: Ebpf,
@@ -179,10 +183,14 @@ pub struct Lb {
 impl Lb {
     pub fn new() -> Self {
         let net = network();
-        let mut ebpf = EbpfLoader::new()
+        let flow_sets =
+            lb_userspace::dataplane::loader::FlowTableGlobals::new(FLOW_SETS, FLOW_SETS);
+        let mut loader = EbpfLoader::new();
+        flow_sets.set(&mut loader);
+        let mut ebpf = loader
             // Small tables: the fixtures need a few entries, not the defaults.
-            .map_max_entries(names::FLOWS, 4096)
-            .map_max_entries(names::FLOWS_V4, 4096)
+            .map_max_entries(names::FLOWS, FLOW_SETS)
+            .map_max_entries(names::FLOWS_V4, FLOW_SETS)
             .map_max_entries(names::SERVICES_BY_ID, 64)
             .map_max_entries(names::MAGLEV_RING, 4096)
             .map_max_entries(names::BACKENDS, 256)
@@ -406,7 +414,7 @@ impl Lb {
     }
 
     /// The flow-table entry of `key`, from the table of its family
-    /// (`FLOWS_V4` under the 16-byte key, `FLOWS` for IPv6).
+    /// (`FLOWS_V4` for IPv4, `FLOWS` for IPv6).
     pub fn flow(&self, key: &FlowKey) -> Option<Flow> {
         match key.narrow() {
             Some(k4) => self.flow_v4(&k4),
@@ -414,34 +422,36 @@ impl Lb {
         }
     }
 
-    /// `FLOWS_V4[key]`.
-    pub fn flow_v4(&self, key: &FlowKeyV4) -> Option<Flow> {
-        let m: HashMap<&MapData, FlowKeyV4, Flow> =
-            HashMap::try_from(self.ebpf.map(names::FLOWS_V4).unwrap()).unwrap();
-        m.get(key, 0).ok()
+    /// The set of `table` that holds `tag`, as the program finds it.
+    fn flow_set(&self, table: &str, tag: u64) -> FlowSet {
+        let m: Array<&MapData, FlowSet> = Array::try_from(self.ebpf.map(table).unwrap()).unwrap();
+        m.get(&set_index(tag, m.len()), 0).unwrap()
     }
 
-    /// `FLOWS[key]` (the IPv6 table), whatever the key's family.
+    /// The IPv4 flow `key` in `FLOWS_V4`.
+    pub fn flow_v4(&self, key: &FlowKeyV4) -> Option<Flow> {
+        let tag = flow_tag_v4(key, DEFAULT_FLOW_SEED);
+        self.flow_set(names::FLOWS_V4, tag).find(tag)
+    }
+
+    /// `key` in `FLOWS` (the IPv6 table), whatever the key's family.
     pub fn flow_v6(&self, key: &FlowKey) -> Option<Flow> {
-        let m: HashMap<&MapData, FlowKey, Flow> =
-            HashMap::try_from(self.ebpf.map(names::FLOWS).unwrap()).unwrap();
-        m.get(key, 0).ok()
+        let tag = flow_tag_v6(key, DEFAULT_FLOW_SEED);
+        self.flow_set(names::FLOWS, tag).find(tag)
     }
 
     /// Writes a flow-table entry as the program would have for a request.
     pub fn set_flow(&mut self, key: &FlowKey, flow: Flow) {
-        match key.narrow() {
-            Some(k4) => {
-                let mut m: HashMap<&mut MapData, FlowKeyV4, Flow> =
-                    HashMap::try_from(self.ebpf.map_mut(names::FLOWS_V4).unwrap()).unwrap();
-                m.insert(k4, flow, 0).unwrap();
-            }
-            None => {
-                let mut m: HashMap<&mut MapData, FlowKey, Flow> =
-                    HashMap::try_from(self.ebpf.map_mut(names::FLOWS).unwrap()).unwrap();
-                m.insert(key, flow, 0).unwrap();
-            }
-        }
+        let (table, tag) = match key.narrow() {
+            Some(k4) => (names::FLOWS_V4, flow_tag_v4(&k4, DEFAULT_FLOW_SEED)),
+            None => (names::FLOWS, flow_tag_v6(key, DEFAULT_FLOW_SEED)),
+        };
+        let mut set = self.flow_set(table, tag);
+        set.insert(tag, flow);
+        let mut m: Array<&mut MapData, FlowSet> =
+            Array::try_from(self.ebpf.map_mut(table).unwrap()).unwrap();
+        let index = set_index(tag, m.len());
+        m.set(index, set, 0).unwrap();
     }
 
     pub fn per_cpu_sum(&self, map: &str, index: u32) -> u64 {

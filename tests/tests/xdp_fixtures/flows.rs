@@ -359,11 +359,12 @@ pub(crate) fn a_flow_whose_slot_does_not_match_is_decided_by_services() {
     assert_eq!(kernel_choice(&lb, 30701, port, &[62, 63]), 63);
 }
 
-/// IPv4 flows live in `FLOWS_V4` under the 16-byte key, IPv6 flows in
-/// `FLOWS`; the Maglev choice of both is the host's `flow_hash` of the
-/// full tuple (checked for IPv4 over 300 ports above).
+/// IPv4 flows live in `FLOWS_V4`, IPv6 flows in `FLOWS`, each in the set
+/// and under the tag the host computes (`lb_common::flow_table`); the
+/// Maglev choice of both is the host's `flow_hash` of the full tuple
+/// (checked for IPv4 over 300 ports above).
 #[test]
-pub(crate) fn ipv4_flows_take_the_16_byte_key_and_ipv6_flows_the_40_byte_one() {
+pub(crate) fn ipv4_and_ipv6_flows_are_recorded_in_the_table_of_their_family() {
     let lb = world();
     let (c, v) = (format!("{CLIENT}:30800"), format!("{VIP}:80"));
     let f = Frame::tcp(&c, &v).tcp_flags(TCP_SYN).build();
@@ -389,7 +390,7 @@ pub(crate) fn ipv4_flows_take_the_16_byte_key_and_ipv6_flows_the_40_byte_one() {
         }),
         "not in FLOWS"
     );
-    // The 16-byte form of an IPv6 tuple (its first words) is not there.
+    // The IPv4 form of an IPv6 tuple (its first words) is not there.
     let truncated = lb_common::FlowKeyV4 {
         src: key6.src[0],
         dst: key6.dst[0],
