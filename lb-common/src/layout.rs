@@ -33,6 +33,13 @@ pub const LAYOUT_VERSION: u32 = 4;
 /// set. Written by the agent (the program never reads it).
 pub const VERSION_MAP: &str = "LAYOUT_VERSION";
 
+/// The pinned one-entry `u64` array holding the seed of the flow tags
+/// (`crate::flow_table`) of a pinned set: the program takes it as a
+/// constant at load, so an agent that adopts the set must load its program
+/// with the same seed to find the flows. Written by the agent before the
+/// maps are loaded (the program never reads it).
+pub const FLOW_SEED_MAP: &str = "FLOW_SEED";
+
 /// The kernel map type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapKind {
@@ -246,7 +253,9 @@ mod tests {
                 m.name
             );
         }
-        assert!(MAPS.iter().all(|m| m.name != VERSION_MAP));
+        assert!(MAPS
+            .iter()
+            .all(|m| m.name != VERSION_MAP && m.name != FLOW_SEED_MAP));
         assert_eq!(spec(names::FLOWS).unwrap().kind, MapKind::Array);
         assert_eq!(spec(names::FLOWS_V4).unwrap().kind, MapKind::Array);
     }

@@ -251,7 +251,8 @@ fn load_dataplane(
     let pinned = pins.probe()?;
     let sizes = pinned.unwrap_or_else(|| MapSizes::for_config(config));
     log_sizes(config, &pins, &sizes, pinned.is_some());
-    let mut ebpf = loader::load(crate::EBPF_OBJECT, &sizes, Some(&pins))?;
+    let flow_seed = pins.flow_seed(pinned.is_some())?;
+    let mut ebpf = loader::load(crate::EBPF_OBJECT, &sizes, flow_seed, Some(&pins))?;
     // The maps are pinned now: say which layout they have (a set adopted
     // from a build that recorded none gets it too).
     pins.record_version()?;

@@ -202,11 +202,17 @@ pub fn raise_memlock_limit() {
     }
 }
 
-/// Load `object` with the maps sized by `sizes` and the program verified;
+/// Load `object` with the maps sized by `sizes`, its flow tags seeded with
+/// `flow_seed` (`PinDir::flow_seed`), and the program verified;
 /// nothing is attached yet. With `pins`, every contract map is taken from
 /// its pin when one exists (adoption: `sizes` must then be the pinned
 /// sizes, see `PinDir::probe`) and created and pinned there otherwise.
-pub fn load(object: &[u8], sizes: &MapSizes, pins: Option<&PinDir>) -> Result<Ebpf, LoaderError> {
+pub fn load(
+    object: &[u8],
+    sizes: &MapSizes,
+    flow_seed: u64,
+    pins: Option<&PinDir>,
+) -> Result<Ebpf, LoaderError> {
     let mut loader = EbpfLoader::new();
     if let Some(pins) = pins {
         for name in super::pin::map_names() {
@@ -218,7 +224,7 @@ pub fn load(object: &[u8], sizes: &MapSizes, pins: Option<&PinDir>) -> Result<Eb
             loader.map_max_entries(map.name, n);
         }
     }
-    let globals = FlowTableGlobals::new(sizes.flow_sets, sizes.flow_sets_v6);
+    let globals = FlowTableGlobals::new(sizes.flow_sets, sizes.flow_sets_v6).seed(flow_seed);
     globals.set(&mut loader);
     let mut ebpf = loader.load(object).map_err(LoaderError::Load)?;
     let program: &mut Xdp = ebpf
@@ -267,6 +273,11 @@ impl FlowTableGlobals {
             sets_v6,
             seed: lb_common::flow_table::DEFAULT_FLOW_SEED,
         }
+    }
+
+    /// With tags seeded by `seed` instead of the default one.
+    pub fn seed(self, seed: u64) -> Self {
+        Self { seed, ..self }
     }
 
     /// Set them on `loader` (before `load`).

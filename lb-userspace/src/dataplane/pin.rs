@@ -9,6 +9,11 @@
 //!   pinned maps (`lb_common::layout::LAYOUT_VERSION`); a set with another
 //!   version is refused, one without (pinned before versions were
 //!   recorded) is adopted when its maps have the expected shapes;
+//! - `FLOW_SEED`: a one-entry array holding the seed of the flow tags the
+//!   pinned flow tables were written with (`lb_common::flow_table`), drawn
+//!   at random when a set is created, so that nobody can choose tuples that
+//!   share a set with somebody else's flow; an adopting agent loads its
+//!   program with it;
 //! - `link_<interface>`: the bpf_link attaching the program to that
 //!   interface. The link holds the program, so the program needs no pin of
 //!   its own; a new agent swaps its own program into the same link
@@ -32,7 +37,9 @@ use aya::{
     maps::{Array, MapData, MapType},
     programs::links::PinnedLink,
 };
-use lb_common::layout::{Entries, MapKind, MapSpec, Pin, LAYOUT_VERSION, MAPS, VERSION_MAP};
+use lb_common::layout::{
+    Entries, MapKind, MapSpec, Pin, FLOW_SEED_MAP, LAYOUT_VERSION, MAPS, VERSION_MAP,
+};
 
 use super::loader::MapSizes;
 
@@ -72,6 +79,8 @@ pub enum PinError {
     },
     #[error("cannot record the layout version in {path}: {detail}")]
     RecordVersion { path: PathBuf, detail: String },
+    #[error("cannot read or record the flow tags' seed in {path}: {detail}")]
+    FlowSeed { path: PathBuf, detail: String },
     #[error(
         "another lb agent is running on the data plane pinned in {dir} (give each agent its own \
          --pin-dir)"
@@ -324,6 +333,38 @@ impl PinDir {
         array.pin(&path).map_err(|e| err(e.to_string()))
     }
 
+    /// The seed of the flow tags for the maps about to be loaded here:
+    /// the pinned one when `adopting` a set that has one; otherwise a new
+    /// random seed, pinned before the maps are (a set adopted without one,
+    /// which only a crash between the two could leave, gets a new seed: its
+    /// flows are forgotten and scheduled again by the Maglev ring).
+    pub fn flow_seed(&self, adopting: bool) -> Result<u64, PinError> {
+        let path = self.map(FLOW_SEED_MAP);
+        let err = |detail: String| PinError::FlowSeed {
+            path: path.clone(),
+            detail,
+        };
+        if adopting && path.exists() {
+            let data = MapData::from_pin(&path).map_err(|e| err(e.to_string()))?;
+            let array: Array<MapData, u64> =
+                Array::try_from(aya::maps::Map::Array(data)).map_err(|e| err(e.to_string()))?;
+            return array.get(&0, 0).map_err(|e| err(e.to_string()));
+        }
+        if adopting {
+            tracing::warn!(
+                "the pinned data plane in {} has no {FLOW_SEED_MAP}: its flows are scheduled \
+                 again by the Maglev ring",
+                self.dir.display()
+            );
+        }
+        let seed = random_seed().map_err(|e| err(e.to_string()))?;
+        let mut array: Array<MapData, u64> = Array::create(1, 0).map_err(|e| err(e.to_string()))?;
+        array.set(0, seed, 0).map_err(|e| err(e.to_string()))?;
+        remove_file(&path)?;
+        array.pin(&path).map_err(|e| err(e.to_string()))?;
+        Ok(seed)
+    }
+
     /// Interfaces with a pinned link.
     pub fn linked_interfaces(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -367,7 +408,7 @@ impl PinDir {
         for interface in &interfaces {
             self.remove_link(interface)?;
         }
-        for name in map_names().into_iter().chain([VERSION_MAP]) {
+        for name in map_names().into_iter().chain([VERSION_MAP, FLOW_SEED_MAP]) {
             remove_file(&self.map(name))?;
         }
         match std::fs::remove_dir(&self.dir) {
@@ -383,6 +424,18 @@ impl PinDir {
         }
         Ok(interfaces)
     }
+}
+
+/// Eight bytes from the kernel's random pool (never 0 in practice; any
+/// value works as a seed).
+fn random_seed() -> io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    // SAFETY: `bytes` is a writable buffer of the length passed.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::from_ne_bytes(bytes))
 }
 
 fn remove_file(path: &Path) -> Result<(), PinError> {
