@@ -212,9 +212,9 @@ pub struct RealServerStatus {
     pub address: String,
     pub port: u16,
     pub weight: u32,
-    /// Entries of the flow table pointing at this real server. The table is
-    /// an LRU that is not aged, so this counts recent flows (closed ones
-    /// included until evicted), not only open connections.
+    /// Entries of the flow table pointing at this real server. Entries are
+    /// not aged, so this counts recent flows (closed ones included until
+    /// their set needs the way), not only open connections.
     pub flows: u64,
     /// May carry flows (false while removed or down).
     pub active: bool,

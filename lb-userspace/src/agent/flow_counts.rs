@@ -17,9 +17,10 @@
 //!   most a tenth of a CPU), while requests keep coming, and goes idle
 //!   [`IDLE_AFTER`] after the last one: an agent nobody scrapes does not walk.
 //!
-//! Flows cannot be counted exactly in the data plane instead: the table is
-//! an LRU, and an evicted flow gives the program no chance to decrement a
-//! per-real-server counter, so such counters would only ever grow.
+//! Flows are not counted in the data plane instead: a closed connection's
+//! entry stays until its set needs the way, so a per-real-server counter
+//! kept by the program would count what the table holds, as this walk
+//! does, at the price of a counter write on every new flow.
 
 use std::{
     sync::{

@@ -155,7 +155,7 @@ pub struct AgentConfig {
     /// Interfaces XDP attaches to; client side first.
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
-    /// Entries of the LRU flow table.
+    /// Entries of the flow table (per family; sets of four).
     pub flow_table_size: u32,
     pub control_socket: PathBuf,
     pub metrics_listen: Option<SocketAddr>,
