@@ -169,7 +169,13 @@ pub fn flow_key(src: &str, dst: &str, proto: u8) -> FlowKey {
 }
 
 /// Sets of each flow table of the fixtures (4,096 flows).
-const FLOW_SETS: u32 = 1024;
+pub const FLOW_SETS: u32 = 1024;
+
+/// The set of `FLOWS_V4` the program files the IPv4 flow `key` in.
+pub fn flow_set_of(key: &FlowKey) -> u32 {
+    let k4 = key.narrow().expect("an IPv4 flow");
+    set_index(flow_tag_v4(&k4, DEFAULT_FLOW_SEED), FLOW_SETS)
+}
 
 pub struct Lb {
     pub net: Net,

@@ -401,3 +401,57 @@ pub(crate) fn ipv4_and_ipv6_flows_are_recorded_in_the_table_of_their_family() {
     };
     assert_eq!(lb.flow_v4(&truncated), None, "an IPv6 flow in FLOWS_V4");
 }
+
+/// A set holds four flows, most recently used first (`lb_common::flow_table`):
+/// a fifth flow in the same set forgets the set's least recently used flow,
+/// whose next packet the ring schedules again (to the same real server: the
+/// service did not change) and records anew, forgetting the next one.
+#[test]
+pub(crate) fn a_full_set_forgets_its_least_recently_used_flow() {
+    let lb = world();
+    let v = format!("{VIP}:80");
+    let key = |port: u16| flow_key(&format!("{CLIENT}:{port}"), &v, PROTO_TCP);
+    // Five client ports whose flows share one set (about one port in
+    // `FLOW_SETS` does).
+    let set = flow_set_of(&key(31_000));
+    let ports: Vec<u16> = (31_000u16..)
+        .filter(|p| flow_set_of(&key(*p)) == set)
+        .take(5)
+        .collect();
+    let send = |port: u16, flags: u8| {
+        let f = Frame::tcp(&format!("{CLIENT}:{port}"), &v)
+            .tcp_flags(flags)
+            .build();
+        assert_eq!(lb.run(lb.net.eth0, &f).0, verdict::REDIRECT, "port {port}");
+    };
+    let recorded = |port: u16| lb.flow(&key(port));
+    let expected = |port: u16| {
+        Some(Flow {
+            backend_id: lb.predict(WEB, &key(port)),
+            service_id: WEB,
+        })
+    };
+    for &p in &ports[..4] {
+        send(p, TCP_SYN);
+    }
+    // The first flow is used again: the second is now the least recent.
+    send(ports[0], TCP_ACK);
+    send(ports[4], TCP_SYN);
+    assert_eq!(recorded(ports[1]), None, "the least recent flow was kept");
+    for &p in [ports[0], ports[2], ports[3], ports[4]].iter() {
+        assert_eq!(recorded(p), expected(p), "port {p} was forgotten");
+    }
+    // The forgotten flow's next segment goes where the ring says, and is
+    // recorded again in place of the least recent one, the third.
+    assert_eq!(
+        kernel_choice(
+            &lb,
+            ports[1],
+            80,
+            &lb.backends.keys().copied().collect::<Vec<_>>()
+        ),
+        expected(ports[1]).unwrap().backend_id
+    );
+    assert_eq!(recorded(ports[1]), expected(ports[1]));
+    assert_eq!(recorded(ports[2]), None, "the least recent flow was kept");
+}
