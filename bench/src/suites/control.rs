@@ -209,7 +209,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Report> {
                         format!("{cpu:.2}"),
                         fmt_value(startup),
                         n.to_string(),
-                        "131072 (default)".into(),
+                        format!(
+                            "{} (default)",
+                            lb_userspace::config::DEFAULT_FLOW_TABLE_SIZE
+                        ),
                     ],
                 ));
             }
