@@ -705,7 +705,7 @@ fn a_stopped_real_server_leaves_under_load_and_returns_after_rise_checks() {
 /// commands to run, and those commands work. One pinned by a build that
 /// recorded no version (same maps) is adopted and gets the version.
 #[test]
-fn a_pinned_set_of_another_layout_is_refused_with_both_versions_and_the_fix() {
+fn a_pinned_set_of_an_older_layout_is_replaced_and_a_newer_one_refused_with_the_fix() {
     use aya::maps::{Array, Map, MapData};
     use lb_common::layout::{LAYOUT_VERSION, VERSION_MAP};
 
@@ -735,6 +735,30 @@ fn a_pinned_set_of_another_layout_is_refused_with_both_versions_and_the_fix() {
         LAYOUT_VERSION,
         "lb run pins its layout version"
     );
+    // An older layout (an upgrade of lb) is replaced, not refused: the new
+    // agent creates its maps and swaps its program into the links, so XDP
+    // stays attached, and pins this build's version.
+    version.set(0, LAYOUT_VERSION - 1, 0).unwrap();
+    drop(version);
+    t.start_agent(&two, "agent-u.log").kill();
+    let log = std::fs::read_to_string(t.dir.join("agent-u.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "has map layout version {}, this lb build uses {LAYOUT_VERSION}: replacing its maps",
+            LAYOUT_VERSION - 1
+        )),
+        "a set of the previous layout was not replaced:\n{log}"
+    );
+    assert!(
+        log.contains("replaced the previous one in the pinned link"),
+        "the links did not take the new program:\n{log}"
+    );
+    assert_eq!(t.xdp_interfaces().len(), 4, "XDP left an interface");
+    let data = MapData::from_pin(&pin).unwrap_or_else(|e| panic!("opening {pin}: {e}"));
+    let mut version: Array<MapData, u32> = Array::try_from(Map::Array(data)).unwrap();
+    assert_eq!(version.get(&0, 0).unwrap(), LAYOUT_VERSION);
+
+    // A newer layout (a downgrade) is refused with the way out.
     let other = LAYOUT_VERSION + 1;
     version.set(0, other, 0).unwrap();
 

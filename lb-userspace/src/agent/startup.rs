@@ -36,7 +36,7 @@ use crate::{
         loader::{self, MapSizes},
         maps::KernelMaps,
         neighbour,
-        pin::PinDir,
+        pin::{PinDir, PinError},
         programmer::{ProgramError, Programmer},
     },
     health,
@@ -248,7 +248,7 @@ fn load_dataplane(
     loader::raise_memlock_limit();
     pins.prepare()?;
     let pin_lock = pins.lock()?;
-    let pinned = pins.probe()?;
+    let pinned = probe_or_upgrade(&pins)?;
     let sizes = pinned.unwrap_or_else(|| MapSizes::for_config(config));
     log_sizes(config, &pins, &sizes, pinned.is_some());
     let flow_seed = pins.flow_seed(pinned.is_some())?;
@@ -299,6 +299,30 @@ fn load_dataplane(
         dataplane,
         dr_next_hops,
     })
+}
+
+/// The sizes of the pinned set this agent adopts, `None` to create one. A
+/// set of an older map layout (an upgrade of lb) is replaced instead of
+/// refused: its map pins go, the new maps are created, and the links take
+/// this agent's program atomically, so XDP never stops; what is lost is the
+/// flow table (each flow's next packet is scheduled again by the Maglev
+/// ring, to the same real server while the set of servers is unchanged)
+/// and the counters. A newer layout (a downgrade) is still refused.
+fn probe_or_upgrade(pins: &PinDir) -> Result<Option<MapSizes>, PinError> {
+    match pins.probe() {
+        Err(PinError::Version { dir, pinned, ours }) if pinned < ours => {
+            tracing::warn!(
+                "the data plane pinned in {} has map layout version {pinned}, this lb build \
+                 uses {ours}: replacing its maps (XDP stays attached and takes this agent's \
+                 program atomically; flows are scheduled again by the Maglev ring, to the same \
+                 real servers while the set is unchanged; counters restart)",
+                dir.display()
+            );
+            pins.remove_maps()?;
+            Ok(None)
+        }
+        other => other,
+    }
 }
 
 fn log_sizes(config: &Config, pins: &PinDir, sizes: &MapSizes, adopting: bool) {

@@ -365,6 +365,17 @@ impl PinDir {
         Ok(seed)
     }
 
+    /// Remove the pins of the maps, the layout version and the flow seed,
+    /// leaving the links: what `unload` does after detaching, and what an
+    /// agent does before it replaces the maps of an older layout (the
+    /// programs in the links keep their maps until it swaps in its own).
+    pub fn remove_maps(&self) -> Result<(), PinError> {
+        for name in map_names().into_iter().chain([VERSION_MAP, FLOW_SEED_MAP]) {
+            remove_file(&self.map(name))?;
+        }
+        Ok(())
+    }
+
     /// Interfaces with a pinned link.
     pub fn linked_interfaces(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -408,9 +419,7 @@ impl PinDir {
         for interface in &interfaces {
             self.remove_link(interface)?;
         }
-        for name in map_names().into_iter().chain([VERSION_MAP, FLOW_SEED_MAP]) {
-            remove_file(&self.map(name))?;
-        }
+        self.remove_maps()?;
         match std::fs::remove_dir(&self.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
