@@ -41,6 +41,21 @@ impl FlowCounts {
         counts
     }
 
+    /// Count the flows of `sets`.
+    fn add_sets(&mut self, sets: &[FlowSet]) {
+        for set in sets {
+            self.add_set(set);
+        }
+    }
+
+    fn add_set(&mut self, set: &FlowSet) {
+        for way in &set.ways {
+            if way.tag != 0 {
+                self.add([way.flow]);
+            }
+        }
+    }
+
     fn add(&mut self, flows: impl IntoIterator<Item = Flow>) {
         for flow in flows {
             let owner = FlowOwner {
@@ -67,21 +82,84 @@ impl FlowCounts {
         }
     }
 
-    /// Count the flows of the flow table `table` in batches; when the
-    /// kernel refuses, set by set.
+    /// Count the flows of the flow table `table`: read in place through a
+    /// read-only mapping of the map (the tables are `BPF_F_MMAPABLE`: no
+    /// system call per set, no copy); a table that cannot be mapped (one
+    /// made without the flag) in batches; when the kernel refuses those
+    /// too, set by set.
     pub fn walk(table: &Array<MapData, FlowSet>) -> Self {
-        match lookup_batched(table.map().fd().as_fd()) {
+        let fd = table.map().fd().as_fd();
+        match Mapped::new(fd, table.len()) {
+            Ok(mapped) => return mapped.count(),
+            Err(e) => tracing::debug!("counting flows in batches (no mapping: {e})"),
+        }
+        match lookup_batched(fd) {
             Ok(counts) => counts,
             Err(e) => {
                 tracing::debug!("counting flows set by set (no batch lookup: {e})");
-                Self::of(
-                    table
-                        .iter()
-                        .filter_map(Result::ok)
-                        .flat_map(|set| set.flows().collect::<Vec<_>>()),
-                )
+                let mut counts = Self::default();
+                for set in table.iter().filter_map(Result::ok) {
+                    counts.add_set(&set);
+                }
+                counts
             }
         }
+    }
+}
+
+/// A read-only mapping of a flow table's sets (`mmap` of a
+/// `BPF_F_MMAPABLE` array map: its values start at offset 0, page-aligned).
+struct Mapped {
+    ptr: *const FlowSet,
+    sets: usize,
+    len: usize,
+}
+
+impl Mapped {
+    fn new(fd: BorrowedFd<'_>, sets: u32) -> std::io::Result<Self> {
+        let sets = sets as usize;
+        let len = sets * std::mem::size_of::<FlowSet>();
+        // SAFETY: a fresh shared read-only mapping of the map's values; the
+        // kernel checks the fd, the length and that the map is mappable.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self {
+            ptr: ptr.cast(),
+            sets,
+            len,
+        })
+    }
+
+    /// Count every flow; each set is copied out with one volatile read, as
+    /// the data plane may be rewriting it meanwhile.
+    fn count(&self) -> FlowCounts {
+        let mut counts = FlowCounts::default();
+        for i in 0..self.sets {
+            // SAFETY: `i` is within the mapping, which holds `sets`
+            // page-aligned, hence 64-byte-aligned, `FlowSet`s of plain
+            // integers (any bit pattern is a value).
+            let set = unsafe { std::ptr::read_volatile(self.ptr.add(i)) };
+            counts.add_set(&set);
+        }
+        counts
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
     }
 }
 
@@ -204,22 +282,14 @@ fn lookup_batched(fd: BorrowedFd<'_>) -> std::io::Result<FlowCounts> {
         match error {
             // ENOENT: the walk is over; `count` says what this last call read.
             Some(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                counts.add(
-                    values[..read]
-                        .iter()
-                        .flat_map(|s| s.flows().collect::<Vec<_>>()),
-                );
+                counts.add_sets(&values[..read]);
                 return Ok(counts);
             }
             Some(e) => return Err(e),
             None if read == 0 => {
                 return Err(std::io::Error::other("a batch lookup read nothing"));
             }
-            None => counts.add(
-                values[..read]
-                    .iter()
-                    .flat_map(|s| s.flows().collect::<Vec<_>>()),
-            ),
+            None => counts.add_sets(&values[..read]),
         }
         position = next;
         first = false;

@@ -20,6 +20,9 @@ use lb_common::{
     ServiceSlot,
 };
 
+/// `BPF_F_MMAPABLE` (linux/bpf.h): the flow tables' flag.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
 /// A map operation the kernel refused.
 #[derive(Debug, thiserror::Error)]
 #[error("{op} on BPF map {map} failed: {source}")]
@@ -227,8 +230,11 @@ impl KernelMaps {
                 .map_err(create(names::VERDICT_STATS))?,
             event_stats: PerCpuArray::create(lb_common::event::COUNT, 0)
                 .map_err(create(names::EVENT_STATS))?,
-            flows: Array::create(sizes.flow_sets_v6, 0).map_err(create(names::FLOWS))?,
-            flows_v4: Array::create(sizes.flow_sets, 0).map_err(create(names::FLOWS_V4))?,
+            // Mappable, as the program's (`flows::walk` reads them in place).
+            flows: Array::create(sizes.flow_sets_v6, BPF_F_MMAPABLE)
+                .map_err(create(names::FLOWS))?,
+            flows_v4: Array::create(sizes.flow_sets, BPF_F_MMAPABLE)
+                .map_err(create(names::FLOWS_V4))?,
             services_by_id: Array::create(sizes.services, 0)
                 .map_err(create(names::SERVICES_BY_ID))?,
             filter: None,
