@@ -22,8 +22,10 @@
 //! moves it to way 0, and an insert puts the new flow in way 0 and drops
 //! the last way. So a flow is forgotten when [`FLOW_WAYS`] flows used more
 //! recently share its set (the LRU map forgot the least recent flow of the
-//! whole table). A forgotten flow's next packet is scheduled again by the
-//! Maglev ring: to the same real server unless the set of servers changed.
+//! whole table): an idle flow, after K newer flows in a table of N entries,
+//! with probability P(Poisson(4K/N) >= 4) (1.9% at K = N/4, 14% at N/2).
+//! A forgotten flow's next packet is scheduled again by the Maglev ring: to
+//! the same real server unless the set of servers changed.
 //!
 //! Concurrency: the program writes the sets in place, as the LRU map's
 //! nodes were reused in place. A packet that reads a set while another CPU
