@@ -31,7 +31,9 @@
 //! nodes were reused in place. A packet that reads a set while another CPU
 //! reorders it may miss its flow, which is then scheduled by the ring as
 //! above and written again (the insert finds and reuses an entry with its
-//! tag, so a set never holds one flow twice for long).
+//! tag, so a set never holds one flow twice for long). Two CPUs inserting
+//! into one set within the same few nanoseconds can lose one of its
+//! entries, with the same outcome for that flow.
 //!
 //! This module is the pure core, shared by the program (on map memory) and
 //! the host (tests, counting): no I/O.
