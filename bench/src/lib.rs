@@ -12,6 +12,7 @@
 pub mod gen;
 pub mod machine;
 pub mod packet;
+pub mod peer;
 pub mod plot;
 pub mod probe;
 pub mod report;
