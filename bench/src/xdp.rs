@@ -129,6 +129,8 @@ pub fn maglev_ring(backends: &[(u32, SocketAddrV4)], size: u32) -> Vec<u32> {
 pub struct Lb {
     pub ebpf: Ebpf,
     next_ring_offset: u32,
+    /// `SERVICE_INDEX` as the agent keeps it (its own core).
+    index: lb_userspace::dataplane::service_index::ServiceIndex,
 }
 
 impl Lb {
@@ -172,6 +174,7 @@ impl Lb {
         Ok(Lb {
             ebpf,
             next_ring_offset: 0,
+            index: Default::default(),
         })
     }
 
@@ -180,11 +183,23 @@ impl Lb {
     }
 
     pub fn backend(&mut self, id: u32, service_id: u32, addr: SocketAddrV4) -> anyhow::Result<()> {
+        self.backend_flags(id, service_id, addr, BACKEND_F_ACTIVE)
+    }
+
+    /// [`Lb::backend`] with its `BACKEND_F_*` flags (0: a real server
+    /// declared down, whose flows are scheduled again).
+    pub fn backend_flags(
+        &mut self,
+        id: u32,
+        service_id: u32,
+        addr: SocketAddrV4,
+        flags: u8,
+    ) -> anyhow::Result<()> {
         let b = Backend {
             addr: addr_word(&addr),
             port_be: addr.port().to_be(),
             family: FAMILY_IPV4,
-            flags: BACKEND_F_ACTIVE,
+            flags,
             service_id,
         };
         let mut m: Array<&mut MapData, Backend> =
@@ -235,6 +250,13 @@ impl Lb {
                 service: svc,
             };
             a.set(id, slot, 0)?;
+        }
+        // After the slot, as the agent writes it (an older object has no
+        // index: its new flows take the SERVICES lookup).
+        if let Some(map) = self.ebpf.map_mut(names::SERVICE_INDEX) {
+            let mut a: Array<&mut MapData, u32> = Array::try_from(map)?;
+            let (entry, value) = self.index.set(&endpoint(vip, proto), id);
+            a.set(entry, value, 0)?;
         }
         Ok(())
     }

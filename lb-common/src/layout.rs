@@ -17,7 +17,7 @@ use core::mem::size_of;
 
 use crate::{
     names, AddrKey, Backend, Counters, DrNextHop, EndpointKey, FlowSet, ReverseNat, Service,
-    ServiceSlot, ENDPOINT_FILTER_WORDS,
+    ServiceSlot, ENDPOINT_FILTER_WORDS, SERVICE_INDEX_ENTRIES,
 };
 
 /// The layout of the pinned maps this build reads and writes. 1 was the
@@ -111,7 +111,7 @@ macro_rules! spec {
 }
 
 /// Every map of the program, in the order the agent reports them.
-pub const MAPS: [MapSpec; 15] = [
+pub const MAPS: [MapSpec; 16] = [
     spec!(
         names::SERVICES,
         Hash,
@@ -227,6 +227,17 @@ pub const MAPS: [MapSpec; 15] = [
         u64,
         Entries::Exactly(ENDPOINT_FILTER_WORDS),
         Optional
+    ),
+    // Not pinned, so no layout version bump: rebuilt from `SERVICES` for
+    // each program the agent loads (an index the agent cannot see would be
+    // one it cannot keep in step).
+    spec!(
+        names::SERVICE_INDEX,
+        Array,
+        u32,
+        u32,
+        Entries::Exactly(SERVICE_INDEX_ENTRIES),
+        No
     ),
     // Not pinned, so no layout version bump: the switch belongs to the
     // program. An agent that adopts a pinned set still loads (and swaps

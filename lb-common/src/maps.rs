@@ -44,6 +44,12 @@ pub mod names {
     /// adopting a set from a build that did not have it (created and filled
     /// from the pinned `SERVICES` / `REVERSE_NAT` then).
     pub const ENDPOINT_FILTER: &str = "ENDPOINT_FILTER";
+    /// The service id (plus one) of each [`crate::service_index`] that
+    /// exactly one key of `SERVICES` has, 0 elsewhere: how a new flow finds
+    /// its service without the `SERVICES` hash lookup. Written by the agent
+    /// with `SERVICES`. Not pinned: it belongs to the program the agent
+    /// loaded, and is filled from `SERVICES` before that program runs.
+    pub const SERVICE_INDEX: &str = "SERVICE_INDEX";
     /// The data plane's log switch (`crate::ebpf_log`): written by the
     /// agent, read by the program on rare events only. Not pinned: it
     /// belongs to the program that the agent loaded (an adopting agent
@@ -113,6 +119,24 @@ pub fn endpoint_filter_bit(key: &EndpointKey) -> u32 {
     h = h.wrapping_mul(0x85eb_ca6b);
     h ^= h >> 13;
     h >> (32 - ENDPOINT_FILTER_BITS_LOG2)
+}
+
+/// Entries of `SERVICE_INDEX` (u32 each: 64 KiB). Fixed, like the filter.
+pub const SERVICE_INDEX_ENTRIES: u32 = 1 << SERVICE_INDEX_LOG2;
+const SERVICE_INDEX_LOG2: u32 = 14;
+
+/// The `SERVICE_INDEX` entry of the key whose filter bit is `filter_bit`
+/// (`endpoint_filter_bit`): its high bits, so the data plane reuses the
+/// hash its filter test computed.
+#[inline(always)]
+pub fn service_index_of(filter_bit: u32) -> u32 {
+    filter_bit >> (ENDPOINT_FILTER_BITS_LOG2 - SERVICE_INDEX_LOG2)
+}
+
+/// The `SERVICE_INDEX` entry of `key`.
+#[inline(always)]
+pub fn service_index(key: &EndpointKey) -> u32 {
+    service_index_of(endpoint_filter_bit(key))
 }
 
 /// Which side of a packet an address bit of `ENDPOINT_FILTER` stands for:

@@ -67,7 +67,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{event, Backend, EndpointKey, SVC_F_DR, SVC_F_NAT};
 
 use crate::{
-    maps::{may_hold, REVERSE_NAT, SERVICES},
+    maps::{may_hold, may_hold_bit, REVERSE_NAT, SERVICES},
     parse::{Packet, L4},
     verdict::{Outcome, Verdict, NONE},
 };
@@ -162,8 +162,9 @@ fn try_lb_xdp(ctx: &XdpContext) -> Outcome {
     };
     // The filter first: most packets that are not ours leave after two
     // array reads, before the hash lookups.
-    if may_hold(&vip) {
-        if let Some(outcome) = to_service(ctx, &p, &vip) {
+    let bit = lb_common::endpoint_filter_bit(&vip);
+    if may_hold_bit(bit) {
+        if let Some(outcome) = to_service(ctx, &p, &vip, bit) {
             return outcome;
         }
     }
@@ -184,12 +185,14 @@ fn try_lb_xdp(ctx: &XdpContext) -> Outcome {
     Ok(Verdict::pass(NONE))
 }
 
-/// A packet whose (destination, port) may be a virtual service: its
-/// outcome, or `None` when it is not for one. The flow table first, so an
-/// established flow's packet costs a flow lookup and array reads, with no
-/// `SERVICES` hash lookup (`schedule::established`).
+/// A packet whose (destination, port) may be a virtual service (`bit`: its
+/// filter bit): its outcome, or `None` when it is not for one. The flow
+/// table first, so an established flow's packet costs a flow lookup and
+/// array reads, with no `SERVICES` hash lookup (`schedule::established`);
+/// a new flow finds its service through `SERVICE_INDEX` where it can
+/// (`schedule::indexed_service`), through `SERVICES` otherwise.
 #[inline(always)]
-fn to_service(ctx: &XdpContext, p: &Packet, vip: &EndpointKey) -> Option<Outcome> {
+fn to_service(ctx: &XdpContext, p: &Packet, vip: &EndpointKey, bit: u32) -> Option<Outcome> {
     let key = schedule::key_of(p);
     let known = if parse::tcp_syn(ctx, p) {
         None
@@ -209,10 +212,13 @@ fn to_service(ctx: &XdpContext, p: &Packet, vip: &EndpointKey) -> Option<Outcome
                 break 'found (flow.service_id, flags, choice);
             }
         }
-        let svc = SERVICES.get_ptr(vip)?;
-        // SAFETY: a map value pointer; copied because the agent may replace
-        // the value while we run, and one packet should see one version.
-        let svc = unsafe { *svc };
+        let svc = match schedule::indexed_service(vip, bit) {
+            Some(svc) => svc,
+            // SAFETY: a map value pointer; copied because the agent may
+            // replace the value while we run, and one packet should see one
+            // version.
+            None => unsafe { *SERVICES.get_ptr(vip)? },
+        };
         // Before scheduling: a packet that goes no further opens no flow.
         if let Err(v) = check(p, svc.flags) {
             return Some(Err(v));

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     defaults, event, flow_table, verdict, AddrKey, Backend, Counters, DrNextHop, EndpointKey,
-    FlowSet, ReverseNat, Service, ServiceSlot, ENDPOINT_FILTER_WORDS,
+    FlowSet, ReverseNat, Service, ServiceSlot, ENDPOINT_FILTER_WORDS, SERVICE_INDEX_ENTRIES,
 };
 
 use crate::fib::NextHop;
@@ -152,10 +152,22 @@ pub static DR_NEXT_HOPS: HashMap<AddrKey, DrNextHop> =
 #[map]
 pub static ENDPOINT_FILTER: Array<u64> = Array::with_max_entries(ENDPOINT_FILTER_WORDS, 0);
 
+/// A service id plus one for each `lb_common::service_index` that exactly
+/// one key of `SERVICES` has, else 0 (see `schedule::indexed_service`).
+/// Written by the agent: an entry is zeroed before its service's value
+/// changes or leaves `SERVICES`, and set after its `SERVICES_BY_ID` slot.
+#[map]
+pub static SERVICE_INDEX: Array<u32> = Array::with_max_entries(SERVICE_INDEX_ENTRIES, 0);
+
 /// Whether `key` may be in `SERVICES` or `REVERSE_NAT` (false: certainly not).
 #[inline(always)]
 pub fn may_hold(key: &EndpointKey) -> bool {
-    let bit = lb_common::endpoint_filter_bit(key);
+    may_hold_bit(lb_common::endpoint_filter_bit(key))
+}
+
+/// [`may_hold`] of the key whose bit is `bit`.
+#[inline(always)]
+pub fn may_hold_bit(bit: u32) -> bool {
     match ENDPOINT_FILTER.get(bit >> 6) {
         Some(w) => *w & (1u64 << (bit & 63)) != 0,
         None => true,

@@ -47,6 +47,8 @@ mod forwarding;
 mod next_hops;
 #[path = "xdp_fixtures/parse.rs"]
 mod parse;
+#[path = "xdp_fixtures/service_index.rs"]
+mod service_index;
 #[path = "xdp_fixtures/table.rs"]
 mod table;
 

@@ -7,7 +7,7 @@
 
 use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
 
-use super::filter::KernelFilter;
+use super::{filter::KernelFilter, service_index::KernelServiceIndex};
 use aya::{
     maps::{Array, HashMap, IterableMap as _, Map, MapData, MapError, PerCpuArray, PerCpuValues},
     sys::SyscallError,
@@ -78,6 +78,9 @@ pub struct KernelMaps {
     /// the writes below; absent on read-only handles (`open_pinned`) and
     /// standalone maps (no program reads them).
     filter: Option<KernelFilter>,
+    /// `SERVICE_INDEX`, kept in step with `services_by_id` by
+    /// `set_service` and `remove_service`; absent where the filter is.
+    index: Option<KernelServiceIndex>,
     nr_cpus: usize,
 }
 
@@ -106,6 +109,8 @@ pub enum MapOpenError {
     /// that carries this enum larger.
     #[error("cannot fill BPF map SERVICES_BY_ID: {0}")]
     Slots(#[source] Box<MapWriteError>),
+    #[error("cannot fill BPF map SERVICE_INDEX: {0}")]
+    Index(#[source] Box<MapWriteError>),
     #[error("cannot open a second handle on BPF map {name}: {source}")]
     Reopen {
         name: &'static str,
@@ -131,11 +136,14 @@ impl KernelMaps {
             take(ebpf, names::REVERSE_NAT)?;
         // Before the program is attached, as the filter below.
         let mut services_by_id = take(ebpf, names::SERVICES_BY_ID)?;
-        sync_slots(
-            &mut services_by_id,
-            &services.iter().filter_map(Result::ok).collect::<Vec<_>>(),
+        let pinned: Vec<(EndpointKey, Service)> = services.iter().filter_map(Result::ok).collect();
+        sync_slots(&mut services_by_id, &pinned).map_err(|e| MapOpenError::Slots(Box::new(e)))?;
+        // After the slots it points into.
+        let index = KernelServiceIndex::new(
+            take(ebpf, names::SERVICE_INDEX)?,
+            &pinned.iter().map(|(k, s)| (*k, s.id)).collect::<Vec<_>>(),
         )
-        .map_err(|e| MapOpenError::Slots(Box::new(e)))?;
+        .map_err(|e| MapOpenError::Index(Box::new(e)))?;
         // Before the program is attached: adopted keys get their bits.
         let filter = KernelFilter::new(
             take(ebpf, names::ENDPOINT_FILTER)?,
@@ -159,6 +167,7 @@ impl KernelMaps {
             flows_v4: take(ebpf, names::FLOWS_V4)?,
             services_by_id,
             filter: Some(filter),
+            index: Some(index),
             nr_cpus,
         })
     }
@@ -200,6 +209,7 @@ impl KernelMaps {
             flows_v4: open(pins, names::FLOWS_V4)?,
             services_by_id: open(pins, names::SERVICES_BY_ID)?,
             filter: None,
+            index: None,
             nr_cpus,
         })
     }
@@ -238,6 +248,7 @@ impl KernelMaps {
             services_by_id: Array::create(sizes.services, 0)
                 .map_err(create(names::SERVICES_BY_ID))?,
             filter: None,
+            index: None,
             nr_cpus,
         })
     }
@@ -458,6 +469,10 @@ impl MapWriter for KernelMaps {
         if let Some(f) = &mut self.filter {
             f.add(false, key)?;
         }
+        // Nobody follows the index into a slot being rewritten.
+        if let Some(ix) = &mut self.index {
+            ix.hide(key)?;
+        }
         self.services
             .insert(key, value, 0)
             .map_err(err(names::SERVICES, "update"))?;
@@ -470,12 +485,19 @@ impl MapWriter for KernelMaps {
         };
         self.services_by_id
             .set(value.id, slot, 0)
-            .map_err(err(names::SERVICES_BY_ID, "update"))
+            .map_err(err(names::SERVICES_BY_ID, "update"))?;
+        match &mut self.index {
+            Some(ix) => ix.set(key, value.id),
+            None => Ok(()),
+        }
     }
 
     fn remove_service(&mut self, key: &EndpointKey) -> Result<(), MapWriteError> {
-        // The slot is cleared before the service leaves `SERVICES`, so no
-        // flow of it is forwarded after it is gone.
+        // The index first, then the slot, before the service leaves
+        // `SERVICES`, so no flow of it is forwarded after it is gone.
+        if let Some(ix) = &mut self.index {
+            ix.remove(key)?;
+        }
         if let Ok(service) = self.services.get(key, 0) {
             let id = service.id;
             if self.service_slot(id).is_ok_and(|s| s.vip == *key) {

@@ -4,7 +4,8 @@
 //! counters back ([`stats`], flows counted by [`flows`]), and keeping DR
 //! real servers' neighbour entries resolved ([`neighbour`]) and copied
 //! where the program finds them with forwarding off ([`dr_next_hops`]);
-//! the program's log switch and the printing of its records ([`ebpf_log`]).
+//! the index through which new flows find their service
+//! ([`service_index`]); the program's log switch and the printing of its records ([`ebpf_log`]).
 
 pub mod device;
 pub mod dr_next_hops;
@@ -19,4 +20,5 @@ pub mod neighbour;
 pub mod pin;
 pub mod programmer;
 pub mod ring;
+pub mod service_index;
 pub mod stats;

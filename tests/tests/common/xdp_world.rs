@@ -184,6 +184,8 @@ pub struct Lb {
     pub rings: StdHashMap<u32, Vec<u32>>,
     pub backends: StdHashMap<u32, SocketAddr>,
     pub next_ring_offset: u32,
+    /// `SERVICE_INDEX` as the agent keeps it (the agent's own core).
+    pub index: lb_userspace::dataplane::service_index::ServiceIndex,
 }
 
 impl Lb {
@@ -244,6 +246,7 @@ impl Lb {
             rings: StdHashMap::new(),
             backends: StdHashMap::new(),
             next_ring_offset: 0,
+            index: Default::default(),
         }
     }
 
@@ -295,21 +298,38 @@ impl Lb {
         let mut m: HashMap<&mut MapData, EndpointKey, Service> =
             HashMap::try_from(self.ebpf.map_mut(names::SERVICES).unwrap()).unwrap();
         m.insert(endpoint(vip, proto), svc, 0).unwrap();
-        // After SERVICES, as the agent writes it.
+        // After SERVICES, as the agent writes it, and the index after the
+        // slot (zeroed while a service's slot is rewritten).
+        let key = endpoint(vip, proto);
+        if self.index.value(lb_common::service_index(&key)) != 0 {
+            self.set_index_entry(lb_common::service_index(&key), 0);
+        }
         self.set_slot(
             id,
             ServiceSlot {
-                vip: endpoint(vip, proto),
+                vip: key,
                 service: svc,
             },
         );
+        let (entry, value) = self.index.set(&key, id);
+        self.set_index_entry(entry, value);
         self.rings.insert(id, ring.to_vec());
     }
 
-    /// Removes a service as the agent does: its `SERVICES_BY_ID` slot is
-    /// cleared first, then its `SERVICES` entry (the filter bit stays: a
+    /// `SERVICE_INDEX[entry] = value`.
+    pub fn set_index_entry(&mut self, entry: u32, value: u32) {
+        let mut a: Array<&mut MapData, u32> =
+            Array::try_from(self.ebpf.map_mut(names::SERVICE_INDEX).unwrap()).unwrap();
+        a.set(entry, value, 0).unwrap();
+    }
+
+    /// Removes a service as the agent does: its `SERVICE_INDEX` entry and
+    /// `SERVICES_BY_ID` slot are cleared first, then its `SERVICES` entry (the filter bit stays: a
     /// stale bit only costs a hash lookup).
     pub fn remove_service(&mut self, id: u32, vip: &str, proto: u8) {
+        if let Some((entry, value)) = self.index.remove(&endpoint(vip, proto)) {
+            self.set_index_entry(entry, value);
+        }
         self.set_slot(id, ServiceSlot::default());
         let mut m: HashMap<&mut MapData, EndpointKey, Service> =
             HashMap::try_from(self.ebpf.map_mut(names::SERVICES).unwrap()).unwrap();
