@@ -24,9 +24,25 @@ fn bit_set(bit: u32) -> bool {
     }
 }
 
-/// False when a packet from `src` to `dst` is certainly not ours.
+/// What the first test says of a packet from `src` to `dst`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Ours {
+    /// Neither to a VIP address nor from a NAT real server's.
+    No,
+    /// Maybe to a VIP address (and maybe from a NAT real server's too).
+    ToVip,
+    /// Maybe from a NAT real server's address, certainly not to a VIP's.
+    FromReal,
+}
+
+/// [`Ours`] of a packet from `src` to `dst`.
 #[inline(always)]
-pub fn may_be_ours(family: u8, src: &[u32; 4], dst: &[u32; 4]) -> bool {
-    bit_set(addr_filter_bit(AddrRole::Dst, family, dst))
-        || bit_set(addr_filter_bit(AddrRole::Src, family, src))
+pub fn ours(family: u8, src: &[u32; 4], dst: &[u32; 4]) -> Ours {
+    if bit_set(addr_filter_bit(AddrRole::Dst, family, dst)) {
+        Ours::ToVip
+    } else if bit_set(addr_filter_bit(AddrRole::Src, family, src)) {
+        Ours::FromReal
+    } else {
+        Ours::No
+    }
 }

@@ -67,6 +67,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{event, Backend, EndpointKey, SVC_F_DR, SVC_F_NAT};
 
 use crate::{
+    filter::Ours,
     maps::{may_hold, may_hold_bit, REVERSE_NAT, SERVICES},
     parse::{Packet, L4},
     verdict::{Outcome, Verdict, NONE},
@@ -78,10 +79,12 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     // addresses than ours is the host's, and it should cost the host as
     // little as we can make it (see `filter`). Not counted in
     // VERDICT_STATS: its "pass" is what the program passed after a look.
-    if not_ours(&ctx) {
-        return xdp_action::XDP_PASS;
-    }
-    finish(try_lb_xdp(&ctx))
+    let to_vip = match first_test(&ctx) {
+        Ours::No => return xdp_action::XDP_PASS,
+        Ours::ToVip => true,
+        Ours::FromReal => false,
+    };
+    finish(try_lb_xdp(&ctx, to_vip))
 }
 
 /// ICMP, reached from `lb_xdp` by a tail call (`icmp::jump`): the same
@@ -122,25 +125,29 @@ fn finish(outcome: Outcome) -> u32 {
     v.action
 }
 
-/// A TCP/UDP (or any non-ICMP) IPv4/IPv6 packet that is neither to a VIP
-/// address nor from a NAT real server's address (`filter`): read up to
-/// its addresses, nothing validated, ports not parsed.
+/// The first test (`filter`): `Ours::No` for a TCP/UDP (or any non-ICMP)
+/// IPv4/IPv6 packet that is neither to a VIP address nor from a NAT real
+/// server's address, read up to its addresses, nothing validated, ports
+/// not parsed. Everything the test cannot judge (ICMP, other ethertypes,
+/// short frames) is `ToVip`: the full path decides.
 #[inline(always)]
-fn not_ours(ctx: &XdpContext) -> bool {
+fn first_test(ctx: &XdpContext) -> Ours {
     let Ok(l2) = parse::ethernet(ctx) else {
-        return false;
+        return Ours::ToVip;
     };
     if l2.ethertype != parse::ETH_P_IP && l2.ethertype != parse::ETH_P_IPV6 {
-        return false;
+        return Ours::ToVip;
     }
     match parse::glance(ctx, &l2) {
-        Some(g) => !parse::is_icmp(&g) && !filter::may_be_ours(g.family, &g.src, &g.dst),
-        None => false,
+        Some(g) if !parse::is_icmp(&g) => filter::ours(g.family, &g.src, &g.dst),
+        _ => Ours::ToVip,
     }
 }
 
+/// `to_vip`: the first test found the destination may be a VIP address
+/// (false: only the source may be a NAT real server's).
 #[inline(always)]
-fn try_lb_xdp(ctx: &XdpContext) -> Outcome {
+fn try_lb_xdp(ctx: &XdpContext, to_vip: bool) -> Outcome {
     let l2 = parse::ethernet(ctx)?;
     let p = match l2.ethertype {
         parse::ETH_P_IP => parse::ipv4(ctx, &l2)?,
@@ -160,11 +167,8 @@ fn try_lb_xdp(ctx: &XdpContext) -> Outcome {
         proto: p.proto,
         family: p.family,
     };
-    // The filter first: most packets that are not ours leave after two
-    // array reads, before the hash lookups.
-    let bit = lb_common::endpoint_filter_bit(&vip);
-    if may_hold_bit(bit) {
-        if let Some(outcome) = to_service(ctx, &p, &vip, bit) {
+    if to_vip {
+        if let Some(outcome) = to_service(ctx, &p, &vip) {
             return outcome;
         }
     }
@@ -185,14 +189,15 @@ fn try_lb_xdp(ctx: &XdpContext) -> Outcome {
     Ok(Verdict::pass(NONE))
 }
 
-/// A packet whose (destination, port) may be a virtual service (`bit`: its
-/// filter bit): its outcome, or `None` when it is not for one. The flow
-/// table first, so an established flow's packet costs a flow lookup and
-/// array reads, with no `SERVICES` hash lookup (`schedule::established`);
-/// a new flow finds its service through `SERVICE_INDEX` where it can
+/// A packet to an address that may be a VIP's: its outcome, or `None`
+/// when it is not for a service. The flow table first, so an established
+/// flow's packet costs a flow lookup and array reads, with no `SERVICES`
+/// hash lookup and no filter word (`schedule::established` checks the
+/// entry's VIP); everything else asks the filter for its (VIP, port), then
+/// finds its service through `SERVICE_INDEX` where it can
 /// (`schedule::indexed_service`), through `SERVICES` otherwise.
 #[inline(always)]
-fn to_service(ctx: &XdpContext, p: &Packet, vip: &EndpointKey, bit: u32) -> Option<Outcome> {
+fn to_service(ctx: &XdpContext, p: &Packet, vip: &EndpointKey) -> Option<Outcome> {
     let key = schedule::key_of(p);
     let known = if parse::tcp_syn(ctx, p) {
         None
@@ -211,6 +216,12 @@ fn to_service(ctx: &XdpContext, p: &Packet, vip: &EndpointKey, bit: u32) -> Opti
                 };
                 break 'found (flow.service_id, flags, choice);
             }
+        }
+        // Most packets to a VIP address that are not for a service leave
+        // here, before the hash lookup.
+        let bit = lb_common::endpoint_filter_bit(vip);
+        if !may_hold_bit(bit) {
+            return None;
         }
         let svc = match schedule::indexed_service(vip, bit) {
             Some(svc) => svc,
