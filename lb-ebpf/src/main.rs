@@ -23,6 +23,7 @@
 //! | NAT reply, 802.1Q tagged                 | PASS, rewritten (the kernel judges) | (`NAT_REPLY`) |
 //! | NAT request/reply with TTL <= 1          | PASS, untouched    | `TTL_EXPIRED`     |
 //! | service request, no real server, no sorry server | DROP        | `NO_BACKEND`      |
+//! | new flow whose ring pick is another service's real server (a torn read of a slot being rewritten) | DROP | `NO_BACKEND` |
 //! | NAT request/reply, next hop resolved     | TX / REDIRECT, TTL-1 | (`NAT_REPLY`)   |
 //! | NAT, neighbour unresolved / no route     | PASS, rewritten    | `NEIGH_MISS` / `FIB_MISS` |
 //! | NAT, 802.1Q tagged, egress != ingress    | PASS, rewritten    | -                 |
