@@ -248,7 +248,13 @@ impl KernelMaps {
             services_by_id: Array::create(sizes.services, 0)
                 .map_err(create(names::SERVICES_BY_ID))?,
             filter: None,
-            index: None,
+            // Kept in step as the agent's own, so the programmer's writes
+            // (and their cost) are the agent's.
+            index: Some(KernelServiceIndex::new(
+                Array::create(lb_common::SERVICE_INDEX_ENTRIES, 0)
+                    .map_err(create(names::SERVICE_INDEX))?,
+                &[],
+            )?),
             nr_cpus,
         })
     }
@@ -256,6 +262,13 @@ impl KernelMaps {
     /// The value of `SERVICES[key]`, if any.
     pub fn service(&self, key: &EndpointKey) -> Option<Service> {
         self.services.get(key, 0).ok()
+    }
+
+    /// `SERVICE_INDEX[service_index(key)]`: the id plus one of the service
+    /// a new flow to `key` finds without the hash lookup, 0 for none
+    /// (`None` where these maps have no index: read-only handles).
+    pub fn service_index_entry(&self, key: &EndpointKey) -> Option<u32> {
+        self.index.as_ref().map(|ix| ix.entry(key))
     }
 
     /// `BACKENDS[id]`.
@@ -711,6 +724,8 @@ mod tests {
         // What an established flow's packet reads instead of SERVICES.
         let slot = maps.service_slot(svc.id).unwrap();
         assert_eq!((slot.vip, slot.service), (vip, svc));
+        // And how a new flow finds that slot.
+        assert_eq!(maps.service_index_entry(&vip), Some(svc.id + 1));
         let views = p.services();
         let ids: Vec<u32> = views[0].backends.iter().map(|b| b.id).collect();
         for slot in [0, 1, 65536] {
@@ -764,6 +779,7 @@ mod tests {
         p.apply(&none, &mut maps).unwrap();
         assert!(maps.service(&vip).is_none());
         assert_eq!(maps.service_slot(svc.id).unwrap(), ServiceSlot::default());
+        assert_eq!(maps.service_index_entry(&vip), Some(0));
     }
 
     #[test]

@@ -122,6 +122,12 @@ impl KernelServiceIndex {
         }
     }
 
+    /// What the kernel map holds for `key`'s entry (0 if it cannot be
+    /// read).
+    pub fn entry(&self, key: &EndpointKey) -> u32 {
+        self.map.get(&service_index(key), 0).unwrap_or(0)
+    }
+
     fn write(&mut self, entry: u32, value: u32) -> Result<(), MapWriteError> {
         self.map.set(entry, value, 0).map_err(write_err)
     }
