@@ -806,14 +806,6 @@ fn interleaved(base: &Prog, this: &Lb, that: &Lb, net: &Net, n: u32) -> anyhow::
             verdict::REDIRECT,
         ),
     ];
-    let mut t = Table::new(
-        "ab",
-        "Two objects interleaved, one packet per run (A: this object, B: LB_BENCH_AB)",
-        "ns/packet (median)",
-        "baseline XDP_TX",
-        "cost relative to the baseline timed in the same loop, lower is better",
-    )
-    .columns(&["mean", "p99"]);
     alternate(
         base,
         [&progs[0], &progs[1]],
@@ -821,9 +813,11 @@ fn interleaved(base: &Prog, this: &Lb, that: &Lb, net: &Net, n: u32) -> anyhow::
         &cases,
         net.eth0,
         n,
-        &mut t,
-    )?;
-    Ok(t)
+        (
+            "ab",
+            "Two objects interleaved, one packet per run (A: this object, B: LB_BENCH_AB)",
+        ),
+    )
 }
 
 /// One case of [`alternate`]: its label, the frame of packet `i` and the
@@ -850,8 +844,8 @@ impl<'f> Case<'f> {
 }
 
 /// Times `cases` on two programs alternately, one packet per run, with the
-/// baseline in the same loop (so its share of the load is alike), and
-/// adds a row per case and program (`names`) to `t`.
+/// baseline in the same loop (so its share of the load is alike): a
+/// table (`id`, `title`) with a row per case and program (`names`).
 fn alternate(
     base: &Prog,
     progs: [&Prog; 2],
@@ -859,8 +853,16 @@ fn alternate(
     cases: &[Case],
     eth0: u32,
     n: u32,
-    t: &mut Table,
-) -> anyhow::Result<()> {
+    (id, title): (&str, &str),
+) -> anyhow::Result<Table> {
+    let mut t = Table::new(
+        id,
+        title,
+        "ns/packet (median)",
+        "baseline XDP_TX",
+        "cost relative to the baseline timed in the same loop, lower is better",
+    )
+    .columns(&["mean", "p99"]);
     let mut push = |label: String, d: &[f64]| {
         t.push(Row::new(
             label,
@@ -906,7 +908,7 @@ fn alternate(
     for (label, d) in &rows {
         push(label.clone(), d);
     }
-    Ok(())
+    Ok(t)
 }
 
 /// lb beside Katran (`LB_BENCH_PEER`, see `crate::peer`): the issue's
@@ -1066,22 +1068,17 @@ fn beside_katran(
             expect: [verdict::REDIRECT, verdict::TX],
         },
     ];
-    let mut one = Table::new(
-        "katran_single",
-        "lb beside Katran, one packet per run, alternately (fresh frame every run)",
-        "ns/packet (median)",
-        "baseline XDP_TX",
-        "cost relative to the baseline timed in the same loop, lower is better",
-    )
-    .columns(&["mean", "p99"]);
-    alternate(
+    let mut one = alternate(
         base,
         [&ours, &peer],
         ["lb", "Katran"],
         &cases,
         net.eth0,
         c.single,
-        &mut one,
+        (
+            "katran_single",
+            "lb beside Katran, one packet per run, alternately (fresh frame every run)",
+        ),
     )?;
     let pairs: Vec<(String, String)> = cases
         .iter()
